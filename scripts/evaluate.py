@@ -1,0 +1,27 @@
+"""Rule evaluate: per-example outputs of every replica, and the run's tidy metrics."""
+
+from memlab import data
+from memlab.analysis import with_run
+from memlab.checkpoint import load_checkpoint
+from memlab.io import atomic_path, load_npz, save_npz
+from memlab.runs import evaluate_run
+from memlab.workflow import rule_job
+
+with rule_job(snakemake) as log:
+    sm = snakemake
+    split = data.load_split(sm.input.split)
+    labels = load_npz(sm.input.labels)
+    pert = load_npz(sm.input.perturbed)
+    perturbed = {
+        (str(n), int(s)): x
+        for n, s, x in zip(pert["names"], pert["severities"], pert["x"], strict=True)
+    }
+    arrays, metrics = evaluate_run(load_checkpoint(sm.input.checkpoint), split, labels, perturbed)
+    metrics = with_run(metrics, sm.params.run)
+    save_npz(sm.output.evaluation, **arrays)
+    with atomic_path(sm.output.metrics) as tmp:
+        metrics.to_parquet(tmp, index=False)
+    heldout = metrics.query("split == 'heldout' and metric == 'accuracy'")["value"]
+    log(
+        f"held-out accuracy {heldout.mean():.4f} (replicas {heldout.min():.4f}-{heldout.max():.4f})"
+    )

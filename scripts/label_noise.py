@@ -1,0 +1,14 @@
+"""Rule label_noise: replace a fraction of pool labels by a different class, record which."""
+
+from memlab import data
+from memlab.io import save_npz
+from memlab.seeds import derive_seed
+from memlab.workflow import rule_job
+
+with rule_job(snakemake) as log:
+    p = snakemake.params
+    split = data.load_split(snakemake.input[0])
+    seed = derive_seed(p.seed, "label_noise", str(p.noise))
+    y, flipped = data.flip_labels(split.y_pool, p.noise, split.n_classes, seed)
+    log(f"noise {p.noise}: flipped {int(flipped.sum())} of {len(y)} pool labels")
+    save_npz(snakemake.output[0], y_pool=y, y_clean=split.y_pool, flipped=flipped)

@@ -1,0 +1,72 @@
+"""Checkpoints: one file per train job, the stacked state dict plus the settings that made it.
+
+Loaded with ``torch.load(weights_only=True)``: a checkpoint is data, never code, so a shared or
+tampered file cannot execute anything. Settings travel as a JSON string for the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import torch
+
+from memlab import __version__
+from memlab.io import MemlabInputError, atomic_path
+
+FORMAT = "memlab-checkpoint/1"
+
+
+def software_versions() -> dict[str, str]:
+    """Versions that shape the numbers (read from metadata: importing sklearn costs 1 s)."""
+    return {
+        "memlab": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": metadata.version("scikit-learn"),
+        "python": platform.python_version(),
+    }
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    state: Mapping[str, torch.Tensor],
+    settings: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+) -> None:
+    """Write a checkpoint atomically: ``state`` tensors, JSON ``settings``, extra ``arrays``."""
+    payload = {
+        "format": FORMAT,
+        "state": {k: v.detach().contiguous() for k, v in state.items()},
+        "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
+        "settings": json.dumps({**settings, "software": software_versions()}, sort_keys=True),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint safely; a truncated or foreign file gives a clear MemlabInputError."""
+    hint = "Delete it and rerun the workflow: the train step will rebuild it."
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MemlabInputError(f"checkpoint {path} not found. {hint}") from None
+    except Exception as e:  # truncated zip, pickled code refused by weights_only, not torch at all
+        raise MemlabInputError(
+            f"checkpoint {path} is unreadable or not a plain-data memlab checkpoint "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). {hint}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise MemlabInputError(f"checkpoint {path} is not a {FORMAT} file. {hint}")
+    return {
+        "state": payload["state"],
+        "arrays": {k: v.numpy() for k, v in payload["arrays"].items()},
+        "settings": json.loads(payload["settings"]),
+    }

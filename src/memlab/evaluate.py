@@ -1,0 +1,118 @@
+"""Evaluation: per-example outputs of every replica, and the per-split metrics built from them.
+
+Per example (training pool and held-out set) we keep the predicted label, the loss and the
+logit-scaled confidence ``log p_y - log sum_{y' != y} p_y'`` (Carlini et al. 2022): what
+memorization scores and membership inference need. Perturbed sets are only aggregated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memlab.models import StackedModel
+
+LogProba = Callable[[np.ndarray], torch.Tensor]  # x [n, d] -> log p [R, n, C]
+
+METRIC_COLUMNS = ("replica", "split", "perturbation", "severity", "metric", "value")
+
+
+def network_log_proba(model: StackedModel, chunk: int = 2048) -> LogProba:
+    @torch.no_grad()
+    def fn(x: np.ndarray) -> torch.Tensor:
+        model.eval()
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        parts = [torch.log_softmax(model(xt[s : s + chunk]), -1) for s in range(0, len(xt), chunk)]
+        return torch.cat(parts, dim=1)
+
+    return fn
+
+
+def example_outputs(log_p: torch.Tensor, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Predicted label, loss and logit-scaled confidence per (replica, example)."""
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).expand(log_p.shape[:2])
+    lp_y = log_p.gather(2, yt.unsqueeze(2)).squeeze(2)
+    others = log_p.scatter(2, yt.unsqueeze(2), float("-inf")).logsumexp(2)
+    return {
+        "pred": log_p.argmax(2).numpy().astype(np.int16),
+        "loss": (-lp_y).numpy().astype(np.float32),
+        "confidence": (lp_y - others).numpy().astype(np.float32),
+    }
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    counts = mask.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, (values * mask).sum(axis=1) / counts, np.nan)
+
+
+def evaluate_replicas(
+    log_proba: LogProba,
+    *,
+    x_pool: np.ndarray,
+    y_pool: np.ndarray,
+    flipped: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    members: np.ndarray,
+    train_mask: np.ndarray,
+    val_mask: np.ndarray,
+    perturbed: Mapping[tuple[str, int], np.ndarray],
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Evaluate every replica; return per-example arrays and a tidy metrics table.
+
+    Splits: ``train`` (examples trained on, with the labels trained on), ``train_clean`` and
+    ``train_flipped`` (the same, split by label noise), ``val`` (carved for early stopping),
+    ``unseen`` (pool examples outside the replica's subset), ``heldout`` (clean test labels) and
+    ``perturbed`` (held-out set under each perturbation and severity).
+    """
+    pool = example_outputs(log_proba(x_pool), y_pool)
+    test = example_outputs(log_proba(x_test), y_test)
+    pool_correct = pool["pred"] == y_pool
+    test_correct = test["pred"] == y_test
+    r = members.shape[0]
+    masks: dict[str, np.ndarray] = {
+        "train": train_mask,
+        "val": val_mask,
+        "unseen": ~members,
+    }
+    if flipped.any():
+        masks["train_clean"] = train_mask & ~flipped
+        masks["train_flipped"] = train_mask & flipped
+    rows: list[tuple[Any, ...]] = []
+
+    def add(split: str, pert: str, sev: int, acc: np.ndarray, loss: np.ndarray) -> None:
+        for i in range(r):
+            rows.append((i, split, pert, sev, "accuracy", float(acc[i])))
+            rows.append((i, split, pert, sev, "loss", float(loss[i])))
+
+    for split, m in masks.items():
+        if m.any():
+            add(split, "none", 0, _masked_mean(pool_correct, m), _masked_mean(pool["loss"], m))
+    add("heldout", "none", 0, test_correct.mean(1), test["loss"].mean(1))
+
+    keys: Sequence[tuple[str, int]] = sorted(perturbed)
+    p_acc = np.zeros((r, len(keys)), np.float32)
+    p_loss = np.zeros((r, len(keys)), np.float32)
+    for j, key in enumerate(keys):
+        out = example_outputs(log_proba(perturbed[key]), y_test)
+        p_acc[:, j] = (out["pred"] == y_test).mean(1)
+        p_loss[:, j] = out["loss"].mean(1)
+        add("perturbed", key[0], key[1], p_acc[:, j], p_loss[:, j])
+
+    arrays = {
+        **{f"pool_{k}": v for k, v in pool.items()},
+        **{f"test_{k}": v for k, v in test.items()},
+        "members": members,
+        "train_mask": train_mask,
+        "val_mask": val_mask,
+        "perturbed_accuracy": p_acc,
+        "perturbed_loss": p_loss,
+        "perturbation": np.array([k[0] for k in keys], dtype=str),
+        "severity": np.array([k[1] for k in keys], dtype=np.int64),
+    }
+    return arrays, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))

@@ -1,0 +1,72 @@
+"""Atomic file output and safe loading.
+
+Every file memlab writes goes through :func:`atomic_path`: the content is written to a temporary
+file in the same directory and renamed over the target only once complete, so an interrupted run
+never leaves a half-written file that a later step (or Snakemake) would take for a result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class MemlabInputError(ValueError):
+    """Bad user input (config, data file, checkpoint): the message names the culprit and the fix."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the real suffix last: numpy, pandas and matplotlib pick formats from it.
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
+    """Write arrays to a compressed ``.npz`` atomically."""
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` (no pickles) into a dict."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise MemlabInputError(f"{path}: file not found.") from None
+    except (ValueError, OSError, EOFError) as e:  # truncated zip, pickled objects, foreign file
+        raise MemlabInputError(
+            f"{path}: not a readable .npz of plain arrays ({e}). Delete it and rerun the step "
+            "that makes it."
+        ) from None
+
+
+def save_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
+    """Write JSON atomically, keys sorted so reruns give identical bytes."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

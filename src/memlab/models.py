@@ -1,0 +1,221 @@
+"""Stacked models: R independent replicas of one architecture evaluated in one call.
+
+Every parameter carries a leading replica dimension and every op is batched over it (``baddbmm``
+for dense layers, a grouped convolution for the CNN), so R small models cost about as much as one
+wide one while nothing couples them: no shared weights, no shared batch statistics.
+
+Replica ``r`` is initialised from its own generator (seeded by ``replica_seeds[r]``) in the same
+order as a single model would be, so a stack of R replicas equals R models built one by one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from memlab.io import MemlabInputError
+
+MODEL_KINDS = ("mlp", "cnn", "knn")
+
+
+def _uniform(shape: Sequence[int], bound: float, gens: Sequence[torch.Generator]) -> torch.Tensor:
+    """Stack one U(-bound, bound) draw per replica, each from that replica's generator."""
+    return torch.stack([(torch.rand(shape, generator=g) * 2 - 1) * bound for g in gens])
+
+
+class StackedModel(nn.Module):
+    """Base: forward takes ``x [R, B, d]`` and returns logits ``[R, B, C]``."""
+
+    n_replicas: int
+
+    def replica_state(self, r: int) -> dict[str, torch.Tensor]:
+        return {k: v[r : r + 1].clone() for k, v in self.state_dict().items()}
+
+
+class StackedMLP(StackedModel):
+    """ReLU MLP with ``depth`` hidden layers of ``width`` units, dropout after each hidden layer.
+
+    Initialisation follows ``nn.Linear`` (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+    biases), so results are comparable with textbook PyTorch code.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        n_classes: int,
+        *,
+        width: int,
+        depth: int,
+        dropout: float,
+        replica_seeds: Sequence[int],
+    ) -> None:
+        super().__init__()
+        self.n_replicas = len(replica_seeds)
+        self.dropout = dropout
+        dims = [in_dim] + [width] * depth + [n_classes]
+        gens = [torch.Generator().manual_seed(int(s)) for s in replica_seeds]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in itertools.pairwise(dims):
+            bound = 1.0 / math.sqrt(fan_in)
+            # Per layer: all weights, then all biases, replica by replica (same draws as R=1).
+            w = _uniform((fan_in, fan_out), bound, gens)
+            b = _uniform((1, fan_out), bound, gens)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+
+    def forward(self, x: torch.Tensor, dropout_gen: torch.Generator | None = None) -> torch.Tensor:
+        n_layers = len(self.weights)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
+            if i < n_layers - 1:
+                x = torch.relu(x)
+                x = _dropout(x, self.dropout, self.training, dropout_gen)
+        return x
+
+
+class StackedCNN(StackedModel):
+    """Small CNN for small images: conv3x3(c) - ReLU - conv3x3(2c) - ReLU - maxpool2 - linear.
+
+    Replicas are stacked as groups of a grouped convolution, which keeps them independent.
+    """
+
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        n_classes: int,
+        *,
+        width: int,
+        dropout: float,
+        replica_seeds: Sequence[int],
+    ) -> None:
+        super().__init__()
+        self.n_replicas = len(replica_seeds)
+        self.dropout = dropout
+        self.image_shape = tuple(int(s) for s in image_shape)
+        h, w = self.image_shape
+        c1, c2 = width, 2 * width
+        self.channels = (c1, c2)
+        gens = [torch.Generator().manual_seed(int(s)) for s in replica_seeds]
+        feat = c2 * (h // 2) * (w // 2)
+        b1, b2, b3 = 1 / math.sqrt(9), 1 / math.sqrt(c1 * 9), 1 / math.sqrt(feat)
+        self.conv1_w = nn.Parameter(_uniform((c1, 1, 3, 3), b1, gens))
+        self.conv1_b = nn.Parameter(_uniform((c1,), b1, gens))
+        self.conv2_w = nn.Parameter(_uniform((c2, c1, 3, 3), b2, gens))
+        self.conv2_b = nn.Parameter(_uniform((c2,), b2, gens))
+        self.head_w = nn.Parameter(_uniform((feat, n_classes), b3, gens))
+        self.head_b = nn.Parameter(_uniform((1, n_classes), b3, gens))
+
+    def forward(self, x: torch.Tensor, dropout_gen: torch.Generator | None = None) -> torch.Tensor:
+        r = self.n_replicas
+        h, w = self.image_shape
+        c1, c2 = self.channels
+        shared = x.dim() == 2  # one query set for every replica (evaluation)
+        if shared:
+            x = x.unsqueeze(0).expand(r, -1, -1)
+        n = x.shape[1]
+        # [R, B, h*w] -> [B, R, h, w]: replicas become the channel groups of one convolution.
+        z = x.reshape(r, n, h, w).transpose(0, 1)
+        z = F.conv2d(
+            z, self.conv1_w.reshape(r * c1, 1, 3, 3), self.conv1_b.reshape(-1), padding=1, groups=r
+        )
+        z = torch.relu(z)
+        z = F.conv2d(
+            z, self.conv2_w.reshape(r * c2, c1, 3, 3), self.conv2_b.reshape(-1), padding=1, groups=r
+        )
+        z = F.max_pool2d(torch.relu(z), 2)
+        z = z.reshape(n, r, -1).transpose(0, 1)  # [R, B, features]
+        z = _dropout(z, self.dropout, self.training, dropout_gen)
+        return torch.baddbmm(self.head_b, z, self.head_w)
+
+
+def _dropout(
+    x: torch.Tensor, p: float, training: bool, gen: torch.Generator | None
+) -> torch.Tensor:
+    if not training or p <= 0:
+        return x
+    # Elementwise masks: replicas never share a mask entry, so dropout does not couple them.
+    keep = torch.rand(x.shape, generator=gen) >= p
+    return x * keep / (1 - p)
+
+
+def build_model(
+    spec: Mapping[str, Any],
+    *,
+    in_dim: int,
+    n_classes: int,
+    image_shape: Sequence[int] | None,
+    dropout: float,
+    replica_seeds: Sequence[int],
+) -> StackedModel:
+    """Build a stacked network from a model spec (``kind``, ``width``, ``depth``)."""
+    kind = spec.get("kind")
+    if kind == "mlp":
+        return StackedMLP(
+            in_dim,
+            n_classes,
+            width=int(spec["width"]),
+            depth=int(spec["depth"]),
+            dropout=dropout,
+            replica_seeds=replica_seeds,
+        )
+    if kind == "cnn":
+        if image_shape is None:
+            raise MemlabInputError(
+                "model kind 'cnn' needs image data (a dataset with an image "
+                "shape); use an mlp or knn model for tabular data."
+            )
+        return StackedCNN(
+            image_shape,
+            n_classes,
+            width=int(spec["width"]),
+            dropout=dropout,
+            replica_seeds=replica_seeds,
+        )
+    raise MemlabInputError(f"unknown trainable model kind {kind!r}; allowed: 'mlp', 'cnn'.")
+
+
+def knn_log_proba(
+    x_query: torch.Tensor,
+    x_pool: torch.Tensor,
+    y_pool: torch.Tensor,
+    members: torch.Tensor,
+    *,
+    k: int,
+    n_classes: int,
+    smoothing: float = 0.1,
+    chunk: int = 1024,
+) -> torch.Tensor:
+    """Log class probabilities of R k-NN classifiers, replica r remembering ``members[r]``.
+
+    Votes of the k nearest members (Euclidean), ties broken towards the nearest neighbour's class;
+    probabilities are smoothed vote shares ``(votes + s) / (k + C s)`` so that a loss and a
+    confidence exist. A member queried on itself finds itself at distance 0: 1-NN fits every
+    training label, which is what makes k-NN the pure memorizer.
+    """
+    r = members.shape[0]
+    out = torch.empty(r, x_query.shape[0], n_classes)
+    # Rank weights 1 + eps*(k - rank)/k: a tie in votes goes to the class of the nearer neighbours.
+    rank_w = 1 + 1e-3 * (k - torch.arange(k, dtype=torch.float32)) / k
+    for start in range(0, x_query.shape[0], chunk):
+        d = torch.cdist(x_query[start : start + chunk], x_pool)  # [q, n_pool]
+        d = d.unsqueeze(0).masked_fill(~members.unsqueeze(1), float("inf"))  # [R, q, n_pool]
+        nn_idx = d.topk(k, dim=2, largest=False).indices  # [R, q, k]
+        labels = y_pool[nn_idx]
+        votes = torch.zeros(r, nn_idx.shape[1], n_classes)
+        votes.scatter_add_(2, labels, rank_w.expand_as(labels).contiguous())
+        whole = votes.floor()
+        pred = votes.argmax(dim=2)
+        proba = (whole + smoothing) / (k + n_classes * smoothing)
+        # Give the tie-break winner the smallest possible edge so argmax(proba) == pred.
+        proba.scatter_add_(
+            2, pred.unsqueeze(2), torch.full_like(pred, 1e-6, dtype=torch.float32).unsqueeze(2)
+        )
+        out[:, start : start + chunk] = proba.log()
+    return out

@@ -1,0 +1,101 @@
+"""The generated summary: headline numbers of a study in sentences and one short table."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from memlab.analysis import summarize
+
+
+def _pct(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{100 * x:.1f}%"
+
+
+def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, noise, model, regime) at the largest size: the numbers the summary quotes."""
+    s = summarize(metrics)
+    s = s[s["size"] == s.groupby("dataset")["size"].transform("max")]
+    acc = s[s["metric"] == "accuracy"]
+    key = ["dataset", "label_noise", "size", "model", "regime"]
+
+    def col(split: str, name: str, pert: str = "none") -> pd.Series:
+        sel = acc[(acc["split"] == split) & (acc["perturbation"] == pert)]
+        return sel.set_index(key)["mean"].rename(name)
+
+    pert = acc[acc["split"] == "perturbed"]
+    worst = pert[pert["severity"] == pert["severity"].max()].groupby(key)["mean"].mean()
+    fit = s[(s["metric"] == "fit") & (s["split"] == "train")].set_index(key)
+    parts = [
+        col("train", "train"),
+        col("train_flipped", "flipped fitted"),
+        col("heldout", "held-out"),
+        worst.rename("perturbed (max severity)"),
+        (fit["mean"] * fit["replicas"]).round().astype("Int64").rename("replicas fit"),
+        fit["replicas"].rename("replicas"),
+    ]
+    out = pd.concat(parts, axis=1).reset_index()
+    out["gap"] = out["train"] - out["held-out"]
+    return out
+
+
+def _sentences(t: pd.DataFrame) -> list[str]:
+    out = []
+    for (dataset, noise, size), g in t.groupby(["dataset", "label_noise", "size"], sort=True):
+        nets = g[~g["regime"].eq("memory")]
+        lead = f"<b>{html.escape(dataset)}, label noise {noise:g}, {size} training examples.</b> "
+        if not nets.empty:
+            best = nets.loc[nets["held-out"].idxmax()]
+            worst = nets.loc[nets["held-out"].idxmin()]
+            lead += (
+                f"Best held-out accuracy: {best['model']} / {best['regime']} "
+                f"({_pct(best['held-out'])}, gap {_pct(best['gap'])}); worst: "
+                f"{worst['model']} / {worst['regime']} ({_pct(worst['held-out'])}, gap "
+                f"{_pct(worst['gap'])}). "
+            )
+            mem = nets[nets["regime"] == "memorize"]
+            if noise > 0 and not mem.empty and mem["flipped fitted"].notna().any():
+                lead += (
+                    f"In the memorize regime the networks fit "
+                    f"{_pct(mem['flipped fitted'].min())}–{_pct(mem['flipped fitted'].max())}"
+                    " of the flipped labels; regularized regimes fit "
+                    f"{_pct(nets[nets['regime'] != 'memorize']['flipped fitted'].min())}–"
+                    f"{_pct(nets[nets['regime'] != 'memorize']['flipped fitted'].max())}. "
+                )
+        knn = g[g["regime"].eq("memory")]
+        for _, row in knn.iterrows():
+            lead += (
+                f"{row['model']}: train {_pct(row['train'])}, held-out {_pct(row['held-out'])}. "
+            )
+        out.append(lead)
+    return out
+
+
+def summary_html(metrics: pd.DataFrame) -> str:
+    """A small self-contained HTML page with the headline numbers of the study."""
+    t = headline_table(metrics)
+    shown = t.copy()
+    for c in ("train", "flipped fitted", "held-out", "perturbed (max severity)", "gap"):
+        shown[c] = shown[c].map(_pct)
+    shown["label_noise"] = shown["label_noise"].map(lambda x: f"{x:g}")
+    table = shown.to_html(index=False, border=0, classes="memlab", na_rep="–")
+    items = "".join(f"<li>{s}</li>" for s in _sentences(t))
+    n_runs = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"]).ngroups
+    n_rep = int(metrics["replica"].max()) + 1 if len(metrics) else 0
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>memlab summary</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}
+table.memlab{{border-collapse:collapse;font-size:90%}}
+table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+</style></head><body>
+<h2>memlab: headline numbers</h2>
+<p>{n_runs} runs of {n_rep} replicas each. Accuracies are means over replicas at the largest
+training-set size; "train" uses the labels as given (noisy where label noise is on), "flipped
+fitted" is the share of flipped training labels the model reproduces (memorized noise),
+"perturbed" is the mean held-out accuracy over all perturbations at the highest severity.</p>
+<ul>{items}</ul>
+{table}
+<p style="color:#777">Generated from results/tables/metrics.parquet ({len(metrics)} rows).</p>
+</body></html>
+"""

@@ -1,0 +1,319 @@
+"""Training engine: all replicas of one configuration trained at once as one stacked model.
+
+Why it looks like this (measured on a 2-core CPU, see DESIGN.md section 5):
+- data stays in in-memory tensors and minibatches are gathered through an index matrix: a
+  DataLoader costs 1.2-1.4x for nothing here;
+- replica r draws its batches from its own subset with its own generator, and the loss is the sum
+  of per-replica mean losses, so each replica's gradient is exactly what it would be alone;
+- one fused AdamW steps every stacked tensor; Adam is elementwise, so this is R independent
+  optimizers in one kernel;
+- replicas that finish (fit their subset, or early-stop) are cut out of the stack, with their
+  optimizer state, so stragglers do not pay for finished replicas and finished ones stay frozen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from memlab.io import MemlabInputError
+from memlab.models import StackedModel
+from memlab.optim import StackedAdamW
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "replica",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "heldout_loss",
+    "heldout_accuracy",
+)
+STOP_REASONS = ("fit", "early_stopping", "max_epochs")
+
+
+def configure_threads(n: int = 1) -> None:
+    """One thread per job: two OpenMP threads on a busy 2-core box were 16-57x slower."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    # Denormals appear once losses approach zero and slow CPUs down by orders of magnitude.
+    torch.set_flush_denormal(True)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes a training run (a regime bundle merged over the training defaults)."""
+
+    batch_size: int = 64
+    lr: float = 1e-3
+    max_epochs: int = 200
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    early_stopping: bool = False
+    patience: int = 20
+    val_fraction: float = 0.2
+    stop_at_fit: bool = True
+    log_every: int = 10
+
+    @classmethod
+    def from_config(cls, training: Mapping[str, Any], regime: Mapping[str, Any]) -> TrainSettings:
+        names = set(cls.__dataclass_fields__)
+        merged = {k: v for k, v in {**training, **regime}.items() if k in names}
+        return cls(**merged)
+
+
+def replica_seed(seed: int, replica: int, stream: int) -> int:
+    """Seed of one random stream (0: init, 1: batch order, 2: validation carve) of one replica.
+
+    Seeds depend on the study seed and the replica only, so replica r starts from the same weights
+    in every regime: regime comparisons are paired.
+    """
+    return int(np.random.SeedSequence([seed, replica, stream]).generate_state(1)[0])
+
+
+def init_seeds(seed: int, replicas: Sequence[int]) -> list[int]:
+    return [replica_seed(seed, r, 0) for r in replicas]
+
+
+def carve_validation(
+    members: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split each replica's subset into trained-on and validation examples (same count per row)."""
+    r = members.shape[0]
+    size = int(members[0].sum())
+    n_val = round(fraction * size)
+    if n_val >= size or (fraction > 0 and n_val < 1):
+        raise MemlabInputError(
+            f"training.val_fraction={fraction} leaves {size - n_val} training and {n_val} "
+            f"validation examples from subsets of {size}; early stopping needs both. Use a larger "
+            "size or a val_fraction in (0, 1) that gives at least one of each."
+        )
+    train = members.copy()
+    val = np.zeros_like(members)
+    for i in range(r):
+        idx = np.flatnonzero(members[i])
+        pick = np.random.default_rng(replica_seed(seed, i, 2)).choice(idx, n_val, replace=False)
+        val[i, pick] = True
+        train[i, pick] = False
+    return train, val
+
+
+@dataclass
+class TrainResult:
+    model: StackedModel
+    history: pd.DataFrame
+    fit_epoch: np.ndarray  # [R] first epoch with 100% train accuracy, -1 if never
+    stop_epoch: np.ndarray  # [R]
+    stop_reason: list[str]
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(mask: np.ndarray) -> torch.Tensor:
+    """Index matrix [R, m] of the True columns of each row (rows must have equal counts)."""
+    counts = mask.sum(axis=1)
+    if len(set(counts.tolist())) != 1:
+        raise ValueError(f"subsets must have equal sizes, got {sorted(set(counts.tolist()))}")
+    return torch.from_numpy(np.stack([np.flatnonzero(m) for m in mask]).astype(np.int64))
+
+
+@torch.no_grad()
+def _loss_acc(
+    model: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-replica mean loss and accuracy; x is [R, n, d] (own examples) or [n, d] (shared)."""
+    n = x.shape[-2]
+    loss = torch.zeros(model.n_replicas)
+    correct = torch.zeros(model.n_replicas)
+    for s in range(0, n, chunk):
+        xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
+        logits = model(xs)
+        c = logits.shape[-1]
+        ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
+        loss += (
+            F.cross_entropy(logits.reshape(-1, c), ys.reshape(-1), reduction="none")
+            .view(model.n_replicas, -1)
+            .sum(1)
+        )
+        correct += (logits.argmax(-1) == ys).sum(1)
+    return loss / n, correct / n
+
+
+def _set_parameter(model: StackedModel, name: str, value: torch.Tensor) -> torch.nn.Parameter:
+    """Replace the parameter called ``name`` (e.g. ``weights.0``) by a new one holding ``value``."""
+    owner: Any = model
+    *path, leaf = name.split(".")
+    for part in path:
+        owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
+    q = torch.nn.Parameter(value)
+    if leaf.isdigit():
+        owner[int(leaf)] = q
+    else:
+        setattr(owner, leaf, q)
+    return q
+
+
+def _keep_replicas(model: StackedModel, opt: StackedAdamW, keep: torch.Tensor) -> None:
+    """Cut finished replicas out of the model and its optimizer state (they stay frozen)."""
+    params = [
+        _set_parameter(model, name, p.detach()[keep].clone())
+        for name, p in list(model.named_parameters())
+    ]
+    model.n_replicas = int(keep.sum())
+    opt.keep(params, keep)
+
+
+def train_stacked(
+    model: StackedModel,
+    x_pool: np.ndarray,
+    y_pool: np.ndarray,
+    train_mask: np.ndarray,
+    val_mask: np.ndarray | None,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    settings: TrainSettings,
+    *,
+    seed: int,
+    replicas: Sequence[int] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
+
+    ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
+    each row's batch-order stream, so a stack and the same replicas trained alone agree.
+    """
+    t0 = time.perf_counter()
+    r_total = train_mask.shape[0]
+    replicas = list(range(r_total)) if replicas is None else list(replicas)
+    x = torch.from_numpy(np.ascontiguousarray(x_pool, dtype=np.float32))
+    y = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))
+    xt = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y_test, dtype=np.int64))
+    use_val = settings.early_stopping and val_mask is not None and bool(val_mask.any())
+    # Everything indexed by stack row; sliced together when replicas finish.
+    rows: dict[str, torch.Tensor] = {
+        "replica": torch.arange(r_total),
+        "train_idx": _rows(train_mask),
+        "best_val": torch.full((r_total,), math.inf),
+        "since_best": torch.zeros(r_total, dtype=torch.long),
+    }
+    if use_val:
+        rows["val_idx"] = _rows(val_mask)
+    n_train = rows["train_idx"].shape[1]
+    order_gens = [torch.Generator().manual_seed(replica_seed(seed, r, 1)) for r in replicas]
+    # One dropout stream for the stack: masks are elementwise, so replicas still share nothing.
+    dropout_gen = torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, 0xD0]).generate_state(1)[0])
+    )
+    opt = StackedAdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+
+    names = [k for k, _ in model.named_parameters()]
+    final: dict[str, list[torch.Tensor]] = {k: [torch.empty(0)] * r_total for k in names}
+    best = [p.detach().clone() for p in model.parameters()] if use_val else []
+    fit_epoch = np.full(r_total, -1)
+    stop_epoch = np.full(r_total, settings.max_epochs)
+    stop_reason = ["max_epochs"] * r_total
+    history: list[tuple[Any, ...]] = []
+
+    def finish(done: torch.Tensor, reason: str, epoch: int) -> None:
+        """Store the final weights of finished rows (the best ones under early stopping)."""
+        source = best if use_val else [p.detach() for p in model.parameters()]
+        for row in torch.nonzero(done).flatten().tolist():
+            r = int(rows["replica"][row])
+            for k, t in zip(names, source, strict=True):
+                final[k][r] = t[row].clone()
+            stop_epoch[r], stop_reason[r] = epoch, reason
+
+    for epoch in range(1, settings.max_epochs + 1):
+        model.train()
+        gens = [order_gens[r] for r in rows["replica"].tolist()]
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+        batches = rows["train_idx"].gather(1, order)
+        for s in range(0, n_train, settings.batch_size):
+            bi = batches[:, s : s + settings.batch_size]
+            logits = model(x[bi], dropout_gen)
+            c = logits.shape[-1]
+            loss = F.cross_entropy(logits.reshape(-1, c), y[bi].reshape(-1), reduction="none")
+            # Sum of per-replica means: each replica's gradient is its own mean-loss gradient.
+            loss = loss.view(model.n_replicas, -1).mean(1).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        model.eval()
+        tr_loss, tr_acc = _loss_acc(model, x[rows["train_idx"]], y[rows["train_idx"]])
+        te_loss, te_acc = _loss_acc(model, xt, yt)
+        va_loss = va_acc = torch.full((model.n_replicas,), math.nan)
+        if use_val:
+            va_loss, va_acc = _loss_acc(model, x[rows["val_idx"]], y[rows["val_idx"]])
+        for row, r in enumerate(rows["replica"].tolist()):
+            history.append(
+                (
+                    epoch,
+                    r,
+                    tr_loss[row].item(),
+                    tr_acc[row].item(),
+                    va_loss[row].item(),
+                    va_acc[row].item(),
+                    te_loss[row].item(),
+                    te_acc[row].item(),
+                )
+            )
+
+        fitted = tr_acc >= 1.0
+        for row in torch.nonzero(fitted).flatten().tolist():
+            r = int(rows["replica"][row])
+            if fit_epoch[r] < 0:
+                fit_epoch[r] = epoch
+        done = torch.zeros(model.n_replicas, dtype=torch.bool)
+        if use_val:
+            improved = va_loss < rows["best_val"]
+            rows["best_val"] = torch.where(improved, va_loss, rows["best_val"])
+            rows["since_best"] = torch.where(improved, 0, rows["since_best"] + 1)
+            for b, p in zip(best, model.parameters(), strict=True):
+                b[improved] = p.detach()[improved]
+            stopped = rows["since_best"] >= settings.patience
+            finish(stopped, "early_stopping", epoch)
+            done |= stopped
+        if settings.stop_at_fit:
+            finish(fitted & ~done, "fit", epoch)
+            done |= fitted
+        if epoch == settings.max_epochs:
+            finish(~done, "max_epochs", epoch)
+            done[:] = True
+
+        if epoch == 1 or epoch % settings.log_every == 0 or done.any():
+            log(
+                f"epoch {epoch:4d}/{settings.max_epochs}  train loss {tr_loss.mean():.4f}  "
+                f"train acc {tr_acc.mean():.4f}  held-out acc {te_acc.mean():.4f}  "
+                f"active {model.n_replicas - int(done.sum())}/{r_total}  "
+                f"fit {int((fit_epoch >= 0).sum())}/{r_total}  "
+                f"{time.perf_counter() - t0:.1f}s"
+            )
+        if done.all():
+            break
+        if done.any():
+            keep = ~done
+            _keep_replicas(model, opt, keep)
+            rows = {k: v[keep] for k, v in rows.items()}
+            best = [b[keep] for b in best]
+
+    # Reassemble the full stack from each replica's final weights.
+    for name, _ in list(model.named_parameters()):
+        _set_parameter(model, name, torch.stack([final[name][r] for r in range(r_total)]))
+    model.n_replicas = r_total
+    model.eval()
+    hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
+    return TrainResult(
+        model, hist, fit_epoch, stop_epoch, stop_reason, seconds=time.perf_counter() - t0
+    )

@@ -1,0 +1,44 @@
+"""Glue for the thin rule scripts: one thread, a log file, and clear failures."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from memlab.io import MemlabInputError
+from memlab.train import configure_threads
+
+
+@contextlib.contextmanager
+def rule_job(snakemake: Any) -> Iterator[Callable[[str], None]]:
+    """Run a rule script's body: set threads, yield a ``log(msg)`` that writes to ``log[0]``.
+
+    A MemlabInputError becomes one clear paragraph in the log and on stderr (no deep traceback);
+    any other error is logged with its traceback. Either way the job fails and Snakemake removes
+    its incomplete outputs, while every earlier result stays.
+    """
+    configure_threads(max(1, int(snakemake.threads)))
+    start = time.perf_counter()
+    with open(snakemake.log[0], "w", buffering=1) as fh:
+
+        def log(msg: str) -> None:
+            fh.write(f"[{time.perf_counter() - start:8.1f}s] {msg}\n")
+
+        outputs = " ".join(str(o) for o in snakemake.output)
+        log(f"rule {snakemake.rule}: {outputs}")
+        try:
+            yield log
+        except MemlabInputError as err:
+            log(f"ERROR: {err}")
+            print(f"memlab: {err}", file=sys.stderr)
+            log(f"Rerun this step with: snakemake {outputs}")
+            raise SystemExit(1) from None
+        except BaseException:
+            log("ERROR:\n" + traceback.format_exc())
+            log(f"Rerun this step with: snakemake {outputs}")
+            raise
+        log("done")

@@ -1,0 +1,55 @@
+"""Shared fixtures: a small digits split and helpers to run the real snakemake CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memlab import data
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW_FILES = (
+    "Snakefile",
+    "workflow",
+    "scripts",
+    "config",
+    "src",
+    "profiles",
+    "environment.yml",
+)
+
+
+@pytest.fixture(scope="session")
+def digits_split() -> data.Split:
+    ds = data.load_dataset({"kind": "digits"})
+    pool, test = data.split_pool_test(ds.y, 0.25, 0)
+    return data.Split(ds.X[pool], ds.y[pool], ds.X[test], ds.y[test], 10, (8, 8))
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A fresh copy of the workflow (no results) to run snakemake in."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, env=env, timeout=900
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc

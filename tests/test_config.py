@@ -1,0 +1,132 @@
+"""Config validation: every mistake gives one clear message naming the key and the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from memlab.config import check_config, load_schema, plan_study
+from memlab.io import MemlabInputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def smoke() -> dict:
+    return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+
+
+def full(config: dict) -> dict:
+    """Validate and fill defaults the way the Snakefile does."""
+    from snakemake.utils import validate
+
+    check_config(config, SCHEMA)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
+
+
+def test_shipped_configs_are_valid():
+    for name in ("config.yaml", "smoke.yaml"):
+        config = yaml.safe_load((ROOT / "config" / name).read_text())
+        study = plan_study(full(config))
+        assert study.runs
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda c: c.update(sizez=[10]), ["unknown key 'sizez'", "Did you mean 'sizes'"]),
+        (lambda c: c["training"].update(lr="fast"), ["training.lr", "'fast'", "number"]),
+        (lambda c: c["models"]["mlp"].update(widths=[-4]), ["models.mlp.widths[0]", "-4", ">= 1"]),
+        (lambda c: c["models"]["mlp"].update(kind="transformer"), ["models.mlp.kind", "'mlp'"]),
+        (
+            lambda c: c["datasets"].update(mnist={"kind": "mnist"}),
+            ["datasets.mnist.kind", "'digits'"],
+        ),
+        (lambda c: c.update(label_noise=[1.5]), ["label_noise[0]", "1.5", "<= 1"]),
+        (lambda c: c.update(sizes=[0]), ["sizes[0]", "count", "fraction"]),
+        (lambda c: c.update(replicas=0), ["replicas", ">= 1"]),
+        (lambda c: c["regimes"].update({"../x": {}}), ["'../x'", "letter"]),
+        (lambda c: c["datasets"].update({"a;rm -rf ~": {"kind": "digits"}}), ["'a;rm -rf ~'"]),
+        (
+            lambda c: c["regimes"]["memorize"].update(dropuot=0.5),
+            ["unknown key 'dropuot'", "'dropout'"],
+        ),
+        (lambda c: c["perturbations"].update(names=["fog"]), ["perturbations.names[0]", "'fog'"]),
+        (lambda c: c.pop("models"), ["models"]),
+    ],
+)
+def test_schema_errors_name_the_key(edit, expected):
+    config = smoke()
+    edit(config)
+    with pytest.raises(MemlabInputError) as err:
+        check_config(config, SCHEMA)
+    for text in expected:
+        assert text in str(err.value), str(err.value)
+
+
+def test_size_larger_than_pool_is_rejected_before_any_job():
+    config = full(smoke())
+    config["sizes"] = [5000]
+    with pytest.raises(MemlabInputError, match=r"sizes\[0\].*5000.*1347"):
+        plan_study(config)
+
+
+def test_model_keys_must_fit_the_kind():
+    config = full(smoke())
+    config["models"]["knn"]["widths"] = [3]
+    with pytest.raises(MemlabInputError, match=r"models.knn.widths does not apply"):
+        plan_study(config)
+    config = full(smoke())
+    del config["models"]["mlp"]["widths"]
+    with pytest.raises(MemlabInputError, match=r"models.mlp .*needs the key 'widths'"):
+        plan_study(config)
+
+
+def test_missing_data_file_and_csv_without_label(tmp_path):
+    config = full(smoke())
+    config["datasets"] = {"mine": {"kind": "file", "path": str(tmp_path / "nope.csv")}}
+    with pytest.raises(MemlabInputError, match=r"nope\.csv"):
+        plan_study(config)
+    csv = tmp_path / "data.csv"
+    csv.write_text("a,b,target\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(40)))
+    config["datasets"] = {"mine": {"kind": "file", "path": str(csv)}}
+    with pytest.raises(MemlabInputError, match=r"label.*target|target.*label"):
+        plan_study(config)
+    config["datasets"]["mine"]["label_column"] = "target"
+    config["sizes"] = [10]
+    study = plan_study(config)
+    assert study.datasets["mine"].image_shape is None
+    # A CNN cannot run on tabular data: skipped with a note, the rest of the study stands.
+    assert not any(r.model.startswith("cnn") for r in study.runs)
+    assert any("cnn" in n for n in study.notes)
+
+
+def test_plan_resolves_fractions_and_expands_variants():
+    config = full(smoke())
+    config["sizes"] = [100, 0.5, 1.0]
+    study = plan_study(config)
+    assert study.datasets["digits"].sizes == (100, round(0.5 * 1347), 1347)
+    assert {"mlp-w16", "mlp-w32", "cnn-w4", "knn-k1"} <= set(study.variants)
+    knn_runs = {r.regime for r in study.runs if r.model.startswith("knn")}
+    assert knn_runs == {"memory"}
+    assert np.unique([r.path for r in study.runs]).size == len(study.runs)
+
+
+def test_defaults_are_filled():
+    config = full(
+        {
+            "datasets": {"d": {"kind": "digits"}},
+            "sizes": [50],
+            "models": {"m": {"kind": "mlp", "widths": [4]}},
+            "regimes": {"memorize": {}},
+        }
+    )
+    assert config["training"]["max_epochs"] == 200
+    assert config["regimes"]["memorize"]["weight_decay"] == 0.0
+    assert config["perturbations"]["severities"] == [1, 2, 3, 4, 5]
+    copy.deepcopy(config)

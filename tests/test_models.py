@@ -1,0 +1,83 @@
+"""Stacked models and the k-NN memorizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from memlab.io import MemlabInputError
+from memlab.models import StackedCNN, StackedMLP, build_model, knn_log_proba
+from memlab.train import init_seeds
+
+
+def test_mlp_replica_equals_nn_linear_stack():
+    m = StackedMLP(6, 3, width=5, depth=2, dropout=0.0, replica_seeds=[1, 2])
+    x = torch.randn(2, 4, 6)
+    out = m(x)
+    for r in range(2):
+        h = x[r]
+        for i, (w, b) in enumerate(zip(m.weights, m.biases, strict=True)):
+            h = h @ w[r] + b[r]
+            if i < 2:
+                h = torch.relu(h)
+        torch.testing.assert_close(out[r], h)
+
+
+def test_cnn_grouped_conv_equals_separate_convs():
+    m = StackedCNN((8, 8), 10, width=2, dropout=0.0, replica_seeds=[3, 4, 5])
+    x = torch.rand(3, 7, 64)
+    out = m(x)
+    for r in range(3):
+        z = x[r].reshape(7, 1, 8, 8)
+        z = torch.relu(F.conv2d(z, m.conv1_w[r], m.conv1_b[r], padding=1))
+        z = torch.relu(F.conv2d(z, m.conv2_w[r], m.conv2_b[r], padding=1))
+        z = F.max_pool2d(z, 2).reshape(7, -1)
+        torch.testing.assert_close(out[r], z @ m.head_w[r] + m.head_b[r], rtol=1e-5, atol=1e-5)
+
+
+def test_replica_init_depends_only_on_its_seed():
+    a = StackedMLP(6, 3, width=5, depth=1, dropout=0, replica_seeds=init_seeds(0, [0, 1, 2]))
+    b = StackedMLP(6, 3, width=5, depth=1, dropout=0, replica_seeds=init_seeds(0, [2]))
+    torch.testing.assert_close(a.weights[0][2], b.weights[0][0], rtol=0, atol=0)
+    assert not torch.equal(a.weights[0][0], a.weights[0][1])
+
+
+def test_cnn_refuses_tabular_data():
+    with pytest.raises(MemlabInputError, match="image"):
+        build_model(
+            {"kind": "cnn", "width": 2},
+            in_dim=5,
+            n_classes=2,
+            image_shape=None,
+            dropout=0,
+            replica_seeds=[0],
+        )
+
+
+def test_one_nn_fits_every_training_label_even_random_ones():
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(50, 4)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 5, 50))
+    members = torch.from_numpy(rng.random((3, 50)) < 0.6)
+    lp = knn_log_proba(x, x, y, members, k=1, n_classes=5)
+    pred = lp.argmax(2)
+    for r in range(3):
+        assert torch.equal(pred[r][members[r]], y[members[r]])
+    # A non-member is predicted from the members only.
+    r, i = 0, int(torch.nonzero(~members[0])[0])
+    d = torch.cdist(x[i : i + 1], x[members[0]])[0]
+    assert pred[r, i] == y[members[0]][d.argmin()]
+    assert torch.allclose(lp.exp().sum(2), torch.ones(3, 50), atol=1e-4)
+
+
+def test_knn_votes_and_tie_break():
+    x_pool = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    y_pool = torch.tensor([0, 1, 1, 0])
+    members = torch.ones(1, 4, dtype=torch.bool)
+    q = torch.tensor([[0.1], [1.6]])
+    pred = knn_log_proba(q, x_pool, y_pool, members, k=3, n_classes=2).argmax(2)[0]
+    assert pred.tolist() == [1, 1]  # majority of the 3 nearest
+    pred2 = knn_log_proba(q, x_pool, y_pool, members, k=2, n_classes=2).argmax(2)[0]
+    assert pred2.tolist() == [0, 1]  # 1-1 tie goes to the nearest neighbour's class

@@ -1,0 +1,155 @@
+"""The stacked training engine: replicas stacked equal replicas trained alone, and more."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memlab.data import balanced_subsets as small_members
+from memlab.models import StackedCNN, StackedMLP
+from memlab.optim import StackedAdamW
+from memlab.train import TrainSettings, carve_validation, init_seeds, train_stacked
+
+
+def _mlp(replicas, width=16, dropout=0.0, seed=0):
+    return StackedMLP(
+        64, 10, width=width, depth=2, dropout=dropout, replica_seeds=init_seeds(seed, replicas)
+    )
+
+
+def _cnn(replicas, seed=0):
+    return StackedCNN((8, 8), 10, width=3, dropout=0.0, replica_seeds=init_seeds(seed, replicas))
+
+
+def _train(model, split, mask, settings, replicas=None, val=None):
+    return train_stacked(
+        model,
+        split.x_pool,
+        split.y_pool,
+        mask,
+        val,
+        split.x_test,
+        split.y_test,
+        settings,
+        seed=0,
+        replicas=replicas,
+        log=lambda s: None,
+    )
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn], ids=["mlp", "cnn"])
+@pytest.mark.parametrize(
+    "regime",
+    [
+        {},  # memorize: replicas stop at different epochs when they fit
+        {"weight_decay": 0.05, "early_stopping": True, "patience": 3},
+    ],
+)
+def test_stacked_equals_one_by_one(digits_split, make, regime):
+    r = 3
+    mask = small_members(len(digits_split.y_pool), 60, r, 0)
+    settings = TrainSettings(max_epochs=60, lr=1e-2, batch_size=16, **regime)
+    val = None
+    if settings.early_stopping:
+        mask, val = carve_validation(mask, 0.25, seed=0)
+    stacked = _train(make(range(r)), digits_split, mask, settings, val=val)
+    assert len(set(stacked.stop_epoch.tolist())) > 1 or settings.early_stopping
+    for i in range(r):
+        alone = _train(
+            make([i]),
+            digits_split,
+            mask[i : i + 1],
+            settings,
+            replicas=[i],
+            val=None if val is None else val[i : i + 1],
+        )
+        assert alone.stop_epoch[0] == stacked.stop_epoch[i]
+        assert alone.fit_epoch[0] == stacked.fit_epoch[i]
+        # A grouped convolution sums in another order than a single one: rounding differences
+        # of 1e-7 grow over hundreds of steps, hence the looser CNN tolerance.
+        tol = 1e-3 if make is _cnn else 1e-5
+        for a, b in zip(stacked.model.parameters(), alone.model.parameters(), strict=True):
+            torch.testing.assert_close(a[i], b[0], rtol=tol, atol=tol)
+
+
+def test_memorize_fits_every_replica_and_freezes_it(digits_split):
+    mask = small_members(len(digits_split.y_pool), 50, 4, 0)
+    res = _train(
+        _mlp(range(4), width=64), digits_split, mask, TrainSettings(max_epochs=300, lr=3e-3)
+    )
+    assert (res.fit_epoch > 0).all() and res.stop_reason == ["fit"] * 4
+    assert (res.stop_epoch == res.fit_epoch).all()
+    # History stops at each replica's own fit epoch.
+    last = res.history.groupby("replica")["epoch"].max().to_numpy()
+    assert (last == res.fit_epoch).all()
+    final_acc = res.history.groupby("replica")["train_accuracy"].last().to_numpy()
+    assert (final_acc == 1.0).all()
+
+
+def test_early_stopping_keeps_best_validation_weights(digits_split):
+    mask = small_members(len(digits_split.y_pool), 100, 2, 0)
+    train, val = carve_validation(mask, 0.3, seed=0)
+    assert not (train & val).any() and ((train | val) == mask).all()
+    settings = TrainSettings(
+        max_epochs=200, lr=1e-2, early_stopping=True, patience=5, stop_at_fit=False
+    )
+    res = _train(_mlp(range(2)), digits_split, train, settings, val=val)
+    assert res.stop_reason == ["early_stopping"] * 2
+    h = res.history
+    for r in range(2):
+        hr = h[h.replica == r]
+        best_epoch = int(hr.loc[hr.val_loss.idxmin(), "epoch"])
+        assert res.stop_epoch[r] == best_epoch + settings.patience
+    # The returned weights are the best-validation weights: recompute their validation loss.
+    xv = torch.from_numpy(digits_split.x_pool[val[0]])
+    yv = torch.from_numpy(digits_split.y_pool[val[0]])
+    with torch.no_grad():
+        logits = res.model(xv)[0]
+    loss = torch.nn.functional.cross_entropy(logits, yv).item()
+    assert loss == pytest.approx(h[h.replica == 0].val_loss.min(), rel=1e-4)
+
+
+def test_dropout_does_not_couple_replicas(digits_split):
+    """Replica 0's result does not depend on replica 1's data, even with dropout."""
+    n = len(digits_split.y_pool)
+    a = small_members(n, 80, 2, seed=1)
+    b = a.copy()
+    b[1] = small_members(n, 80, 2, seed=2)[1]
+    settings = TrainSettings(max_epochs=5, dropout=0.5, stop_at_fit=False)
+    ra = _train(_mlp(range(2), dropout=0.5), digits_split, a, settings)
+    rb = _train(_mlp(range(2), dropout=0.5), digits_split, b, settings)
+    wa, wb = next(ra.model.parameters()), next(rb.model.parameters())
+    torch.testing.assert_close(wa[0], wb[0], rtol=0, atol=0)
+    assert not torch.equal(wa[1], wb[1])
+
+
+def test_same_seed_same_numbers_different_seed_different(digits_split):
+    mask = small_members(len(digits_split.y_pool), 60, 2, 0)
+    s = TrainSettings(max_epochs=5, stop_at_fit=False)
+    h1 = _train(_mlp(range(2)), digits_split, mask, s).history
+    h2 = _train(_mlp(range(2)), digits_split, mask, s).history
+    assert h1.equals(h2)
+    h3 = _train(_mlp(range(2), seed=1), digits_split, mask, s).history
+    assert not h1.equals(h3)
+
+
+def test_stacked_adamw_matches_torch_adamw():
+    torch.manual_seed(0)
+    w = torch.randn(3, 5, 4)
+    p1, p2 = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    ours = StackedAdamW([p1], lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW([p2], lr=1e-2, weight_decay=0.1)
+    for step in range(5):
+        g = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(step))
+        p1.grad, p2.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    torch.testing.assert_close(p1, p2, rtol=1e-6, atol=1e-7)
+
+
+def test_carve_validation_rejects_empty_split():
+    from memlab.io import MemlabInputError
+
+    with pytest.raises(MemlabInputError, match="val_fraction"):
+        carve_validation(np.ones((2, 3), bool), 0.1, seed=0)

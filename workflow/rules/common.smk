@@ -1,0 +1,110 @@
+# Helpers shared by the rules: config validation, the study plan and per-rule config slices.
+# Each rule's params carry only the settings that affect it, so a config edit reruns exactly the
+# jobs it touches (Snakemake's params rerun trigger).
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# Rule scripts import the library from this checkout (also inside conda envs and cluster jobs).
+_SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
+)
+
+from memlab.config import MEMORY_REGIME, check_config, load_schema, plan_study
+from memlab.io import MemlabInputError
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+try:
+    check_config(config, load_schema(SCHEMA))
+    validate(config, str(SCHEMA))  # fills in the schema's defaults
+    STUDY = plan_study(config, root=os.getcwd())
+except MemlabInputError as err:
+    raise WorkflowError(
+        f"{err}\n(Nothing was run; fix the config or data and rerun.)"
+    ) from None
+
+for _note in STUDY.notes:
+    print(f"memlab: {_note}", file=sys.stderr)
+
+
+wildcard_constraints:
+    dataset="[A-Za-z][A-Za-z0-9_]*",
+    noise="[0-9.]+",
+    size="[0-9]+",
+    model="[A-Za-z][A-Za-z0-9_]*-[wk][0-9]+",
+    regime="[A-Za-z][A-Za-z0-9_]*",
+
+
+RUN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
+TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
+EARLY_STOPPING_KEYS = ("patience", "val_fraction")
+
+
+def dataset_spec(wildcards):
+    return STUDY.datasets[wildcards.dataset].spec
+
+
+def dataset_files(wildcards):
+    """A user data file is an input of prepare, so editing it reruns the study on it."""
+    spec = dataset_spec(wildcards)
+    return [spec["path"]] if spec["kind"] == "file" else []
+
+
+def variant(wildcards):
+    return STUDY.variants[wildcards.model]
+
+
+def train_settings(wildcards):
+    """Training defaults merged with the regime: only the keys that shape this run."""
+    if variant(wildcards)["kind"] == "knn":
+        return {}
+    regime = config["regimes"][wildcards.regime]
+    training = config["training"]
+    settings = {k: training[k] for k in TRAINING_KEYS}
+    settings.update(regime)
+    if settings["early_stopping"]:
+        settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
+    return settings
+
+
+def run_settings(wildcards):
+    """The run's coordinates as table columns (all derived from the wildcards)."""
+    v = variant(wildcards)
+    return {
+        "dataset": wildcards.dataset,
+        "label_noise": float(wildcards.noise),
+        "size": int(wildcards.size),
+        "model": wildcards.model,
+        "model_name": v["name"],
+        "kind": v["kind"],
+        "width": v.get("width", 0),
+        "k": v.get("k", 0),
+        "regime": wildcards.regime,
+    }
+
+
+def run_files(name):
+    return [f"results/runs/{run.path}/{name}" for run in STUDY.runs]
+
+
+FIGURES = (
+    "accuracy_vs_size",
+    "generalization_gap",
+    "robustness",
+    "learning_curves",
+    "accuracy_vs_width",
+)
+
+
+def final_outputs():
+    return [
+        "results/tables/metrics.parquet",
+        *expand("results/figures/{name}.{ext}", name=FIGURES, ext=("png", "svg")),
+        "results/report/summary.html",
+    ]

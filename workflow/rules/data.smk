@@ -1,0 +1,92 @@
+# Data: one fixed split per dataset, label noise per rate, balanced subsets per training-set size,
+# and perturbed held-out sets generated once (never trained on).
+
+
+rule prepare:
+    input:
+        dataset_files,
+    output:
+        "results/data/{dataset}/split.npz",
+    log:
+        "results/logs/prepare/{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        dataset=dataset_spec,
+        test_fraction=config["test_fraction"],
+        seed=config["seed"],
+    script:
+        "../../scripts/prepare.py"
+
+
+rule label_noise:
+    input:
+        "results/data/{dataset}/split.npz",
+    output:
+        "results/data/{dataset}/labels-noise{noise}.npz",
+    log:
+        "results/logs/label_noise/{dataset}-noise{noise}.log",
+    benchmark:
+        "results/benchmarks/label_noise/{dataset}-noise{noise}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        noise=lambda wc: float(wc.noise),
+        seed=config["seed"],
+    script:
+        "../../scripts/label_noise.py"
+
+
+rule subsample:
+    input:
+        "results/data/{dataset}/split.npz",
+    output:
+        "results/data/{dataset}/subsets-n{size}.npz",
+    log:
+        "results/logs/subsample/{dataset}-n{size}.log",
+    benchmark:
+        "results/benchmarks/subsample/{dataset}-n{size}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        size=lambda wc: int(wc.size),
+        replicas=config["replicas"],
+        seed=config["seed"],
+    script:
+        "../../scripts/subsample.py"
+
+
+rule perturb:
+    input:
+        "results/data/{dataset}/split.npz",
+    output:
+        "results/data/{dataset}/perturbed.npz",
+    log:
+        "results/logs/perturb/{dataset}.log",
+    benchmark:
+        "results/benchmarks/perturb/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        perturbations=config["perturbations"],
+        seed=config["seed"],
+    script:
+        "../../scripts/perturb.py"

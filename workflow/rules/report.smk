@@ -1,0 +1,55 @@
+# Figures and the report: seaborn figures (PNG for the report, SVG for print) and a generated
+# summary of the headline numbers; `snakemake --report` bundles them into one HTML file.
+
+
+rule figures:
+    input:
+        metrics="results/tables/metrics.parquet",
+        history="results/tables/history.parquet",
+    output:
+        **{
+            name: report(
+                f"results/figures/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+            )
+            for name in FIGURES
+        },
+        **{f"{name}_svg": f"results/figures/{name}.svg" for name in FIGURES},
+    log:
+        "results/logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        dpi=config["figures"]["dpi"],
+    script:
+        "../../scripts/figures.py"
+
+
+rule summarize:
+    input:
+        metrics="results/tables/metrics.parquet",
+    output:
+        report(
+            "results/report/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
+    log:
+        "results/logs/summarize.log",
+    benchmark:
+        "results/benchmarks/summarize.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../../scripts/summarize.py"

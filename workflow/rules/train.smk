@@ -1,0 +1,29 @@
+# Train: one job per (dataset, noise, size, model variant, regime) trains all replicas at once.
+# k-NN "trains" by remembering its subsets; it shares the rest of the path with the networks.
+
+
+rule train:
+    input:
+        split="results/data/{dataset}/split.npz",
+        labels="results/data/{dataset}/labels-noise{noise}.npz",
+        subsets="results/data/{dataset}/subsets-n{size}.npz",
+    output:
+        checkpoint=f"results/runs/{RUN}/checkpoint.pt",
+        history=f"results/runs/{RUN}/history.parquet",
+    log:
+        f"results/logs/train/{RUN}.log",
+    benchmark:
+        f"results/benchmarks/train/{RUN}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        model=variant,
+        settings=train_settings,
+        seed=config["seed"],
+        run=run_settings,
+    script:
+        "../../scripts/train.py"
