@@ -111,7 +111,7 @@ def test_plan_resolves_fractions_and_expands_variants():
     config["sizes"] = [100, 0.5, 1.0]
     study = plan_study(config)
     assert study.datasets["digits"].sizes == (100, round(0.5 * 1347), 1347)
-    assert {"mlp-w16", "mlp-w32", "cnn-w4", "knn-k1"} <= set(study.variants)
+    assert {"mlp-w8", "mlp-w16", "cnn-w4", "knn-k1"} <= set(study.variants)
     knn_runs = {r.regime for r in study.runs if r.model.startswith("knn")}
     assert knn_runs == {"memory"}
     assert np.unique([r.path for r in study.runs]).size == len(study.runs)

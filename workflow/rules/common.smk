@@ -11,8 +11,9 @@ from snakemake.utils import validate
 # Rule scripts import the library from this checkout (also inside conda envs and cluster jobs).
 _SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_SRC, os.environ.get("PYTHONPATH")) if p
+# (Set, not required: hence no envvars directive.)
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
 from memlab.config import MEMORY_REGIME, check_config, load_schema, plan_study
@@ -46,8 +47,19 @@ TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
 EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 
 
+def canonical(obj):
+    """Dicts with sorted keys, recursively: Snakemake compares params by their serialized form,
+    so reordering keys in a config file (or in the schema's defaults) must not look like a change.
+    """
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def dataset_spec(wildcards):
-    return STUDY.datasets[wildcards.dataset].spec
+    return canonical(STUDY.datasets[wildcards.dataset].spec)
 
 
 def dataset_files(wildcards):
@@ -57,7 +69,7 @@ def dataset_files(wildcards):
 
 
 def variant(wildcards):
-    return STUDY.variants[wildcards.model]
+    return canonical(STUDY.variants[wildcards.model])
 
 
 def train_settings(wildcards):
@@ -70,23 +82,25 @@ def train_settings(wildcards):
     settings.update(regime)
     if settings["early_stopping"]:
         settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
-    return settings
+    return canonical(settings)
 
 
 def run_settings(wildcards):
     """The run's coordinates as table columns (all derived from the wildcards)."""
     v = variant(wildcards)
-    return {
-        "dataset": wildcards.dataset,
-        "label_noise": float(wildcards.noise),
-        "size": int(wildcards.size),
-        "model": wildcards.model,
-        "model_name": v["name"],
-        "kind": v["kind"],
-        "width": v.get("width", 0),
-        "k": v.get("k", 0),
-        "regime": wildcards.regime,
-    }
+    return canonical(
+        {
+            "dataset": wildcards.dataset,
+            "label_noise": float(wildcards.noise),
+            "size": int(wildcards.size),
+            "model": wildcards.model,
+            "model_name": v["name"],
+            "kind": v["kind"],
+            "width": v.get("width", 0),
+            "k": v.get("k", 0),
+            "regime": wildcards.regime,
+        }
+    )
 
 
 def run_files(name):

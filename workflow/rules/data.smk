@@ -86,7 +86,7 @@ rule perturb:
         mem_mb=1000,
         runtime=10,
     params:
-        perturbations=config["perturbations"],
+        perturbations=canonical(config["perturbations"]),
         seed=config["seed"],
     script:
         "../../scripts/perturb.py"

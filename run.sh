@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# memlab's one-command entry points. Needs only Python 3.11+; everything else goes into .venv.
+#   ./run.sh study [snakemake args]   run the default study (or --configfile ...), then the report
+#   ./run.sh test  [pytest args]      run the test suite
+#   ./run.sh setup                    only create/update the virtual environment
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${MEMLAB_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+setup() {
+    if [[ ! -x $VENV/bin/python ]]; then
+        echo "memlab: creating $VENV" >&2
+        "$PY" -m venv "$VENV"
+    fi
+    # Reinstall only when the dependency list changed.
+    local stamp="$VENV/.memlab-installed"
+    local want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+        "$VENV/bin/python" -m pip install -q --upgrade pip
+        # The CPU build of torch first: left to choose, pip would fetch a multi-GB CUDA build.
+        "$VENV/bin/python" -m pip install -q "torch==2.13.0"
+        "$VENV/bin/python" -m pip install -q -e ".[dev]"
+        echo "$want" > "$stamp"
+    fi
+}
+
+cmd=${1:-study}
+shift || true
+case $cmd in
+    setup)
+        setup
+        ;;
+    study)
+        setup
+        export OMP_NUM_THREADS=1
+        "$VENV/bin/snakemake" "$@"
+        "$VENV/bin/snakemake" "$@" --report results/report.html
+        echo "memlab: figures in results/figures/, tables in results/tables/," \
+            "report in results/report.html" >&2
+        ;;
+    test)
+        setup
+        export OMP_NUM_THREADS=1
+        "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: ./run.sh {study|test|setup} [args]" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,142 @@
+"""End to end through the real snakemake CLI: the smoke study, partial reruns, bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, copy_workflow, snakemake
+
+pytestmark = pytest.mark.e2e
+
+METRIC_COLUMNS = ["dataset", "label_noise", "size", "model", "model_name", "kind", "width", "k",
+                  "regime", "replica", "split", "perturbation", "severity", "metric", "value"]
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        if not m:
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        pairs = dict(p.split("=", 1) for p in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), pairs))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "2")
+    return work
+
+
+def test_smoke_study_outputs(smoke_run):
+    work = smoke_run
+    figures = ["accuracy_vs_size", "generalization_gap", "robustness", "learning_curves",
+               "accuracy_vs_width"]
+    for name in figures:
+        for ext in ("png", "svg"):
+            f = work / "results" / "figures" / f"{name}.{ext}"
+            assert f.stat().st_size > 1000, f
+    metrics = pd.read_parquet(work / "results/tables/metrics.parquet")
+    assert list(metrics.columns) == METRIC_COLUMNS
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    assert set(metrics["regime"]) == set(config["regimes"]) | {"memory"}
+    assert set(metrics["split"]) >= {"train", "unseen", "heldout", "perturbed", "train_flipped"}
+    assert set(metrics["replica"]) == set(range(config["replicas"]))
+    assert metrics["value"].notna().all() or metrics["metric"].eq("epochs_to_fit").any()
+    gap = pd.read_csv(work / "results/tables/generalization_gap.csv")
+    assert ((gap["train_accuracy"] - gap["heldout_accuracy"] - gap["gap"]).abs() < 1e-5).all()
+    rob = pd.read_csv(work / "results/tables/robustness.csv")
+    assert {"perturbation", "severity", "accuracy", "clean_accuracy", "drop"} <= set(rob.columns)
+    hist = pd.read_parquet(work / "results/tables/history.parquet")
+    assert {"epoch", "replica", "train_accuracy", "heldout_accuracy", "regime"} <= set(hist.columns)
+    # 1-NN is the pure memorizer: it fits every training label, flipped ones included.
+    one_nn = metrics[(metrics.model == "knn-k1") & (metrics.metric == "accuracy")]
+    assert (one_nn[one_nn.split.isin(["train", "train_flipped"])]["value"] == 1.0).all()
+    summary = (work / "results/report/summary.html").read_text()
+    assert "held-out" in summary and "knn-k1" in summary
+    log = next((work / "results/logs/train").rglob("memorize.log")).read_text()
+    assert "epoch" in log and "fit" in log
+    assert not list((work / "results").rglob("*.tmp*")), "temporary files left behind"
+
+
+def test_nothing_to_do_after_a_complete_run(smoke_run):
+    assert planned_jobs(smoke_run, "--configfile", "config/smoke.yaml") == []
+    # The same config with its keys reordered (safe_dump sorts them) is the same study.
+    assert planned_jobs(smoke_run, "--configfile", _edited(smoke_run, lambda c: None)) == []
+
+
+def _edited(work: Path, edit) -> str:
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    edit(config)
+    path = work / "config" / "edited.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "config/edited.yaml"
+
+
+def test_changing_one_regime_reruns_only_its_jobs(smoke_run):
+    cfg = _edited(smoke_run, lambda c: c["regimes"]["regularized"].update(weight_decay=0.2))
+    jobs = planned_jobs(smoke_run, "--configfile", cfg)
+    rules = [r for r, _ in jobs]
+    trains = [wc for r, wc in jobs if r == "train"]
+    assert trains and all(wc["regime"] == "regularized" for wc in trains)
+    # Every regularized run (2 MLPs + 1 CNN, x 2 sizes) and nothing else.
+    assert len(trains) == 3 * 2
+    assert rules.count("evaluate") == len(trains)
+    assert not {"prepare", "label_noise", "subsample", "perturb"} & set(rules)
+    assert {"analyze", "figures", "summarize"} <= set(rules)
+
+
+def test_changing_perturbations_reevaluates_without_retraining(smoke_run):
+    cfg = _edited(smoke_run, lambda c: c["perturbations"].update(severities=[2, 4]))
+    rules = [r for r, _ in planned_jobs(smoke_run, "--configfile", cfg)]
+    assert "train" not in rules and "perturb" in rules
+    # 2 sizes x (2 MLPs x 2 regimes + 1 CNN x 2 regimes + 1 k-NN)
+    assert rules.count("evaluate") == 2 * 7
+
+
+def test_report_builds(smoke_run):
+    snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
+    html = (smoke_run / "results/report.html").read_text(errors="replace")
+    assert len(html) > 10_000 and "accuracy_vs_size" in html
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(sizez=[10]), "unknown key 'sizez'"),
+    (lambda c: c["models"]["mlp"].update(widths=[-3]), "models.mlp.widths[0] = -3"),
+    (lambda c: c.update(sizes=[99999]), "sizes[0]"),
+    (lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/missing.csv"}),
+     "missing.csv"),
+])
+def test_bad_config_stops_before_any_job(tmp_path, edit, message):
+    work = copy_workflow(tmp_path)
+    cfg = _edited(work, edit)
+    proc = snakemake(work, "--configfile", cfg, "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (work / "results").exists()
+
+
+def test_lint_and_format_are_clean():
+    # --lint needs a plan; it reports rules missing log/conda/... and other style issues.
+    proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--lint",
+                           "--configfile", "config/smoke.yaml"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
+    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
