@@ -11,13 +11,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.e2e
 
-METRIC_COLUMNS = ["dataset", "label_noise", "size", "model", "model_name", "kind", "width", "k",
-                  "regime", "replica", "split", "perturbation", "severity", "metric", "value"]
+METRIC_COLUMNS = [
+    "dataset",
+    "label_noise",
+    "size",
+    "model",
+    "model_name",
+    "kind",
+    "width",
+    "k",
+    "regime",
+    "replica",
+    "split",
+    "perturbation",
+    "severity",
+    "metric",
+    "value",
+]
 
 
 def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
@@ -43,8 +57,13 @@ def smoke_run(tmp_path_factory) -> Path:
 
 def test_smoke_study_outputs(smoke_run):
     work = smoke_run
-    figures = ["accuracy_vs_size", "generalization_gap", "robustness", "learning_curves",
-               "accuracy_vs_width"]
+    figures = [
+        "accuracy_vs_size",
+        "generalization_gap",
+        "robustness",
+        "learning_curves",
+        "accuracy_vs_width",
+    ]
     for name in figures:
         for ext in ("png", "svg"):
             f = work / "results" / "figures" / f"{name}.{ext}"
@@ -113,13 +132,18 @@ def test_report_builds(smoke_run):
     assert len(html) > 10_000 and "accuracy_vs_size" in html
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c.update(sizez=[10]), "unknown key 'sizez'"),
-    (lambda c: c["models"]["mlp"].update(widths=[-3]), "models.mlp.widths[0] = -3"),
-    (lambda c: c.update(sizes=[99999]), "sizes[0]"),
-    (lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/missing.csv"}),
-     "missing.csv"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(sizez=[10]), "unknown key 'sizez'"),
+        (lambda c: c["models"]["mlp"].update(widths=[-3]), "models.mlp.widths[0] = -3"),
+        (lambda c: c.update(sizes=[99999]), "sizes[0]"),
+        (
+            lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/missing.csv"}),
+            "missing.csv",
+        ),
+    ],
+)
 def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     work = copy_workflow(tmp_path)
     cfg = _edited(work, edit)
@@ -132,11 +156,21 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, message):
 
 def test_lint_and_format_are_clean():
     # --lint needs a plan; it reports rules missing log/conda/... and other style issues.
-    proc = subprocess.run([str(Path(sys.executable).with_name("snakemake")), "--lint",
-                           "--configfile", "config/smoke.yaml"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("snakemake")),
+            "--lint",
+            "--configfile",
+            "config/smoke.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent))
-    proc = subprocess.run([snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
