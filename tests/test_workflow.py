@@ -174,3 +174,39 @@ def test_lint_and_format_are_clean():
         [snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_tabular_datasets_go_through_the_same_path(tmp_path):
+    """A synthetic task and a user CSV: image-only models and perturbations are skipped."""
+    work = copy_workflow(tmp_path)
+    rng = __import__("numpy").random.default_rng(0)
+    x = rng.normal(size=(200, 5))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(target=y)
+    (work / "data").mkdir()
+    frame.to_csv(work / "data" / "table.csv", index=False)
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    config.update(
+        datasets={
+            "gauss": {"kind": "gaussian", "n_samples": 300, "n_features": 8, "n_classes": 3},
+            "table": {"kind": "file", "path": "data/table.csv", "label_column": "target"},
+        },
+        sizes=[50],
+        regimes={"memorize": {}},
+        perturbations={"names": ["gaussian_noise", "blur"], "severities": [1, 5]},
+    )
+    (work / "config/tabular.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(work, "--configfile", "config/tabular.yaml", "--cores", "2")
+    assert "cnn-w4 skipped on dataset 'gauss'" in proc.stderr
+    metrics = pd.read_parquet(work / "results/tables/metrics.parquet")
+    assert set(metrics["dataset"]) == {"gauss", "table"}
+    assert set(metrics["kind"]) == {"mlp", "knn"}
+    assert set(metrics.loc[metrics.split == "perturbed", "perturbation"]) == {"gaussian_noise"}
+    assert (
+        "skipped (need image data): blur" in (work / "results/logs/perturb/table.log").read_text()
+    )
+    # Editing the user's data file reruns the study on it (the file is an input of prepare).
+    frame.iloc[:150].to_csv(work / "data" / "table.csv", index=False)
+    rules = planned_jobs(work, "--configfile", "config/tabular.yaml")
+    assert ("prepare", {"dataset": "table"}) in rules
+    assert all(wc.get("dataset") != "gauss" for _, wc in rules)

@@ -105,6 +105,11 @@ def evaluate_replicas(
         add("perturbed", key[0], key[1], p_acc[:, j], p_loss[:, j])
 
     arrays = {
+        "pool_correct": pool_correct,
+        "test_correct": test_correct,
+        "pool_label": np.asarray(y_pool, np.int16),
+        "test_label": np.asarray(y_test, np.int16),
+        "flipped": flipped,
         **{f"pool_{k}": v for k, v in pool.items()},
         **{f"test_{k}": v for k, v in test.items()},
         "members": members,
