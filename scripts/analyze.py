@@ -1,21 +1,40 @@
-"""Rule analyze: gather every run's metrics and history into tidy study tables."""
+"""Rule analyze: gather every run into tidy study tables, with the per-example analyses
+(memorization scores, membership inference, chance nulls) computed from the evaluations."""
 
 from memlab import analysis
-from memlab.io import atomic_path
+from memlab.io import atomic_path, load_npz
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake
     metrics = analysis.gather(sm.input.metrics)
     history = analysis.gather(sm.input.histories)
+    log(f"{len(sm.input.metrics)} runs: {len(metrics)} metric rows, {len(history)} history rows")
+
+    def evaluations():
+        # One run at a time: the per-example arrays of a large study need not fit in memory.
+        for run, path in zip(sm.params.runs, sm.input.evaluations, strict=True):
+            yield run, load_npz(path)
+
+    memorization, mem_summary = analysis.memorization_tables(evaluations())
+    membership, roc = analysis.membership_tables(evaluations())
+    scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
+    log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
     tables = {
         "metrics": metrics,
+        "metrics_csv": metrics,
         "gap": analysis.generalization_gap(metrics),
         "robustness": analysis.robustness(metrics),
+        "history": history,
         "summary": analysis.summarize(metrics),
+        "noise_sweep": analysis.noise_sweep(metrics, history),
+        "chance_null": analysis.chance_null(evaluations()),
+        "memorization": memorization,
+        "memorization_summary": mem_summary,
+        "membership": membership,
+        "membership_roc": roc,
     }
-    log(f"{len(sm.input.metrics)} runs: {len(metrics)} metric rows, {len(history)} history rows")
-    for name, frame in {**tables, "metrics_csv": metrics, "history": history}.items():
+    for name, frame in tables.items():
         with atomic_path(sm.output[name]) as tmp:
             if str(sm.output[name]).endswith(".parquet"):
                 frame.to_parquet(tmp, index=False)

@@ -1,16 +1,17 @@
 """Rule figures: draw every study figure from the tidy tables (PNG and SVG)."""
 
-import pandas as pd
+from pathlib import Path
 
 from memlab.figures import FIGURES, save_figure
+from memlab.tables import StudyTables
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake
-    metrics = pd.read_parquet(sm.input.metrics)
-    history = pd.read_parquet(sm.input.history)
-    for name, draw in FIGURES.items():
+    splits = {Path(p).parent.name: p for p in sm.input.splits}
+    tables = StudyTables.read(dict(sm.input.items()), splits, sm.params.randomizations)
+    for name in sm.params.figures:  # the figures this study can draw
         save_figure(
-            draw(metrics, history), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi
+            FIGURES[name](tables), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi
         )
         log(f"drew {name}")

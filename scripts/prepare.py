@@ -1,6 +1,9 @@
-"""Rule prepare: load a dataset and write its fixed stratified pool/test split."""
+"""Rule prepare: load a dataset, write its fixed stratified pool/test split (randomized if
+asked)."""
 
 from memlab import data
+from memlab.randomization import randomize
+from memlab.seeds import derive_seed
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
@@ -11,4 +14,12 @@ with rule_job(snakemake) as log:
         f"{ds.name}: {len(ds.y)} examples, {ds.X.shape[1]} features, {ds.n_classes} classes, "
         f"image shape {ds.image_shape}; pool {len(pool)}, held-out {len(test)}"
     )
-    data.save_split(snakemake.output[0], ds, pool, test)
+    randomization = p.dataset.get("randomization")
+    split, changed = randomize(
+        data.make_split(ds, pool, test), randomization, derive_seed(p.seed, "randomize")
+    )
+    if randomization:
+        log(f"randomization {randomization}: {int(changed.sum())} pool labels changed")
+    data.save_split(
+        snakemake.output[0], split, pool_index=pool, test_index=test, label_randomized=changed
+    )

@@ -15,6 +15,7 @@ with rule_job(snakemake) as log:
     state, arrays, history = train_run(
         split,
         labels["y_pool"],
+        labels["flipped"],
         members,
         sm.params.model,
         sm.params.settings,

@@ -25,7 +25,16 @@ from memlab.io import MemlabInputError
 
 
 def test_dataset_kinds():
-    assert DATASET_KINDS == ("digits", "gaussian", "file")
+    assert DATASET_KINDS == ("digits", "gaussian", "file", "modular_addition")
+
+
+def test_modular_addition_is_every_pair_once():
+    ds = load_dataset({"kind": "modular_addition", "p": 7})
+    assert ds.X.shape == (49, 14) and ds.n_classes == 7
+    a, b = ds.X[:, :7].argmax(1), ds.X[:, 7:].argmax(1)
+    assert (ds.X.sum(1) == 2).all()
+    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 49
+    np.testing.assert_array_equal(ds.y, (a + b) % 7)
 
 
 def test_digits_shape_range_and_image_shape():

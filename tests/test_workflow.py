@@ -191,7 +191,8 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
             "gauss": {"kind": "gaussian", "n_samples": 300, "n_features": 8, "n_classes": 3},
             "table": {"kind": "file", "path": "data/table.csv", "label_column": "target"},
         },
-        sizes=[50],
+        sizes=[0.5],
+        replicas=4,
         regimes={"memorize": {}},
         perturbations={"names": ["gaussian_noise", "blur"], "severities": [1, 5]},
     )
@@ -205,6 +206,15 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
     assert (
         "skipped (need image data): blur" in (work / "results/logs/perturb/table.log").read_text()
     )
+    # Balanced halves with 4 replicas: every example is in 2 subsets and out of 2, so k-NN
+    # (never trained, always counted) gets memorization scores and membership attacks.
+    summary = pd.read_csv(work / "results/tables/memorization_summary.csv")
+    assert set(summary.loc[summary.status == "ok", "model"]) >= {"knn-k1"}
+    scores = pd.read_parquet(work / "results/tables/memorization.parquet")
+    assert (scores["n_in"] == 2).all() and scores["score"].between(-1, 1).all()
+    mia = pd.read_csv(work / "results/tables/membership.csv")
+    assert {"gap", "loss", "lira_online", "lira_offline"} <= set(mia["attack"])
+    assert (work / "results/figures/membership_roc.png").exists()
     # Editing the user's data file reruns the study on it (the file is an input of prepare).
     frame.iloc[:150].to_csv(work / "data" / "table.csv", index=False)
     rules = planned_jobs(work, "--configfile", "config/tabular.yaml")

@@ -26,6 +26,43 @@ RUN_COLUMNS = (
     "regime",
 )
 KEYS = [*RUN_COLUMNS, "replica"]
+# Columns of the per-example tables, so that a study without such runs still writes a header.
+MEMORIZATION_COLUMNS = [
+    *RUN_COLUMNS,
+    "example",
+    "score",
+    "se",
+    "p_in",
+    "p_out",
+    "n_in",
+    "n_out",
+    "flipped",
+    "label",
+    "predicted_when_out",
+]
+MEMBERSHIP_COLUMNS = [
+    *RUN_COLUMNS,
+    "attack",
+    "auc",
+    "advantage",
+    "members",
+    "non_members",
+    "tpr_at_0.01_fpr",
+    "tpr_at_0.001_fpr",
+]
+ROC_COLUMNS = [*RUN_COLUMNS, "attack", "fpr", "tpr"]
+MEMORIZATION_SUMMARY_COLUMNS = [
+    *RUN_COLUMNS,
+    "replicas",
+    "replicas_fit",
+    "status",
+    "mean_score",
+    "mean_score_flipped",
+    "mean_score_clean",
+    "auc_flipped",
+    "above_half",
+    "above_half_flipped",
+]
 
 
 def with_run(frame: pd.DataFrame, run: Mapping[str, Any]) -> pd.DataFrame:
@@ -74,3 +111,139 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(mean="mean", std="std", replicas="count").reset_index()
     out["sem"] = out["std"] / np.sqrt(out["replicas"])
     return out.drop(columns="std")
+
+
+# --------------------------------------------------------------------------- per-example analyses
+# Each takes (run, evaluation arrays) pairs: run is the dict of RUN_COLUMNS, arrays what the
+# evaluate rule wrote (per-example predictions, losses, confidences and memberships).
+
+
+def _usable_replicas(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Replicas that fit their training subset (k-NN is not trained: all of them count)."""
+    tm = arrays["train_mask"]
+    if run["kind"] == "knn":
+        return np.ones(tm.shape[0], bool)
+    return (arrays["pool_correct"] & tm).sum(1) == tm.sum(1)
+
+
+def memorization_tables(
+    evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Feldman-Zhang scores per (run, pool example) and one summary row per run.
+
+    Runs whose design cannot give scores (the whole pool in every subset, or fewer than two
+    replicas that fit) get a summary row saying why and no scores.
+    """
+    from memlab.memorization import design_allows_scores, memorization_scores, roc_auc
+
+    scores, summary = [], []
+    for run, a in evaluations:
+        usable = _usable_replicas(run, a)
+        members = a["train_mask"]
+        row = {
+            **{k: run[k] for k in RUN_COLUMNS},
+            "replicas": len(usable),
+            "replicas_fit": int(usable.sum()),
+        }
+        if not design_allows_scores(members[usable]):
+            row["status"] = (
+                "no example is ever held out"
+                if members.all()
+                else "too few fitted replicas to hold every example both in and out"
+            )
+            summary.append(row)
+            continue
+        s = memorization_scores(a["pool_correct"], members, usable)
+        flipped = a["flipped"].astype(bool)
+        s["flipped"] = flipped
+        s["label"] = a["pool_label"]
+        # What models that did not train on the example predict (its "natural" label).
+        out_pred = np.where(~members[usable], a["pool_pred"][usable], -1)
+        s["predicted_when_out"] = [
+            np.bincount(col[col >= 0], minlength=1).argmax() for col in out_pred.T
+        ]
+        high = s["score"] > 0.5
+        row.update(
+            status="ok",
+            mean_score=float(s["score"].mean()),
+            mean_score_flipped=float(s.loc[flipped, "score"].mean()) if flipped.any() else np.nan,
+            mean_score_clean=float(s.loc[~flipped, "score"].mean()),
+            auc_flipped=roc_auc(s["score"], flipped),
+            above_half=int(high.sum()),
+            above_half_flipped=int((high & flipped).sum()),
+        )
+        summary.append(row)
+        scores.append(with_run(s, run))
+    return (
+        pd.concat(scores, ignore_index=True)
+        if scores
+        else pd.DataFrame(columns=MEMORIZATION_COLUMNS),
+        pd.DataFrame(summary, columns=MEMORIZATION_SUMMARY_COLUMNS),
+    )
+
+
+def membership_tables(
+    evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every attack's ROC AUC, TPR at 1% and 0.1% FPR and advantage per run; ROC curves."""
+    from memlab.membership import evaluate_attacks
+    from memlab.memorization import design_allows_scores
+
+    results, curves = [], []
+    for run, a in evaluations:
+        members = a["train_mask"]
+        if not design_allows_scores(members):
+            continue
+        res, curve = evaluate_attacks(
+            a["pool_correct"], a["pool_loss"], a["pool_confidence"], members
+        )
+        results.append(with_run(res, run))
+        curves.append(with_run(curve, run))
+    if not results:
+        return pd.DataFrame(columns=MEMBERSHIP_COLUMNS), pd.DataFrame(columns=ROC_COLUMNS)
+    return pd.concat(results, ignore_index=True), pd.concat(curves, ignore_index=True)
+
+
+def chance_null(
+    evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+    permutations: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Permutation null of held-out accuracy per run and replica.
+
+    The accuracy a replica's held-out predictions reach against randomly permuted true labels:
+    what "chance" is for this model's prediction distribution (a model that predicts mostly one
+    class agrees with shuffled labels more than 1/classes). Reports its mean and 95% quantile.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for run, a in evaluations:
+        y = a["test_label"]
+        perms = np.stack([rng.permutation(y) for _ in range(permutations)])  # [P, n]
+        for r, pred in enumerate(a["test_pred"]):
+            null = (perms == pred).mean(1)
+            rows.append(
+                {
+                    **{k: run[k] for k in RUN_COLUMNS},
+                    "replica": r,
+                    "heldout_accuracy": float((pred == y).mean()),
+                    "null_mean": float(null.mean()),
+                    "null_q95": float(np.quantile(null, 0.95)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def noise_sweep(metrics: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Final vs best-during-training held-out accuracy per run and replica (early-stopping gap)."""
+    final = _accuracy(metrics, "heldout").rename("final_heldout_accuracy")
+    if history.empty:
+        return final.reset_index()
+    h = history.sort_values("epoch")
+    best = h.loc[h.groupby(KEYS)["heldout_accuracy"].idxmax(), [*KEYS, "heldout_accuracy", "epoch"]]
+    best = best.rename(
+        columns={"heldout_accuracy": "best_heldout_accuracy", "epoch": "best_epoch"}
+    ).set_index(KEYS)
+    out = final.to_frame().join(best, how="inner")
+    out["early_stopping_gap"] = out["best_heldout_accuracy"] - out["final_heldout_accuracy"]
+    return out.reset_index()

@@ -104,12 +104,18 @@ def noise_label(noise: float) -> str:
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """One dataset and its slice of the grid (top-level settings unless its `grid` overrides)."""
+
     name: str
-    spec: dict[str, Any]
+    spec: dict[str, Any]  # what prepare needs: the dataset spec without `grid`
     n: int
     n_pool: int
     image_shape: tuple[int, int] | None
     sizes: tuple[int, ...]
+    label_noise: tuple[float, ...]
+    replicas: int
+    models: tuple[str, ...]  # model names (config keys), not variant ids
+    regimes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -166,32 +172,59 @@ def model_variants(models: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[st
     return out
 
 
+def _grid_names(grid: Mapping[str, Any], key: str, known: Mapping[str, Any], name: str) -> tuple:
+    chosen = grid.get(key, list(known))
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise MemlabInputError(
+            f"config: datasets.{name}.grid.{key} names {', '.join(map(repr, unknown))}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not defined under `{key}`; defined: "
+            f"{', '.join(known)}."
+        )
+    return tuple(chosen)
+
+
 def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
     """Resolve the study grid; data-dependent mistakes raise MemlabInputError before any job."""
     variants = model_variants(config["models"])
     notes: list[str] = []
     infos: dict[str, DatasetInfo] = {}
-    for name, spec in config["datasets"].items():
+    for name, full_spec in config["datasets"].items():
+        spec = {k: v for k, v in full_spec.items() if k != "grid"}
+        grid = full_spec.get("grid", {})
         ds = data.load_dataset(spec, name=name, root=root)
         n_pool = data.pool_size(len(ds.y), config["test_fraction"])
-        sizes = []
-        for i, s in enumerate(config["sizes"]):
-            sizes.append(data.resolve_size(s, n_pool, key=f"sizes[{i}] (dataset '{name}')"))
+        sizes = grid.get("sizes", config["sizes"])
+        where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
+        resolved = [
+            data.resolve_size(s, n_pool, key=f"{where}[{i}] (dataset '{name}')")
+            for i, s in enumerate(sizes)
+        ]
         infos[name] = DatasetInfo(
-            name, dict(spec), len(ds.y), n_pool, ds.image_shape, tuple(sorted(set(sizes)))
+            name,
+            spec,
+            len(ds.y),
+            n_pool,
+            ds.image_shape,
+            tuple(sorted(set(resolved))),
+            tuple(grid.get("label_noise", config["label_noise"])),
+            int(grid.get("replicas", config["replicas"])),
+            _grid_names(grid, "models", config["models"], name),
+            _grid_names(grid, "regimes", config["regimes"], name),
         )
-    regimes = list(config["regimes"])
     runs: list[Run] = []
     for ds in infos.values():
-        for noise in config["label_noise"]:
+        for noise in ds.label_noise:
             for size in ds.sizes:
                 for vid, v in variants.items():
+                    if v["name"] not in ds.models:
+                        continue
                     if v["kind"] == "cnn" and ds.image_shape is None:
                         note = f"model {vid} skipped on dataset '{ds.name}': a CNN needs images."
                         if note not in notes:
                             notes.append(note)
                         continue
-                    for regime in [MEMORY_REGIME] if v["kind"] == "knn" else regimes:
+                    for regime in [MEMORY_REGIME] if v["kind"] == "knn" else ds.regimes:
                         runs.append(Run(ds.name, noise_label(noise), size, vid, regime))
     if not runs:
         raise MemlabInputError(

@@ -17,13 +17,23 @@ import numpy as np
 
 from memlab.io import MemlabInputError, load_npz, save_npz
 
-DATASET_KINDS = ("digits", "gaussian", "file")
+DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
 _DIGITS_N = 1797  # rows of sklearn's bundled digits; checked against load_digits in the tests
+# Every kind also takes `randomization` (applied after the split, see memlab.randomization).
 _ALLOWED_KEYS = {
-    "digits": {"kind"},
-    "gaussian": {"kind", "n_samples", "n_features", "n_classes", "separation", "seed"},
-    "file": {"kind", "path", "label_column", "image_shape"},
+    "digits": {"kind", "randomization"},
+    "gaussian": {
+        "kind",
+        "n_samples",
+        "n_features",
+        "n_classes",
+        "separation",
+        "seed",
+        "randomization",
+    },
+    "file": {"kind", "path", "label_column", "image_shape", "randomization"},
+    "modular_addition": {"kind", "p", "randomization"},
 }
 _GAUSSIAN_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
@@ -80,7 +90,7 @@ def _kind(spec: Mapping[str, Any], name: str) -> str:
 
 
 def _int_key(spec: Mapping[str, Any], key: str, name: str, minimum: int) -> int:
-    value = spec.get(key, _GAUSSIAN_DEFAULTS[key])
+    value = spec.get(key, _GAUSSIAN_DEFAULTS.get(key))
     if not _is_int(value) or value < minimum:
         raise MemlabInputError(
             f"dataset '{name}': `{key}` is {value!r}; it must be an integer >= {minimum}."
@@ -129,6 +139,20 @@ def _make_gaussian(p: Mapping[str, Any], name: str) -> Dataset:
     y = rng.permutation(np.arange(n, dtype=np.int64) % k)
     X = means[y] + rng.standard_normal((n, d))
     return Dataset(X=X.astype(np.float32), y=y, n_classes=k, image_shape=None, name=name)
+
+
+def _make_modular_addition(spec: Mapping[str, Any], name: str) -> Dataset:
+    """All pairs (a, b) of residues mod p, as two concatenated one-hot tokens; label (a+b) mod p.
+
+    The algorithmic task of grokking studies (Power et al. 2022): the train fraction is
+    1 - test_fraction of the p*p pairs.
+    """
+    p = _int_key(spec, "p", name, 2) if "p" in spec else 23
+    a, b = np.divmod(np.arange(p * p), p)
+    X = np.zeros((p * p, 2 * p), np.float32)
+    X[np.arange(p * p), a] = 1.0
+    X[np.arange(p * p), p + b] = 1.0
+    return Dataset(X=X, y=((a + b) % p).astype(np.int64), n_classes=p, image_shape=None, name=name)
 
 
 def _resolve_path(spec: Mapping[str, Any], name: str, root: str | Path) -> Path:
@@ -325,6 +349,8 @@ def load_dataset(
         return _load_digits(name)
     if kind == "gaussian":
         return _make_gaussian(_gaussian_params(spec, name), name)
+    if kind == "modular_addition":
+        return _make_modular_addition(spec, name)
     path = _resolve_path(spec, name, root)
     if path.suffix.lower() == ".npz":
         return _load_npz_file(spec, path, name)
@@ -340,6 +366,8 @@ def count_examples(
         return _DIGITS_N
     if kind == "gaussian":
         return _gaussian_params(spec, name)["n_samples"]
+    if kind == "modular_addition":
+        return int(spec.get("p", 23)) ** 2
     return len(load_dataset(spec, name=name, root=root).y)
 
 
@@ -532,18 +560,23 @@ class Split:
     image_shape: tuple[int, int] | None
 
 
-def save_split(path: str | Path, ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> None:
+def make_split(ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> Split:
+    return Split(
+        ds.X[pool_idx], ds.y[pool_idx], ds.X[test_idx], ds.y[test_idx], ds.n_classes, ds.image_shape
+    )
+
+
+def save_split(path: str | Path, split: Split, **extra: np.ndarray) -> None:
     """Write the split atomically (image_shape (0, 0) stands for tabular data)."""
     save_npz(
         path,
-        x_pool=ds.X[pool_idx],
-        y_pool=ds.y[pool_idx],
-        x_test=ds.X[test_idx],
-        y_test=ds.y[test_idx],
-        pool_index=pool_idx,
-        test_index=test_idx,
-        n_classes=np.int64(ds.n_classes),
-        image_shape=np.array(ds.image_shape or (0, 0), dtype=np.int64),
+        x_pool=split.x_pool,
+        y_pool=split.y_pool,
+        x_test=split.x_test,
+        y_test=split.y_test,
+        n_classes=np.int64(split.n_classes),
+        image_shape=np.array(split.image_shape or (0, 0), dtype=np.int64),
+        **extra,
     )
 
 

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from memlab import analysis
 from memlab.io import atomic_path
+from memlab.tables import StudyTables, best_replicated, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
 
@@ -93,8 +95,9 @@ def _empty(message: str) -> plt.Figure:
     return fig
 
 
-def accuracy_vs_size(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
+def accuracy_vs_size(t: StudyTables) -> plt.Figure:
     """Train vs held-out accuracy against training-set size, a panel per regime and noise."""
+    metrics = t.metrics
     d = _accuracy(metrics, ("train", "heldout"))
     return _lines(
         d,
@@ -112,8 +115,9 @@ def accuracy_vs_size(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure
     )
 
 
-def generalization_gap(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
+def generalization_gap(t: StudyTables) -> plt.Figure:
     """Train minus held-out accuracy against size, a panel per model and noise."""
+    metrics = t.metrics
     d = _with_noise_label(analysis.generalization_gap(metrics))
     fig = _lines(
         d,
@@ -133,8 +137,9 @@ def generalization_gap(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figu
     return fig
 
 
-def robustness(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
+def robustness(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against severity, a panel per (model, perturbation); largest size."""
+    metrics = t.metrics
     rob = analysis.robustness(metrics)
     if rob.empty:
         return _empty("No perturbations in this study.")
@@ -161,8 +166,9 @@ def robustness(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
     )
 
 
-def learning_curves(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
+def learning_curves(t: StudyTables) -> plt.Figure:
     """Train vs held-out accuracy over epochs per regime: widest MLP, largest size, most noise."""
+    history = t.history
     nets = history[history["kind"] != "knn"] if not history.empty else history
     if nets.empty:
         return _empty("No trained networks in this study.")
@@ -193,8 +199,9 @@ def learning_curves(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
     )
 
 
-def accuracy_vs_width(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figure:
+def accuracy_vs_width(t: StudyTables) -> plt.Figure:
     """MLP train and held-out accuracy against width at the largest size, a panel per noise."""
+    metrics = t.metrics
     d = _accuracy(metrics, ("train", "heldout"))
     d = d[d["kind"] == "mlp"]
     if d.empty:
@@ -219,12 +226,358 @@ def accuracy_vs_width(metrics: pd.DataFrame, history: pd.DataFrame) -> plt.Figur
     )
 
 
-FIGURES: dict[str, Callable[[pd.DataFrame, pd.DataFrame], plt.Figure]] = {
+def _pick(frame: pd.DataFrame, kind: str = "mlp") -> pd.DataFrame:
+    """Rows of the widest model of ``kind`` (any kind if absent) in the memorize regime if any."""
+    sel = frame[frame["kind"] == kind] if (frame["kind"] == kind).any() else frame
+    sel = sel[sel["width"] == sel["width"].max()]
+    if (sel["regime"] == "memorize").any():
+        sel = sel[sel["regime"] == "memorize"]
+    return sel
+
+
+def memorization_scores(t: StudyTables) -> plt.Figure:
+    """Distribution of Feldman-Zhang scores, flipped vs clean labels, one panel per run."""
+    m = t.memorization
+    if m.empty:
+        return _empty(
+            "No run could give memorization scores: use a size below the pool and "
+            "enough replicas that fit (see config/memorization.yaml)."
+        )
+    m = best_replicated(m, t.memorization_summary)
+    d = m.assign(run=run_label(m), labels=m["flipped"].map({True: "flipped", False: "clean"}))
+    g = sns.displot(
+        data=d,
+        x="score",
+        hue="labels",
+        hue_order=["clean", "flipped"],
+        col="run",
+        col_wrap=min(3, d["run"].nunique()),
+        kind="hist",
+        stat="density",
+        common_norm=False,
+        bins=np.linspace(-1, 1, 41),
+        element="step",
+        height=2.6,
+        aspect=1.4,
+        facet_kws={"sharey": False},
+    )
+    g.set_axis_labels("memorization score  P[correct|in] − P[correct|out]", "density")
+    g.set_titles("{col_name}", size=9)
+    g.tight_layout()
+    return g.figure
+
+
+def memorized_gallery(t: StudyTables) -> plt.Figure:
+    """The most-memorized images of the widest MLP: given label, what models that did not
+    train on it predict, and the score."""
+    m = t.memorization
+    m = m[m["dataset"].map(lambda d: d in t.splits and t.splits[d].image_shape is not None)]
+    if m.empty:
+        return _empty("No memorization scores on image data in this study.")
+    sel = _pick(best_replicated(m, t.memorization_summary))
+    labels = run_label(sel)
+    sel = sel[labels == labels.iloc[0]]  # one run: the first of the widest MLP's
+    first = sel.iloc[0]
+    top = sel.nlargest(16, "score")
+    split = t.splits[first["dataset"]]
+    images = stacked_images(split, top["example"].to_numpy())
+    fig, axes = plt.subplots(2, 8, figsize=(12, 3.8))
+    for ax, img, (_, row) in zip(axes.flat, images, top.iterrows(), strict=False):
+        ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        colour = "crimson" if row["flipped"] else "black"
+        ax.set_title(
+            f"given {row['label']}, out→{row['predicted_when_out']}\n"
+            f"mem {row['score']:.2f}±{row['se']:.2f}",
+            fontsize=8,
+            color=colour,
+        )
+    for ax in list(axes.flat)[len(top) :]:
+        ax.axis("off")
+    title = run_label(sel.iloc[[0]]).iloc[0].replace("\n", ", ")
+    fig.suptitle(f"Most memorized examples: {title} (red: label was flipped)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def memorization_scatter(t: StudyTables) -> plt.Figure:
+    """Per-example memorization of the widest MLP against 1-NN's (same data and subsets size)."""
+    m = t.memorization
+    if (
+        m.empty
+        or not ((m["kind"] == "knn") & (m["k"] == 1)).any()
+        or not (m["kind"] == "mlp").any()
+    ):
+        return _empty("Needs memorization scores of both an MLP and 1-NN on the same data.")
+    on = ["dataset", "label_noise", "size", "example"]
+    knn = m[(m["kind"] == "knn") & (m["k"] == 1)][[*on, "score"]]
+    mlp = _pick(best_replicated(m, t.memorization_summary))
+    mlp = mlp.merge(knn, on=on, suffixes=("", "_knn"))
+    if mlp.empty:
+        return _empty("No MLP and 1-NN scores on the same data, noise and size.")
+    mlp = mlp.assign(
+        labels=mlp["flipped"].map({True: "flipped", False: "clean"}), panel=run_label(mlp)
+    )
+    g = sns.relplot(
+        data=mlp,
+        x="score_knn",
+        y="score",
+        hue="labels",
+        hue_order=["clean", "flipped"],
+        col="panel",
+        kind="scatter",
+        s=12,
+        alpha=0.6,
+        height=3.2,
+        col_wrap=min(3, mlp["panel"].nunique()),
+    )
+    for ax in g.axes.flat:
+        ax.plot([-1, 1], [-1, 1], color="0.6", lw=0.8)
+    g.set_axis_labels("1-NN memorization score", "MLP memorization score")
+    g.set_titles("{col_name}", size=9)
+    g.tight_layout()
+    return g.figure
+
+
+def membership_roc(t: StudyTables) -> plt.Figure:
+    """Membership-inference ROC curves on log-log axes, one panel per run."""
+    roc = t.membership_roc
+    if roc.empty:
+        return _empty("No run with a membership design (a size below the pool, 3+ replicas).")
+    roc = best_replicated(roc[roc["fpr"] > 0], t.memorization_summary)
+    d = roc.assign(run=run_label(roc))
+    g = sns.relplot(
+        data=d,
+        x="fpr",
+        y="tpr",
+        hue="attack",
+        col="run",
+        kind="line",
+        col_wrap=min(3, d["run"].nunique()),
+        height=3.0,
+        errorbar=None,
+    )
+    g.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1.05))
+    for ax in g.axes.flat:
+        ax.plot([1e-4, 1], [1e-4, 1], color="0.6", lw=0.8, ls="--")
+    g.set_axis_labels("false positive rate", "true positive rate")
+    g.set_titles("{col_name}", size=9)
+    g.tight_layout()
+    return g.figure
+
+
+def randomization_tests(t: StudyTables) -> plt.Figure:
+    """Epochs to fit and held-out accuracy per randomization, with the chance-level null."""
+    if not t.randomizations:
+        return _empty("No randomization datasets in this study.")
+    kinds = t.randomizations
+    m = t.metrics[t.metrics["dataset"].isin(kinds)].assign(
+        randomization=lambda f: f["dataset"].map(kinds)
+    )
+    fit = m[m["metric"] == "epochs_to_fit"]
+    held = m[(m["split"] == "heldout") & (m["metric"] == "accuracy")]
+    null = t.chance_null[t.chance_null["dataset"].isin(kinds)].assign(
+        randomization=lambda f: f["dataset"].map(kinds)
+    )
+    order = [
+        k
+        for k in (
+            "true_labels",
+            "partial_labels",
+            "random_labels",
+            "shuffled_pixels",
+            "random_pixels",
+            "gaussian_inputs",
+        )
+        if k in set(kinds.values())
+    ]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    sns.barplot(
+        data=fit, y="randomization", x="value", hue="model", order=order, errorbar="se", ax=a1
+    )
+    a1.set(xlabel="epochs to 100% train accuracy (fitted replicas)", ylabel="")
+    sns.barplot(
+        data=held,
+        y="randomization",
+        x="value",
+        hue="model",
+        order=order,
+        errorbar="se",
+        ax=a2,
+        legend=False,
+    )
+    q95 = null.groupby("randomization")["null_q95"].mean().reindex(order)
+    for i, q in enumerate(q95):
+        a2.plot([q, q], [i - 0.4, i + 0.4], color="black", lw=2)
+    a2.set(xlabel="held-out accuracy (black bar: 95% permutation null)", ylabel="", xlim=(0, 1))
+    unfit = fit.groupby("randomization")["value"].apply(lambda v: v.isna().sum()).reindex(order)
+    for i, n in enumerate(unfit):
+        if n:
+            a1.text(0, i, f" {n} replica(s) never fit", va="center", fontsize=8)
+    fig.suptitle("Randomization tests (Zhang et al. 2017)")
+    fig.tight_layout()
+    return fig
+
+
+def noise_sweep(t: StudyTables) -> plt.Figure:
+    """Final vs best-during-training held-out accuracy against the noise rate, and how fast
+    clean vs flipped training labels are fitted."""
+    ns = t.noise_sweep
+    if ns.empty or ns["label_noise"].nunique() < 2:
+        return _empty("Needs at least two label-noise rates.")
+    ns = ns[ns["kind"] != "knn"]
+    ns = ns[ns["size"] == ns["size"].max()]
+    ns = ns[ns["model"].isin(_pick(ns)["model"].unique())]
+    d = ns.melt(
+        id_vars=["label_noise", "regime", "replica"],
+        value_vars=["final_heldout_accuracy", "best_heldout_accuracy"],
+        var_name="when",
+        value_name="accuracy",
+    )
+    d["when"] = d["when"].map(
+        {"final_heldout_accuracy": "final", "best_heldout_accuracy": "best during training"}
+    )
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    sns.lineplot(
+        data=d,
+        x="label_noise",
+        y="accuracy",
+        hue="regime",
+        style="when",
+        markers=True,
+        errorbar="se",
+        ax=a1,
+        hue_order=_regime_order(d),
+    )
+    a1.set(
+        xlabel="label noise rate",
+        ylabel="held-out accuracy",
+        title=f"{ns['model'].iloc[0]}, n={ns['size'].iloc[0]}",
+    )
+    h = t.history
+    h = h[
+        (h["model"] == ns["model"].iloc[0])
+        & (h["size"] == ns["size"].iloc[0])
+        & (h["label_noise"] == h["label_noise"].max())
+    ]
+    c = h.melt(
+        id_vars=["regime", "replica", "epoch"],
+        value_vars=["train_clean_accuracy", "train_flipped_accuracy"],
+        var_name="labels",
+        value_name="accuracy",
+    ).dropna()
+    c["labels"] = c["labels"].map(
+        {"train_clean_accuracy": "clean", "train_flipped_accuracy": "flipped"}
+    )
+    sns.lineplot(
+        data=c,
+        x="epoch",
+        y="accuracy",
+        hue="regime",
+        style="labels",
+        errorbar=None,
+        ax=a2,
+        hue_order=_regime_order(c),
+    )
+    a2.set(
+        xlabel="epoch",
+        ylabel="train accuracy on its labels",
+        title=f"clean vs flipped labels, noise {h['label_noise'].max():g}",
+    )
+    for ax in (a1, a2):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def capacity(t: StudyTables) -> plt.Figure:
+    """Held-out error and memorized noise against MLP width, with and without noise and
+    regularization (where a double-descent peak exists, it shows here)."""
+    m = t.metrics[(t.metrics["kind"] == "mlp") & (t.metrics["metric"] == "accuracy")]
+    # The datasets that sweep width (several MLP widths), at their smallest size.
+    widths = m.groupby("dataset")["width"].nunique()
+    m = m[m["dataset"].isin(widths[widths >= 2].index)]
+    if m.empty:
+        return _empty("Needs MLPs of at least two widths.")
+    m = m[m["size"] == m.groupby("dataset")["size"].transform("min")].sort_values("label_noise")
+    err = m[m["split"] == "heldout"].assign(
+        value=lambda f: 1 - f["value"], quantity="held-out error"
+    )
+    mem = m[m["split"] == "train_flipped"].assign(quantity="flipped labels fitted")
+    d = _with_noise_label(pd.concat([err, mem], ignore_index=True))
+    return _lines(
+        d,
+        x="width",
+        y="value",
+        hue="regime",
+        hue_order=_regime_order(d),
+        style="quantity",
+        col="label noise",
+        row="dataset",
+        logx=True,
+        height=3.0,
+        aspect=1.2,
+        xlabel="hidden width (units per layer)",
+        ylabel="rate",
+        col_title="label noise {col_name}",
+        title=f"Capacity sweep at training-set size {m['size'].min()}",
+    )
+
+
+def grokking(t: StudyTables) -> plt.Figure:
+    """Train and held-out accuracy on the algorithmic task against optimizer steps (log)."""
+    h = t.history
+    ds = [
+        d
+        for d, s in t.splits.items()
+        if s.x_pool.shape[1] == 2 * s.n_classes and np.all(t.splits[d].x_pool.sum(1) == 2)
+    ]
+    h = h[h["dataset"].isin(ds)] if ds else h.iloc[0:0]
+    if h.empty:
+        return _empty("No modular-addition dataset in this study.")
+    d = h.melt(
+        id_vars=["dataset", "model", "regime", "replica", "step"],
+        value_vars=["train_accuracy", "heldout_accuracy"],
+        var_name="split",
+        value_name="accuracy",
+    )
+    d["split"] = d["split"].map({"train_accuracy": "train", "heldout_accuracy": "held-out"})
+    g = sns.relplot(
+        data=d,
+        x="step",
+        y="accuracy",
+        hue="split",
+        col="regime",
+        row="model",
+        kind="line",
+        errorbar="se",
+        height=2.8,
+        aspect=1.2,
+        facet_kws={"margin_titles": True},
+    )
+    g.set(xscale="log")
+    g.set_axis_labels("optimizer step", "accuracy")
+    g.set_titles(col_template="{col_name}", row_template="{row_name}")
+    g.figure.suptitle("Modular addition: delayed generalization", y=1.02)
+    g.tight_layout()
+    return g.figure
+
+
+FIGURES: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "accuracy_vs_size": accuracy_vs_size,
     "generalization_gap": generalization_gap,
     "robustness": robustness,
     "learning_curves": learning_curves,
     "accuracy_vs_width": accuracy_vs_width,
+    "memorization_scores": memorization_scores,
+    "memorized_gallery": memorized_gallery,
+    "memorization_scatter": memorization_scatter,
+    "membership_roc": membership_roc,
+    "randomization_tests": randomization_tests,
+    "noise_sweep": noise_sweep,
+    "capacity": capacity,
+    "grokking": grokking,
 }
 
 

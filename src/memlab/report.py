@@ -7,6 +7,7 @@ import html
 import pandas as pd
 
 from memlab.analysis import summarize
+from memlab.tables import StudyTables
 
 
 def _pct(x: float) -> str:
@@ -72,15 +73,75 @@ def _sentences(t: pd.DataFrame) -> list[str]:
     return out
 
 
-def summary_html(metrics: pd.DataFrame) -> str:
+def _memorization_sentences(t: StudyTables) -> list[str]:
+    out = []
+    ok = t.memorization_summary
+    ok = ok[ok["status"] == "ok"] if len(ok) else ok
+    for _, r in ok.iterrows():
+        s = (
+            f"<b>Memorization, {r['model']} / {r['regime']}</b> (noise {r['label_noise']:g}, "
+            f"n={r['size']}, {r['replicas_fit']} of {r['replicas']} replicas fit and count): "
+            f"{r['above_half']} examples score above 0.5"
+        )
+        if r["label_noise"] > 0 and r["above_half"]:
+            s += f", {r['above_half_flipped'] / r['above_half']:.0%} of them flipped"
+        if pd.notna(r["mean_score_flipped"]):
+            s += (
+                f"; mean score {r['mean_score_flipped']:.2f} for flipped vs "
+                f"{r['mean_score_clean']:.2f} for clean labels (separation AUC "
+                f"{r['auc_flipped']:.3f})"
+            )
+        out.append(s + ".")
+    mia = t.membership
+    if len(mia):
+        best = mia.loc[
+            mia.groupby(["dataset", "label_noise", "size", "model", "regime"])["auc"].idxmax()
+        ]
+        for _, r in best.iterrows():
+            out.append(
+                f"<b>Membership inference, {r['model']} / {r['regime']}</b> (noise "
+                f"{r['label_noise']:g}, n={r['size']}): strongest attack {r['attack']}, "
+                f"AUC {r['auc']:.3f}, TPR {r['tpr_at_0.01_fpr']:.1%} at 1% FPR and "
+                f"{r['tpr_at_0.001_fpr']:.1%} at 0.1% FPR."
+            )
+    return out
+
+
+def _randomization_sentences(t: StudyTables) -> list[str]:
+    m = t.metrics
+    if not len(t.chance_null) or "dataset" not in m:
+        return []
+    out = []
+    for ds in sorted(set(m["dataset"])):
+        fit = m[(m["dataset"] == ds) & (m["metric"] == "epochs_to_fit")]["value"]
+        null = t.chance_null[t.chance_null["dataset"] == ds]
+        if fit.empty or not t.randomizations or ds not in t.randomizations:
+            continue
+        out.append(
+            f"<b>Randomization {t.randomizations[ds]}</b> ({ds}): "
+            f"{fit.notna().sum()}/{len(fit)} replicas reached 100% train accuracy"
+            + (f" after {fit.mean():.0f} epochs on average" if fit.notna().any() else "")
+            + f"; held-out accuracy {null['heldout_accuracy'].mean():.1%} vs a 95% "
+            f"chance null of {null['null_q95'].mean():.1%}."
+        )
+    return out
+
+
+def summary_html(tables: StudyTables) -> str:
     """A small self-contained HTML page with the headline numbers of the study."""
+    metrics = tables.metrics
     t = headline_table(metrics)
     shown = t.copy()
     for c in ("train", "flipped fitted", "held-out", "perturbed (max severity)", "gap"):
         shown[c] = shown[c].map(_pct)
     shown["label_noise"] = shown["label_noise"].map(lambda x: f"{x:g}")
     table = shown.to_html(index=False, border=0, classes="memlab", na_rep="–")
-    items = "".join(f"<li>{s}</li>" for s in _sentences(t))
+    sentences = [
+        *_sentences(t),
+        *_memorization_sentences(tables),
+        *_randomization_sentences(tables),
+    ]
+    items = "".join(f"<li>{s}</li>" for s in sentences)
     n_runs = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"]).ngroups
     n_rep = int(metrics["replica"].max()) + 1 if len(metrics) else 0
     return f"""<!DOCTYPE html>

@@ -43,6 +43,7 @@ def _build(
 def train_run(
     split: Split,
     y_pool: np.ndarray,
+    flipped: np.ndarray,
     members: np.ndarray,
     variant: Mapping[str, Any],
     settings: Mapping[str, Any],
@@ -85,6 +86,7 @@ def train_run(
         split.y_test,
         ts,
         seed=seed,
+        flipped=flipped,
         log=log,
     )
     fit = int((res.fit_epoch >= 0).sum())

@@ -31,6 +31,7 @@ from memlab.optim import StackedAdamW
 
 HISTORY_COLUMNS = (
     "epoch",
+    "step",
     "replica",
     "train_loss",
     "train_accuracy",
@@ -38,6 +39,8 @@ HISTORY_COLUMNS = (
     "val_accuracy",
     "heldout_loss",
     "heldout_accuracy",
+    "train_clean_accuracy",
+    "train_flipped_accuracy",
 )
 STOP_REASONS = ("fit", "early_stopping", "max_epochs")
 
@@ -128,25 +131,34 @@ def _rows(mask: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _loss_acc(
+@torch.no_grad()
+def _per_example(
     model: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-replica mean loss and accuracy; x is [R, n, d] (own examples) or [n, d] (shared)."""
-    n = x.shape[-2]
-    loss = torch.zeros(model.n_replicas)
-    correct = torch.zeros(model.n_replicas)
-    for s in range(0, n, chunk):
+    """Loss and correctness per (replica, example); x is [R, n, d] (own examples) or [n, d]."""
+    losses, correct = [], []
+    for s in range(0, x.shape[-2], chunk):
         xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
         logits = model(xs)
-        c = logits.shape[-1]
         ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
-        loss += (
-            F.cross_entropy(logits.reshape(-1, c), ys.reshape(-1), reduction="none")
-            .view(model.n_replicas, -1)
-            .sum(1)
+        c = logits.shape[-1]
+        losses.append(
+            F.cross_entropy(logits.reshape(-1, c), ys.reshape(-1), reduction="none").view(ys.shape)
         )
-        correct += (logits.argmax(-1) == ys).sum(1)
-    return loss / n, correct / n
+        correct.append(logits.argmax(-1) == ys)
+    return torch.cat(losses, 1), torch.cat(correct, 1)
+
+
+def _loss_acc(
+    model: StackedModel, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-replica mean loss and accuracy."""
+    loss, correct = _per_example(model, x, y)
+    return loss.mean(1), correct.float().mean(1)
+
+
+def _masked_accuracy(correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (correct & mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
 def _set_parameter(model: StackedModel, name: str, value: torch.Tensor) -> torch.nn.Parameter:
@@ -185,12 +197,14 @@ def train_stacked(
     *,
     seed: int,
     replicas: Sequence[int] | None = None,
+    flipped: np.ndarray | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
     each row's batch-order stream, so a stack and the same replicas trained alone agree.
+    ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
     """
     t0 = time.perf_counter()
     r_total = train_mask.shape[0]
@@ -210,6 +224,8 @@ def train_stacked(
     if use_val:
         rows["val_idx"] = _rows(val_mask)
     n_train = rows["train_idx"].shape[1]
+    steps_per_epoch = math.ceil(n_train / settings.batch_size)
+    flip = None if flipped is None or not flipped.any() else torch.from_numpy(flipped)
     order_gens = [torch.Generator().manual_seed(replica_seed(seed, r, 1)) for r in replicas]
     # One dropout stream for the stack: masks are elementwise, so replicas still share nothing.
     dropout_gen = torch.Generator().manual_seed(
@@ -251,24 +267,22 @@ def train_stacked(
             opt.step()
 
         model.eval()
-        tr_loss, tr_acc = _loss_acc(model, x[rows["train_idx"]], y[rows["train_idx"]])
+        tr_losses, tr_correct = _per_example(model, x[rows["train_idx"]], y[rows["train_idx"]])
+        tr_loss, tr_acc = tr_losses.mean(1), tr_correct.float().mean(1)
+        # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
+        fl_acc = cl_acc = torch.full((model.n_replicas,), math.nan)
+        if flip is not None:
+            fl = flip[rows["train_idx"]]
+            fl_acc, cl_acc = _masked_accuracy(tr_correct, fl), _masked_accuracy(tr_correct, ~fl)
         te_loss, te_acc = _loss_acc(model, xt, yt)
         va_loss = va_acc = torch.full((model.n_replicas,), math.nan)
         if use_val:
             va_loss, va_acc = _loss_acc(model, x[rows["val_idx"]], y[rows["val_idx"]])
+        values = torch.stack(
+            [tr_loss, tr_acc, va_loss, va_acc, te_loss, te_acc, cl_acc, fl_acc], 1
+        ).tolist()
         for row, r in enumerate(rows["replica"].tolist()):
-            history.append(
-                (
-                    epoch,
-                    r,
-                    tr_loss[row].item(),
-                    tr_acc[row].item(),
-                    va_loss[row].item(),
-                    va_acc[row].item(),
-                    te_loss[row].item(),
-                    te_acc[row].item(),
-                )
-            )
+            history.append((epoch, epoch * steps_per_epoch, r, *values[row]))
 
         fitted = tr_acc >= 1.0
         for row in torch.nonzero(fitted).flatten().tolist():

@@ -5,6 +5,7 @@ rule analyze:
     input:
         metrics=run_files("metrics.parquet"),
         histories=run_files("history.parquet"),
+        evaluations=run_files("evaluation.npz"),
     output:
         metrics="results/tables/metrics.parquet",
         metrics_csv="results/tables/metrics.csv",
@@ -16,6 +17,20 @@ rule analyze:
             caption="../report/summary_table.rst",
             category="Tables",
         ),
+        noise_sweep="results/tables/noise_sweep.csv",
+        chance_null="results/tables/chance_null.csv",
+        memorization="results/tables/memorization.parquet",
+        memorization_summary=report(
+            "results/tables/memorization_summary.csv",
+            caption="../report/memorization_summary.rst",
+            category="Tables",
+        ),
+        membership=report(
+            "results/tables/membership.csv",
+            caption="../report/membership_table.rst",
+            category="Tables",
+        ),
+        membership_roc="results/tables/membership_roc.parquet",
     log:
         "results/logs/analyze.log",
     benchmark:
@@ -26,5 +41,7 @@ rule analyze:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        runs=all_run_settings(),
     script:
         "../../scripts/analyze.py"

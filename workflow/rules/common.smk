@@ -88,7 +88,7 @@ def train_settings(wildcards):
 
 
 def run_settings(wildcards):
-    """The run's coordinates as table columns (all derived from the wildcards)."""
+    """The run's coordinates as table columns (derived from the wildcards or a planned Run)."""
     v = variant(wildcards)
     return canonical(
         {
@@ -109,13 +109,71 @@ def run_files(name):
     return [f"results/runs/{run.path}/{name}" for run in STUDY.runs]
 
 
-FIGURES = (
-    "accuracy_vs_size",
-    "generalization_gap",
-    "robustness",
-    "learning_curves",
-    "accuracy_vs_width",
-)
+def all_run_settings():
+    """Coordinates of every run, in the order of run_files()."""
+    return [run_settings(run) for run in STUDY.runs]
+
+
+def randomizations():
+    """Dataset name -> randomization kind, for the datasets that have one."""
+    return {
+        name: info.spec["randomization"]["kind"]
+        for name, info in STUDY.datasets.items()
+        if "randomization" in info.spec
+    }
+
+
+def _scores_possible(ds):
+    """Some size lets every example be both in and out of a subset (Feldman-Zhang design)."""
+    return ds.replicas >= 2 and any(
+        size < ds.n_pool and ds.replicas * size >= ds.n_pool for size in ds.sizes
+    )
+
+
+def study_figures():
+    """The figures this study can draw (an analysis without its runs is left out)."""
+    figures = [
+        "accuracy_vs_size",
+        "generalization_gap",
+        "robustness",
+        "learning_curves",
+        "accuracy_vs_width",
+    ]
+    datasets = STUDY.datasets.values()
+    kinds = {v["kind"] for v in STUDY.variants.values()}
+    scored = [ds for ds in datasets if _scores_possible(ds)]
+    if scored:
+        figures.append("memorization_scores")
+        if any(ds.image_shape for ds in scored):
+            figures.append("memorized_gallery")
+        if "mlp" in kinds and any(v.get("k") == 1 for v in STUDY.variants.values()):
+            figures.append("memorization_scatter")
+        if any(ds.replicas >= 3 for ds in scored):
+            figures.append("membership_roc")
+    if any("randomization" in ds.spec for ds in datasets):
+        figures.append("randomization_tests")
+    if any(len(ds.label_noise) >= 2 for ds in datasets):
+        figures.append("noise_sweep")
+    widths = {v["width"] for v in STUDY.variants.values() if v["kind"] == "mlp"}
+    if len(widths) >= 2:
+        figures.append("capacity")
+    if any(ds.spec["kind"] == "modular_addition" for ds in datasets):
+        figures.append("grokking")
+    return figures
+
+
+FIGURES = study_figures()
+# The tables figures and the summary read (outputs of analyze).
+TABLES = {
+    "metrics": "results/tables/metrics.parquet",
+    "history": "results/tables/history.parquet",
+    "memorization": "results/tables/memorization.parquet",
+    "memorization_summary": "results/tables/memorization_summary.csv",
+    "membership": "results/tables/membership.csv",
+    "membership_roc": "results/tables/membership_roc.parquet",
+    "chance_null": "results/tables/chance_null.csv",
+    "noise_sweep": "results/tables/noise_sweep.csv",
+}
 
 
 def final_outputs():

@@ -64,7 +64,7 @@ rule subsample:
         runtime=5,
     params:
         size=lambda wc: int(wc.size),
-        replicas=config["replicas"],
+        replicas=lambda wc: STUDY.datasets[wc.dataset].replicas,
         seed=config["seed"],
     script:
         "../../scripts/subsample.py"

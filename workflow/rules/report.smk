@@ -4,8 +4,8 @@
 
 rule figures:
     input:
-        metrics="results/tables/metrics.parquet",
-        history="results/tables/history.parquet",
+        **TABLES,
+        splits=expand("results/data/{dataset}/split.npz", dataset=STUDY.datasets),
     output:
         **{
             name: report(
@@ -28,13 +28,15 @@ rule figures:
         runtime=10,
     params:
         dpi=config["figures"]["dpi"],
+        randomizations=randomizations(),
+        figures=FIGURES,
     script:
         "../../scripts/figures.py"
 
 
 rule summarize:
     input:
-        metrics="results/tables/metrics.parquet",
+        **TABLES,
     output:
         report(
             "results/report/summary.html",
@@ -51,5 +53,7 @@ rule summarize:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        randomizations=randomizations(),
     script:
         "../../scripts/summarize.py"

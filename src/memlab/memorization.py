@@ -1,0 +1,101 @@
+"""Per-example memorization scores (Feldman & Zhang 2020, *What neural networks memorize and
+why*) and ROC utilities shared with membership inference.
+
+``mem_i = P[correct on i | i in subset] - P[correct on i | i not in subset]``, estimated from
+models trained on random subsets: the fraction of "in" models that get example i right minus the
+fraction of "out" models that do. Each estimate carries the standard error of a difference of two
+binomial proportions. Scores mean nothing until the models fit their subsets, so only replicas
+that reached 100% training accuracy count (k-NN is not trained and always counts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import rankdata
+
+from memlab.io import MemlabInputError
+
+
+def memorization_scores(
+    correct: np.ndarray, members: np.ndarray, usable: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Score and standard error per example from ``correct`` and ``members`` ([R, n] bool).
+
+    ``usable`` ([R] bool) selects the replicas to use (those that fit their subset). Every
+    example must be both in and out of at least one usable replica, or the score is undefined:
+    that design is rejected with a MemlabInputError.
+    """
+    correct = np.asarray(correct, bool)
+    members = np.asarray(members, bool)
+    if usable is not None:
+        correct, members = correct[usable], members[usable]
+    if correct.shape[0] < 2:
+        raise MemlabInputError(
+            f"memorization scores need at least 2 usable replicas (models that fit their "
+            f"subset), found {correct.shape[0]}; raise `replicas` or train to convergence."
+        )
+    n_in = members.sum(0)
+    n_out = (~members).sum(0)
+    never_out, never_in = np.flatnonzero(n_out == 0), np.flatnonzero(n_in == 0)
+    if never_out.size or never_in.size:
+        bad, what = (never_out, "never held out") if never_out.size else (never_in, "never in")
+        raise MemlabInputError(
+            f"memorization scores: {bad.size} example(s) (first: {bad[:5].tolist()}) are {what} "
+            f"of a subset among the {correct.shape[0]} usable replicas, so "
+            "P[correct | in] - P[correct | out] is undefined. Use a training-set size below the "
+            "pool (e.g. 0.7) and enough replicas (a balanced design puts every example in "
+            "size/pool of them)."
+        )
+    p_in = (correct & members).sum(0) / n_in
+    p_out = (correct & ~members).sum(0) / n_out
+    se = np.sqrt(p_in * (1 - p_in) / n_in + p_out * (1 - p_out) / n_out)
+    return pd.DataFrame(
+        {
+            "example": np.arange(correct.shape[1]),
+            "score": (p_in - p_out).astype(np.float32),
+            "se": se.astype(np.float32),
+            "p_in": p_in.astype(np.float32),
+            "p_out": p_out.astype(np.float32),
+            "n_in": n_in,
+            "n_out": n_out,
+        }
+    )
+
+
+def design_allows_scores(members: np.ndarray) -> bool:
+    """Whether every example is both in and out of some subset."""
+    members = np.asarray(members, bool)
+    return bool(members.shape[0] >= 2 and members.any(0).all() and (~members).any(0).all())
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN without both classes."""
+    positive = np.asarray(positive, bool).ravel()
+    scores = np.asarray(scores, float).ravel()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def roc_curve(scores: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct threshold, from (0, 0) to (1, 1); higher score = positive."""
+    positive = np.asarray(positive, bool).ravel()
+    scores = np.asarray(scores, float).ravel()
+    order = np.argsort(-scores, kind="stable")
+    s, p = scores[order], positive[order]
+    # Only the last index of each run of equal scores is a threshold.
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]
+    tp = np.cumsum(p)[last]
+    fp = np.cumsum(~p)[last]
+    tpr = np.r_[0.0, tp / max(int(p.sum()), 1)]
+    fpr = np.r_[0.0, fp / max(int((~p).sum()), 1)]
+    return fpr, tpr
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """Largest TPR among thresholds whose FPR does not exceed ``target``."""
+    ok = fpr <= target
+    return float(tpr[ok].max()) if ok.any() else 0.0

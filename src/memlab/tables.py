@@ -1,0 +1,94 @@
+"""The study's tables as one object, read from results/tables (what figures and reports draw on)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from memlab.data import Split, load_split
+
+TABLE_NAMES = (
+    "metrics",
+    "history",
+    "memorization",
+    "memorization_summary",
+    "membership",
+    "membership_roc",
+    "chance_null",
+    "noise_sweep",
+)
+
+
+@dataclass
+class StudyTables:
+    metrics: pd.DataFrame
+    history: pd.DataFrame
+    memorization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    memorization_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    membership: pd.DataFrame = field(default_factory=pd.DataFrame)
+    membership_roc: pd.DataFrame = field(default_factory=pd.DataFrame)
+    chance_null: pd.DataFrame = field(default_factory=pd.DataFrame)
+    noise_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
+    randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
+
+    @classmethod
+    def read(
+        cls,
+        paths: Mapping[str, str | os.PathLike[str]],
+        splits: Mapping[str, str | os.PathLike[str]] | None = None,
+        randomizations: Mapping[str, str] | None = None,
+    ) -> StudyTables:
+        """Read the tables named like the fields from ``paths`` (.parquet or .csv)."""
+        frames = {}
+        for name, path in paths.items():
+            if name not in TABLE_NAMES:
+                continue
+            path = str(path)
+            frames[name] = pd.read_parquet(path) if path.endswith(".parquet") else _csv(path)
+        loaded = {k: load_split(v) for k, v in (splits or {}).items()}
+        return cls(**frames, splits=loaded, randomizations=dict(randomizations or {}))
+
+
+def _csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def run_label(frame: pd.DataFrame) -> pd.Series:
+    """A short two-line label per row: dataset: model / regime, then noise and size."""
+    noise = frame["label_noise"].map(lambda x: f"{x:g}")
+    return (
+        frame["dataset"]
+        + ": "
+        + frame["model"]
+        + " / "
+        + frame["regime"]
+        + "\nnoise "
+        + noise
+        + ", n="
+        + frame["size"].astype(str)
+    )
+
+
+def best_replicated(frame: pd.DataFrame, replicas: pd.DataFrame, minimum: int = 16) -> pd.DataFrame:
+    """Rows of the runs with at least ``minimum`` replicas (all rows if no run has that many).
+
+    Per-example estimates from a handful of replicas are noise; figures show the well-replicated
+    runs when the study has them (tables keep every run).
+    """
+    keys = ["dataset", "label_noise", "size", "model", "regime"]
+    counts = replicas.set_index(keys)["replicas"]
+    n = frame.join(counts, on=keys)["replicas"]
+    return frame[n >= minimum] if (n >= minimum).any() else frame
+
+
+def stacked_images(split: Split, index: np.ndarray) -> np.ndarray:
+    h, w = split.image_shape or (1, split.x_pool.shape[1])
+    return split.x_pool[index].reshape(-1, h, w)
