@@ -18,6 +18,7 @@ import seaborn as sns
 
 from memlab import analysis
 from memlab.io import atomic_path
+from memlab.randomization import RANDOMIZATIONS
 from memlab.tables import StudyTables, best_replicated, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
@@ -380,18 +381,7 @@ def randomization_tests(t: StudyTables) -> plt.Figure:
     null = t.chance_null[t.chance_null["dataset"].isin(kinds)].assign(
         randomization=lambda f: f["dataset"].map(kinds)
     )
-    order = [
-        k
-        for k in (
-            "true_labels",
-            "partial_labels",
-            "random_labels",
-            "shuffled_pixels",
-            "random_pixels",
-            "gaussian_inputs",
-        )
-        if k in set(kinds.values())
-    ]
+    order = [k for k in RANDOMIZATIONS if k in set(kinds.values())]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
     sns.barplot(
         data=fit, y="randomization", x="value", hue="model", order=order, errorbar="se", ax=a1
