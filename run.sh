@@ -3,6 +3,8 @@
 #   ./run.sh study [snakemake args]   run the default study (or --configfile ...), then the report
 #   ./run.sh test  [pytest args]      run the test suite
 #   ./run.sh setup                    only create/update the virtual environment
+#   ./run.sh record [snakemake args]  record the run's datasets and checkpoints in DVC (+ push)
+#   ./run.sh restore [--force]        dvc pull this commit's, so Snakemake trains nothing again
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${MEMLAB_VENV:-.venv}
@@ -45,8 +47,17 @@ case $cmd in
         export OMP_NUM_THREADS=1
         "$VENV/bin/python" -m pytest "$@"
         ;;
+    record)
+        # After a run, never during one: DVC takes a repo-wide lock.
+        setup
+        "$VENV/bin/python" -m memlab.versioning record "$@"
+        ;;
+    restore)
+        setup
+        "$VENV/bin/python" -m memlab.versioning restore "$@"
+        ;;
     *)
-        echo "usage: ./run.sh {study|test|setup} [args]" >&2
+        echo "usage: ./run.sh {study|test|setup|record|restore} [args]" >&2
         exit 2
         ;;
 esac

@@ -220,3 +220,20 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
     rules = planned_jobs(work, "--configfile", "config/tabular.yaml")
     assert ("prepare", {"dataset": "table"}) in rules
     assert all(wc.get("dataset") != "gauss" for _, wc in rules)
+
+
+def test_same_config_same_numbers_whatever_the_parallelism(smoke_run, tmp_path):
+    """A second run, one job at a time, gives byte-identical tables and checkpoints."""
+    work = copy_workflow(tmp_path)
+    snakemake(
+        work, "--configfile", "config/smoke.yaml", "--cores", "1", "results/tables/metrics.parquet"
+    )
+    for rel in (
+        "results/tables/metrics.parquet",
+        "results/tables/history.parquet",
+        "results/tables/generalization_gap.csv",
+        "results/tables/robustness.csv",
+    ):
+        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+    for ckpt in (smoke_run / "results/runs").rglob("checkpoint.pt"):
+        assert (work / ckpt.relative_to(smoke_run)).read_bytes() == ckpt.read_bytes(), ckpt
