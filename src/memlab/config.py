@@ -109,6 +109,7 @@ class DatasetInfo:
     name: str
     spec: dict[str, Any]  # what prepare needs: the dataset spec without `grid`
     n: int
+    test_fraction: float
     n_pool: int
     image_shape: tuple[int, int] | None
     sizes: tuple[int, ...]
@@ -193,7 +194,8 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
         spec = {k: v for k, v in full_spec.items() if k != "grid"}
         grid = full_spec.get("grid", {})
         ds = data.load_dataset(spec, name=name, root=root)
-        n_pool = data.pool_size(len(ds.y), config["test_fraction"])
+        test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
+        n_pool = data.pool_size(len(ds.y), test_fraction)
         sizes = grid.get("sizes", config["sizes"])
         where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
         resolved = [
@@ -204,6 +206,7 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
             name,
             spec,
             len(ds.y),
+            test_fraction,
             n_pool,
             ds.image_shape,
             tuple(sorted(set(resolved))),

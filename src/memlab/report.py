@@ -41,6 +41,11 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _span(values: pd.Series) -> str:
+    lo, hi = values.min(), values.max()
+    return _pct(lo) if _pct(lo) == _pct(hi) else f"{_pct(lo)}–{_pct(hi)}"
+
+
 def _sentences(t: pd.DataFrame) -> list[str]:
     out = []
     for (dataset, noise, size), g in t.groupby(["dataset", "label_noise", "size"], sort=True):
@@ -56,14 +61,11 @@ def _sentences(t: pd.DataFrame) -> list[str]:
                 f"{_pct(worst['gap'])}). "
             )
             mem = nets[nets["regime"] == "memorize"]
+            others = nets[nets["regime"] != "memorize"]["flipped fitted"]
             if noise > 0 and not mem.empty and mem["flipped fitted"].notna().any():
-                lead += (
-                    f"In the memorize regime the networks fit "
-                    f"{_pct(mem['flipped fitted'].min())}–{_pct(mem['flipped fitted'].max())}"
-                    " of the flipped labels; regularized regimes fit "
-                    f"{_pct(nets[nets['regime'] != 'memorize']['flipped fitted'].min())}–"
-                    f"{_pct(nets[nets['regime'] != 'memorize']['flipped fitted'].max())}. "
-                )
+                lead += f"In the memorize regime the networks fit {_span(mem['flipped fitted'])}"
+                lead += " of the flipped labels"
+                lead += f"; the other regimes {_span(others)}. " if len(others) else ". "
         knn = g[g["regime"].eq("memory")]
         for _, row in knn.iterrows():
             lead += (
@@ -81,7 +83,7 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
         s = (
             f"<b>Memorization, {r['model']} / {r['regime']}</b> (noise {r['label_noise']:g}, "
             f"n={r['size']}, {r['replicas_fit']} of {r['replicas']} replicas fit and count): "
-            f"{r['above_half']} examples score above 0.5"
+            f"{int(r['above_half'])} examples score above 0.5"
         )
         if r["label_noise"] > 0 and r["above_half"]:
             s += f", {r['above_half_flipped'] / r['above_half']:.0%} of them flipped"
@@ -143,7 +145,9 @@ def summary_html(tables: StudyTables) -> str:
     ]
     items = "".join(f"<li>{s}</li>" for s in sentences)
     n_runs = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"]).ngroups
-    n_rep = int(metrics["replica"].max()) + 1 if len(metrics) else 0
+    per_run = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"])["replica"]
+    reps = per_run.nunique()
+    n_rep = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}–{reps.max()}"
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>memlab summary</title>
 <style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}

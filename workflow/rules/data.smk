@@ -19,7 +19,7 @@ rule prepare:
         runtime=10,
     params:
         dataset=dataset_spec,
-        test_fraction=config["test_fraction"],
+        test_fraction=lambda wc: STUDY.datasets[wc.dataset].test_fraction,
         seed=config["seed"],
     script:
         "../../scripts/prepare.py"
