@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,13 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory) -> tuple[Path, float]:
+    """The smoke study run once locally (--cores 2) for every test that reads its results:
+    (working directory, wall seconds). Tests may add files there but must not change results."""
+    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    t0 = time.monotonic()
+    snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "2")
+    return work, time.monotonic() - t0

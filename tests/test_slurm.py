@@ -190,11 +190,9 @@ def _squeezing_profile(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> tuple[Path, float]:
-    work = copy_workflow(tmp_path_factory.mktemp("local"))
-    t0 = time.monotonic()
-    snakemake(work, "--configfile", SMOKE, "--cores", "2")
-    return work, time.monotonic() - t0
+def local_run(smoke_study) -> tuple[Path, float]:
+    """The local run of the smoke study the whole session shares (see conftest)."""
+    return smoke_study
 
 
 @pytest.fixture(scope="module")

@@ -49,10 +49,8 @@ def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "2")
-    return work
+def smoke_run(smoke_study) -> Path:
+    return smoke_study[0]
 
 
 def test_smoke_study_outputs(smoke_run):
