@@ -7,7 +7,7 @@ import html
 import pandas as pd
 
 from memlab.analysis import summarize
-from memlab.tables import StudyTables
+from memlab.tables import StudyTables, best_replicated
 
 
 def _pct(x: float) -> str:
@@ -79,9 +79,12 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
     out = []
     ok = t.memorization_summary
     ok = ok[ok["status"] == "ok"] if len(ok) else ok
+    # Sentences for the well-replicated runs only; every run is in the tables.
+    ok = best_replicated(ok, t.memorization_summary) if len(ok) else ok
     for _, r in ok.iterrows():
         s = (
-            f"<b>Memorization, {r['model']} / {r['regime']}</b> (noise {r['label_noise']:g}, "
+            f"<b>Memorization, {r['dataset']}: {r['model']} / {r['regime']}</b> (noise "
+            f"{r['label_noise']:g}, "
             f"n={r['size']}, {r['replicas_fit']} of {r['replicas']} replicas fit and count): "
             f"{int(r['above_half'])} examples score above 0.5"
         )
@@ -96,12 +99,14 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
         out.append(s + ".")
     mia = t.membership
     if len(mia):
+        mia = best_replicated(mia, t.memorization_summary)
         best = mia.loc[
             mia.groupby(["dataset", "label_noise", "size", "model", "regime"])["auc"].idxmax()
         ]
         for _, r in best.iterrows():
             out.append(
-                f"<b>Membership inference, {r['model']} / {r['regime']}</b> (noise "
+                f"<b>Membership inference, {r['dataset']}: {r['model']} / {r['regime']}</b> "
+                "(noise "
                 f"{r['label_noise']:g}, n={r['size']}): strongest attack {r['attack']}, "
                 f"AUC {r['auc']:.3f}, TPR {r['tpr_at_0.01_fpr']:.1%} at 1% FPR and "
                 f"{r['tpr_at_0.001_fpr']:.1%} at 0.1% FPR."

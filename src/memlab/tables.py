@@ -84,8 +84,10 @@ def best_replicated(frame: pd.DataFrame, replicas: pd.DataFrame, minimum: int = 
     runs when the study has them (tables keep every run).
     """
     keys = ["dataset", "label_noise", "size", "model", "regime"]
-    counts = replicas.set_index(keys)["replicas"]
-    n = frame.join(counts, on=keys)["replicas"]
+    if "replicas" in frame:
+        n = frame["replicas"]
+    else:
+        n = frame.join(replicas.set_index(keys)["replicas"], on=keys)["replicas"]
     return frame[n >= minimum] if (n >= minimum).any() else frame
 
 
