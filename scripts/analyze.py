@@ -13,8 +13,9 @@ with rule_job(snakemake) as log:
 
     def evaluations():
         # One run at a time: the per-example arrays of a large study need not fit in memory.
-        for run, path in zip(sm.params.runs, sm.input.evaluations, strict=True):
-            yield run, load_npz(path)
+        for path in sm.input.evaluations:
+            run_path = str(path).removeprefix("results/runs/").removesuffix("/evaluation.npz")
+            yield sm.params.runs[run_path], load_npz(path)
 
     memorization, mem_summary = analysis.memorization_tables(evaluations())
     membership, roc = analysis.membership_tables(evaluations())

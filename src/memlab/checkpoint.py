@@ -47,8 +47,10 @@ def save_checkpoint(
         "arrays": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()},
         "settings": json.dumps({**settings, "software": software_versions()}, sort_keys=True),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        # A file object, not a path: torch names the archive's root folder after a path's stem,
+        # which for our temp file is random, and the bytes would differ from run to run.
+        torch.save(payload, fh)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -110,8 +110,9 @@ def run_files(name):
 
 
 def all_run_settings():
-    """Coordinates of every run, in the order of run_files()."""
-    return [run_settings(run) for run in STUDY.runs]
+    """Coordinates of every run, keyed by its path under results/runs (sorted keys: the order
+    of datasets or models in the config file must not look like a change)."""
+    return canonical({run.path: run_settings(run) for run in STUDY.runs})
 
 
 def randomizations():
