@@ -21,8 +21,6 @@ from torch import nn
 
 from memlab.io import MemlabInputError
 
-MODEL_KINDS = ("mlp", "cnn", "knn")
-
 
 def _uniform(shape: Sequence[int], bound: float, gens: Sequence[torch.Generator]) -> torch.Tensor:
     """Stack one U(-bound, bound) draw per replica, each from that replica's generator."""
@@ -33,9 +31,6 @@ class StackedModel(nn.Module):
     """Base: forward takes ``x [R, B, d]`` and returns logits ``[R, B, C]``."""
 
     n_replicas: int
-
-    def replica_state(self, r: int) -> dict[str, torch.Tensor]:
-        return {k: v[r : r + 1].clone() for k, v in self.state_dict().items()}
 
 
 class StackedMLP(StackedModel):

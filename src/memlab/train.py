@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,6 @@ class TrainResult:
     stop_epoch: np.ndarray  # [R]
     stop_reason: list[str]
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _rows(mask: np.ndarray) -> torch.Tensor:
