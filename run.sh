@@ -5,12 +5,15 @@
 #   ./run.sh setup                    only create/update the virtual environment
 #   ./run.sh record [snakemake args]  record the run's datasets and checkpoints in DVC (+ push)
 #   ./run.sh restore [--force]        dvc pull this commit's, so Snakemake trains nothing again
+# MEMLAB_VENV=path picks the environment; MEMLAB_SKIP_SETUP=1 uses it as it is (no pip install).
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=${MEMLAB_VENV:-.venv}
 PY=${PYTHON:-python3}
 
 setup() {
+    # An environment someone else manages (a test, a cluster image): use it as it is.
+    [[ ${MEMLAB_SKIP_SETUP:-} == 1 ]] && return 0
     if [[ ! -x $VENV/bin/python ]]; then
         echo "memlab: creating $VENV" >&2
         "$PY" -m venv "$VENV"
@@ -37,6 +40,8 @@ case $cmd in
     study)
         setup
         export OMP_NUM_THREADS=1
+        # Snakemake's own message for a YAML syntax error names neither file nor line.
+        "$VENV/bin/python" -m memlab.config "$@"
         "$VENV/bin/snakemake" "$@"
         "$VENV/bin/snakemake" "$@" --report results/report.html
         echo "memlab: figures in results/figures/, tables in results/tables/," \

@@ -1,5 +1,8 @@
 """Rule summarize: the headline numbers of the study, in sentences and one short table."""
 
+from importlib.metadata import version
+
+from memlab.checkpoint import software_versions
 from memlab.io import save_text
 from memlab.report import summary_html
 from memlab.tables import StudyTables
@@ -9,4 +12,5 @@ with rule_job(snakemake) as log:
     tables = StudyTables.read(
         dict(snakemake.input.items()), randomizations=snakemake.params.randomizations
     )
-    save_text(snakemake.output[0], summary_html(tables))
+    versions = {**software_versions(), "snakemake": version("snakemake")}
+    save_text(snakemake.output[0], summary_html(tables, snakemake.params.study, versions))

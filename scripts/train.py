@@ -1,10 +1,13 @@
 """Rule train: train all replicas of one configuration at once; checkpoint plus history."""
 
+from pathlib import Path
+
 from memlab import data
 from memlab.analysis import with_run
 from memlab.checkpoint import save_checkpoint
 from memlab.io import atomic_path, load_npz
 from memlab.runs import train_run
+from memlab.train import Resume
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
@@ -12,14 +15,21 @@ with rule_job(snakemake) as log:
     split = data.load_split(sm.input.split)
     labels = load_npz(sm.input.labels)
     members = load_npz(sm.input.subsets)["members"]
+    # From the config, not params: how often the state is saved or progress is logged never
+    # changes the results, so changing either must not retrain anything.
+    every = sm.config["training"]["resume_every"]
+    settings = {**sm.params.settings, "log_every": sm.config["training"]["log_every"]}
+    state_file = Path(sm.output.checkpoint).with_name("train-state.pt")
+    resume = Resume(state_file, every) if every else None
     state, arrays, history = train_run(
         split,
         labels["y_pool"],
         labels["flipped"],
         members,
         sm.params.model,
-        sm.params.settings,
+        settings,
         seed=sm.params.seed,
+        resume=resume,
         log=log,
     )
     save_checkpoint(
@@ -35,3 +45,5 @@ with rule_job(snakemake) as log:
     )
     with atomic_path(sm.output.history) as tmp:
         with_run(history, sm.params.run).to_parquet(tmp, index=False)
+    # Only now, with both outputs in place, is the resumable state no longer needed.
+    state_file.unlink(missing_ok=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from memlab.data import balanced_subsets as small_members
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
-from memlab.train import TrainSettings, carve_validation, init_seeds, train_stacked
+from memlab.train import Resume, TrainSettings, carve_validation, init_seeds, train_stacked
 
 
 def _mlp(replicas, width=16, dropout=0.0, seed=0):
@@ -153,3 +154,106 @@ def test_carve_validation_rejects_empty_split():
 
     with pytest.raises(MemlabInputError, match="val_fraction"):
         carve_validation(np.ones((2, 3), bool), 0.1, seed=0)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _assert_same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn], ids=["mlp", "cnn"])
+@pytest.mark.parametrize(
+    "regime",
+    [
+        {},  # replicas fit and leave the stack at different epochs
+        {"weight_decay": 0.05, "dropout": 0.2, "early_stopping": True, "patience": 3},
+    ],
+)
+def test_interrupted_training_resumes_to_identical_weights(digits_split, tmp_path, make, regime):
+    r = 3
+    mask = small_members(len(digits_split.y_pool), 60, r, 0)
+    settings = TrainSettings(max_epochs=40, lr=1e-2, batch_size=16, log_every=1, **regime)
+    val = None
+    if settings.early_stopping:
+        mask, val = carve_validation(mask, 0.25, seed=0)
+
+    def build():
+        return _mlp(range(r), dropout=0.2) if regime and make is _mlp else make(range(r))
+
+    def run(resume, kill_at=None):
+        def log(msg):
+            if kill_at is not None and msg.startswith(f"epoch {kill_at:4d}/"):
+                raise _Killed  # after this epoch's training, before its state is saved
+            messages.append(msg)
+
+        messages = []
+        res = train_stacked(
+            build(),
+            digits_split.x_pool,
+            digits_split.y_pool,
+            mask,
+            val,
+            digits_split.x_test,
+            digits_split.y_test,
+            settings,
+            seed=0,
+            resume=resume,
+            log=log,
+        )
+        return res, messages
+
+    clean, _ = run(None)
+    first, last = int(clean.stop_epoch.min()), int(clean.stop_epoch.max())
+    # Kill one epoch past a save, after the first replica left the stack if others still train.
+    every = 2
+    kill_at = -(-first // every) * every + 1
+    if kill_at > last:
+        kill_at = last // 2 // every * every + 1
+    assert 1 < kill_at <= last
+    state = tmp_path / "train-state.pt"
+    with pytest.raises(_Killed):
+        run(Resume(state, every), kill_at=kill_at)
+    assert state.exists()
+    resumed, messages = run(Resume(state, every))
+    assert any(f"after epoch {kill_at - 1}" in m for m in messages), messages[:3]
+    assert resumed.stop_epoch.tolist() == clean.stop_epoch.tolist()
+    assert resumed.fit_epoch.tolist() == clean.fit_epoch.tolist()
+    _assert_same_weights(resumed.model, clean.model)
+    pd.testing.assert_frame_equal(resumed.history, clean.history)
+
+
+def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):
+    mask = small_members(len(digits_split.y_pool), 40, 2, 0)
+    state = tmp_path / "train-state.pt"
+    logs = []
+
+    def train(lr, resume):
+        return train_stacked(
+            _mlp(range(2)),
+            digits_split.x_pool,
+            digits_split.y_pool,
+            mask,
+            None,
+            digits_split.x_test,
+            digits_split.y_test,
+            TrainSettings(max_epochs=4, lr=lr, batch_size=16, stop_at_fit=False),
+            seed=0,
+            resume=resume,
+            log=logs.append,
+        )
+
+    train(1e-2, Resume(state, 2))
+    assert state.exists()  # the caller removes it once its outputs are written
+    other = train(3e-3, Resume(state, 2))
+    assert any("saved for other inputs or settings" in m for m in logs)
+    plain = train(3e-3, None)
+    _assert_same_weights(other.model, plain.model)
+    state.write_bytes(b"PK\x03\x04 truncated")
+    train(3e-3, Resume(state, 2))
+    assert any("ignoring unreadable resume state" in m for m in logs)

@@ -84,6 +84,11 @@ def test_smoke_study_outputs(smoke_run):
     assert (one_nn[one_nn.split.isin(["train", "train_flipped"])]["value"] == 1.0).all()
     summary = (work / "results/report/summary.html").read_text()
     assert "held-out" in summary and "knn-k1" in summary
+    # Provenance: the software that made the numbers, and the study config.
+    import torch
+
+    assert f"<td>torch</td><td>{torch.__version__}</td>" in summary
+    assert "Study config" in summary and "max_epochs: 15" in summary
     log = next((work / "results/logs/train").rglob("memorize.log")).read_text()
     assert "epoch" in log and "fit" in log
     assert not list((work / "results").rglob("*.tmp*")), "temporary files left behind"
@@ -221,20 +226,3 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
     rules = planned_jobs(work, "--configfile", "config/tabular.yaml")
     assert ("prepare", {"dataset": "table"}) in rules
     assert all(wc.get("dataset") != "gauss" for _, wc in rules)
-
-
-def test_same_config_same_numbers_whatever_the_parallelism(smoke_run, tmp_path):
-    """A second run, one job at a time, gives byte-identical tables and checkpoints."""
-    work = copy_workflow(tmp_path)
-    snakemake(
-        work, "--configfile", "config/smoke.yaml", "--cores", "1", "results/tables/metrics.parquet"
-    )
-    for rel in (
-        "results/tables/metrics.parquet",
-        "results/tables/history.parquet",
-        "results/tables/generalization_gap.csv",
-        "results/tables/robustness.csv",
-    ):
-        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
-    for ckpt in (smoke_run / "results/runs").rglob("checkpoint.pt"):
-        assert (work / ckpt.relative_to(smoke_run)).read_bytes() == ckpt.read_bytes(), ckpt

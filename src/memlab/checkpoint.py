@@ -55,7 +55,12 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint safely; a truncated or foreign file gives a clear MemlabInputError."""
-    hint = "Delete it and rerun the workflow: the train step will rebuild it."
+    # --forcerun, not "delete it": Snakemake does not rebuild a missing intermediate file whose
+    # downstream results are present, and this also redoes everything computed from it.
+    hint = (
+        f"Retrain it and redo everything computed from it with: snakemake --forcerun {path} "
+        "(plus your usual --configfile)."
+    )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

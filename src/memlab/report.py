@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from memlab.analysis import summarize
 from memlab.tables import StudyTables, best_replicated
@@ -134,8 +137,30 @@ def _randomization_sentences(t: StudyTables) -> list[str]:
     return out
 
 
-def summary_html(tables: StudyTables) -> str:
-    """A small self-contained HTML page with the headline numbers of the study."""
+def _provenance(config: Mapping[str, Any] | None, versions: Mapping[str, str] | None) -> str:
+    """Software versions and the study config, so a reader can tell what made the numbers."""
+    parts = []
+    if versions:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+            for k, v in versions.items()
+        )
+        parts.append(f'<h3>Software</h3><table class="memlab">{rows}</table>')
+    if config:
+        text = yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None)
+        parts.append(
+            "<h3>Study config</h3><p>Every checkpoint also stores its own slice of it (model, "
+            f"training settings, seed) and the software versions.</p><pre>{html.escape(text)}</pre>"
+        )
+    return "\n".join(parts)
+
+
+def summary_html(
+    tables: StudyTables,
+    config: Mapping[str, Any] | None = None,
+    versions: Mapping[str, str] | None = None,
+) -> str:
+    """A small self-contained HTML page with the headline numbers of the study and provenance."""
     metrics = tables.metrics
     t = headline_table(metrics)
     shown = t.copy()
@@ -167,5 +192,6 @@ fitted" is the share of flipped training labels the model reproduces (memorized 
 <ul>{items}</ul>
 {table}
 <p style="color:#777">Generated from results/tables/metrics.parquet ({len(metrics)} rows).</p>
+{_provenance(config, versions)}
 </body></html>
 """

@@ -20,6 +20,7 @@ from memlab.models import build_model, knn_log_proba
 from memlab.train import (
     HISTORY_COLUMNS,
     STOP_REASONS,
+    Resume,
     TrainSettings,
     carve_validation,
     init_seeds,
@@ -49,9 +50,13 @@ def train_run(
     settings: Mapping[str, Any],
     *,
     seed: int,
+    resume: Resume | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], pd.DataFrame]:
-    """Train every replica on its subset; return (state dict, per-replica arrays, history)."""
+    """Train every replica on its subset; return (state dict, per-replica arrays, history).
+
+    ``resume`` (networks only) saves and continues from a resumable state, see ``train_stacked``.
+    """
     r = members.shape[0]
     if variant["kind"] == "knn":
         # A k-NN model is its memory: the subsets are the whole model.
@@ -87,6 +92,7 @@ def train_run(
         ts,
         seed=seed,
         flipped=flipped,
+        resume=resume,
         log=log,
     )
     fit = int((res.fit_epoch >= 0).sum())

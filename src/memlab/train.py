@@ -8,11 +8,15 @@ Why it looks like this (measured on a 2-core CPU, see DESIGN.md section 5):
 - one fused AdamW steps every stacked tensor; Adam is elementwise, so this is R independent
   optimizers in one kernel;
 - replicas that finish (fit their subset, or early-stop) are cut out of the stack, with their
-  optimizer state, so stragglers do not pay for finished replicas and finished ones stay frozen.
+  optimizer state, so stragglers do not pay for finished replicas and finished ones stay frozen;
+- every ``Resume.every`` epochs the whole loop state (weights, optimizer moments, random streams,
+  history) is saved atomically, so a killed job continues where it was and ends with the same
+  bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -25,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from memlab.io import MemlabInputError
+from memlab.io import MemlabInputError, atomic_path
 from memlab.models import StackedModel
 from memlab.optim import StackedAdamW
 
@@ -109,6 +113,57 @@ def carve_validation(
         val[i, pick] = True
         train[i, pick] = False
     return train, val
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where and how often ``train_stacked`` saves its resumable state (``every`` in epochs)."""
+
+    path: str | os.PathLike[str]
+    every: int = 10
+
+
+RESUME_FORMAT = "memlab-train-state/1"
+
+
+def _fingerprint(*parts: Any) -> str:
+    """Hash of everything a saved state depends on: a state from other inputs is never resumed."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(f"{part.dtype}{part.shape}".encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save({"format": RESUME_FORMAT, **state}, fh)
+
+
+def _load_state(
+    path: str | os.PathLike[str], fingerprint: str, log: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The saved state if it exists, is readable plain data and belongs to this very run."""
+    if not os.path.exists(path):
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign or pickled code: start over, never execute it
+        log(f"ignoring unreadable resume state {path} ({type(e).__name__}); starting over")
+        return None
+    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+        log(f"ignoring {path}: not a {RESUME_FORMAT} file; starting over")
+        return None
+    if state.get("fingerprint") != fingerprint:
+        log(f"ignoring resume state {path}: it was saved for other inputs or settings")
+        return None
+    return state
 
 
 @dataclass
@@ -197,6 +252,7 @@ def train_stacked(
     seed: int,
     replicas: Sequence[int] | None = None,
     flipped: np.ndarray | None = None,
+    resume: Resume | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
@@ -204,6 +260,8 @@ def train_stacked(
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
     each row's batch-order stream, so a stack and the same replicas trained alone agree.
     ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
+    ``resume`` saves the loop state every few epochs and continues from a saved state of the same
+    run; the file is removed once training ends.
     """
     t0 = time.perf_counter()
     r_total = train_mask.shape[0]
@@ -249,7 +307,70 @@ def train_stacked(
                 final[k][r] = t[row].clone()
             stop_epoch[r], stop_reason[r] = epoch, reason
 
-    for epoch in range(1, settings.max_epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        fingerprint = _fingerprint(
+            RESUME_FORMAT,
+            torch.__version__,
+            type(model).__name__,
+            settings,
+            seed,
+            replicas,
+            x,
+            y,
+            xt,
+            yt,
+            train_mask,
+            val_mask,
+            flipped,
+            *model.parameters(),
+        )
+        saved = _load_state(resume.path, fingerprint, log)
+        if saved is not None:
+            for name, value in saved["params"].items():
+                _set_parameter(model, name, value)
+            model.n_replicas = saved["n_replicas"]
+            opt = StackedAdamW(
+                model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+            )
+            opt.exp_avg, opt.exp_avg_sq, opt.steps = saved["opt"]
+            rows, best, final, history = (
+                saved["rows"],
+                saved["best"],
+                saved["final"],
+                saved["history"],
+            )
+            fit_epoch, stop_epoch = saved["fit_epoch"].numpy(), saved["stop_epoch"].numpy()
+            stop_reason = saved["stop_reason"]
+            for g, st in zip(order_gens, saved["order_gens"], strict=True):
+                g.set_state(st)
+            dropout_gen.set_state(saved["dropout_gen"])
+            first_epoch = saved["epoch"] + 1
+            log(f"resuming from {resume.path} after epoch {saved['epoch']}")
+
+    def save_state(epoch: int) -> None:
+        assert resume is not None
+        _save_state(
+            resume.path,
+            {
+                "fingerprint": fingerprint,
+                "epoch": epoch,
+                "params": {k: p.detach() for k, p in model.named_parameters()},
+                "n_replicas": model.n_replicas,
+                "opt": (opt.exp_avg, opt.exp_avg_sq, opt.steps),
+                "rows": rows,
+                "best": best,
+                "final": final,
+                "history": history,
+                "fit_epoch": torch.from_numpy(fit_epoch),
+                "stop_epoch": torch.from_numpy(stop_epoch),
+                "stop_reason": stop_reason,
+                "order_gens": [g.get_state() for g in order_gens],
+                "dropout_gen": dropout_gen.get_state(),
+            },
+        )
+
+    for epoch in range(first_epoch, settings.max_epochs + 1):
         model.train()
         gens = [order_gens[r] for r in rows["replica"].tolist()]
         order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
@@ -320,6 +441,8 @@ def train_stacked(
             _keep_replicas(model, opt, keep)
             rows = {k: v[keep] for k, v in rows.items()}
             best = [b[keep] for b in best]
+        if resume is not None and resume.every and epoch % resume.every == 0:
+            save_state(epoch)
 
     # Reassemble the full stack from each replica's final weights.
     for name, _ in list(model.named_parameters()):

@@ -20,6 +20,7 @@ os.environ.update(
 
 from memlab.config import MEMORY_REGIME, check_config, load_schema, plan_study
 from memlab.io import MemlabInputError
+from memlab.locks import release_stale_locks
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -34,6 +35,12 @@ except MemlabInputError as err:
 
 for _note in STUDY.notes:
     print(f"memlab: {_note}", file=sys.stderr)
+
+
+# A killed run leaves Snakemake's locks behind; remove them unless a live run owns them. Only in
+# the main process: job processes (local or on a cluster) run inside a live main run.
+if workflow.is_main_process:
+    _OWNER = release_stale_locks()
 
 
 wildcard_constraints:
@@ -113,6 +120,18 @@ def all_run_settings():
     """Coordinates of every run, keyed by its path under results/runs (sorted keys: the order
     of datasets or models in the config file must not look like a change)."""
     return canonical({run.path: run_settings(run) for run in STUDY.runs})
+
+
+# Keys that never change a number: left out of every params slice, so editing them reruns nothing.
+OPERATIONAL_KEYS = {"training": ("log_every", "resume_every")}
+
+
+def study_config():
+    """The validated config (defaults filled) minus operational keys, for the report."""
+    study = {k: v for k, v in config.items()}
+    for section, keys in OPERATIONAL_KEYS.items():
+        study[section] = {k: v for k, v in study[section].items() if k not in keys}
+    return canonical(study)
 
 
 def randomizations():

@@ -55,5 +55,6 @@ rule summarize:
         runtime=5,
     params:
         randomizations=randomizations(),
+        study=study_config(),
     script:
         "../../scripts/summarize.py"

@@ -1,0 +1,316 @@
+"""Interruptions: a study killed at any point and rerun ends with the same bytes as a clean run.
+
+The clean run is the shared smoke study (``--cores 2``, never interrupted). Here the same config
+runs one job at a time (``--cores 1``) and is killed four times, four ways: Ctrl-C during
+prepare, SIGTERM to Snakemake during evaluation, SIGKILL of a training job right after it saved
+its resumable state, and SIGKILL of everything (power loss) while figures are drawn. Each time
+the very same command is run again; no ``--unlock`` or ``--rerun-incomplete`` by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
+
+from memlab.checkpoint import load_checkpoint
+from memlab.io import load_npz
+from memlab.locks import release_stale_locks
+
+pytestmark = pytest.mark.e2e
+
+FAULTS = ROOT / "tests" / "faults"
+
+
+def _start(work: Path, env: dict[str, str]) -> subprocess.Popen:
+    cmd = [SNAKEMAKE, "--configfile", "config/killed.yaml", "--cores", "1"]
+    log = open(work / "snakemake.out", "a")  # noqa: SIM115 (closed by the child's exit)
+    return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=log, start_new_session=True)
+
+
+def _wait_for(proc: subprocess.Popen, path: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"snakemake ended before {path} appeared"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _check_no_half_files(results: Path) -> None:
+    """Every result file present reads back whole (a later step would read it)."""
+    for f in results.rglob("*"):
+        if f.name.startswith("."):
+            continue  # temp files of killed writers: never read, swept by the next run
+        if f.suffix == ".npz":
+            load_npz(f)
+        elif f.name == "train-state.pt":
+            torch.load(f, weights_only=True)
+        elif f.suffix == ".pt":
+            load_checkpoint(f)
+        elif f.suffix == ".parquet":
+            pd.read_parquet(f)
+
+
+def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_path):
+    clean = smoke_study[0]
+    (tmp_path / "work").mkdir()
+    work = copy_workflow(tmp_path / "work")
+    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    # Save resumable state every 5 epochs; not a rerun trigger, so results must not change.
+    config["training"]["resume_every"] = 5
+    # Key order kept: tables list runs in the config's order.
+    (work / "config" / "killed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
+        "MEMLAB_FAULT_DIR": str(tmp_path),
+    }
+    results = work / "results"
+
+    # 1. Ctrl-C (SIGINT to the whole process group) while the dataset is prepared.
+    proc = _start(work, env)
+    _wait_for(proc, results / "logs" / "prepare" / "digits.log")
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(120) != 0
+    _check_no_half_files(results)
+
+    # 2. SIGKILL of a training job just after it saved its state (tests/faults/sitecustomize.py);
+    #    Snakemake sees the job fail and stops. The rerun resumes that job from its state.
+    proc = _start(work, env)
+    assert proc.wait(300) != 0
+    killed = (tmp_path / "killed-mid-training").read_text().split()
+    state_name, epoch = killed[0], int(killed[-1])  # relative to the working directory
+    state = work / state_name
+    assert state.exists() and not (state.parent / "checkpoint.pt").exists()
+    _check_no_half_files(results)
+
+    # 3. SIGTERM to Snakemake alone while runs are evaluated.
+    proc = _start(work, env)
+    _wait_for(proc, results / "logs" / "evaluate")
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(120) != 0
+    _check_no_half_files(results)
+
+    # 4. SIGKILL of Snakemake and every job (power loss) while figures are drawn: Snakemake's
+    #    locks and incomplete markers stay behind, and the same command must still just work.
+    proc = _start(work, env)
+    _wait_for(proc, results / "logs" / "figures.log")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    assert list((work / ".snakemake" / "locks").glob("*.lock"))
+    _check_no_half_files(results)
+
+    proc = _start(work, env)
+    assert proc.wait(600) == 0, (work / "snakemake.out").read_text()[-3000:]
+    out = (work / "snakemake.out").read_text()
+    assert "removed the locks left by an earlier Snakemake run that was killed" in out
+    # The job killed mid-training continued from its saved state (the log is the last attempt's).
+    run = state.parent.relative_to(results / "runs")
+    train_log = (results / "logs" / "train" / run).with_suffix(".log").read_text()
+    resumed = re.search(rf"resuming from {re.escape(state_name)} after epoch (\d+)", train_log)
+    assert resumed and int(resumed.group(1)) >= epoch, train_log[:2000]
+    assert not state.exists(), "a finished job removes its resumable state"
+
+    tables = sorted(p.relative_to(clean) for p in (clean / "results" / "tables").iterdir())
+    assert len(tables) >= 10
+    for rel in tables:
+        assert (work / rel).read_bytes() == (clean / rel).read_bytes(), rel
+    checkpoints = sorted((clean / "results" / "runs").rglob("checkpoint.pt"))
+    for ckpt in checkpoints:
+        rel = ckpt.relative_to(clean)
+        assert (work / rel).read_bytes() == ckpt.read_bytes(), rel
+    figures = {p.name for p in (clean / "results" / "figures").iterdir()}
+    assert figures == {p.name for p in (results / "figures").iterdir()}
+    assert not list(results.rglob(".*.tmp*")), "temp files of killed writers were swept"
+
+
+def test_stale_locks_and_temp_files_go_only_when_no_run_owns_them(tmp_path):
+    locks, results = tmp_path / ".snakemake" / "locks", tmp_path / "results"
+    locks.mkdir(parents=True)
+    (results / "runs").mkdir(parents=True)
+    (locks / "0.input.lock").write_text("x")
+    half = results / "runs" / ".checkpoint.abc123.tmp.pt"
+    half.write_bytes(b"half")
+    owner = release_stale_locks(tmp_path / ".snakemake", results)  # nobody owned it: stale
+    assert owner is not None and not list(locks.iterdir()) and not half.exists()
+    (locks / "0.output.lock").write_text("y")  # now a live run's lock, and its temp file
+    half.write_bytes(b"being written")
+    assert release_stale_locks(tmp_path / ".snakemake", results) is None
+    assert (locks / "0.output.lock").exists() and half.exists()
+    owner.close()  # that run ends, or dies: the kernel drops its lock either way
+    again = release_stale_locks(tmp_path / ".snakemake", results)
+    assert again is not None and not list(locks.iterdir())
+    again.close()
+
+
+# --------------------------------------------------------------------------- bad input, via CLI
+
+
+def _csv(name, text):
+    return {f"data/{name}": text}
+
+
+_ROWS = "".join(f"{i % 7},{(i * 3) % 5},{i % 3}\n" for i in range(60))
+BAD_INPUTS = {
+    # id: (config edit, files to write, what the message must say)
+    "typo": (lambda c: c.update(sizez=[10]), {}, ["unknown key 'sizez'", "'sizes'"]),
+    "wrong-type": (
+        lambda c: c["training"].update(lr="fast"),
+        {},
+        ["training.lr", "'fast'", "number"],
+    ),
+    "negative-width": (
+        lambda c: c["models"]["mlp"].update(widths=[-3]),
+        {},
+        ["models.mlp.widths[0] = -3", ">= 1"],
+    ),
+    "fraction-above-1": (lambda c: c.update(label_noise=[1.5]), {}, ["label_noise[0]", "<= 1"]),
+    "size-above-pool": (lambda c: c.update(sizes=[99999]), {}, ["sizes[0]", "99999", "1347"]),
+    "zero-replicas": (lambda c: c.update(replicas=0), {}, ["replicas", ">= 1"]),
+    "unknown-dataset": (
+        lambda c: c["datasets"].update(digits={"kind": "mnist"}),
+        {},
+        ["datasets.digits.kind", "'mnist'", "'digits'"],
+    ),
+    "unknown-model": (
+        lambda c: c["models"]["mlp"].update(kind="transformer"),
+        {},
+        ["models.mlp.kind", "'transformer'", "'mlp'"],
+    ),
+    "unknown-regime": (
+        lambda c: c["datasets"]["digits"].update(grid={"regimes": ["memorise"]}),
+        {},
+        ["memorise", "memorize"],
+    ),
+    "unknown-perturbation": (
+        lambda c: c["perturbations"].update(names=["fog"]),
+        {},
+        ["perturbations.names[0]", "'fog'", "gaussian_noise"],
+    ),
+    "csv-without-labels": (
+        lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/nolabel.csv"}),
+        _csv("nolabel.csv", "a,b,target\n" + _ROWS),
+        ["nolabel.csv", "label_column"],
+    ),
+    "csv-with-nan": (
+        lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/nan.csv"}),
+        _csv("nan.csv", "a,b,label\n" + _ROWS + "nan,1,0\n"),
+        ["nan.csv", "'a'"],
+    ),
+    "csv-single-class": (
+        lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/one.csv"}),
+        _csv("one.csv", "a,b,label\n" + "".join(f"{i},{i},x\n" for i in range(60))),
+        ["one.csv", "at least 2 classes"],
+    ),
+    "npz-mismatched-shapes": (
+        lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/shapes.npz"}),
+        {"data/shapes.npz": (np.zeros((60, 4)), np.arange(50) % 2)},
+        ["shapes.npz", "60 examples", "50"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_study(smoke_study, tmp_path_factory) -> Path:
+    """A copy of the finished smoke study: bad input must leave every result as it was."""
+    work = copy_workflow(tmp_path_factory.mktemp("finished"))
+    shutil.copytree(smoke_study[0] / "results", work / "results")
+    shutil.copytree(smoke_study[0] / ".snakemake", work / ".snakemake", symlinks=True)
+    for name in ("run.sh", "pyproject.toml"):
+        shutil.copy2(ROOT / name, work / name)
+    return work
+
+
+def _snapshot(results: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in results.rglob("*")}
+
+
+def _fails_cleanly(proc: subprocess.CompletedProcess, expected: list[str]) -> str:
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
+    for text in expected:
+        assert text in out, f"{text!r} not in:\n{out[-2000:]}"
+    return out
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_stops_before_any_work_and_keeps_results(finished_study, case):
+    edit, files, expected = BAD_INPUTS[case]
+    work = finished_study
+    for rel, content in files.items():
+        (work / rel).parent.mkdir(exist_ok=True)
+        if isinstance(content, tuple):
+            np.savez(work / rel, X=content[0], y=content[1])
+        else:
+            (work / rel).write_text(content)
+    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    edit(config)
+    (work / "config" / f"{case}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    before = _snapshot(work / "results")
+    proc = snakemake(work, "--configfile", f"config/{case}.yaml", "--cores", "1", check=False)
+    out = _fails_cleanly(proc, expected)
+    assert "Nothing was run" in out
+    assert _snapshot(work / "results") == before
+
+
+def test_malformed_yaml_names_file_and_line(finished_study):
+    work = finished_study
+    bad = work / "config" / "malformed.yaml"
+    bad.write_text("seed: 0\ndatasets:\n  digits: {kind: digits\nsizes: [80]\n")
+    before = _snapshot(work / "results")
+    # This test's environment as it is: no install from the copy into it.
+    env = {
+        **os.environ,
+        "MEMLAB_VENV": str(Path(sys.executable).parents[1]),
+        "MEMLAB_SKIP_SETUP": "1",
+    }
+    proc = subprocess.run(
+        ["./run.sh", "study", "--configfile", "config/malformed.yaml", "--cores", "1"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    _fails_cleanly(proc, ["config/malformed.yaml is not valid YAML at line 4", "column"])
+    # Snakemake itself, called directly, refuses it too (with its own, vaguer message).
+    proc = snakemake(work, "--configfile", "config/malformed.yaml", "--cores", "1", check=False)
+    _fails_cleanly(proc, ["not valid JSON or YAML"])
+    assert _snapshot(work / "results") == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_damaged_checkpoint_is_named_and_rebuilt_as_the_message_says(finished_study, damage):
+    work = finished_study
+    ckpt = work / "results/runs/digits/noise0.2/n80/mlp-w8/memorize/checkpoint.pt"
+    good = ckpt.read_bytes()
+    if damage == "truncated":
+        ckpt.write_bytes(good[: len(good) // 2])
+    else:
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    others = {p: p.read_bytes() for p in (work / "results/runs").rglob("checkpoint.pt")}
+    proc = snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "1", check=False)
+    rel = str(ckpt.relative_to(work))
+    out = _fails_cleanly(proc, [rel, f"snakemake --forcerun {rel}"])
+    assert "unreadable" in out or "not a memlab-checkpoint" in out
+    for p, content in others.items():
+        assert p.read_bytes() == content, p  # nothing else touched, the damaged file kept
+    # What the message says to do:
+    snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "1", "--forcerun", rel)
+    assert ckpt.read_bytes() == good  # retrained to the very same bytes
+    assert (ckpt.parent / "evaluation.npz").exists()
+    assert "Nothing to be done" in snakemake(work, "--configfile", "config/smoke.yaml", "-n").stdout
