@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from memlab.fastpath import cross_entropy, fast_step
 from memlab.io import MemlabInputError
 from memlab.models import StackedModel
 from memlab.optim import StackedAdamW
@@ -140,10 +141,7 @@ def _per_example(
         xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
         logits = model(xs)
         ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
-        c = logits.shape[-1]
-        losses.append(
-            F.cross_entropy(logits.reshape(-1, c), ys.reshape(-1), reduction="none").view(ys.shape)
-        )
+        losses.append(cross_entropy(logits, ys))
         correct.append(logits.argmax(-1) == ys)
     return torch.cat(losses, 1), torch.cat(correct, 1)
 
@@ -198,12 +196,15 @@ def train_stacked(
     replicas: Sequence[int] | None = None,
     flipped: np.ndarray | None = None,
     log: Callable[[str], None] = print,
+    use_fast_path: bool = True,
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
     each row's batch-order stream, so a stack and the same replicas trained alone agree.
     ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
+    ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
+    against); otherwise :func:`memlab.fastpath.fast_step` picks the step from the model.
     """
     t0 = time.perf_counter()
     r_total = train_mask.shape[0]
@@ -231,6 +232,7 @@ def train_stacked(
         int(np.random.SeedSequence([seed, 0xD0]).generate_state(1)[0])
     )
     opt = StackedAdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    fast = fast_step(model) if use_fast_path else None
 
     names = [k for k, _ in model.named_parameters()]
     final: dict[str, list[torch.Tensor]] = {k: [torch.empty(0)] * r_total for k in names}
@@ -256,6 +258,9 @@ def train_stacked(
         batches = rows["train_idx"].gather(1, order)
         for s in range(0, n_train, settings.batch_size):
             bi = batches[:, s : s + settings.batch_size]
+            if fast is not None:  # hand-written forward/backward (memlab.fastpath)
+                opt.step(fast(x, y, bi, dropout_gen))
+                continue
             logits = model(x[bi], dropout_gen)
             c = logits.shape[-1]
             loss = F.cross_entropy(logits.reshape(-1, c), y[bi].reshape(-1), reduction="none")
