@@ -365,6 +365,7 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
 
 
 def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():
@@ -494,7 +495,8 @@ def read_benchmarks(workdir: Path) -> list[dict[str, Any]]:
 
     recs = []
     for f in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):
-        rule = f.relative_to(workdir / "results" / "benchmarks").parts[0]
+        parts = f.relative_to(workdir / "results" / "benchmarks").parts
+        rule = parts[0] if len(parts) > 1 else f.stem  # one-job rules write <rule>.tsv
         row = pd.read_csv(f, sep="\t").iloc[-1]
         recs.append({"rule": rule, "s": float(row["s"]), "max_rss_mb": float(row["max_rss"])})
     return recs
@@ -509,7 +511,7 @@ def run_study(configfile: str, cores: int) -> dict[str, Any]:
         t = time.perf_counter()
         snakemake(work, "--configfile", configfile, "--cores", str(cores))
         wall = time.perf_counter() - t
-        # Largest RSS of any child process so far (snakemake itself, or a job it waited for).
+        # Largest RSS of any waited-for descendant so far: mostly snakemake itself.
         rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         recs = read_benchmarks(work)
     rules: dict[str, list[dict[str, Any]]] = {}
@@ -546,8 +548,8 @@ def section_e2e(args: argparse.Namespace) -> dict[str, Any]:
         out["studies"].append(res)
         print(
             f"\nEnd to end: {cfg}, --cores {args.cores}: {res['wall_s']:.1f} s wall, {res['jobs']} "
-            f"jobs, peak job RSS {res['peak_job_rss_mb']:.0f} MB (max child process RSS "
-            f"{res['peak_child_rss_mb'] or 0:.0f} MB)"
+            f"jobs, peak job RSS {res['peak_job_rss_mb']:.0f} MB (largest process incl. snakemake "
+            f"itself: {res['peak_child_rss_mb'] or 0:.0f} MB)"
         )
         print(
             table(
