@@ -5,6 +5,7 @@
 #   ./run.sh setup                    only create/update the virtual environment
 #   ./run.sh record [snakemake args]  record the run's datasets and checkpoints in DVC (+ push)
 #   ./run.sh restore [--force]        dvc pull this commit's, so Snakemake trains nothing again
+#   ./run.sh bench [sections] [args]  benchmarks (benchmarks/run.py --help): table + results/benchmarks/
 # MEMLAB_VENV=path picks the environment; MEMLAB_SKIP_SETUP=1 uses it as it is (no pip install).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -61,8 +62,13 @@ case $cmd in
         setup
         "$VENV/bin/python" -m memlab.versioning restore "$@"
         ;;
+    bench)
+        setup
+        export OMP_NUM_THREADS=1
+        "$VENV/bin/python" benchmarks/run.py "$@"
+        ;;
     *)
-        echo "usage: ./run.sh {study|test|setup|record|restore} [args]" >&2
+        echo "usage: ./run.sh {study|test|setup|record|restore|bench} [args]" >&2
         exit 2
         ;;
 esac

@@ -46,4 +46,5 @@ with rule_job(snakemake) as log:
     with atomic_path(sm.output.history) as tmp:
         with_run(history, sm.params.run).to_parquet(tmp, index=False)
     # Only now, with both outputs in place, is the resumable state no longer needed.
-    state_file.unlink(missing_ok=True)
+    for done in Resume(state_file).files():
+        done.unlink(missing_ok=True)

@@ -257,3 +257,51 @@ def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):
     state.write_bytes(b"PK\x03\x04 truncated")
     train(3e-3, Resume(state, 2))
     assert any("ignoring unreadable resume state" in m for m in logs)
+
+
+def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypatch):
+    """Wide models train in chunks of replicas: a kill in a later chunk keeps the earlier ones."""
+    from memlab import runs
+
+    split = digits_split
+    members = small_members(len(split.y_pool), 60, 5, 0)
+    variant = {"kind": "mlp", "width": 16, "depth": 2}
+    settings = {"max_epochs": 12, "lr": 1e-2, "batch_size": 16, "stop_at_fit": False}
+    flipped = np.zeros(len(split.y_pool), bool)
+    monkeypatch.setattr(runs, "STACK_PARAMS", 2 * 1482)  # chunks of replicas 0-1, 2-3, 4
+    resume = Resume(tmp_path / "train-state.pt", 4)
+    epochs = []
+
+    def run(resume, kill_in_chunk=None):
+        def log(msg):
+            epochs.extend([msg] if msg.startswith("epoch    1/") else [])
+            # Killed at epoch 10 of the given chunk (its last saved state is epoch 8).
+            if len(epochs) == kill_in_chunk and msg.startswith("epoch   10/"):
+                raise _Killed
+
+        return runs.train_run(
+            split, split.y_pool, flipped, members, variant, settings, seed=0, resume=resume, log=log
+        )
+
+    state, _, hist = run(None)
+    epochs.clear()
+    with pytest.raises(_Killed):
+        run(resume, kill_in_chunk=2)
+    assert [p.name for p in resume.files()] == ["train-state-0.pt", "train-state-2.pt"]
+    logs = []
+    state2, _, hist2 = runs.train_run(
+        split,
+        split.y_pool,
+        flipped,
+        members,
+        variant,
+        settings,
+        seed=0,
+        resume=resume,
+        log=logs.append,
+    )
+    assert any("train-state-0.pt after epoch 12" in m for m in logs)  # done, not redone
+    assert any("train-state-2.pt after epoch 8" in m for m in logs)
+    for k in state:
+        assert torch.equal(state[k], state2[k]), k
+    pd.testing.assert_frame_equal(hist, hist2)

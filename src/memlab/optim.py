@@ -38,9 +38,11 @@ class StackedAdamW:
             p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, grads: list[torch.Tensor] | None = None) -> None:
+        """One step from the parameters' ``.grad`` or from ``grads`` (same order as params)."""
         torch._foreach_add_(self.steps, 1)
-        grads = [p.grad for p in self.params]
+        if grads is None:
+            grads = [p.grad for p in self.params]
         torch._fused_adamw_(
             self.params,
             grads,

@@ -6,7 +6,7 @@ tests can call them directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,9 @@ from memlab.train import (
     HISTORY_COLUMNS,
     STOP_REASONS,
     Resume,
+    TrainResult,
     TrainSettings,
+    _set_parameter,
     carve_validation,
     init_seeds,
     train_stacked,
@@ -29,15 +31,59 @@ from memlab.train import (
 
 
 def _build(
-    variant: Mapping[str, Any], split: Split, settings: TrainSettings, seed: int, replicas: int
+    variant: Mapping[str, Any],
+    split: Split,
+    settings: TrainSettings,
+    seed: int,
+    replicas: int | Sequence[int],
 ) -> torch.nn.Module:
+    """The stacked model of ``replicas`` (a count, or the replica numbers of a chunk)."""
+    rows = range(replicas) if isinstance(replicas, int) else replicas
     return build_model(
         variant,
         in_dim=split.x_pool.shape[1],
         n_classes=split.n_classes,
         image_shape=split.image_shape,
         dropout=settings.dropout,
-        replica_seeds=init_seeds(seed, range(replicas)),
+        replica_seeds=init_seeds(seed, rows),
+    )
+
+
+# Replicas stacked into one model at most (MLPs): measured per replica-step on this 2-core CPU
+# (benchmarks/run.py), stacking pays while the stack's parameters fit in cache (R=128 at width 16,
+# 8 at 128, 1-4 at >=512); beyond that it costs up to 1.3x, and memory grows with the stack.
+STACK_PARAMS = 1 << 19
+
+
+def replicas_per_chunk(variant: Mapping[str, Any], params_per_replica: int, replicas: int) -> int:
+    """How many replicas one stacked model trains at once: a function of the configuration only
+    (never of timings), so the same config trains to the same bits on any machine.
+
+    Chunks change nothing for a replica but its dropout masks (one dropout stream per stack).
+    """
+    if variant["kind"] != "mlp":
+        return replicas
+    return max(1, min(replicas, STACK_PARAMS // max(1, params_per_replica)))
+
+
+def _merge(parts: list[TrainResult]) -> TrainResult:
+    """One result from the results of consecutive chunks of replicas."""
+    if len(parts) == 1:
+        return parts[0]
+    model = parts[0].model
+    for name, _ in list(model.named_parameters()):
+        stacked = torch.cat([dict(p.model.named_parameters())[name].detach() for p in parts])
+        _set_parameter(model, name, stacked)
+    model.n_replicas = sum(p.model.n_replicas for p in parts)
+    history = pd.concat([p.history for p in parts], ignore_index=True)
+    history = history.sort_values(["epoch", "replica"], kind="stable", ignore_index=True)
+    return TrainResult(
+        model,
+        history,
+        np.concatenate([p.fit_epoch for p in parts]),
+        np.concatenate([p.stop_epoch for p in parts]),
+        [s for p in parts for s in p.stop_reason],
+        seconds=sum(p.seconds for p in parts),
     )
 
 
@@ -75,26 +121,39 @@ def train_run(
         train_mask, val_mask = carve_validation(members, ts.val_fraction, seed)
     else:
         train_mask, val_mask = members, np.zeros_like(members)
-    model = _build(variant, split, ts, seed, r)
-    n_params = sum(p[0].numel() for p in model.parameters())
+    n_params = sum(p[0].numel() for p in _build(variant, split, ts, seed, 1).parameters())
+    chunk = replicas_per_chunk(variant, n_params, r)
     log(
-        f"{variant['kind']} {dict(variant)}: {n_params} parameters per replica, {r} replicas, "
-        f"{int(train_mask[0].sum())} training examples each; settings {ts}"
+        f"{variant['kind']} {dict(variant)}: {n_params} parameters per replica, {r} replicas "
+        f"(stacked {chunk} at a time), {int(train_mask[0].sum())} training examples each; "
+        f"settings {ts}"
     )
-    res = train_stacked(
-        model,
-        split.x_pool,
-        y_pool,
-        train_mask,
-        val_mask,
-        split.x_test,
-        split.y_test,
-        ts,
-        seed=seed,
-        flipped=flipped,
-        resume=resume,
-        log=log,
-    )
+    parts = []
+    for start in range(0, r, chunk):
+        rows = list(range(start, min(start + chunk, r)))
+        # One state file per chunk, so finished chunks are not trained again after a kill.
+        state = resume if resume is None or chunk >= r else resume.for_chunk(start)
+        parts.append(
+            train_stacked(
+                _build(variant, split, ts, seed, rows),
+                split.x_pool,
+                y_pool,
+                train_mask[rows],
+                val_mask[rows],
+                split.x_test,
+                split.y_test,
+                ts,
+                seed=seed,
+                replicas=rows,
+                flipped=flipped,
+                resume=state,
+                log=log,
+            )
+        )
+        # train_stacked numbers history rows by stack row; give them their replica numbers.
+        hist = parts[-1].history
+        hist["replica"] = np.asarray(rows)[hist["replica"].to_numpy()]
+    res = _merge(parts)
     fit = int((res.fit_epoch >= 0).sum())
     log(
         f"trained in {res.seconds:.1f}s; {fit}/{r} replicas reached 100% train accuracy; "

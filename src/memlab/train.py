@@ -22,6 +22,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from memlab.fastpath import cross_entropy, fast_step
 from memlab.io import MemlabInputError, atomic_path
 from memlab.models import StackedModel
 from memlab.optim import StackedAdamW
@@ -122,6 +124,16 @@ class Resume:
     path: str | os.PathLike[str]
     every: int = 10
 
+    def for_chunk(self, start: int) -> Resume:
+        """The state file of the chunk of replicas that starts at replica ``start``."""
+        path = Path(self.path)
+        return Resume(path.with_name(f"{path.stem}-{start}{path.suffix}"), self.every)
+
+    def files(self) -> list[Path]:
+        """Every state file of this run (all chunks): removed once the run's outputs exist."""
+        path = Path(self.path)
+        return sorted(path.parent.glob(f"{path.stem}*{path.suffix}"))
+
 
 RESUME_FORMAT = "memlab-train-state/1"
 
@@ -195,10 +207,7 @@ def _per_example(
         xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
         logits = model(xs)
         ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
-        c = logits.shape[-1]
-        losses.append(
-            F.cross_entropy(logits.reshape(-1, c), ys.reshape(-1), reduction="none").view(ys.shape)
-        )
+        losses.append(cross_entropy(logits, ys))
         correct.append(logits.argmax(-1) == ys)
     return torch.cat(losses, 1), torch.cat(correct, 1)
 
@@ -254,6 +263,7 @@ def train_stacked(
     flipped: np.ndarray | None = None,
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
+    use_fast_path: bool = True,
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
@@ -262,6 +272,8 @@ def train_stacked(
     ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
     ``resume`` saves the loop state every few epochs and continues from a saved state of the same
     run; the file is removed once training ends.
+    ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
+    against); otherwise :func:`memlab.fastpath.fast_step` picks the step from the model.
     """
     t0 = time.perf_counter()
     r_total = train_mask.shape[0]
@@ -289,6 +301,7 @@ def train_stacked(
         int(np.random.SeedSequence([seed, 0xD0]).generate_state(1)[0])
     )
     opt = StackedAdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    fast = fast_step(model) if use_fast_path else None
 
     names = [k for k, _ in model.named_parameters()]
     final: dict[str, list[torch.Tensor]] = {k: [torch.empty(0)] * r_total for k in names}
@@ -345,16 +358,18 @@ def train_stacked(
             for g, st in zip(order_gens, saved["order_gens"], strict=True):
                 g.set_state(st)
             dropout_gen.set_state(saved["dropout_gen"])
-            first_epoch = saved["epoch"] + 1
+            # A state saved once every replica finished has nothing left to train.
+            first_epoch = settings.max_epochs + 1 if saved["finished"] else saved["epoch"] + 1
             log(f"resuming from {resume.path} after epoch {saved['epoch']}")
 
-    def save_state(epoch: int) -> None:
+    def save_state(epoch: int, finished: bool = False) -> None:
         assert resume is not None
         _save_state(
             resume.path,
             {
                 "fingerprint": fingerprint,
                 "epoch": epoch,
+                "finished": finished,
                 "params": {k: p.detach() for k, p in model.named_parameters()},
                 "n_replicas": model.n_replicas,
                 "opt": (opt.exp_avg, opt.exp_avg_sq, opt.steps),
@@ -377,6 +392,9 @@ def train_stacked(
         batches = rows["train_idx"].gather(1, order)
         for s in range(0, n_train, settings.batch_size):
             bi = batches[:, s : s + settings.batch_size]
+            if fast is not None:  # hand-written forward/backward (memlab.fastpath)
+                opt.step(fast(x, y, bi, dropout_gen))
+                continue
             logits = model(x[bi], dropout_gen)
             c = logits.shape[-1]
             loss = F.cross_entropy(logits.reshape(-1, c), y[bi].reshape(-1), reduction="none")
@@ -435,6 +453,8 @@ def train_stacked(
                 f"{time.perf_counter() - t0:.1f}s"
             )
         if done.all():
+            if resume is not None and resume.every:
+                save_state(epoch, finished=True)  # a killed run's finished chunks stay done
             break
         if done.any():
             keep = ~done

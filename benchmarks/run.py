@@ -1,0 +1,632 @@
+"""memlab benchmarks: training throughput, end-to-end studies, workflow overhead.
+
+    ./run.sh bench                      # gemm, train, e2e (smoke study), overhead
+    ./run.sh bench train --rounds 5     # one section, more rounds
+    ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
+
+Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
+committed). This machine is shared and drifts by 20% or more between runs, so every comparison
+runs side by side in one process, variants alternating within each round, after a warm-up, and
+reports the median over rounds and ratios between variants measured in the same rounds. Every
+process uses one thread. The machine load (/proc/loadavg) is recorded before and after.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's library, not an installed one
+
+from memlab import data, runs  # noqa: E402
+from memlab.io import atomic_path  # noqa: E402
+from memlab.train import configure_threads  # noqa: E402
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+WORKFLOW_FILES = (
+    "Snakefile",
+    "workflow",
+    "scripts",
+    "config",
+    "src",
+    "profiles",
+    "environment.yml",
+)
+WIDTHS = (16, 64, 128, 256, 512, 1024)
+DEPTH = 2  # MLP with two hidden layers
+
+
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().strip()
+    except OSError:
+        return "n/a"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_json(section: str, payload: dict[str, Any], out_dir: Path) -> Path:
+    path = out_dir / f"{section}.json"
+    payload = {
+        "section": section,
+        "cpu": cpu_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **payload,
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, default=float) + "\n")
+    return path
+
+
+def table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
+    """Plain-text table: cols are (key, header, format)."""
+    cells = [[h for _, h, _ in cols]]
+    for r in rows:
+        cells.append(
+            ["" if r.get(k) is None else (format(r[k], f) if f else str(r[k])) for k, _, f in cols]
+        )
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def alternate(
+    variants: dict[str, Callable[[], float]], rounds: int, warm_up: bool = True
+) -> dict[str, list[float]]:
+    """Run each variant once to warm up, then ``rounds`` rounds alternating the variants (the
+    order rotates each round); return each variant's measured values (higher is better)."""
+    for f in variants.values():
+        if warm_up:
+            f()
+    names = list(variants)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(rounds):
+        for n in names[i % len(names) :] + names[: i % len(names)]:
+            out[n].append(variants[n]())
+    return out
+
+
+# ---------------------------------------------------------------------------------------- gemm
+
+
+def gemm_peak(rounds: int = 5, n: int = 2048) -> float:
+    """Single-thread fp32 GEMM throughput (GFLOP/s) of a large square matmul, median of rounds."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    c = torch.empty(n, n)
+    torch.mm(a, b, out=c)
+    vals = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        torch.mm(a, b, out=c)
+        vals.append(2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return statistics.median(vals)
+
+
+def section_gemm(args: argparse.Namespace) -> dict[str, Any]:
+    before = loadavg()
+    peak = gemm_peak(args.rounds + 2)
+    print(
+        f"single-thread fp32 GEMM peak (2048^3 matmul, median of {args.rounds + 2}): "
+        f"{peak:.1f} GFLOP/s"
+    )
+    return {"peak_gflops": peak, "loadavg_before": before, "loadavg_after": loadavg()}
+
+
+# --------------------------------------------------------------------------------------- train
+
+
+def digits_split() -> data.Split:
+    ds = data.load_dataset({"kind": "digits"})
+    pool, test = data.split_pool_test(ds.y, 0.25, 0)
+    return data.Split(ds.X[pool], ds.y[pool], ds.X[test], ds.y[test], 10, (8, 8))
+
+
+def params_per_model(width: int, d_in: int = 64, n_classes: int = 10) -> int:
+    dims = [d_in] + [width] * DEPTH + [n_classes]
+    return sum(a * b + b for a, b in itertools.pairwise(dims))
+
+
+def textbook(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: int) -> None:
+    """The loop from the tutorials: DataLoader over a TensorDataset, nn.Sequential, Adam."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    loader = DataLoader(ds, batch_size=batch, shuffle=True)
+    model = nn.Sequential(
+        nn.Linear(x.shape[1], width),
+        nn.ReLU(),
+        nn.Linear(width, width),
+        nn.ReLU(),
+        nn.Linear(width, 10),
+    )
+    opt = torch.optim.Adam(model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+
+
+def sklearn_mlp(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: int) -> None:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(
+        hidden_layer_sizes=(width,) * DEPTH,
+        batch_size=batch,
+        max_iter=epochs,
+        n_iter_no_change=epochs + 1,
+        tol=0.0,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(x, y)
+    assert clf.n_iter_ == epochs
+
+
+def engine(split: data.Split, members: np.ndarray, width: int, batch: int, epochs: int) -> None:
+    """memlab's engine as the train rule runs it: all replicas, chunked, per-epoch evaluation."""
+    runs.train_run(
+        split,
+        split.y_pool,
+        np.zeros(len(split.y_pool), bool),
+        members,
+        {"kind": "mlp", "width": width, "depth": DEPTH},
+        {
+            "batch_size": batch,
+            "lr": 1e-3,
+            "max_epochs": epochs,
+            "stop_at_fit": False,
+            "log_every": 10**9,
+        },
+        seed=0,
+        log=lambda s: None,
+    )
+
+
+def engine_steps(
+    split: data.Split, members: np.ndarray, width: int, batch: int, epochs: int
+) -> None:
+    """The engine's training steps alone (stacked model, per-replica batch order, fast step,
+    fused AdamW; same chunks) without its per-epoch evaluation and bookkeeping: what the
+    evaluation costs is the difference to ``engine``."""
+    from memlab.fastpath import fast_step
+    from memlab.models import StackedMLP
+    from memlab.optim import StackedAdamW
+    from memlab.train import init_seeds
+
+    x = torch.from_numpy(split.x_pool.astype(np.float32))
+    y = torch.from_numpy(split.y_pool.astype(np.int64))
+    r = members.shape[0]
+    chunk = runs.replicas_per_chunk({"kind": "mlp"}, params_per_model(width), r)
+    idx = torch.from_numpy(np.stack([np.flatnonzero(m) for m in members]))
+    n = idx.shape[1]
+    for start in range(0, r, chunk):
+        rows = list(range(start, min(start + chunk, r)))
+        model = StackedMLP(
+            x.shape[1],
+            10,
+            width=width,
+            depth=DEPTH,
+            dropout=0.0,
+            replica_seeds=init_seeds(0, rows),
+        )
+        opt = StackedAdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+        step = fast_step(model)
+        gens = [torch.Generator().manual_seed(i) for i in rows]
+        for _ in range(epochs):
+            order = torch.stack([torch.randperm(n, generator=g) for g in gens])
+            batches = idx[rows].gather(1, order)
+            for s in range(0, n, batch):
+                opt.step(step(x, y, batches[:, s : s + batch]))
+
+
+def compare(
+    fns: dict[str, Callable[[int], None]], models: dict[str, int], rounds: int, seconds: float
+) -> dict[str, list[float]]:
+    """Model-epochs per second of each variant, ``rounds`` alternating rounds each."""
+    # Epochs per measurement: about ``seconds`` from one timed epoch (which is the warm-up).
+    epochs = {}
+    for name, f in fns.items():
+        t = time.perf_counter()
+        f(1)
+        epochs[name] = int(min(200, max(1, round(seconds / (time.perf_counter() - t)))))
+
+    def measure(name: str) -> float:
+        t = time.perf_counter()
+        fns[name](epochs[name])
+        return models[name] * epochs[name] / (time.perf_counter() - t)
+
+    return alternate({k: partial(measure, k) for k in fns}, rounds, warm_up=False)
+
+
+def ratio(res: dict[str, list[float]], a: str, b: str) -> float | None:
+    """Median over rounds of a/b within each round (same machine state)."""
+    if a not in res or b not in res:
+        return None
+    return statistics.median(x / y for x, y in zip(res[a], res[b], strict=True))
+
+
+def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
+    configure_threads(1)
+    before = loadavg()
+    split = digits_split()
+    n = args.train_size
+    members = data.balanced_subsets(len(split.y_pool), n, args.replicas, 0)
+    x0 = split.x_pool[members[0]].astype(np.float32)
+    y0 = split.y_pool[members[0]].astype(np.int64)
+    cases = [(w, 64) for w in args.widths]
+    cases += [(w, n) for w in args.widths if w >= 512]  # full batch, where GEMMs can be large
+    rows = []
+    for width, batch in cases:
+        flops_per_model_epoch = 6 * params_per_model(width) * n
+        fns = {
+            "textbook": lambda e, w=width, b=batch: textbook(x0, y0, w, b, e),
+            "sklearn": lambda e, w=width, b=batch: sklearn_mlp(x0, y0, w, b, e),
+            "memlab": lambda e, w=width, b=batch: engine(split, members, w, b, e),
+            "steps": lambda e, w=width, b=batch: engine_steps(split, members, w, b, e),
+        }
+        models = {"textbook": 1, "sklearn": 1, "memlab": args.replicas, "steps": args.replicas}
+        if batch != 64 and not args.sklearn_full_batch:
+            del fns["sklearn"]
+        res = compare(fns, models, args.rounds, args.seconds)
+        med = {k: statistics.median(v) for k, v in res.items()}
+        chunk = runs.replicas_per_chunk({"kind": "mlp"}, params_per_model(width), args.replicas)
+        row = {
+            "width": width,
+            "batch": batch,
+            "replicas": args.replicas,
+            "stack": chunk,
+            **{f"{k}_me_s": v for k, v in med.items()},
+            "rounds": res,
+            "memlab_vs_textbook": ratio(res, "memlab", "textbook"),
+            "memlab_vs_sklearn": ratio(res, "memlab", "sklearn"),
+            "steps_vs_textbook": ratio(res, "steps", "textbook"),
+            "sklearn_vs_textbook": ratio(res, "sklearn", "textbook"),
+            **{f"{k}_peak": v * flops_per_model_epoch / 1e9 / peak for k, v in med.items()},
+        }
+        rows.append(row)
+        print(
+            f"  width {width:5d} batch {batch:5d}: textbook {med['textbook']:8.2f}  "
+            f"memlab {med['memlab']:8.2f} model-epochs/s  x{row['memlab_vs_textbook']:.2f}",
+            flush=True,
+        )
+    cols = [
+        ("width", "width", ""),
+        ("batch", "batch", ""),
+        ("stack", "R/stack", ""),
+        ("textbook_me_s", "textbook me/s", ".2f"),
+        ("sklearn_me_s", "sklearn me/s", ".2f"),
+        ("memlab_me_s", "memlab me/s", ".2f"),
+        ("memlab_vs_textbook", "memlab/textbook", ".2f"),
+        ("memlab_vs_sklearn", "memlab/sklearn", ".2f"),
+        ("steps_me_s", "steps me/s", ".2f"),
+        ("steps_vs_textbook", "steps/textbook", ".2f"),
+        ("textbook_peak", "textbook %peak", ".1%"),
+        ("sklearn_peak", "sklearn %peak", ".1%"),
+        ("memlab_peak", "memlab %peak", ".1%"),
+        ("steps_peak", "steps %peak", ".1%"),
+    ]
+    print(
+        f"\nTraining throughput, model-epochs/s (me/s): digits, {n} examples per model, MLP "
+        f"{DEPTH}x width, memlab trains {args.replicas} replicas (R/stack: stacked at a time) "
+        f"with per-epoch evaluation (steps: its training steps alone); "
+        f"median of {args.rounds} alternating rounds; "
+        f"%peak: 6*params*samples FLOP/epoch over the {peak:.1f} GFLOP/s GEMM peak"
+    )
+    print(table(rows, cols))
+    return {
+        "peak_gflops": peak,
+        "train_size": n,
+        "rows": rows,
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+
+
+# ------------------------------------------------------------------------------------- snakemake
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(
+                src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, env=env, timeout=7200
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(proc: subprocess.CompletedProcess) -> int:
+    m = re.search(r"^total\s+(\d+)", proc.stdout + proc.stderr, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _timed_dry_run(workdir: Path, *args: str) -> tuple[float, int]:
+    t = time.perf_counter()
+    proc = snakemake(workdir, "-n", "--cores", "1", *args)
+    return time.perf_counter() - t, planned_jobs(proc)
+
+
+def grid_config(target_jobs: int) -> dict[str, Any]:
+    """A study grid of about ``target_jobs`` jobs (two per run: train, evaluate)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    regimes = cfg["regimes"]
+    noise = [0.0, 0.1, 0.2, 0.3, 0.4]
+    sizes = [round(0.1 * i, 1) for i in range(1, 11)]
+    per_width = len(noise) * len(sizes) * len(regimes) * 2
+    n_widths = max(1, round(target_jobs / per_width))
+    cfg.update(
+        label_noise=noise,
+        sizes=sizes,
+        models={
+            "mlp": {"kind": "mlp", "depth": 2, "widths": [8 * (i + 1) for i in range(n_widths)]}
+        },
+    )
+    return cfg
+
+
+BARE_SNAKEFILE = """\
+N = {n}
+
+
+rule all:
+    input:
+        expand("out/{{i}}.txt", i=range(N)),
+
+
+rule job:
+    output:
+        "out/{{i}}.txt",
+    shell:
+        "touch {{output}}"
+"""
+
+
+def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    before = loadavg()
+    with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
+        study = copy_workflow(Path(tmp) / "study")
+        cfg_path = study / "config" / "grid.yaml"
+        cfg = grid_config(args.jobs)
+        cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        _, n_jobs = _timed_dry_run(study, "--configfile", str(cfg_path))
+        bare = Path(tmp) / "bare"
+        bare.mkdir()
+        (bare / "Snakefile").write_text(BARE_SNAKEFILE.format(n=n_jobs))
+        res = alternate(
+            {
+                "study": lambda: -_timed_dry_run(study, "--configfile", str(cfg_path))[0],
+                "bare": lambda: -_timed_dry_run(bare)[0],
+            },
+            args.rounds,
+        )
+        study_s = [-v for v in res["study"]]
+        bare_s = [-v for v in res["bare"]]
+        # One-value edit (one regime's weight decay), then the dry-run plan.
+        edits = []
+        for i in range(args.rounds):
+            cfg["regimes"]["weight_decay"]["weight_decay"] = 2.0 + 0.5 * (i + 1)
+            cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            edits.append(_timed_dry_run(study, "--configfile", str(cfg_path))[0])
+        _, bare_jobs = _timed_dry_run(bare)
+    out = {
+        "jobs": n_jobs,
+        "bare_jobs": bare_jobs,
+        "study_dry_run_s": statistics.median(study_s),
+        "bare_dry_run_s": statistics.median(bare_s),
+        "ratio": statistics.median(s / b for s, b in zip(study_s, bare_s, strict=True)),
+        "edit_to_plan_s": statistics.median(edits),
+        "rounds": {"study": study_s, "bare": bare_s, "edit": edits},
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+    print(f"\nWorkflow overhead (snakemake -n, median of {args.rounds} alternating rounds)")
+    print(
+        table(
+            [
+                {"what": f"study grid ({n_jobs} jobs)", "s": out["study_dry_run_s"]},
+                {"what": f"bare Snakefile ({bare_jobs} trivial jobs)", "s": out["bare_dry_run_s"]},
+                {"what": "ratio study/bare (per round, median)", "s": out["ratio"]},
+                {"what": "one-value config edit -> dry-run plan", "s": out["edit_to_plan_s"]},
+            ],
+            [("what", "what", ""), ("s", "seconds (ratio)", ".2f")],
+        )
+    )
+    return out
+
+
+# ----------------------------------------------------------------------------------------- e2e
+
+
+def read_benchmarks(workdir: Path) -> list[dict[str, Any]]:
+    """Every job's ``benchmark:`` record (seconds, max RSS in MB) with its rule."""
+    import pandas as pd
+
+    recs = []
+    for f in sorted((workdir / "results" / "benchmarks").rglob("*.tsv")):
+        parts = f.relative_to(workdir / "results" / "benchmarks").parts
+        rule = parts[0] if len(parts) > 1 else f.stem  # one-job rules write <rule>.tsv
+        row = pd.read_csv(f, sep="\t").iloc[-1]
+        recs.append({"rule": rule, "s": float(row["s"]), "max_rss_mb": float(row["max_rss"])})
+    return recs
+
+
+def run_study(configfile: str, cores: int) -> dict[str, Any]:
+    import resource
+
+    with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
+        work = copy_workflow(Path(tmp))
+        rss0 = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        snakemake(work, "--configfile", configfile, "--cores", str(cores))
+        wall = time.perf_counter() - t
+        # Largest RSS of any waited-for descendant so far: mostly snakemake itself.
+        rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        recs = read_benchmarks(work)
+    rules: dict[str, list[dict[str, Any]]] = {}
+    for r in recs:
+        rules.setdefault(r["rule"], []).append(r)
+    per_rule = [
+        {
+            "rule": k,
+            "jobs": len(v),
+            "total_s": sum(r["s"] for r in v),
+            "median_s": statistics.median(r["s"] for r in v),
+            "max_s": max(r["s"] for r in v),
+            "max_rss_mb": max(r["max_rss_mb"] for r in v),
+        }
+        for k, v in sorted(rules.items())
+    ]
+    return {
+        "config": configfile,
+        "cores": cores,
+        "wall_s": wall,
+        "jobs": len(recs),
+        "peak_job_rss_mb": max((r["max_rss_mb"] for r in recs), default=0.0),
+        "peak_child_rss_mb": rss_children if rss_children > rss0 / 1024 else None,
+        "per_rule": per_rule,
+    }
+
+
+def section_e2e(args: argparse.Namespace) -> dict[str, Any]:
+    before = loadavg()
+    studies = ["config/smoke.yaml"] + (["config/config.yaml"] if args.default_study else [])
+    out = {"studies": [], "loadavg_before": before}
+    for cfg in studies:
+        res = run_study(cfg, args.cores)
+        out["studies"].append(res)
+        print(
+            f"\nEnd to end: {cfg}, --cores {args.cores}: {res['wall_s']:.1f} s wall, {res['jobs']} "
+            f"jobs, peak job RSS {res['peak_job_rss_mb']:.0f} MB (largest process incl. snakemake "
+            f"itself: {res['peak_child_rss_mb'] or 0:.0f} MB)"
+        )
+        print(
+            table(
+                res["per_rule"],
+                [
+                    ("rule", "rule", ""),
+                    ("jobs", "jobs", ""),
+                    ("total_s", "total s", ".1f"),
+                    ("median_s", "median s", ".2f"),
+                    ("max_s", "max s", ".2f"),
+                    ("max_rss_mb", "max RSS MB", ".0f"),
+                ],
+            )
+        )
+    out["loadavg_after"] = loadavg()
+    return out
+
+
+# ---------------------------------------------------------------------------------------- main
+
+SECTIONS = ("gemm", "train", "e2e", "overhead")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    p.add_argument("--rounds", type=int, default=3, help="measured rounds per comparison (3)")
+    p.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
+    p.add_argument("--replicas", type=int, default=64, help="replicas memlab trains (64)")
+    p.add_argument("--train-size", type=int, default=1000, help="examples per model (1000)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=0.5,
+        help="target seconds per measurement; sets the epochs per variant (0.5)",
+    )
+    p.add_argument(
+        "--sklearn-full-batch",
+        action="store_true",
+        help="also time scikit-learn in the full-batch rows",
+    )
+    p.add_argument("--jobs", type=int, default=10_000, help="jobs in the overhead grid (10000)")
+    p.add_argument(
+        "--default-study",
+        action="store_true",
+        help="e2e: also run the default study (about 15-20 minutes)",
+    )
+    p.add_argument("--cores", type=int, default=2, help="e2e: snakemake --cores (2)")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
+    args = p.parse_args(argv)
+    sections = args.sections or list(SECTIONS)
+    if unknown := set(sections) - set(SECTIONS):
+        p.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    torch.set_num_threads(1)
+    print(
+        f"memlab benchmarks on {cpu_name()}, torch {torch.__version__}, 1 thread; load {loadavg()}",
+        flush=True,
+    )
+    peak = None
+    for s in SECTIONS:
+        if s not in sections:
+            continue
+        print(f"\n== {s} ==", flush=True)
+        if s in ("gemm", "train") and peak is None:
+            res = section_gemm(args)
+            peak = res["peak_gflops"]
+            if s == "gemm":
+                print(f"wrote {write_json('gemm', res, args.out)}")
+                continue
+        if s == "train":
+            res = section_train(args, peak)
+        elif s == "e2e":
+            res = section_e2e(args)
+        else:
+            res = section_overhead(args)
+        print(f"wrote {write_json(s, res, args.out)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

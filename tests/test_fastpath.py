@@ -1,0 +1,118 @@
+"""The fast training paths train to the same weights as the plain autograd path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memlab.data import balanced_subsets
+from memlab.fastpath import MLPStep, fast_step
+from memlab.models import StackedCNN, StackedMLP
+from memlab.train import TrainSettings, carve_validation, init_seeds, train_stacked
+
+
+def _mlp(r, width=16, depth=2, dropout=0.0):
+    return StackedMLP(
+        64, 10, width=width, depth=depth, dropout=dropout, replica_seeds=init_seeds(0, range(r))
+    )
+
+
+def _train(model, split, mask, settings, val=None, fast=True):
+    return train_stacked(
+        model,
+        split.x_pool,
+        split.y_pool,
+        mask,
+        val,
+        split.x_test,
+        split.y_test,
+        settings,
+        seed=0,
+        log=lambda s: None,
+        use_fast_path=fast,
+    )
+
+
+@pytest.mark.parametrize("r", [1, 3])
+@pytest.mark.parametrize("depth", [1, 2])
+def test_mlp_step_gradients_equal_autograd(r, depth):
+    torch.manual_seed(0)
+    m = _mlp(r, width=8, depth=depth)
+    x, y = torch.randn(20, 64), torch.randint(0, 10, (20,))
+    idx = torch.randint(0, 20, (r, 5))
+    logits = m(x[idx])
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 10), y[idx].reshape(-1), reduction="none"
+    )
+    loss.view(r, -1).mean(1).sum().backward()
+    grads = MLPStep(m)(x, y, idx)
+    for p, g in zip(m.parameters(), grads, strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("r", "width", "regime"),
+    [
+        (3, 16, {}),  # memorize: replicas leave the stack when they fit
+        (1, 32, {}),  # one replica: the 2-D single-model path
+        (3, 16, {"dropout": 0.3, "weight_decay": 0.5}),
+        (2, 16, {"early_stopping": True, "patience": 2, "weight_decay": 0.05}),
+    ],
+)
+def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, regime):
+    mask = balanced_subsets(len(digits_split.y_pool), 60, r, 0)
+    settings = TrainSettings(max_epochs=25, lr=1e-2, batch_size=16, **regime)
+    val = None
+    if settings.early_stopping:
+        mask, val = carve_validation(mask, 0.25, seed=0)
+    dropout = settings.dropout
+    fast = _train(_mlp(r, width, dropout=dropout), digits_split, mask, settings, val, fast=True)
+    plain = _train(_mlp(r, width, dropout=dropout), digits_split, mask, settings, val, fast=False)
+    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
+    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    cols = ["train_loss", "heldout_loss"]
+    torch.testing.assert_close(
+        torch.tensor(fast.history[cols].to_numpy()),
+        torch.tensor(plain.history[cols].to_numpy()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_fast_step_only_for_mlps():
+    assert isinstance(fast_step(_mlp(2)), MLPStep)
+    cnn = StackedCNN((8, 8), 10, width=2, dropout=0.0, replica_seeds=[1])
+    assert fast_step(cnn) is None
+
+
+@pytest.mark.parametrize("regime", [{}, {"early_stopping": True, "patience": 2}])
+def test_chunked_replicas_equal_one_stack(digits_split, monkeypatch, regime):
+    """Training replicas in chunks (wide models) gives each replica the same weights and history."""
+    import numpy as np
+
+    from memlab import runs
+
+    split = digits_split
+    members = balanced_subsets(len(split.y_pool), 60, 5, 0)
+    variant = {"kind": "mlp", "width": 16, "depth": 2}
+    settings = {"max_epochs": 12, "lr": 1e-2, "batch_size": 16, **regime}
+    flipped = np.zeros(len(split.y_pool), bool)
+
+    def run():
+        return runs.train_run(
+            split, split.y_pool, flipped, members, variant, settings, seed=0, log=lambda s: None
+        )
+
+    state, arrays, hist = run()
+    assert runs.replicas_per_chunk(variant, 1482, 5) == 5
+    monkeypatch.setattr(runs, "STACK_PARAMS", 2 * 1482)  # chunks of 2, 2, 1
+    assert runs.replicas_per_chunk(variant, 1482, 5) == 2
+    state2, arrays2, hist2 = run()
+    for k in state:
+        torch.testing.assert_close(state[k], state2[k], rtol=1e-5, atol=1e-6)
+    for k in arrays:
+        np.testing.assert_array_equal(arrays[k], arrays2[k])
+    assert hist[["epoch", "replica"]].equals(hist2[["epoch", "replica"]])
+    np.testing.assert_allclose(hist.to_numpy(float), hist2.to_numpy(float), rtol=1e-5, atol=1e-6)
