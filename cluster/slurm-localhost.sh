@@ -23,8 +23,8 @@
 #   `--mem` is killed and the job ends OUT_OF_MEMORY, as with cgroups on a real cluster (here by
 #   polling every second: jobacct_gather/linux with OverMemoryKill; no cgroups needed).
 # - Runtime requests (`-t`) are enforced (TIMEOUT), CPUs are allocated per core.
-# - /etc/slurm/slurm.conf is written by this script (with a marker line); one that this script
-#   did not write is never overwritten.
+# - /etc/slurm/slurm.conf is written by `up` (with a marker line) and removed by `down`; one that
+#   this script did not write is never overwritten or removed.
 set -euo pipefail
 
 BASE=${MEMLAB_SLURM_BASE:-/tmp/memlab-slurm}
@@ -264,14 +264,26 @@ down_daemons() {
     done
 }
 
+# remove_conf: our slurm.conf goes with the cluster. Left behind, it names a controller that is
+# gone, and the SLURM executor plugin, which runs `scontrol show config` whenever Snakemake
+# starts, waits 9 s for it on every snakemake command, local runs included.
+remove_conf() {
+    if [[ -e $CONF ]] && grep -qxF "$MARKER" "$CONF"; then
+        rm -f "$CONF"
+        say "removed $CONF"
+    fi
+}
+
 down() {
     need_root
     [[ -d $PIDDIR ]] || {
         say "nothing to stop (no $PIDDIR)"
+        remove_conf
         return 0
     }
     cancel_jobs
     down_daemons
+    remove_conf
 }
 
 status() {

@@ -197,7 +197,6 @@ def _rows(mask: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def _per_example(
     model: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -385,6 +384,16 @@ def train_stacked(
             },
         )
 
+    def gathered() -> dict[str, torch.Tensor]:
+        """Each row's own evaluation examples, gathered once (and sliced when rows leave)."""
+        out = {"x_train": x[rows["train_idx"]], "y_train": y[rows["train_idx"]]}
+        if flip is not None:
+            out["flip_train"] = flip[rows["train_idx"]]
+        if use_val:
+            out["x_val"], out["y_val"] = x[rows["val_idx"]], y[rows["val_idx"]]
+        return out
+
+    own = gathered()
     for epoch in range(first_epoch, settings.max_epochs + 1):
         model.train()
         gens = [order_gens[r] for r in rows["replica"].tolist()]
@@ -405,17 +414,17 @@ def train_stacked(
             opt.step()
 
         model.eval()
-        tr_losses, tr_correct = _per_example(model, x[rows["train_idx"]], y[rows["train_idx"]])
+        tr_losses, tr_correct = _per_example(model, own["x_train"], own["y_train"])
         tr_loss, tr_acc = tr_losses.mean(1), tr_correct.float().mean(1)
         # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
         fl_acc = cl_acc = torch.full((model.n_replicas,), math.nan)
         if flip is not None:
-            fl = flip[rows["train_idx"]]
+            fl = own["flip_train"]
             fl_acc, cl_acc = _masked_accuracy(tr_correct, fl), _masked_accuracy(tr_correct, ~fl)
         te_loss, te_acc = _loss_acc(model, xt, yt)
         va_loss = va_acc = torch.full((model.n_replicas,), math.nan)
         if use_val:
-            va_loss, va_acc = _loss_acc(model, x[rows["val_idx"]], y[rows["val_idx"]])
+            va_loss, va_acc = _loss_acc(model, own["x_val"], own["y_val"])
         values = torch.stack(
             [tr_loss, tr_acc, va_loss, va_acc, te_loss, te_acc, cl_acc, fl_acc], 1
         ).tolist()
@@ -460,6 +469,7 @@ def train_stacked(
             keep = ~done
             _keep_replicas(model, opt, keep)
             rows = {k: v[keep] for k, v in rows.items()}
+            own = {k: v[keep] for k, v in own.items()}
             best = [b[keep] for b in best]
         if resume is not None and resume.every and epoch % resume.every == 0:
             save_state(epoch)
