@@ -33,8 +33,28 @@ def digits_split() -> data.Split:
     return data.Split(ds.X[pool], ds.y[pool], ds.X[test], ds.y[test], 10, (8, 8))
 
 
+def train(model, split: data.Split, mask, settings, *, val=None, **kw):
+    """``train_stacked`` on a split's pool (test set held out), quiet unless ``log`` is given."""
+    from memlab.train import train_stacked
+
+    kw.setdefault("log", lambda s: None)
+    return train_stacked(
+        model,
+        split.x_pool,
+        split.y_pool,
+        mask,
+        val,
+        split.x_test,
+        split.y_test,
+        settings,
+        seed=kw.pop("seed", 0),
+        **kw,
+    )
+
+
 def copy_workflow(dest: Path) -> Path:
     """A fresh copy of the workflow (no results) to run snakemake in."""
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = ROOT / name
         if src.is_dir():

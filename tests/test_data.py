@@ -12,7 +12,7 @@ from memlab.data import (
     DATASET_KINDS,
     Dataset,
     balanced_subsets,
-    count_examples,
+    dataset_shape,
     flip_labels,
     load_dataset,
     pool_size,
@@ -31,6 +31,7 @@ def test_dataset_kinds():
 def test_modular_addition_is_every_pair_once():
     ds = load_dataset({"kind": "modular_addition", "p": 7})
     assert ds.X.shape == (49, 14) and ds.n_classes == 7
+    assert dataset_shape({"kind": "modular_addition", "p": 7}) == (49, None)
     a, b = ds.X[:, :7].argmax(1), ds.X[:, 7:].argmax(1)
     assert (ds.X.sum(1) == 2).all()
     assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 49
@@ -49,7 +50,7 @@ def test_digits_shape_range_and_image_shape():
     assert set(np.unique(ds.y)) == set(range(10))
     assert ds.image_shape == (8, 8)
     assert ds.name == "digits"
-    assert count_examples({"kind": "digits"}) == len(ds.y)
+    assert dataset_shape({"kind": "digits"}) == (len(ds.y), ds.image_shape)
 
 
 def test_gaussian_defaults_balance_and_determinism():
@@ -65,7 +66,7 @@ def test_gaussian_defaults_balance_and_determinism():
     np.testing.assert_array_equal(np.bincount(a.y), [200] * 5)
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.y, b.y)
-    assert count_examples(spec) == 1000
+    assert dataset_shape(spec) == (1000, None)
 
 
 def test_gaussian_uneven_balance_and_seeds_differ():
@@ -77,7 +78,7 @@ def test_gaussian_uneven_balance_and_seeds_differ():
     assert a.X.shape == (103, 4)
     b = load_dataset({**spec, "seed": 1})
     assert not np.array_equal(a.X, b.X)
-    assert count_examples(spec) == 103
+    assert dataset_shape(spec)[0] == 103
 
 
 def test_gaussian_separation_controls_difficulty():
@@ -120,7 +121,7 @@ def test_unknown_kind_lists_allowed():
     with pytest.raises(MemlabInputError, match="kind"):
         load_dataset({}, name="mine")
     with pytest.raises(MemlabInputError, match="kind"):
-        count_examples({"kind": "nope"})
+        dataset_shape({"kind": "nope"})
 
 
 # --------------------------------------------------------------------------- user files
@@ -139,7 +140,7 @@ def test_csv_string_labels_mapped_sorted(tmp_path):
     assert ds.X.dtype == np.float32
     np.testing.assert_array_equal(ds.X, [[0, 1], [1, 2], [2, 3], [3, 4]])
     assert ds.image_shape is None
-    assert count_examples(spec, tmp_path) == 4
+    assert dataset_shape(spec, tmp_path) == (4, None)
 
 
 def test_csv_int_labels_default_column_and_image_shape(tmp_path):

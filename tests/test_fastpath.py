@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import train
 
 from memlab.data import balanced_subsets
 from memlab.fastpath import MLPStep, fast_step
 from memlab.models import StackedCNN, StackedMLP
-from memlab.train import TrainSettings, carve_validation, init_seeds, train_stacked
+from memlab.train import TrainSettings, carve_validation, init_seeds
 
 
 def _mlp(r, width=16, depth=2, dropout=0.0):
@@ -18,19 +19,7 @@ def _mlp(r, width=16, depth=2, dropout=0.0):
 
 
 def _train(model, split, mask, settings, val=None, fast=True):
-    return train_stacked(
-        model,
-        split.x_pool,
-        split.y_pool,
-        mask,
-        val,
-        split.x_test,
-        split.y_test,
-        settings,
-        seed=0,
-        log=lambda s: None,
-        use_fast_path=fast,
-    )
+    return train(model, split, mask, settings, val=val, use_fast_path=fast)
 
 
 @pytest.mark.parametrize("r", [1, 3])

@@ -65,7 +65,6 @@ def _check_no_half_files(results: Path) -> None:
 
 def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_path):
     clean = smoke_study[0]
-    (tmp_path / "work").mkdir()
     work = copy_workflow(tmp_path / "work")
     config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
     # Save resumable state every 5 epochs; not a rerun trigger, so results must not change.

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import train
 
 from memlab.data import balanced_subsets as small_members
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
-from memlab.train import Resume, TrainSettings, carve_validation, init_seeds, train_stacked
+from memlab.train import Resume, TrainSettings, carve_validation, init_seeds
 
 
 def _mlp(replicas, width=16, dropout=0.0, seed=0):
@@ -24,19 +25,7 @@ def _cnn(replicas, seed=0):
 
 
 def _train(model, split, mask, settings, replicas=None, val=None):
-    return train_stacked(
-        model,
-        split.x_pool,
-        split.y_pool,
-        mask,
-        val,
-        split.x_test,
-        split.y_test,
-        settings,
-        seed=0,
-        replicas=replicas,
-        log=lambda s: None,
-    )
+    return train(model, split, mask, settings, val=val, replicas=replicas)
 
 
 @pytest.mark.parametrize("make", [_mlp, _cnn], ids=["mlp", "cnn"])
@@ -193,19 +182,7 @@ def test_interrupted_training_resumes_to_identical_weights(digits_split, tmp_pat
             messages.append(msg)
 
         messages = []
-        res = train_stacked(
-            build(),
-            digits_split.x_pool,
-            digits_split.y_pool,
-            mask,
-            val,
-            digits_split.x_test,
-            digits_split.y_test,
-            settings,
-            seed=0,
-            resume=resume,
-            log=log,
-        )
+        res = train(build(), digits_split, mask, settings, val=val, resume=resume, log=log)
         return res, messages
 
     clean, _ = run(None)
@@ -233,29 +210,18 @@ def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):
     state = tmp_path / "train-state.pt"
     logs = []
 
-    def train(lr, resume):
-        return train_stacked(
-            _mlp(range(2)),
-            digits_split.x_pool,
-            digits_split.y_pool,
-            mask,
-            None,
-            digits_split.x_test,
-            digits_split.y_test,
-            TrainSettings(max_epochs=4, lr=lr, batch_size=16, stop_at_fit=False),
-            seed=0,
-            resume=resume,
-            log=logs.append,
-        )
+    def fit(lr, resume):
+        settings = TrainSettings(max_epochs=4, lr=lr, batch_size=16, stop_at_fit=False)
+        return train(_mlp(range(2)), digits_split, mask, settings, resume=resume, log=logs.append)
 
-    train(1e-2, Resume(state, 2))
+    fit(1e-2, Resume(state, 2))
     assert state.exists()  # the caller removes it once its outputs are written
-    other = train(3e-3, Resume(state, 2))
+    other = fit(3e-3, Resume(state, 2))
     assert any("saved for other inputs or settings" in m for m in logs)
-    plain = train(3e-3, None)
+    plain = fit(3e-3, None)
     _assert_same_weights(other.model, plain.model)
     state.write_bytes(b"PK\x03\x04 truncated")
-    train(3e-3, Resume(state, 2))
+    fit(3e-3, Resume(state, 2))
     assert any("ignoring unreadable resume state" in m for m in logs)
 
 

@@ -193,9 +193,9 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
     for name, full_spec in config["datasets"].items():
         spec = {k: v for k, v in full_spec.items() if k != "grid"}
         grid = full_spec.get("grid", {})
-        ds = data.load_dataset(spec, name=name, root=root)
+        n_examples, image_shape = data.dataset_shape(spec, root, name=name)
         test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
-        n_pool = data.pool_size(len(ds.y), test_fraction)
+        n_pool = data.pool_size(n_examples, test_fraction)
         sizes = grid.get("sizes", config["sizes"])
         where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
         resolved = [
@@ -205,10 +205,10 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
         infos[name] = DatasetInfo(
             name,
             spec,
-            len(ds.y),
+            n_examples,
             test_fraction,
             n_pool,
-            ds.image_shape,
+            image_shape,
             tuple(sorted(set(resolved))),
             tuple(grid.get("label_noise", config["label_noise"])),
             int(grid.get("replicas", config["replicas"])),

@@ -215,7 +215,7 @@ def _encode_labels(raw: np.ndarray, path: Path, name: str, where: str) -> tuple[
         )
     classes, y = np.unique(raw, return_inverse=True)
     if len(classes) < 2:
-        found = f"only the label {classes[0]!r}" if len(classes) else "no labels"
+        found = f"only the label {classes[0].item()!r}" if len(classes) else "no labels"
         raise MemlabInputError(
             f"dataset '{name}': {path} has {found} in {where}; classification needs at least 2 "
             "classes."
@@ -357,18 +357,20 @@ def load_dataset(
     return _load_csv_file(spec, path, name)
 
 
-def count_examples(
+def dataset_shape(
     spec: Mapping[str, Any], root: str | Path = ".", *, name: str = "dataset"
-) -> int:
-    """Number of examples ``load_dataset(spec)`` gives, without generating synthetic data."""
+) -> tuple[int, tuple[int, int] | None]:
+    """(examples, image shape) of ``load_dataset(spec)``, loading only user files (to check
+    them): planning a study on digits must not import scikit-learn on every snakemake start."""
     kind = _kind(spec, name)
     if kind == "digits":
-        return _DIGITS_N
+        return _DIGITS_N, (8, 8)
     if kind == "gaussian":
-        return _gaussian_params(spec, name)["n_samples"]
+        return _gaussian_params(spec, name)["n_samples"], None
     if kind == "modular_addition":
-        return int(spec.get("p", 23)) ** 2
-    return len(load_dataset(spec, name=name, root=root).y)
+        return int(spec.get("p", 23)) ** 2, None
+    ds = load_dataset(spec, name=name, root=root)
+    return len(ds.y), ds.image_shape
 
 
 # --------------------------------------------------------------------------- splits and noise

@@ -269,8 +269,8 @@ def train_stacked(
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
     each row's batch-order stream, so a stack and the same replicas trained alone agree.
     ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
-    ``resume`` saves the loop state every few epochs and continues from a saved state of the same
-    run; the file is removed once training ends.
+    ``resume`` saves the loop state every few epochs (and once all replicas are done) and continues
+    from a saved state of this very run; the caller removes the file once its outputs are written.
     ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
     against); otherwise :func:`memlab.fastpath.fast_step` picks the step from the model.
     """
