@@ -68,7 +68,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as e:  # truncated zip, pickled code refused by weights_only, not torch at all
         raise MemlabInputError(
             f"checkpoint {path} is unreadable or not a plain-data memlab checkpoint "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). {hint}"
+            f"({type(e).__name__}: {str(e).splitlines()[0].split('. ')[0][:200]}). {hint}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise MemlabInputError(f"checkpoint {path} is not a {FORMAT} file. {hint}")
