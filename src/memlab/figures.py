@@ -262,7 +262,8 @@ def memorization_scores(t: StudyTables) -> plt.Figure:
         aspect=1.4,
         facet_kws={"sharey": False},
     )
-    g.set_axis_labels("memorization score  P[correct|in] − P[correct|out]", "density")
+    # Short: with 4+ panels the top row's x labels sit side by side and a long one overlaps.
+    g.set_axis_labels("score P[correct|in] − P[correct|out]", "density")
     g.set_titles("{col_name}", size=9)
     g.tight_layout()
     return g.figure
