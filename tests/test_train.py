@@ -54,6 +54,7 @@ def test_stacked_equals_one_by_one(digits_split, make, regime):
             replicas=[i],
             val=None if val is None else val[i : i + 1],
         )
+        assert set(alone.history["replica"]) == {i}
         assert alone.stop_epoch[0] == stacked.stop_epoch[i]
         assert alone.fit_epoch[0] == stacked.fit_epoch[i]
         # A grouped convolution sums in another order than a single one: rounding differences

@@ -150,9 +150,6 @@ def train_run(
                 log=log,
             )
         )
-        # train_stacked numbers history rows by stack row; give them their replica numbers.
-        hist = parts[-1].history
-        hist["replica"] = np.asarray(rows)[hist["replica"].to_numpy()]
     res = _merge(parts)
     fit = int((res.fit_epoch >= 0).sum())
     log(

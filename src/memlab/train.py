@@ -267,7 +267,8 @@ def train_stacked(
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
-    each row's batch-order stream, so a stack and the same replicas trained alone agree.
+    each row's batch-order stream, so a stack and the same replicas trained alone agree; the
+    history's ``replica`` column holds these numbers.
     ``flipped`` (pool mask of noisy labels) adds per-epoch accuracy on clean and flipped labels.
     ``resume`` saves the loop state every few epochs (and once all replicas are done) and continues
     from a saved state of this very run; the caller removes the file once its outputs are written.
@@ -429,7 +430,7 @@ def train_stacked(
             [tr_loss, tr_acc, va_loss, va_acc, te_loss, te_acc, cl_acc, fl_acc], 1
         ).tolist()
         for row, r in enumerate(rows["replica"].tolist()):
-            history.append((epoch, epoch * steps_per_epoch, r, *values[row]))
+            history.append((epoch, epoch * steps_per_epoch, replicas[r], *values[row]))
 
         fitted = tr_acc >= 1.0
         for row in torch.nonzero(fitted).flatten().tolist():
