@@ -144,8 +144,7 @@ def section_gemm(args: argparse.Namespace) -> dict[str, Any]:
 
 def digits_split() -> data.Split:
     ds = data.load_dataset({"kind": "digits"})
-    pool, test = data.split_pool_test(ds.y, 0.25, 0)
-    return data.Split(ds.X[pool], ds.y[pool], ds.X[test], ds.y[test], 10, (8, 8))
+    return data.make_split(ds, *data.split_pool_test(ds.y, 0.25, 0))
 
 
 def params_per_model(width: int, d_in: int = 64, n_classes: int = 10) -> int:

@@ -29,8 +29,7 @@ WORKFLOW_FILES = (
 @pytest.fixture(scope="session")
 def digits_split() -> data.Split:
     ds = data.load_dataset({"kind": "digits"})
-    pool, test = data.split_pool_test(ds.y, 0.25, 0)
-    return data.Split(ds.X[pool], ds.y[pool], ds.X[test], ds.y[test], 10, (8, 8))
+    return data.make_split(ds, *data.split_pool_test(ds.y, 0.25, 0))
 
 
 def train(model, split: data.Split, mask, settings, *, val=None, **kw):
