@@ -42,7 +42,7 @@ case $cmd in
         setup
         export OMP_NUM_THREADS=1
         # Snakemake's own message for a YAML syntax error names neither file nor line.
-        "$VENV/bin/python" -m memlab.config "$@"
+        "$VENV/bin/python" -m memlab.ops.precheck "$@"
         "$VENV/bin/snakemake" "$@"
         "$VENV/bin/snakemake" "$@" --report results/report.html
         echo "memlab: figures in results/figures/, tables in results/tables/," \
@@ -56,11 +56,11 @@ case $cmd in
     record)
         # After a run, never during one: DVC takes a repo-wide lock.
         setup
-        "$VENV/bin/python" -m memlab.versioning record "$@"
+        "$VENV/bin/python" -m memlab.ops.versioning record "$@"
         ;;
     restore)
         setup
-        "$VENV/bin/python" -m memlab.versioning restore "$@"
+        "$VENV/bin/python" -m memlab.ops.versioning restore "$@"
         ;;
     bench)
         setup

@@ -27,7 +27,7 @@ from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
 
 from memlab.checkpoint import load_checkpoint
 from memlab.io import load_npz
-from memlab.locks import release_stale_locks
+from memlab.ops.locks import release_stale_locks
 
 pytestmark = pytest.mark.e2e
 

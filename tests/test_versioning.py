@@ -22,8 +22,8 @@ import pytest
 import yaml
 from conftest import ROOT, copy_workflow, snakemake
 
-from memlab import versioning
-from memlab.versioning import Entry, Manifest, SnakemakeMetadata
+from memlab.ops import versioning
+from memlab.ops.versioning import Entry, Manifest, SnakemakeMetadata
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
 
 
 def versioning_cli(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(cwd, sys.executable, "-m", "memlab.versioning", *args, check=check)
+    return run(cwd, sys.executable, "-m", "memlab.ops.versioning", *args, check=check)
 
 
 def planned(work: Path) -> list[tuple[str, dict[str, str]]]:

@@ -20,7 +20,7 @@ os.environ.update(
 
 from memlab.config import MEMORY_REGIME, check_config, load_schema, plan_study
 from memlab.io import MemlabInputError
-from memlab.locks import release_stale_locks
+from memlab.ops.locks import release_stale_locks
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 

@@ -45,8 +45,8 @@ the mtimes count, which is why restore writes the recorded records rather than n
 
 Commands (also ``./run.sh record|restore``)::
 
-    python -m memlab.versioning record [--no-push] [--no-git-add] [snakemake args]
-    python -m memlab.versioning restore [--no-pull] [--force]
+    python -m memlab.ops.versioning record [--no-push] [--no-git-add] [snakemake args]
+    python -m memlab.ops.versioning restore [--no-pull] [--force]
 """
 
 from __future__ import annotations
@@ -469,8 +469,8 @@ def write_stage(root: Path, manifest: Manifest) -> None:
         }
     }
     text = (
-        "# Written by `./run.sh record` (memlab.versioning): the datasets and checkpoints of the\n"
-        "# last recorded run. Restore them with `./run.sh restore`; do not edit by hand.\n"
+        "# Written by `./run.sh record` (memlab.ops.versioning): the datasets and checkpoints of\n"
+        "# the last recorded run. Restore them with `./run.sh restore`; do not edit by hand.\n"
         + yaml.safe_dump(stage, sort_keys=False)
     )
     (root / STAGE_FILE).write_text(text)
@@ -677,7 +677,7 @@ def _mb(n: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m memlab.versioning",
+        prog="python -m memlab.ops.versioning",
         description="Record a run's datasets and checkpoints in DVC, or restore this commit's.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
