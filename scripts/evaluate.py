@@ -1,10 +1,10 @@
 """Rule evaluate: per-example outputs of every replica, and the run's tidy metrics."""
 
 from memlab import data
-from memlab.analysis import with_run
 from memlab.checkpoint import load_checkpoint
 from memlab.io import atomic_path, load_npz, save_npz
 from memlab.runs import evaluate_run
+from memlab.study import with_run
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from memlab.figures import FIGURES, save_figure
+from memlab.figures import DRAW, save_figure
 from memlab.tables import StudyTables
 from memlab.workflow import rule_job
 
@@ -12,6 +12,6 @@ with rule_job(snakemake) as log:
     tables = StudyTables.read(dict(sm.input.items()), splits, sm.params.randomizations)
     for name in sm.params.figures:  # the figures this study can draw
         save_figure(
-            FIGURES[name](tables), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi
+            DRAW[name](tables), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi
         )
         log(f"drew {name}")

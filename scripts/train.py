@@ -3,10 +3,11 @@
 from pathlib import Path
 
 from memlab import data
-from memlab.analysis import with_run
 from memlab.checkpoint import save_checkpoint
 from memlab.io import atomic_path, load_npz
+from memlab.kinds import variant_from_spec
 from memlab.runs import train_run
+from memlab.study import Regime, with_run
 from memlab.train import Resume
 from memlab.workflow import rule_job
 
@@ -18,7 +19,11 @@ with rule_job(snakemake) as log:
     # From the config, not params: how often the state is saved or progress is logged never
     # changes the results, so changing either must not retrain anything.
     every = sm.config["training"]["resume_every"]
-    settings = {**sm.params.settings, "log_every": sm.config["training"]["log_every"]}
+    variant = variant_from_spec(sm.params.model)
+    regime = None
+    if variant.trains:
+        log_every = sm.config["training"]["log_every"]
+        regime = Regime.from_settings(sm.wildcards.regime, sm.params.settings, log_every)
     state_file = Path(sm.output.checkpoint).with_name("train-state.pt")
     resume = Resume(state_file, every) if every else None
     state, arrays, history = train_run(
@@ -26,8 +31,8 @@ with rule_job(snakemake) as log:
         labels["y_pool"],
         labels["flipped"],
         members,
-        sm.params.model,
-        settings,
+        variant,
+        regime,
         seed=sm.params.seed,
         resume=resume,
         log=log,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from memlab.config import check_config, load_schema, plan_study
+from memlab.config import check_config, load_schema
+from memlab.study import plan_study
 from memlab.io import MemlabInputError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,9 +1,9 @@
 """Tidy tables from the per-run metrics: one row per observation, ready to pivot.
 
-Columns of ``metrics``: the run's coordinates (``RUN_COLUMNS``), then ``replica``, ``split``,
-``perturbation``, ``severity``, ``metric``, ``value``. Derived tables: the generalization gap
-(train minus held-out accuracy per replica), robustness (accuracy and its drop from clean per
-perturbation and severity) and a summary (mean and standard error over replicas).
+Columns of ``metrics``: the run's coordinates and settings (``memlab.study.RUN_COLUMNS``), then
+``replica``, ``split``, ``perturbation``, ``severity``, ``metric``, ``value``. Derived tables: the
+generalization gap (train minus held-out accuracy per replica), robustness (accuracy and its drop
+from clean per perturbation and severity) and a summary (mean and standard error over replicas).
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-RUN_COLUMNS = (
-    "dataset",
-    "label_noise",
-    "size",
-    "model",
-    "model_name",
-    "kind",
-    "width",
-    "k",
-    "regime",
-)
+from memlab.kinds import MODEL_KINDS
+from memlab.study import RUN_COLUMNS, with_run
+
 KEYS = [*RUN_COLUMNS, "replica"]
 # Columns of the per-example tables, so that a study without such runs still writes a header.
 MEMORIZATION_COLUMNS = [
@@ -63,12 +55,6 @@ MEMORIZATION_SUMMARY_COLUMNS = [
     "above_half",
     "above_half_flipped",
 ]
-
-
-def with_run(frame: pd.DataFrame, run: Mapping[str, Any]) -> pd.DataFrame:
-    """Prefix a per-run table with the run's coordinates as columns."""
-    coords = pd.DataFrame({k: [run[k]] * len(frame) for k in RUN_COLUMNS}, index=frame.index)
-    return pd.concat([coords, frame], axis=1)
 
 
 def gather(paths: Iterable[str]) -> pd.DataFrame:
@@ -119,9 +105,9 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def _usable_replicas(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Replicas that fit their training subset (k-NN is not trained: all of them count)."""
+    """Replicas that fit their training subset (a model that does not train: all of them)."""
     tm = arrays["train_mask"]
-    if run["kind"] == "knn":
+    if not MODEL_KINDS[run["kind"]].trains:
         return np.ones(tm.shape[0], bool)
     return (arrays["pool_correct"] & tm).sum(1) == tm.sum(1)
 

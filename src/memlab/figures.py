@@ -18,7 +18,9 @@ import seaborn as sns
 
 from memlab import analysis
 from memlab.io import atomic_path
+from memlab.kinds import MLP, trained
 from memlab.randomization import RANDOMIZATIONS
+from memlab.study import unregularized
 from memlab.tables import StudyTables, best_replicated, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
@@ -29,9 +31,11 @@ plt.rcParams.update({"svg.hashsalt": "memlab", "svg.fonttype": "none"})
 
 
 def _regime_order(frame: pd.DataFrame) -> list[str]:
-    """Config order, with the unregularized 'memorize' (and k-NN's 'memory') first."""
-    names = list(dict.fromkeys(frame["regime"]))
-    first = ("memorize", "memory")
+    """Config order, with the unregularized regimes (and the memory of models that do not
+    train) first: chosen by their settings, whatever their names."""
+    runs = frame.drop_duplicates("regime")
+    first = set(runs.loc[unregularized(runs) | ~trained(runs["kind"]), "regime"])
+    names = list(runs["regime"])
     return sorted(names, key=lambda r: (r not in first, names.index(r)))
 
 
@@ -170,13 +174,14 @@ def robustness(t: StudyTables) -> plt.Figure:
 def learning_curves(t: StudyTables) -> plt.Figure:
     """Train vs held-out accuracy over epochs per regime: widest MLP, largest size, most noise."""
     history = t.history
-    nets = history[history["kind"] != "knn"] if not history.empty else history
+    nets = history[trained(history["kind"])] if not history.empty else history
     if nets.empty:
         return _empty("No trained networks in this study.")
     size, noise = nets["size"].max(), nets["label_noise"].max()
     sel = nets[(nets["size"] == size) & (nets["label_noise"] == noise)]
-    pick = sel[sel["kind"] == "mlp"] if (sel["kind"] == "mlp").any() else sel
+    pick = sel[sel["kind"] == MLP.kind] if (sel["kind"] == MLP.kind).any() else sel
     model = pick.sort_values("width")["model"].iloc[-1]
+    order = _regime_order(sel)
     d = sel[sel["model"] == model].melt(
         id_vars=["regime", "replica", "epoch"],
         value_vars=["train_accuracy", "heldout_accuracy"],
@@ -192,7 +197,7 @@ def learning_curves(t: StudyTables) -> plt.Figure:
         y="accuracy",
         hue="split",
         col="regime",
-        col_order=_regime_order(d),
+        col_order=[r for r in order if r in set(d["regime"])],
         col_wrap=min(5, d["regime"].nunique()),
         xlabel="epoch",
         ylabel="accuracy",
@@ -204,7 +209,7 @@ def accuracy_vs_width(t: StudyTables) -> plt.Figure:
     """MLP train and held-out accuracy against width at the largest size, a panel per noise."""
     metrics = t.metrics
     d = _accuracy(metrics, ("train", "heldout"))
-    d = d[d["kind"] == "mlp"]
+    d = d[d["kind"] == MLP.kind]
     if d.empty:
         return _empty("No MLP in this study.")
     size = d["size"].max()
@@ -227,13 +232,13 @@ def accuracy_vs_width(t: StudyTables) -> plt.Figure:
     )
 
 
-def _pick(frame: pd.DataFrame, kind: str = "mlp") -> pd.DataFrame:
-    """Rows of the widest model of ``kind`` (any kind if absent) in the memorize regime if any."""
+def _pick(frame: pd.DataFrame, kind: str = MLP.kind) -> pd.DataFrame:
+    """Rows of the widest model of ``kind`` (any kind if absent), unregularized if it has such
+    runs (chosen by settings, not by a regime's name)."""
     sel = frame[frame["kind"] == kind] if (frame["kind"] == kind).any() else frame
     sel = sel[sel["width"] == sel["width"].max()]
-    if (sel["regime"] == "memorize").any():
-        sel = sel[sel["regime"] == "memorize"]
-    return sel
+    plain = unregularized(sel)
+    return sel[plain] if plain.any() else sel
 
 
 def memorization_scores(t: StudyTables) -> plt.Figure:
@@ -306,14 +311,11 @@ def memorized_gallery(t: StudyTables) -> plt.Figure:
 def memorization_scatter(t: StudyTables) -> plt.Figure:
     """Per-example memorization of the widest MLP against 1-NN's (same data and subsets size)."""
     m = t.memorization
-    if (
-        m.empty
-        or not ((m["kind"] == "knn") & (m["k"] == 1)).any()
-        or not (m["kind"] == "mlp").any()
-    ):
+    one_nn = (m["k"] == 1) & ~trained(m["kind"]) if len(m) else pd.Series(dtype=bool)
+    if m.empty or not one_nn.any() or not (m["kind"] == MLP.kind).any():
         return _empty("Needs memorization scores of both an MLP and 1-NN on the same data.")
     on = ["dataset", "label_noise", "size", "example"]
-    knn = m[(m["kind"] == "knn") & (m["k"] == 1)][[*on, "score"]]
+    knn = m[one_nn][[*on, "score"]]
     mlp = _pick(best_replicated(m, t.memorization_summary))
     mlp = mlp.merge(knn, on=on, suffixes=("", "_knn"))
     if mlp.empty:
@@ -417,7 +419,7 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
     ns = t.noise_sweep
     if ns.empty or ns["label_noise"].nunique() < 2:
         return _empty("Needs at least two label-noise rates.")
-    ns = ns[ns["kind"] != "knn"]
+    ns = ns[trained(ns["kind"])]
     ns = ns[ns["size"] == ns["size"].max()]
     ns = ns[ns["model"].isin(_pick(ns)["model"].unique())]
     d = ns.melt(
@@ -439,7 +441,7 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
         markers=True,
         errorbar="se",
         ax=a1,
-        hue_order=_regime_order(d),
+        hue_order=_regime_order(ns),
     )
     a1.set(
         xlabel="label noise rate",
@@ -469,7 +471,7 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
         style="labels",
         errorbar=None,
         ax=a2,
-        hue_order=_regime_order(c),
+        hue_order=[r for r in _regime_order(h) if r in set(c["regime"])],
     )
     a2.set(
         xlabel="epoch",
@@ -485,7 +487,7 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
 def capacity(t: StudyTables) -> plt.Figure:
     """Held-out error and memorized noise against MLP width, with and without noise and
     regularization (where a double-descent peak exists, it shows here)."""
-    m = t.metrics[(t.metrics["kind"] == "mlp") & (t.metrics["metric"] == "accuracy")]
+    m = t.metrics[(t.metrics["kind"] == MLP.kind) & (t.metrics["metric"] == "accuracy")]
     # The datasets that sweep width (several MLP widths), at their smallest size.
     widths = m.groupby("dataset")["width"].nunique()
     m = m[m["dataset"].isin(widths[widths >= 2].index)]
@@ -555,7 +557,8 @@ def grokking(t: StudyTables) -> plt.Figure:
     return g.figure
 
 
-FIGURES: dict[str, Callable[[StudyTables], plt.Figure]] = {
+# How to draw each figure of memlab.registry.FIGURES (a test keeps the two in step).
+DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "accuracy_vs_size": accuracy_vs_size,
     "generalization_gap": generalization_gap,
     "robustness": robustness,

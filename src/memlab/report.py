@@ -10,6 +10,8 @@ import pandas as pd
 import yaml
 
 from memlab.analysis import summarize
+from memlab.kinds import trained
+from memlab.study import RUN_COLUMNS, RUN_KEYS, unregularized
 from memlab.tables import StudyTables, best_replicated
 
 
@@ -18,11 +20,12 @@ def _pct(x: float) -> str:
 
 
 def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, noise, model, regime) at the largest size: the numbers the summary quotes."""
+    """Per run at the largest size: the numbers the summary quotes, with the run's columns and
+    whether it trained and was unregularized (chosen by settings, whatever the regime's name)."""
     s = summarize(metrics)
     s = s[s["size"] == s.groupby("dataset")["size"].transform("max")]
     acc = s[s["metric"] == "accuracy"]
-    key = ["dataset", "label_noise", "size", "model", "regime"]
+    key = list(RUN_COLUMNS)
 
     def col(split: str, name: str, pert: str = "none") -> pd.Series:
         sel = acc[(acc["split"] == split) & (acc["perturbation"] == pert)]
@@ -41,7 +44,7 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
     ]
     out = pd.concat(parts, axis=1).reset_index()
     out["gap"] = out["train"] - out["held-out"]
-    return out
+    return out.assign(trained=trained(out["kind"]), unregularized=unregularized(out))
 
 
 def _span(values: pd.Series) -> str:
@@ -52,7 +55,7 @@ def _span(values: pd.Series) -> str:
 def _sentences(t: pd.DataFrame) -> list[str]:
     out = []
     for (dataset, noise, size), g in t.groupby(["dataset", "label_noise", "size"], sort=True):
-        nets = g[~g["regime"].eq("memory")]
+        nets = g[g["trained"]]
         lead = f"<b>{html.escape(dataset)}, label noise {noise:g}, {size} training examples.</b> "
         if not nets.empty:
             best = nets.loc[nets["held-out"].idxmax()]
@@ -63,19 +66,26 @@ def _sentences(t: pd.DataFrame) -> list[str]:
                 f"{worst['model']} / {worst['regime']} ({_pct(worst['held-out'])}, gap "
                 f"{_pct(worst['gap'])}). "
             )
-            mem = nets[nets["regime"] == "memorize"]
-            others = nets[nets["regime"] != "memorize"]["flipped fitted"]
-            if noise > 0 and not mem.empty and mem["flipped fitted"].notna().any():
-                lead += f"In the memorize regime the networks fit {_span(mem['flipped fitted'])}"
-                lead += " of the flipped labels"
-                lead += f"; the other regimes {_span(others)}. " if len(others) else ". "
-        knn = g[g["regime"].eq("memory")]
+            lead += _noise_fit(nets) if noise > 0 else ""
+        knn = g[~g["trained"]]
         for _, row in knn.iterrows():
             lead += (
                 f"{row['model']}: train {_pct(row['train'])}, held-out {_pct(row['held-out'])}. "
             )
         out.append(lead)
     return out
+
+
+def _noise_fit(nets: pd.DataFrame) -> str:
+    """How much label noise the unregularized networks fit, against the regularized ones."""
+    plain = nets[nets["unregularized"]]
+    if plain.empty or not plain["flipped fitted"].notna().any():
+        return ""
+    names = ", ".join(html.escape(r) for r in dict.fromkeys(plain["regime"]))
+    others = nets[~nets["unregularized"]]["flipped fitted"]
+    out = f"Without regularization ({names}) the networks fit {_span(plain['flipped fitted'])}"
+    out += " of the flipped labels"
+    return out + (f"; with regularization {_span(others)}. " if len(others) else ". ")
 
 
 def _memorization_sentences(t: StudyTables) -> list[str]:
@@ -103,9 +113,7 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
     mia = t.membership
     if len(mia):
         mia = best_replicated(mia, t.memorization_summary)
-        best = mia.loc[
-            mia.groupby(["dataset", "label_noise", "size", "model", "regime"])["auc"].idxmax()
-        ]
+        best = mia.loc[mia.groupby(list(RUN_KEYS))["auc"].idxmax()]
         for _, r in best.iterrows():
             out.append(
                 f"<b>Membership inference, {r['dataset']}: {r['model']} / {r['regime']}</b> "
@@ -163,7 +171,8 @@ def summary_html(
     """A small self-contained HTML page with the headline numbers of the study and provenance."""
     metrics = tables.metrics
     t = headline_table(metrics)
-    shown = t.copy()
+    shown = t.drop(columns=[c for c in t if c in RUN_COLUMNS and c not in RUN_KEYS])
+    shown = shown.drop(columns=["trained", "unregularized"])
     for c in ("train", "flipped fitted", "held-out", "perturbed (max severity)", "gap"):
         shown[c] = shown[c].map(_pct)
     shown["label_noise"] = shown["label_noise"].map(lambda x: f"{x:g}")
@@ -174,8 +183,8 @@ def summary_html(
         *_randomization_sentences(tables),
     ]
     items = "".join(f"<li>{s}</li>" for s in sentences)
-    n_runs = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"]).ngroups
-    per_run = metrics.groupby(["dataset", "label_noise", "size", "model", "regime"])["replica"]
+    n_runs = metrics.groupby(list(RUN_KEYS)).ngroups
+    per_run = metrics.groupby(list(RUN_KEYS))["replica"]
     reps = per_run.nunique()
     n_rep = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}–{reps.max()}"
     return f"""<!DOCTYPE html>

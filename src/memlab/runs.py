@@ -16,13 +16,14 @@ import torch
 from memlab.data import Split
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
 from memlab.io import MemlabInputError
-from memlab.models import build_model, knn_log_proba
+from memlab.kinds import Variant, variant_from_spec
+from memlab.models import StackedModel
+from memlab.study import Regime
 from memlab.train import (
     HISTORY_COLUMNS,
     STOP_REASONS,
     Resume,
     TrainResult,
-    TrainSettings,
     _set_parameter,
     carve_validation,
     init_seeds,
@@ -31,22 +32,11 @@ from memlab.train import (
 
 
 def _build(
-    variant: Mapping[str, Any],
-    split: Split,
-    settings: TrainSettings,
-    seed: int,
-    replicas: int | Sequence[int],
-) -> torch.nn.Module:
+    variant: Variant, split: Split, regime: Regime, seed: int, replicas: int | Sequence[int]
+) -> StackedModel:
     """The stacked model of ``replicas`` (a count, or the replica numbers of a chunk)."""
     rows = range(replicas) if isinstance(replicas, int) else replicas
-    return build_model(
-        variant,
-        in_dim=split.x_pool.shape[1],
-        n_classes=split.n_classes,
-        image_shape=split.image_shape,
-        dropout=settings.dropout,
-        replica_seeds=init_seeds(seed, rows),
-    )
+    return variant.build(split, dropout=regime.dropout, replica_seeds=init_seeds(seed, rows))
 
 
 # Replicas stacked into one model at most (MLPs): measured per replica-step on this 2-core CPU
@@ -55,13 +45,13 @@ def _build(
 STACK_PARAMS = 1 << 19
 
 
-def replicas_per_chunk(variant: Mapping[str, Any], params_per_replica: int, replicas: int) -> int:
+def replicas_per_chunk(variant: Variant, params_per_replica: int, replicas: int) -> int:
     """How many replicas one stacked model trains at once: a function of the configuration only
     (never of timings), so the same config trains to the same bits on any machine.
 
     Chunks change nothing for a replica but its dropout masks (one dropout stream per stack).
     """
-    if variant["kind"] != "mlp":
+    if not variant.chunked:
         return replicas
     return max(1, min(replicas, STACK_PARAMS // max(1, params_per_replica)))
 
@@ -87,13 +77,27 @@ def _merge(parts: list[TrainResult]) -> TrainResult:
     )
 
 
+def _memory_run(variant: Variant, members: np.ndarray, log: Callable[[str], None]) -> tuple:
+    """A model that does not train is its memory: the subsets are the whole model."""
+    r = members.shape[0]
+    log(f"{variant.id} remembers {int(members[0].sum())} examples x {r} replicas")
+    arrays = {
+        "train_mask": members,
+        "val_mask": np.zeros_like(members),
+        "fit_epoch": np.full(r, -1, np.int64),
+        "stop_epoch": np.zeros(r, np.int64),
+        "stop_reason": np.full(r, -1, np.int64),
+    }
+    return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
+
+
 def train_run(
     split: Split,
     y_pool: np.ndarray,
     flipped: np.ndarray,
     members: np.ndarray,
-    variant: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    variant: Variant,
+    regime: Regime | None,
     *,
     seed: int,
     resume: Resume | None = None,
@@ -103,30 +107,19 @@ def train_run(
 
     ``resume`` (networks only) saves and continues from a resumable state, see ``train_stacked``.
     """
+    if regime is None:
+        return _memory_run(variant, members, log)
     r = members.shape[0]
-    if variant["kind"] == "knn":
-        # A k-NN model is its memory: the subsets are the whole model.
-        log(f"k-NN (k={variant['k']}) remembers {int(members[0].sum())} examples x {r} replicas")
-        arrays = {
-            "train_mask": members,
-            "val_mask": np.zeros_like(members),
-            "fit_epoch": np.full(r, -1, np.int64),
-            "stop_epoch": np.zeros(r, np.int64),
-            "stop_reason": np.full(r, -1, np.int64),
-        }
-        return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
-
-    ts = TrainSettings.from_config({}, settings)
-    if ts.early_stopping:
-        train_mask, val_mask = carve_validation(members, ts.val_fraction, seed)
+    if regime.early_stopping:
+        train_mask, val_mask = carve_validation(members, regime.val_fraction, seed)
     else:
         train_mask, val_mask = members, np.zeros_like(members)
-    n_params = sum(p[0].numel() for p in _build(variant, split, ts, seed, 1).parameters())
+    n_params = variant.parameter_count(split.x_pool.shape[1], split.n_classes, split.image_shape)
     chunk = replicas_per_chunk(variant, n_params, r)
     log(
-        f"{variant['kind']} {dict(variant)}: {n_params} parameters per replica, {r} replicas "
+        f"{variant.kind} {variant.spec()}: {n_params} parameters per replica, {r} replicas "
         f"(stacked {chunk} at a time), {int(train_mask[0].sum())} training examples each; "
-        f"settings {ts}"
+        f"settings {regime}"
     )
     parts = []
     for start in range(0, r, chunk):
@@ -135,14 +128,14 @@ def train_run(
         state = resume if resume is None or chunk >= r else resume.for_chunk(start)
         parts.append(
             train_stacked(
-                _build(variant, split, ts, seed, rows),
+                _build(variant, split, regime, seed, rows),
                 split.x_pool,
                 y_pool,
                 train_mask[rows],
                 val_mask[rows],
                 split.x_test,
                 split.y_test,
-                ts,
+                regime,
                 seed=seed,
                 replicas=rows,
                 flipped=flipped,
@@ -166,34 +159,28 @@ def train_run(
     return dict(res.model.state_dict()), arrays, res.history
 
 
+def checkpoint_regime(checkpoint: Mapping[str, Any]) -> Regime | None:
+    """The regime a checkpoint was trained in (None for a model that does not train)."""
+    settings = checkpoint["settings"]
+    if not variant_from_spec(settings["model"]).trains:
+        return None
+    return Regime.from_settings(settings["wildcards"]["regime"], settings["settings"])
+
+
 def model_log_proba(checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray) -> LogProba:
     """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``."""
     settings = checkpoint["settings"]
-    variant = settings["model"]
+    variant = variant_from_spec(settings["model"])
     members = checkpoint["arrays"]["train_mask"]
-    if variant["kind"] == "knn":
-        x_pool = torch.from_numpy(split.x_pool)
-        y_t = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))
-        m = torch.from_numpy(members)
-
-        def knn(x: np.ndarray) -> torch.Tensor:
-            return knn_log_proba(
-                torch.from_numpy(np.asarray(x, np.float32)),
-                x_pool,
-                y_t,
-                m,
-                k=variant["k"],
-                n_classes=split.n_classes,
-            )
-
-        return knn
-    ts = TrainSettings.from_config({}, settings["settings"])
-    model = _build(variant, split, ts, int(settings["seed"]), members.shape[0])
+    regime = checkpoint_regime(checkpoint)
+    if regime is None:
+        return variant.predictor(split, y_pool, members)
+    model = _build(variant, split, regime, int(settings["seed"]), members.shape[0])
     try:
         model.load_state_dict(checkpoint["state"])
     except RuntimeError as e:
         raise MemlabInputError(
-            f"checkpoint does not match its model {dict(variant)} ({str(e)[:200]}). Delete it "
+            f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Delete it "
             "and rerun the workflow to retrain."
         ) from None
     return network_log_proba(model)
@@ -225,7 +212,7 @@ def evaluate_run(
     # "fit": the final model gets every example it was trained on right (its label as given).
     train_acc = metrics.query("split == 'train' and metric == 'accuracy'")["value"].to_numpy()
     facts = {"fit": (train_acc >= 1.0).astype(float)}
-    if checkpoint["settings"]["model"]["kind"] != "knn":
+    if variant_from_spec(checkpoint["settings"]["model"]).trains:
         facts["epochs_to_fit"] = np.where(a["fit_epoch"] >= 0, a["fit_epoch"], np.nan)
         facts["stop_epoch"] = a["stop_epoch"].astype(float)
     facts_df = pd.DataFrame(

@@ -10,21 +10,14 @@ import numpy as np
 import pandas as pd
 
 from memlab.data import Split, load_split
-
-TABLE_NAMES = (
-    "metrics",
-    "history",
-    "memorization",
-    "memorization_summary",
-    "membership",
-    "membership_roc",
-    "chance_null",
-    "noise_sweep",
-)
+from memlab.registry import FIGURE_TABLES
+from memlab.study import RUN_KEYS
 
 
 @dataclass
 class StudyTables:
+    """The tables of ``memlab.registry.FIGURE_TABLES`` (a test keeps the two in step)."""
+
     metrics: pd.DataFrame
     history: pd.DataFrame
     memorization: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -46,7 +39,7 @@ class StudyTables:
         """Read the tables named like the fields from ``paths`` (.parquet or .csv)."""
         frames = {}
         for name, path in paths.items():
-            if name not in TABLE_NAMES:
+            if name not in FIGURE_TABLES:
                 continue
             path = str(path)
             frames[name] = pd.read_parquet(path) if path.endswith(".parquet") else _csv(path)
@@ -83,7 +76,7 @@ def best_replicated(frame: pd.DataFrame, replicas: pd.DataFrame, minimum: int = 
     Per-example estimates from a handful of replicas are noise; figures show the well-replicated
     runs when the study has them (tables keep every run).
     """
-    keys = ["dataset", "label_noise", "size", "model", "regime"]
+    keys = list(RUN_KEYS)
     if "replicas" in frame:
         n = frame["replicas"]
     else:

@@ -10,7 +10,17 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from memlab.io import MemlabInputError
-from memlab.train import configure_threads
+
+
+def configure_threads(n: int = 1) -> None:
+    """One thread per job (jobs run side by side; OMP_NUM_THREADS=1 is set for every job in
+    workflow/rules/common.smk). Only touches torch when the script already imported it: jobs
+    that do not train must not pay for importing it."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+        # Denormals appear once losses approach zero and slow CPUs down by orders of magnitude.
+        torch.set_flush_denormal(True)
 
 
 @contextlib.contextmanager

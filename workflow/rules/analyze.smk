@@ -7,30 +7,7 @@ rule analyze:
         histories=run_files("history.parquet"),
         evaluations=run_files("evaluation.npz"),
     output:
-        metrics="results/tables/metrics.parquet",
-        metrics_csv="results/tables/metrics.csv",
-        gap="results/tables/generalization_gap.csv",
-        robustness="results/tables/robustness.csv",
-        history="results/tables/history.parquet",
-        summary=report(
-            "results/tables/summary.csv",
-            caption="../report/summary_table.rst",
-            category="Tables",
-        ),
-        noise_sweep="results/tables/noise_sweep.csv",
-        chance_null="results/tables/chance_null.csv",
-        memorization="results/tables/memorization.parquet",
-        memorization_summary=report(
-            "results/tables/memorization_summary.csv",
-            caption="../report/memorization_summary.rst",
-            category="Tables",
-        ),
-        membership=report(
-            "results/tables/membership.csv",
-            caption="../report/membership_table.rst",
-            category="Tables",
-        ),
-        membership_roc="results/tables/membership_roc.parquet",
+        **table_outputs(),
     log:
         "results/logs/analyze.log",
     benchmark:
@@ -42,6 +19,8 @@ rule analyze:
         mem_mb=2000,
         runtime=10,
     params:
-        runs=all_run_settings(),
+        code=library_code("analyze.py"),
+        runs=all_run_columns(),
+        seed=config["seed"],
     script:
         "../../scripts/analyze.py"

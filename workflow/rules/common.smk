@@ -18,9 +18,12 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from memlab.config import MEMORY_REGIME, check_config, load_schema, plan_study
+from memlab.config import check_config, load_schema
 from memlab.io import MemlabInputError
+from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
+from memlab.registry import TABLES, TABLE, FIGURE_FORMATS, FIGURE_TABLES, study_figures
+from memlab.study import RUN_PATTERN, RUNS_DIR, plan_study
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -51,9 +54,8 @@ wildcard_constraints:
     regime="[A-Za-z][A-Za-z0-9_]*",
 
 
-RUN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
-TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
-EARLY_STOPPING_KEYS = ("patience", "val_fraction")
+# A run's files are under results/runs/<Run.path>; the path's parts are the run rules' wildcards.
+RUN = RUN_PATTERN
 
 
 def canonical(obj):
@@ -67,6 +69,13 @@ def canonical(obj):
     return obj
 
 
+def library_code(script):
+    """A hash of the memlab modules the rule script runs (memlab.ops.codehash): editing one
+    reruns exactly the rules whose scripts run it."""
+    here = Path(workflow.basedir)
+    return library_hash(here / "scripts" / script, here / "src")
+
+
 def dataset_spec(wildcards):
     return canonical(STUDY.datasets[wildcards.dataset].spec)
 
@@ -78,48 +87,28 @@ def dataset_files(wildcards):
 
 
 def variant(wildcards):
-    return canonical(STUDY.variants[wildcards.model])
+    return canonical(STUDY.run(wildcards).variant.spec())
 
 
 def train_settings(wildcards):
-    """Training defaults merged with the regime: only the keys that shape this run."""
-    if variant(wildcards)["kind"] == "knn":
-        return {}
-    regime = config["regimes"][wildcards.regime]
-    training = config["training"]
-    settings = {k: training[k] for k in TRAINING_KEYS}
-    settings.update(regime)
-    if settings["early_stopping"]:
-        settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
-    return canonical(settings)
+    """The regime's settings that shape this run (none for a model that does not train)."""
+    regime = STUDY.run(wildcards).regime
+    return canonical(regime.settings()) if regime else {}
 
 
-def run_settings(wildcards):
-    """The run's coordinates as table columns (derived from the wildcards or a planned Run)."""
-    v = variant(wildcards)
-    return canonical(
-        {
-            "dataset": wildcards.dataset,
-            "label_noise": float(wildcards.noise),
-            "size": int(wildcards.size),
-            "model": wildcards.model,
-            "model_name": v["name"],
-            "kind": v["kind"],
-            "width": v.get("width", 0),
-            "k": v.get("k", 0),
-            "regime": wildcards.regime,
-        }
-    )
+def run_columns(wildcards):
+    """The run's columns in every table (its coordinates and settings)."""
+    return canonical(STUDY.run(wildcards).columns())
 
 
 def run_files(name):
-    return [f"results/runs/{run.path}/{name}" for run in STUDY.runs]
+    return [run.file(name) for run in STUDY.runs]
 
 
-def all_run_settings():
-    """Coordinates of every run, keyed by its path under results/runs (sorted keys: the order
+def all_run_columns():
+    """Columns of every run, keyed by its path under results/runs (sorted keys: the order
     of datasets or models in the config file must not look like a change)."""
-    return canonical({run.path: run_settings(run) for run in STUDY.runs})
+    return canonical({run.path: run.columns() for run in STUDY.runs})
 
 
 # Keys that never change a number: left out of every params slice, so editing them reruns nothing.
@@ -143,62 +132,34 @@ def randomizations():
     }
 
 
-def _scores_possible(ds):
-    """Some size lets every example be both in and out of a subset (Feldman-Zhang design)."""
-    return ds.replicas >= 2 and any(
-        size < ds.n_pool and ds.replicas * size >= ds.n_pool for size in ds.sizes
-    )
+def table_outputs():
+    """Every table of the analyze rule by name; those with a caption go into the report."""
+    out = {}
+    for t in TABLES:
+        caption = f"../report/{t.caption}.rst" if t.caption else None
+        out[t.name] = t.path if caption is None else report(t.path, caption, category="Tables")
+    return out
 
 
-def study_figures():
-    """The figures this study can draw (an analysis without its runs is left out)."""
-    figures = [
-        "accuracy_vs_size",
-        "generalization_gap",
-        "robustness",
-        "learning_curves",
-        "accuracy_vs_width",
-    ]
-    datasets = STUDY.datasets.values()
-    kinds = {v["kind"] for v in STUDY.variants.values()}
-    scored = [ds for ds in datasets if _scores_possible(ds)]
-    if scored:
-        figures.append("memorization_scores")
-        if any(ds.image_shape for ds in scored):
-            figures.append("memorized_gallery")
-        if "mlp" in kinds and any(v.get("k") == 1 for v in STUDY.variants.values()):
-            figures.append("memorization_scatter")
-        if any(ds.replicas >= 3 for ds in scored):
-            figures.append("membership_roc")
-    if any("randomization" in ds.spec for ds in datasets):
-        figures.append("randomization_tests")
-    if any(len(ds.label_noise) >= 2 for ds in datasets):
-        figures.append("noise_sweep")
-    widths = {v["width"] for v in STUDY.variants.values() if v["kind"] == "mlp"}
-    if len(widths) >= 2:
-        figures.append("capacity")
-    if any(ds.spec["kind"] == "modular_addition" for ds in datasets):
-        figures.append("grokking")
-    return figures
-
-
-FIGURES = study_figures()
+FIGURES = [f.name for f in study_figures(STUDY)]
 # The tables figures and the summary read (outputs of analyze).
-TABLES = {
-    "metrics": "results/tables/metrics.parquet",
-    "history": "results/tables/history.parquet",
-    "memorization": "results/tables/memorization.parquet",
-    "memorization_summary": "results/tables/memorization_summary.csv",
-    "membership": "results/tables/membership.csv",
-    "membership_roc": "results/tables/membership_roc.parquet",
-    "chance_null": "results/tables/chance_null.csv",
-    "noise_sweep": "results/tables/noise_sweep.csv",
-}
+FIGURE_INPUTS = {name: TABLE[name].path for name in FIGURE_TABLES}
+
+
+def figure_outputs():
+    """PNG (in the report) and SVG of every figure this study can draw."""
+    out = {}
+    for figure in study_figures(STUDY):
+        png, svg = (figure.path(ext) for ext in FIGURE_FORMATS)
+        caption = f"../report/{figure.name}.rst"
+        out[figure.name] = report(png, caption, category="Figures")
+        out[f"{figure.name}_svg"] = svg
+    return out
 
 
 def final_outputs():
     return [
-        "results/tables/metrics.parquet",
-        *expand("results/figures/{name}.{ext}", name=FIGURES, ext=("png", "svg")),
+        TABLE["metrics"].path,
+        *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
         "results/report/summary.html",
     ]

@@ -18,6 +18,7 @@ rule prepare:
         mem_mb=1000,
         runtime=10,
     params:
+        code=library_code("prepare.py"),
         dataset=dataset_spec,
         test_fraction=lambda wc: STUDY.datasets[wc.dataset].test_fraction,
         seed=config["seed"],
@@ -41,6 +42,7 @@ rule label_noise:
         mem_mb=500,
         runtime=5,
     params:
+        code=library_code("label_noise.py"),
         noise=lambda wc: float(wc.noise),
         seed=config["seed"],
     script:
@@ -63,6 +65,7 @@ rule subsample:
         mem_mb=500,
         runtime=5,
     params:
+        code=library_code("subsample.py"),
         size=lambda wc: int(wc.size),
         replicas=lambda wc: STUDY.datasets[wc.dataset].replicas,
         seed=config["seed"],
@@ -86,6 +89,7 @@ rule perturb:
         mem_mb=1000,
         runtime=10,
     params:
+        code=library_code("perturb.py"),
         perturbations=canonical(config["perturbations"]),
         seed=config["seed"],
     script:

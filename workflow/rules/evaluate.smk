@@ -4,13 +4,13 @@
 
 rule evaluate:
     input:
-        checkpoint=f"results/runs/{RUN}/checkpoint.pt",
+        checkpoint=f"{RUNS_DIR}/{RUN}/checkpoint.pt",
         split="results/data/{dataset}/split.npz",
         labels="results/data/{dataset}/labels-noise{noise}.npz",
         perturbed="results/data/{dataset}/perturbed.npz",
     output:
-        evaluation=f"results/runs/{RUN}/evaluation.npz",
-        metrics=f"results/runs/{RUN}/metrics.parquet",
+        evaluation=f"{RUNS_DIR}/{RUN}/evaluation.npz",
+        metrics=f"{RUNS_DIR}/{RUN}/metrics.parquet",
     log:
         f"results/logs/evaluate/{RUN}.log",
     benchmark:
@@ -22,6 +22,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=30,
     params:
-        run=run_settings,
+        code=library_code("evaluate.py"),
+        run=run_columns,
     script:
         "../../scripts/evaluate.py"

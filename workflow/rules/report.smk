@@ -4,18 +4,10 @@
 
 rule figures:
     input:
-        **TABLES,
+        **FIGURE_INPUTS,
         splits=expand("results/data/{dataset}/split.npz", dataset=STUDY.datasets),
     output:
-        **{
-            name: report(
-                f"results/figures/{name}.png",
-                caption=f"../report/{name}.rst",
-                category="Figures",
-            )
-            for name in FIGURES
-        },
-        **{f"{name}_svg": f"results/figures/{name}.svg" for name in FIGURES},
+        **figure_outputs(),
     log:
         "results/logs/figures.log",
     benchmark:
@@ -27,6 +19,7 @@ rule figures:
         mem_mb=2000,
         runtime=10,
     params:
+        code=library_code("figures.py"),
         dpi=config["figures"]["dpi"],
         randomizations=randomizations(),
         figures=FIGURES,
@@ -36,7 +29,7 @@ rule figures:
 
 rule summarize:
     input:
-        **TABLES,
+        **FIGURE_INPUTS,
     output:
         report(
             "results/report/summary.html",
@@ -54,6 +47,7 @@ rule summarize:
         mem_mb=1000,
         runtime=5,
     params:
+        code=library_code("summarize.py"),
         randomizations=randomizations(),
         study=study_config(),
     script:

@@ -8,8 +8,8 @@ rule train:
         labels="results/data/{dataset}/labels-noise{noise}.npz",
         subsets="results/data/{dataset}/subsets-n{size}.npz",
     output:
-        checkpoint=f"results/runs/{RUN}/checkpoint.pt",
-        history=f"results/runs/{RUN}/history.parquet",
+        checkpoint=f"{RUNS_DIR}/{RUN}/checkpoint.pt",
+        history=f"{RUNS_DIR}/{RUN}/history.parquet",
     log:
         f"results/logs/train/{RUN}.log",
     benchmark:
@@ -21,9 +21,10 @@ rule train:
         mem_mb=2000,
         runtime=60,
     params:
+        code=library_code("train.py"),
         model=variant,
         settings=train_settings,
         seed=config["seed"],
-        run=run_settings,
+        run=run_columns,
     script:
         "../../scripts/train.py"

@@ -1,0 +1,202 @@
+"""Model kinds: one class per kind owns its variant id, its keys, its size, whether it trains and
+how it is built. Adding a kind is one class here plus its entry in the config schema.
+
+A config entry such as ``mlp: {kind: mlp, widths: [8, 16]}`` expands into one *variant* per width
+(or per k): ``mlp-w8``, ``mlp-w16``. A variant is a frozen value: its :meth:`Variant.spec` is the
+plain dict that travels in ``params:`` and checkpoints, :meth:`Variant.columns` what the tables
+carry. This module imports no torch: the workflow plans a study with it on every start.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from memlab.data import Split
+    from memlab.evaluate import LogProba
+    from memlab.models import StackedModel
+
+# Table columns of every variant, 0 where a kind has no such setting.
+VARIANT_COLUMNS = ("width", "depth", "k")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model variant; subclasses are the kinds."""
+
+    name: str  # the config key of the entry it came from
+
+    kind: ClassVar[str]
+    trains: ClassVar[bool] = True  # False: a memory (k-NN), no training regime
+    needs_images: ClassVar[bool] = False
+    chunked: ClassVar[bool] = False  # stacks may be split into chunks of replicas
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        """The variants of one schema-validated config entry."""
+        raise NotImplementedError
+
+    @property
+    def id(self) -> str:
+        raise NotImplementedError
+
+    def spec(self) -> dict[str, Any]:
+        """The plain form of params and checkpoints: ``name``, ``kind`` and the settings."""
+        return {"kind": self.kind, **asdict(self)}
+
+    def columns(self) -> dict[str, Any]:
+        own = asdict(self)
+        return {key: own.get(key, 0) for key in VARIANT_COLUMNS}
+
+    def parameter_count(
+        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+    ) -> int:
+        """Trainable parameters of one replica (0 for a memory)."""
+        return 0
+
+    def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
+        """The stacked network of ``len(replica_seeds)`` replicas (trained kinds)."""
+        raise TypeError(f"model kind {self.kind!r} is not trained")
+
+
+@dataclass(frozen=True)
+class MLP(Variant):
+    """ReLU MLP with ``depth`` hidden layers of ``width`` units."""
+
+    width: int
+    depth: int
+
+    kind: ClassVar[str] = "mlp"
+    chunked: ClassVar[bool] = True
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        return [cls(name, int(w), int(entry["depth"])) for w in entry["widths"]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-w{self.width}"
+
+    def parameter_count(
+        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+    ) -> int:
+        dims = [in_dim] + [self.width] * self.depth + [n_classes]
+        return sum((a + 1) * b for a, b in itertools.pairwise(dims))
+
+    def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
+        from memlab.models import StackedMLP
+
+        return StackedMLP(
+            split.x_pool.shape[1],
+            split.n_classes,
+            width=self.width,
+            depth=self.depth,
+            dropout=dropout,
+            replica_seeds=replica_seeds,
+        )
+
+
+@dataclass(frozen=True)
+class CNN(Variant):
+    """conv3x3(width) - conv3x3(2 width) - maxpool - linear; image data only."""
+
+    width: int
+
+    kind: ClassVar[str] = "cnn"
+    needs_images: ClassVar[bool] = True
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        return [cls(name, int(w)) for w in entry["widths"]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-w{self.width}"
+
+    def parameter_count(
+        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+    ) -> int:
+        h, w = image_shape or (0, 0)
+        c1, c2 = self.width, 2 * self.width
+        features = c2 * (h // 2) * (w // 2)
+        return (9 + 1) * c1 + (9 * c1 + 1) * c2 + (features + 1) * n_classes
+
+    def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
+        from memlab.models import StackedCNN
+
+        if split.image_shape is None:
+            from memlab.io import MemlabInputError
+
+            raise MemlabInputError(
+                f"model {self.id} (kind 'cnn') needs image data; use an mlp or knn model for "
+                "tabular data."
+            )
+        return StackedCNN(
+            split.image_shape,
+            split.n_classes,
+            width=self.width,
+            dropout=dropout,
+            replica_seeds=replica_seeds,
+        )
+
+
+@dataclass(frozen=True)
+class KNN(Variant):
+    """k nearest neighbours: the pure memorizer, its training subset is the whole model."""
+
+    k: int
+
+    kind: ClassVar[str] = "knn"
+    trains: ClassVar[bool] = False
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        return [cls(name, int(k)) for k in entry["k"]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-k{self.k}"
+
+    def predictor(self, split: Split, y_pool: Any, members: Any) -> LogProba:
+        """``x -> log p [R, n, C]`` of the R k-NN classifiers remembering ``members``."""
+        import numpy as np
+        import torch
+
+        from memlab.models import knn_log_proba
+
+        x_pool = torch.from_numpy(split.x_pool)
+        y = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))
+        m = torch.from_numpy(members)
+
+        def log_proba(x: np.ndarray) -> torch.Tensor:
+            query = torch.from_numpy(np.asarray(x, np.float32))
+            return knn_log_proba(query, x_pool, y, m, k=self.k, n_classes=split.n_classes)
+
+        return log_proba
+
+
+MODEL_KINDS: dict[str, type[Variant]] = {cls.kind: cls for cls in (MLP, CNN, KNN)}
+TRAINED_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if cls.trains)
+
+
+def expand_models(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Variant]:
+    """Variant id -> variant for every entry of the (schema-validated) ``models`` config."""
+    out: dict[str, Variant] = {}
+    for name, entry in models.items():
+        for variant in MODEL_KINDS[entry["kind"]].expand(name, entry):
+            out[variant.id] = variant
+    return out
+
+
+def variant_from_spec(spec: Mapping[str, Any]) -> Variant:
+    """The variant whose :meth:`Variant.spec` is ``spec`` (as stored in a checkpoint)."""
+    fields = {k: v for k, v in spec.items() if k != "kind"}
+    return MODEL_KINDS[spec["kind"]](**fields)
+
+
+def trained(kinds: Any) -> Any:
+    """Elementwise: does a model of this kind train (a pandas Series of kinds in, bools out)."""
+    return kinds.isin(TRAINED_KINDS)

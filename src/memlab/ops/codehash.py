@@ -1,0 +1,82 @@
+"""Library code as a rerun trigger: a hash of the memlab modules a rule script runs.
+
+Snakemake reruns a job when its rule's script changes, not when a module the script imports
+does. Each rule therefore carries, in ``params:``, a hash of every ``memlab`` module its script
+imports, directly or through other memlab modules (imports inside functions count too). The hash
+is taken over each module's syntax tree, not its bytes: an edit of comments or blank lines
+changes nothing, any edit of code or docstrings reruns the rules whose scripts run it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "memlab"
+
+
+def _runs(node: ast.AST) -> bool:
+    """False for an ``if TYPE_CHECKING:`` block: its imports are for type checkers only."""
+    test = getattr(node, "test", None)
+    return not (isinstance(node, ast.If) and getattr(test, "id", None) == "TYPE_CHECKING")
+
+
+def _walk(node: ast.AST) -> Iterator[ast.AST]:
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if _runs(child):
+            yield from _walk(child)
+
+
+def _imported(tree: ast.AST) -> set[str]:
+    """Dotted names of the memlab modules (and candidate submodules) an AST imports."""
+    names: set[str] = set()
+    for node in _walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in names if n == PACKAGE or n.startswith(f"{PACKAGE}.")}
+
+
+def _module_file(name: str, src: Path) -> Path | None:
+    base = src.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _with_packages(name: str) -> list[str]:
+    """A module and the packages above it (importing memlab.ops.x runs memlab/__init__ too)."""
+    parts = name.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@cache
+def library_modules(script: Path, src: Path) -> dict[str, Path]:
+    """Every memlab module ``script`` runs: module name -> file, sorted by name."""
+    found: dict[str, Path] = {}
+    todo = sorted(_imported(ast.parse(script.read_text())))
+    while todo:
+        name = todo.pop()
+        for module in _with_packages(name):
+            path = _module_file(module, src)
+            if path is None or module in found:
+                continue
+            found[module] = path
+            todo.extend(sorted(_imported(ast.parse(path.read_text()))))
+    return dict(sorted(found.items()))
+
+
+def library_hash(script: str | Path, src: str | Path) -> str:
+    """sha256 over the syntax trees of the memlab modules ``script`` runs (see module doc)."""
+    h = hashlib.sha256()
+    for name, path in library_modules(Path(script), Path(src)).items():
+        h.update(name.encode() + b"\0")
+        h.update(ast.dump(ast.parse(path.read_text())).encode() + b"\0")
+    return h.hexdigest()[:16]

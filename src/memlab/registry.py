@@ -1,0 +1,114 @@
+"""The study's tables and figures, listed once: names, paths, formats, report captions, and when
+a study can draw each figure. The rules, the rule scripts, :class:`memlab.tables.StudyTables`
+and the report read them from here. Light on purpose (no pandas, no seaborn): the workflow
+imports it on every start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from memlab.study import Study
+
+TABLES_DIR = "results/tables"
+FIGURES_DIR = "results/figures"
+FIGURE_FORMATS = ("png", "svg")  # PNG for the report, SVG (vector) for print
+
+
+@dataclass(frozen=True)
+class Table:
+    """One output table of the analyze rule."""
+
+    name: str
+    file: str  # under TABLES_DIR; the suffix is the format (.parquet or .csv)
+    caption: str | None = None  # workflow/report/<caption>.rst: the table is in the report
+    copy_of: str | None = None  # the same frame as another table, in another format
+    figures_read: bool = False  # figures and the summary read it (a StudyTables field)
+
+    @property
+    def path(self) -> str:
+        return f"{TABLES_DIR}/{self.file}"
+
+    @property
+    def format(self) -> str:
+        return self.file.rsplit(".", 1)[1]
+
+    @property
+    def frame(self) -> str:
+        """The name of the frame the analyze step computes for it."""
+        return self.copy_of or self.name
+
+
+TABLES: tuple[Table, ...] = (
+    Table("metrics", "metrics.parquet", figures_read=True),
+    Table("metrics_csv", "metrics.csv", copy_of="metrics"),
+    Table("gap", "generalization_gap.csv"),
+    Table("robustness", "robustness.csv"),
+    Table("history", "history.parquet", figures_read=True),
+    Table("summary", "summary.csv", caption="summary_table"),
+    Table("noise_sweep", "noise_sweep.csv", figures_read=True),
+    Table("chance_null", "chance_null.csv", figures_read=True),
+    Table("memorization", "memorization.parquet", figures_read=True),
+    Table(
+        "memorization_summary",
+        "memorization_summary.csv",
+        caption="memorization_summary",
+        figures_read=True,
+    ),
+    Table("membership", "membership.csv", caption="membership_table", figures_read=True),
+    Table("membership_roc", "membership_roc.parquet", figures_read=True),
+)
+TABLE = {t.name: t for t in TABLES}
+FIGURE_TABLES = tuple(t.name for t in TABLES if t.figures_read)
+
+
+def _has_mlp_and_1nn(study: Study) -> bool:
+    kinds = {v.kind for v in study.variants.values()}
+    return "mlp" in kinds and any(getattr(v, "k", 0) == 1 for v in study.variants.values())
+
+
+def _scored(study: Study) -> list:
+    return [ds for ds in study.datasets.values() if ds.scores_possible]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure (caption workflow/report/<name>.rst) and whether a study can draw it."""
+
+    name: str
+    drawable: Callable[[Study], bool] = lambda study: True
+
+    def path(self, ext: str) -> str:
+        return f"{FIGURES_DIR}/{self.name}.{ext}"
+
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("accuracy_vs_size"),
+    Figure("generalization_gap"),
+    Figure("robustness"),
+    Figure("learning_curves"),
+    Figure("accuracy_vs_width"),
+    Figure("memorization_scores", lambda s: bool(_scored(s))),
+    Figure("memorized_gallery", lambda s: any(ds.image_shape for ds in _scored(s))),
+    Figure("memorization_scatter", lambda s: bool(_scored(s)) and _has_mlp_and_1nn(s)),
+    Figure("membership_roc", lambda s: any(ds.replicas >= 3 for ds in _scored(s))),
+    Figure(
+        "randomization_tests",
+        lambda s: any("randomization" in ds.spec for ds in s.datasets.values()),
+    ),
+    Figure("noise_sweep", lambda s: any(len(ds.label_noise) >= 2 for ds in s.datasets.values())),
+    Figure(
+        "capacity",
+        lambda s: len({v.width for v in s.variants.values() if v.kind == "mlp"}) >= 2,
+    ),
+    Figure(
+        "grokking",
+        lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),
+    ),
+)
+
+
+def study_figures(study: Study) -> list[Figure]:
+    """The figures this study can draw (an analysis without its runs is left out)."""
+    return [f for f in FIGURES if f.drawable(study)]

@@ -1,0 +1,318 @@
+"""The study plan: every run of a study as typed values, from the config to the table columns.
+
+:func:`plan_study` turns a schema-validated config (defaults filled in by the schema, the one
+source of keys and defaults) into a :class:`Study`: its datasets with their slice of the grid, its
+model variants (:mod:`memlab.kinds`), its regimes and its runs. A :class:`Run` knows its path
+under ``results/runs``, the settings each rule needs and the columns every table carries, so a
+hyperparameter goes from YAML to a figure axis in one shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memlab import data
+from memlab.io import MemlabInputError
+from memlab.kinds import VARIANT_COLUMNS, Variant, expand_models
+
+# A model that does not train (k-NN) has no regime; its runs carry this pseudo-regime, a name the
+# schema reserves.
+MEMORY_REGIME = "memory"
+RUNS_DIR = "results/runs"
+# A run's path under RUNS_DIR; its fields are the wildcards of the rules that work per run.
+RUN_PATTERN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
+# The training defaults a regime may override, and the two that only early stopping uses.
+TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
+EARLY_STOPPING_KEYS = ("patience", "val_fraction")
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Everything that shapes a training run: a regime merged over ``training``, once.
+
+    ``patience`` and ``val_fraction`` are None unless the regime stops early (they do not shape
+    the run then). ``log_every`` only says how often to log progress and is left out of
+    :meth:`settings`, so changing it reruns nothing.
+    """
+
+    name: str
+    batch_size: int
+    lr: float
+    max_epochs: int
+    weight_decay: float
+    dropout: float
+    early_stopping: bool
+    stop_at_fit: bool
+    patience: int | None = None
+    val_fraction: float | None = None
+    log_every: int = dataclasses.field(default=10, repr=False, compare=False)
+
+    @classmethod
+    def from_config(
+        cls, name: str, regime: Mapping[str, Any], training: Mapping[str, Any]
+    ) -> Regime:
+        settings = {k: training[k] for k in TRAINING_KEYS}
+        settings.update(regime)
+        if settings.get("early_stopping"):
+            settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
+        return cls.from_settings(name, settings, log_every=training.get("log_every", 10))
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Mapping[str, Any], log_every: int = 10) -> Regime:
+        """The regime whose :meth:`settings` are ``settings``; an unknown key is an error."""
+        try:
+            return cls(name=name, log_every=log_every, **settings)
+        except TypeError as e:
+            raise MemlabInputError(
+                f"regime {name!r}: {e} (settings {dict(settings)}); the keys are "
+                f"{', '.join(REGIME_COLUMNS)}, see config/README.md."
+            ) from None
+
+    def settings(self) -> dict[str, Any]:
+        """The keys that shape the run (what the train rule's params carry)."""
+        values = {c: getattr(self, c) for c in REGIME_COLUMNS}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def columns(self) -> dict[str, Any]:
+        """Table columns: every setting, 0 where it does not apply (no early stopping)."""
+        values = {c: getattr(self, c) for c in REGIME_COLUMNS}
+        return {k: 0 if v is None else v for k, v in values.items()}
+
+    @property
+    def regularized(self) -> bool:
+        return self.weight_decay > 0 or self.dropout > 0 or self.early_stopping
+
+
+REGIME_COLUMNS = tuple(
+    f.name for f in dataclasses.fields(Regime) if f.name not in ("name", "log_every")
+)
+# Columns every per-run table starts with: the run's identity, then its settings as values (0
+# where a setting does not apply to the run's model or regime).
+IDENTITY_COLUMNS = ("dataset", "label_noise", "size", "model", "model_name", "kind")
+RUN_COLUMNS = (
+    *IDENTITY_COLUMNS,
+    "width",
+    "k",
+    "regime",
+    *(c for c in VARIANT_COLUMNS if c not in ("width", "k")),
+    *REGIME_COLUMNS,
+)
+# The columns that tell runs apart (the parts of a run's path).
+RUN_KEYS = ("dataset", "label_noise", "size", "model", "regime")
+_NO_REGIME = dict.fromkeys(REGIME_COLUMNS, 0) | {"early_stopping": False, "stop_at_fit": False}
+
+
+def noise_label(noise: float) -> str:
+    """Wildcard form of a noise rate: 0 -> '0', 0.2 -> '0.2'."""
+    return f"{float(noise):g}"
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One dataset and its slice of the grid (top-level settings unless its `grid` overrides)."""
+
+    name: str
+    spec: dict[str, Any]  # what prepare needs: the dataset spec without `grid`
+    n: int
+    test_fraction: float
+    n_pool: int
+    image_shape: tuple[int, int] | None
+    sizes: tuple[int, ...]
+    label_noise: tuple[float, ...]
+    replicas: int
+    models: tuple[str, ...]  # model names (config keys), not variant ids
+    regimes: tuple[str, ...]
+
+    @property
+    def scores_possible(self) -> bool:
+        """Some size lets every example be both in and out of a subset (Feldman-Zhang)."""
+        return self.replicas >= 2 and any(
+            s < self.n_pool and self.replicas * s >= self.n_pool for s in self.sizes
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One train job: all replicas of one (dataset, noise, size, model variant, regime)."""
+
+    dataset: str
+    noise: str  # the wildcard form, see noise_label
+    size: int
+    variant: Variant
+    regime: Regime | None  # None: a model that does not train
+
+    @property
+    def model(self) -> str:
+        return self.variant.id
+
+    @property
+    def regime_name(self) -> str:
+        return self.regime.name if self.regime else MEMORY_REGIME
+
+    def wildcards(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "noise": self.noise,
+            "size": self.size,
+            "model": self.model,
+            "regime": self.regime_name,
+        }
+
+    @property
+    def path(self) -> str:
+        """Where its files live under RUNS_DIR."""
+        return RUN_PATTERN.format(**self.wildcards())
+
+    def file(self, name: str) -> str:
+        return f"{RUNS_DIR}/{self.path}/{name}"
+
+    def columns(self) -> dict[str, Any]:
+        """The run's columns in every table (RUN_COLUMNS, in that order)."""
+        values = {
+            "dataset": self.dataset,
+            "label_noise": float(self.noise),
+            "size": self.size,
+            "model": self.model,
+            "model_name": self.variant.name,
+            "kind": self.variant.kind,
+            "regime": self.regime_name,
+            **self.variant.columns(),
+            **(self.regime.columns() if self.regime else _NO_REGIME),
+        }
+        return {c: values[c] for c in RUN_COLUMNS}
+
+
+def run_path_of(file: str | Path) -> str:
+    """The run path of a file under RUNS_DIR (inverse of :meth:`Run.file`)."""
+    parts = Path(file).as_posix().removeprefix(f"{RUNS_DIR}/").split("/")
+    return "/".join(parts[: RUN_PATTERN.count("/") + 1])
+
+
+@dataclass(frozen=True)
+class Study:
+    datasets: dict[str, DatasetPlan]
+    variants: dict[str, Variant]
+    regimes: dict[str, Regime]
+    runs: tuple[Run, ...]
+    notes: tuple[str, ...]
+    by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "by_path", {r.path: r for r in self.runs})
+
+    def run(self, wildcards: Mapping[str, Any]) -> Run:
+        """The run of a job's wildcards (dataset, noise, size, model, regime)."""
+        w = wildcards
+        return self.by_path[
+            f"{w['dataset']}/noise{w['noise']}/n{w['size']}/{w['model']}/{w['regime']}"
+        ]
+
+
+def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
+    """Prefix a per-run table with the run's columns (``Run.columns()``)."""
+    import pandas as pd
+
+    coords = pd.DataFrame({k: [run[k]] * len(frame) for k in RUN_COLUMNS}, index=frame.index)
+    return pd.concat([coords, frame], axis=1)
+
+
+def unregularized(frame: Any) -> Any:
+    """Rows of trained runs with no weight decay, dropout or early stopping (the baselines)."""
+    from memlab.kinds import trained
+
+    return (
+        trained(frame["kind"])
+        & (frame["weight_decay"] == 0)
+        & (frame["dropout"] == 0)
+        & ~frame["early_stopping"].astype(bool)
+    )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _grid_names(grid: Mapping[str, Any], key: str, known: Mapping[str, Any], name: str) -> tuple:
+    chosen = grid.get(key, list(known))
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise MemlabInputError(
+            f"config: datasets.{name}.grid.{key} names {', '.join(map(repr, unknown))}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not defined under `{key}`; defined: "
+            f"{', '.join(known)}."
+        )
+    return tuple(chosen)
+
+
+def plan_dataset(
+    name: str, entry: Mapping[str, Any], config: Mapping[str, Any], root: Any
+) -> DatasetPlan:
+    """A dataset's slice of the grid; data-dependent mistakes (a size above the pool, a bad
+    data file) raise MemlabInputError before any job runs."""
+    spec = {k: v for k, v in entry.items() if k != "grid"}
+    grid = entry.get("grid", {})
+    n_examples, image_shape = data.dataset_shape(spec, root, name=name)
+    test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
+    n_pool = data.pool_size(n_examples, test_fraction)
+    sizes = grid.get("sizes", config["sizes"])
+    where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
+    resolved = [
+        data.resolve_size(s, n_pool, key=f"{where}[{i}] (dataset '{name}')")
+        for i, s in enumerate(sizes)
+    ]
+    return DatasetPlan(
+        name,
+        spec,
+        n_examples,
+        test_fraction,
+        n_pool,
+        image_shape,
+        tuple(sorted(set(resolved))),
+        tuple(grid.get("label_noise", config["label_noise"])),
+        int(grid.get("replicas", config["replicas"])),
+        _grid_names(grid, "models", config["models"], name),
+        _grid_names(grid, "regimes", config["regimes"], name),
+    )
+
+
+def _dataset_runs(
+    ds: DatasetPlan, variants: Mapping[str, Variant], regimes: Mapping[str, Regime], notes: list
+) -> list[Run]:
+    runs = []
+    for noise in ds.label_noise:
+        for size in ds.sizes:
+            for variant in variants.values():
+                if variant.name not in ds.models:
+                    continue
+                if variant.needs_images and ds.image_shape is None:
+                    note = (
+                        f"model {variant.id} skipped on dataset '{ds.name}': model kind "
+                        f"'{variant.kind}' needs images."
+                    )
+                    notes += [] if note in notes else [note]
+                    continue
+                chosen = [regimes[r] for r in ds.regimes] if variant.trains else [None]
+                runs += [Run(ds.name, noise_label(noise), size, variant, r) for r in chosen]
+    return runs
+
+
+def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
+    """Resolve the study grid of a schema-validated config (defaults filled in)."""
+    variants = expand_models(config["models"])
+    regimes = {
+        name: Regime.from_config(name, regime, config["training"])
+        for name, regime in config["regimes"].items()
+    }
+    datasets = {
+        name: plan_dataset(name, entry, config, root) for name, entry in config["datasets"].items()
+    }
+    notes: list[str] = []
+    runs = [r for ds in datasets.values() for r in _dataset_runs(ds, variants, regimes, notes)]
+    if not runs:
+        raise MemlabInputError(
+            "config: the study has no runs (every model was skipped); add an mlp or knn model."
+        )
+    return Study(datasets, variants, regimes, tuple(runs), tuple(notes))
