@@ -51,6 +51,15 @@ def train(model, split: data.Split, mask, settings, *, val=None, **kw):
     )
 
 
+def run_columns(**overrides) -> dict:
+    """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
+    from memlab.kinds import MLP
+    from memlab.study import Regime, Run
+
+    regime = Regime("memorize", 64, 1e-3, 200, 0.0, 0.0, False, True)
+    return {**Run("d", "0", 10, MLP("m", 8, 1), regime).columns(), **overrides}
+
+
 def copy_workflow(dest: Path) -> Path:
     """A fresh copy of the workflow (no results) to run snakemake in."""
     dest.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 import yaml
 
 from memlab.config import check_config, load_schema
-from memlab.study import plan_study
 from memlab.io import MemlabInputError
+from memlab.study import plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -78,14 +77,31 @@ def test_size_larger_than_pool_is_rejected_before_any_job():
 
 
 def test_model_keys_must_fit_the_kind():
-    config = full(smoke())
+    """Each kind's keys come from its entry in the schema (selected by `kind`)."""
+    config = smoke()
     config["models"]["knn"]["widths"] = [3]
-    with pytest.raises(MemlabInputError, match=r"models.knn.widths does not apply"):
-        plan_study(config)
-    config = full(smoke())
+    with pytest.raises(MemlabInputError, match=r"models.knn.widths does not apply to kind 'knn'"):
+        check_config(config, SCHEMA)
+    config = smoke()
+    config["models"]["cnn"]["depth"] = 3
+    with pytest.raises(MemlabInputError, match=r"models.cnn.depth does not apply.*kind, widths"):
+        check_config(config, SCHEMA)
+    config = smoke()
     del config["models"]["mlp"]["widths"]
-    with pytest.raises(MemlabInputError, match=r"models.mlp .*needs the key 'widths'"):
-        plan_study(config)
+    with pytest.raises(MemlabInputError, match=r"models.mlp \(kind 'mlp'\) needs the key 'widths'"):
+        check_config(config, SCHEMA)
+    config = smoke()
+    config["models"]["mlp"]["depht"] = 3
+    with pytest.raises(MemlabInputError, match=r"models.mlp.depht does not apply"):
+        check_config(config, SCHEMA)
+
+
+def test_schema_fills_each_kinds_defaults():
+    config = smoke()
+    del config["models"]["mlp"]["depth"]
+    study = plan_study(full(config))
+    assert study.variants["mlp-w8"].depth == 2  # the schema's default, its only home
+    assert not hasattr(study.variants["knn-k1"], "depth")
 
 
 def test_missing_data_file_and_csv_without_label(tmp_path):
@@ -113,7 +129,7 @@ def test_plan_resolves_fractions_and_expands_variants():
     study = plan_study(config)
     assert study.datasets["digits"].sizes == (100, round(0.5 * 1347), 1347)
     assert {"mlp-w8", "mlp-w16", "cnn-w4", "knn-k1"} <= set(study.variants)
-    knn_runs = {r.regime for r in study.runs if r.model.startswith("knn")}
+    knn_runs = {r.regime_name for r in study.runs if r.model.startswith("knn")}
     assert knn_runs == {"memory"}
     assert np.unique([r.path for r in study.runs]).size == len(study.runs)
 
@@ -130,4 +146,4 @@ def test_defaults_are_filled():
     assert config["training"]["max_epochs"] == 200
     assert config["regimes"]["memorize"]["weight_decay"] == 0.0
     assert config["perturbations"]["severities"] == [1, 2, 3, 4, 5]
-    copy.deepcopy(config)
+    assert config["models"]["m"]["depth"] == 2

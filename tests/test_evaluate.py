@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_columns
 
 from memlab import analysis
 from memlab.evaluate import evaluate_replicas, example_outputs
@@ -65,17 +66,7 @@ def test_split_metrics_are_exact():
 
 
 def test_gap_and_robustness_tables():
-    run = {
-        "dataset": "d",
-        "label_noise": 0.0,
-        "size": 10,
-        "model": "mlp-w8",
-        "model_name": "mlp",
-        "kind": "mlp",
-        "width": 8,
-        "k": 0,
-        "regime": "memorize",
-    }
+    run = run_columns(model="mlp-w8", model_name="mlp")
     rows = pd.DataFrame(
         {
             "replica": [0, 0, 0, 1, 1, 1],

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import run_columns
 
 from memlab import analysis
 from memlab.data import Split, balanced_subsets, load_dataset, split_pool_test
@@ -151,18 +152,7 @@ def test_randomizations():
 
 
 def _run(**kw):
-    base = {
-        "dataset": "d",
-        "label_noise": 0.0,
-        "size": 10,
-        "model": "m",
-        "model_name": "m",
-        "kind": "mlp",
-        "width": 8,
-        "k": 0,
-        "regime": "memorize",
-    }
-    return {**base, **kw}
+    return run_columns(**kw)
 
 
 def test_chance_null_of_a_constant_predictor_is_the_class_share():

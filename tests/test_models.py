@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from memlab.data import Split
 from memlab.io import MemlabInputError
-from memlab.models import StackedCNN, StackedMLP, build_model, knn_log_proba
+from memlab.kinds import CNN, MLP
+from memlab.models import StackedCNN, StackedMLP, knn_log_proba
 from memlab.train import init_seeds
 
 
@@ -45,15 +47,17 @@ def test_replica_init_depends_only_on_its_seed():
 
 
 def test_cnn_refuses_tabular_data():
+    tabular = Split(np.zeros((4, 5), np.float32), np.zeros(4, int), None, None, 2, None)
     with pytest.raises(MemlabInputError, match="image"):
-        build_model(
-            {"kind": "cnn", "width": 2},
-            in_dim=5,
-            n_classes=2,
-            image_shape=None,
-            dropout=0,
-            replica_seeds=[0],
-        )
+        CNN("cnn", 2).build(tabular, dropout=0, replica_seeds=[0])
+
+
+@pytest.mark.parametrize("variant", [MLP("m", 7, 1), MLP("m", 16, 3), CNN("c", 3)])
+def test_parameter_count_is_the_built_models(digits_split, variant):
+    """The count the chunking rule uses, without building anything, is the real one."""
+    model = variant.build(digits_split, dropout=0, replica_seeds=[0, 1])
+    built = sum(p[0].numel() for p in model.parameters())
+    assert variant.parameter_count(64, 10, (8, 8)) == built
 
 
 def test_one_nn_fits_every_training_label_even_random_ones():

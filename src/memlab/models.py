@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from memlab.io import MemlabInputError
 
 
 def _uniform(shape: Sequence[int], bound: float, gens: Sequence[torch.Generator]) -> torch.Tensor:
@@ -138,42 +135,6 @@ def _dropout(
     # Elementwise masks: replicas never share a mask entry, so dropout does not couple them.
     keep = torch.rand(x.shape, generator=gen) >= p
     return x * keep / (1 - p)
-
-
-def build_model(
-    spec: Mapping[str, Any],
-    *,
-    in_dim: int,
-    n_classes: int,
-    image_shape: Sequence[int] | None,
-    dropout: float,
-    replica_seeds: Sequence[int],
-) -> StackedModel:
-    """Build a stacked network from a model spec (``kind``, ``width``, ``depth``)."""
-    kind = spec.get("kind")
-    if kind == "mlp":
-        return StackedMLP(
-            in_dim,
-            n_classes,
-            width=int(spec["width"]),
-            depth=int(spec["depth"]),
-            dropout=dropout,
-            replica_seeds=replica_seeds,
-        )
-    if kind == "cnn":
-        if image_shape is None:
-            raise MemlabInputError(
-                "model kind 'cnn' needs image data (a dataset with an image "
-                "shape); use an mlp or knn model for tabular data."
-            )
-        return StackedCNN(
-            image_shape,
-            n_classes,
-            width=int(spec["width"]),
-            dropout=dropout,
-            replica_seeds=replica_seeds,
-        )
-    raise MemlabInputError(f"unknown trainable model kind {kind!r}; allowed: 'mlp', 'cnn'.")
 
 
 def knn_log_proba(

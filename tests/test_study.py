@@ -1,0 +1,138 @@
+"""The typed study plan, the model kinds, the registry of tables and figures, the code hash."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT
+from test_config import full, smoke
+
+from memlab.config import load_schema
+from memlab.io import MemlabInputError
+from memlab.kinds import CNN, KNN, MLP, MODEL_KINDS, variant_from_spec
+from memlab.ops.codehash import library_hash, library_modules
+from memlab.registry import FIGURE_TABLES, FIGURES, TABLES
+from memlab.study import RUN_COLUMNS, Regime, run_path_of, unregularized
+from memlab.tables import StudyTables
+
+SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+
+
+def test_every_model_kind_is_a_class_and_a_schema_entry():
+    entry = SCHEMA["properties"]["models"]["additionalProperties"]
+    assert entry["properties"]["kind"]["enum"] == list(MODEL_KINDS)
+    for kind in MODEL_KINDS:
+        assert SCHEMA["$defs"][kind]["properties"]["kind"] == {"const": kind}
+
+
+def test_variant_specs_keep_the_checkpoint_form():
+    """Checkpoints written before the kinds were classes hold these very dicts."""
+    assert MLP("mlp", 8, 2).spec() == {"name": "mlp", "kind": "mlp", "width": 8, "depth": 2}
+    assert CNN("cnn", 4).spec() == {"name": "cnn", "kind": "cnn", "width": 4}
+    assert KNN("knn", 1).spec() == {"name": "knn", "kind": "knn", "k": 1}
+    for v in (MLP("a", 3, 1), CNN("b", 2), KNN("c", 5)):
+        assert variant_from_spec(v.spec()) == v
+    assert [v.id for v in (MLP("a", 3, 1), KNN("c", 5))] == ["a-w3", "c-k5"]
+
+
+def test_regime_is_merged_once_and_refuses_unknown_keys():
+    config = full(smoke())
+    study_regimes = {
+        name: Regime.from_config(name, r, config["training"])
+        for name, r in config["regimes"].items()
+    }
+    plain, reg = study_regimes["memorize"], study_regimes["regularized"]
+    assert plain.settings() == {
+        "batch_size": 32,
+        "lr": 0.003,
+        "max_epochs": 15,
+        "weight_decay": 0.0,
+        "dropout": 0.0,
+        "early_stopping": False,
+        "stop_at_fit": True,
+    }
+    assert reg.patience == 5 and reg.val_fraction == 0.2  # training's, under early stopping
+    assert plain.patience is None and plain.columns()["patience"] == 0
+    assert Regime.from_settings("regularized", reg.settings()) == reg
+    with pytest.raises(MemlabInputError, match="weight_decy"):
+        Regime.from_settings("x", {**plain.settings(), "weight_decy": 1.0})
+
+
+def test_runs_know_their_path_columns_and_wildcards():
+    from memlab.study import plan_study
+
+    study = plan_study(full(smoke()))
+    for run in study.runs:
+        assert tuple(run.columns()) == RUN_COLUMNS
+        assert study.run(run.wildcards()) is run
+        assert run_path_of(run.file("evaluation.npz")) == run.path
+    knn = next(r for r in study.runs if r.variant.kind == "knn")
+    assert knn.regime is None and knn.columns()["lr"] == 0 and knn.path.endswith("/memory")
+    reg = next(r for r in study.runs if r.regime and r.regime.name == "regularized")
+    assert reg.columns()["weight_decay"] == 1.0 and reg.columns()["early_stopping"]
+
+
+def test_unregularized_is_chosen_by_settings_not_by_name():
+    frame = pd.DataFrame(
+        {
+            "kind": ["mlp", "mlp", "mlp", "knn"],
+            "weight_decay": [0.0, 0.5, 0.0, 0.0],
+            "dropout": [0.0, 0.0, 0.0, 0.0],
+            "early_stopping": [False, False, True, False],
+            "regime": ["anything", "wd", "es", "memory"],
+        }
+    )
+    assert unregularized(frame).tolist() == [True, False, False, False]
+
+
+def test_registry_matches_figures_tables_and_captions():
+    from memlab.figures import DRAW
+
+    assert [f.name for f in FIGURES] == list(DRAW)
+    report = ROOT / "workflow" / "report"
+    for figure in FIGURES:
+        assert (report / f"{figure.name}.rst").is_file(), figure.name
+    for table in TABLES:
+        assert table.caption is None or (report / f"{table.caption}.rst").is_file(), table.name
+        assert table.format in ("csv", "parquet")
+    assert len({t.path for t in TABLES}) == len(TABLES)
+    fields = [f.name for f in dataclasses.fields(StudyTables)]
+    assert {f for f in fields if f not in ("splits", "randomizations")} == set(FIGURE_TABLES)
+
+
+def _src_copy(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return src
+
+
+def test_code_hash_follows_imports_and_ignores_comments(tmp_path):
+    src = _src_copy(tmp_path)
+    scripts = ROOT / "scripts"
+    modules = {s.stem: set(library_modules(s, src)) for s in scripts.glob("*.py")}
+    assert "memlab.train" in modules["train"] and "memlab.figures" in modules["figures"]
+    # Jobs that do not train do not run the engine (so editing it does not rerun them).
+    for data_step in ("prepare", "label_noise", "subsample", "perturb"):
+        assert not {"memlab.train", "memlab.models", "memlab.runs"} & modules[data_step]
+    assert "memlab.figures" not in modules["summarize"] | modules["analyze"]
+    before = {s: library_hash(scripts / f"{s}.py", src) for s in modules}
+    train = src / "memlab" / "train.py"
+    train.write_text(train.read_text() + "\n# a comment only\n")
+    library_modules.cache_clear()
+    assert {s: library_hash(scripts / f"{s}.py", src) for s in modules} == before
+    train.write_text(train.read_text() + "\nEDITED = 1\n")
+    after = {s: library_hash(scripts / f"{s}.py", src) for s in modules}
+    assert {s for s in modules if after[s] != before[s]} == {"train", "evaluate"}
+
+
+def test_schema_reserves_the_memory_regime():
+    config = smoke()
+    config["regimes"]["memory"] = {}
+    from memlab.config import check_config
+
+    with pytest.raises(MemlabInputError, match="reserved name 'memory'"):
+        check_config(config, SCHEMA)
