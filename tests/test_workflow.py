@@ -13,18 +13,12 @@ import pytest
 import yaml
 from conftest import ROOT, copy_workflow, snakemake
 
+from memlab.study import RUN_COLUMNS
+
 pytestmark = pytest.mark.e2e
 
 METRIC_COLUMNS = [
-    "dataset",
-    "label_noise",
-    "size",
-    "model",
-    "model_name",
-    "kind",
-    "width",
-    "k",
-    "regime",
+    *RUN_COLUMNS,
     "replica",
     "split",
     "perturbation",
@@ -72,13 +66,22 @@ def test_smoke_study_outputs(smoke_run):
     assert set(metrics["regime"]) == set(config["regimes"]) | {"memory"}
     assert set(metrics["split"]) >= {"train", "unseen", "heldout", "perturbed", "train_flipped"}
     assert set(metrics["replica"]) == set(range(config["replicas"]))
-    assert metrics["value"].notna().all() or metrics["metric"].eq("epochs_to_fit").any()
+    # Only a replica that never fit has no epochs_to_fit; every other value is a number.
+    assert metrics.loc[metrics["metric"] != "epochs_to_fit", "value"].notna().all()
+    # Every run's settings are columns, as values: the regularized regime's, the MLP's depth.
+    reg = metrics[metrics["regime"] == "regularized"]
+    assert set(reg["weight_decay"]) == {1.0} and set(reg["dropout"]) == {0.3}
+    assert reg["early_stopping"].all() and set(reg["patience"]) == {5}
+    assert set(metrics.loc[metrics["kind"] == "mlp", "depth"]) == {1}
+    assert set(metrics.loc[metrics["regime"] == "memorize", "patience"]) == {0}
     gap = pd.read_csv(work / "results/tables/generalization_gap.csv")
     assert ((gap["train_accuracy"] - gap["heldout_accuracy"] - gap["gap"]).abs() < 1e-5).all()
     rob = pd.read_csv(work / "results/tables/robustness.csv")
     assert {"perturbation", "severity", "accuracy", "clean_accuracy", "drop"} <= set(rob.columns)
     hist = pd.read_parquet(work / "results/tables/history.parquet")
     assert {"epoch", "replica", "train_accuracy", "heldout_accuracy", "regime"} <= set(hist.columns)
+    assert list(hist.columns[: len(RUN_COLUMNS)]) == list(RUN_COLUMNS)
+    assert set(hist.loc[hist["regime"] == "memorize", "lr"]) == {0.003}
     # 1-NN is the pure memorizer: it fits every training label, flipped ones included.
     one_nn = metrics[(metrics.model == "knn-k1") & (metrics.metric == "accuracy")]
     assert (one_nn[one_nn.split.isin(["train", "train_flipped"])]["value"] == 1.0).all()
@@ -226,3 +229,43 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
     rules = planned_jobs(work, "--configfile", "config/tabular.yaml")
     assert ("prepare", {"dataset": "table"}) in rules
     assert all(wc.get("dataset") != "gauss" for _, wc in rules)
+
+
+def _finished_copy(smoke_run: Path, dest: Path) -> Path:
+    """A copy of the finished smoke study, Snakemake's records included."""
+    shutil.copytree(smoke_run, dest, ignore=shutil.ignore_patterns("locks"))
+    return dest
+
+
+def test_library_edits_rerun_exactly_the_rules_that_run_them(smoke_run, tmp_path):
+    work = _finished_copy(smoke_run, tmp_path / "work")
+    args = ("--configfile", "config/smoke.yaml")
+    lib = work / "src" / "memlab"
+    perturb, figures, train = (lib / f"{m}.py" for m in ("perturb", "figures", "train"))
+    perturb.write_text(perturb.read_text() + "\n# a comment-only edit of a module\n")
+    assert planned_jobs(work, *args) == []
+    original = figures.read_text()
+    figures.write_text(original + "\nEDITED = True\n")
+    assert {r for r, _ in planned_jobs(work, *args)} - {"all"} == {"figures"}
+    figures.write_text(original)
+    train.write_text(train.read_text() + "\nEDITED = True\n")
+    rules = [r for r, _ in planned_jobs(work, *args)]
+    assert set(rules) - {"all"} == {"train", "evaluate", "analyze", "figures", "summarize"}
+    assert rules.count("train") == 14  # every trained run and k-NN: runs.py imports train
+
+
+def test_the_summary_finds_the_unregularized_runs_by_their_settings(smoke_run, tmp_path):
+    """Rename the unregularized regime: the summary still states how much noise it fit."""
+    work = _finished_copy(smoke_run, tmp_path / "work")
+    before = (work / "results/report/summary.html").read_text()
+    sentence = re.search(r"Without regularization \(memorize\)[^.]*\.", before)
+    assert sentence, before
+
+    def rename(c):
+        c["regimes"] = {("plain" if k == "memorize" else k): v for k, v in c["regimes"].items()}
+
+    snakemake(work, "--configfile", _edited(work, rename), "--cores", "2")
+    after = (work / "results/report/summary.html").read_text()
+    # Seeds depend on the seed and the replica only: the renamed runs give the same numbers.
+    assert sentence.group(0).replace("(memorize)", "(plain)") in after
+    assert "<td>plain</td>" in after and "<td>memorize</td>" not in after

@@ -70,7 +70,7 @@ def canonical(obj):
 
 
 def library_code(script):
-    """A hash of the memlab modules the rule script runs (memlab.ops.codehash): editing one
+    """A hash of the memlab modules a rule's script runs (see memlab.ops.codehash); editing one
     reruns exactly the rules whose scripts run it."""
     here = Path(workflow.basedir)
     return library_hash(here / "scripts" / script, here / "src")
@@ -137,7 +137,9 @@ def table_outputs():
     out = {}
     for t in TABLES:
         caption = f"../report/{t.caption}.rst" if t.caption else None
-        out[t.name] = t.path if caption is None else report(t.path, caption, category="Tables")
+        out[t.name] = (
+            t.path if caption is None else report(t.path, caption, category="Tables")
+        )
     return out
 
 
