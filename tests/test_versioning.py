@@ -30,7 +30,8 @@ pytestmark = pytest.mark.e2e
 
 CONFIG = "config/tiny.yaml"
 DATA_RULES = {"prepare", "label_noise", "subsample", "perturb"}
-DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+# As in a fresh clone: results/ exists (with its README) while what lands in it is git-ignored.
+DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "results/README.md")
 
 
 def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -77,7 +77,7 @@ def find_tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise VersioningError(f"'{name}' not found: install the dev extras (./run.sh setup).")
+        raise VersioningError(f"'{name}' not found: install memlab (./run.sh setup).")
     return found
 
 
