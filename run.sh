@@ -27,7 +27,8 @@ setup() {
         "$VENV/bin/python" -m pip install -q --upgrade pip
         # The CPU build of torch first: left to choose, pip would fetch a multi-GB CUDA build.
         "$VENV/bin/python" -m pip install -q "torch==2.13.0"
-        "$VENV/bin/python" -m pip install -q -e ".[dev]"
+        # Core (study, report, DVC) + development tools + the SLURM plugin (CI runs its test).
+        "$VENV/bin/python" -m pip install -q -e ".[dev,slurm]"
         echo "$want" > "$stamp"
     fi
 }

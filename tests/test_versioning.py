@@ -23,13 +23,15 @@ import yaml
 from conftest import ROOT, copy_workflow, snakemake
 
 from memlab.ops import versioning
-from memlab.ops.versioning import Entry, Manifest, SnakemakeMetadata
+from memlab.ops.snakemake import Metadata
+from memlab.ops.versioning import Entry, Manifest
 
 pytestmark = pytest.mark.e2e
 
 CONFIG = "config/tiny.yaml"
 DATA_RULES = {"prepare", "label_noise", "subsample", "perturb"}
-DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore")
+# As in a fresh clone: results/ exists (with its README) while what lands in it is git-ignored.
+DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "results/README.md")
 
 
 def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -307,7 +309,7 @@ def test_settle_orders_mtimes_and_trusts_only_what_matches(tmp_path):
     assert report.kept == ["c"] and (tmp_path / "c").read_text() == "not what was recorded"
     assert report.deleted == ["d"] and not (tmp_path / "d").exists()
     assert set(report.trusted) == {"raw", "a", "b"}
-    meta = SnakemakeMetadata(tmp_path)
+    meta = Metadata(tmp_path / ".snakemake")
     assert meta.read("b")["input"] == ["a"]
     assert meta.read("c") is None and meta.read("d") is None
 

@@ -2,16 +2,16 @@
 
 Every file memlab writes goes through :func:`atomic_path`: the content is written to a temporary
 file in the same directory and renamed over the target only once complete, so an interrupted run
-never leaves a half-written file that a later step (or Snakemake) would take for a result.
+never leaves a half-written file that a later step (or Snakemake) would take for a result. The
+file gets the permissions the user's umask gives any new file (a temporary file alone is 0600).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,22 @@ import numpy as np
 
 class MemlabInputError(ValueError):
     """Bad user input (config, data file, checkpoint): the message names the culprit and the fix."""
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc``); else set and restored at once."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # No /proc (macOS) or no Umask line (Linux < 4.7): a short window where another thread
+    # creating a file would get umask 077, the safe side.
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -35,6 +51,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; the result gets what open() would give a new file.
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -58,12 +76,6 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             f"{path}: not a readable .npz of plain arrays ({e}). Delete it and rerun the step "
             "that makes it."
         ) from None
-
-
-def save_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
-    """Write JSON atomically, keys sorted so reruns give identical bytes."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def save_text(path: str | os.PathLike[str], text: str) -> None:

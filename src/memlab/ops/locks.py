@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from memlab.ops.snakemake import remove_locks
+
 
 def release_stale_locks(
     state_dir: str | Path = ".snakemake", results: str | Path = "results"
@@ -30,10 +32,8 @@ def release_stale_locks(
     except BlockingIOError:
         owner.close()
         return None
-    stale = sorted((state / "locks").glob("*.lock"))
-    for lock in stale:
-        lock.unlink(missing_ok=True)
-    if stale:
+    # Snakemake's own unlock (what `snakemake --unlock` does), through memlab's one adapter.
+    if remove_locks(state):
         swept = sweep_temp_files(results)
         print(
             "memlab: removed the locks left by an earlier Snakemake run that was killed"

@@ -1,47 +1,12 @@
 """Versioning results with DVC: record a run's datasets and checkpoints, restore any revision.
 
-``record`` (after a run, never from inside one: DVC takes a repo-wide lock) puts the datasets
-(every output under ``results/data/``), the checkpoints (every output of the train rule:
-``checkpoint.pt`` and ``history.parquet``), whatever they were made from, and the user data under
-``data/`` into one frozen DVC stage, ``versions/dvc.yaml``; DVC writes
-their hashes to ``versions/dvc.lock`` and their content to its cache and remote. Beside them it
-writes ``versions/manifest.json``: for every recorded file its md5, the files it was made from,
-the hash of its rule's script and Snakemake's own metadata record of the job (params, code, set of
-input files, software stack) as Snakemake stored it when the job ran.
-
-``restore`` runs ``dvc pull`` and then makes Snakemake agree with what DVC restored, and with
-nothing else. DVC keeps no mtimes and ``.snakemake/metadata`` is not versioned, so after a
-checkout Snakemake would retrain (inputs look newer than outputs) or, worse, trust a stale
-evaluation left from another revision that happens to look newer than the checkpoint DVC just
-put back (a hardlinked or reflinked checkout even carries the cache object's old mtime). Restore
-therefore settles every recorded file by content, in DAG order:
-
-* a file is *trusted* only if its md5 is the recorded one, every file it was made from is trusted
-  (or, outside the record, has its recorded md5) and its rule's script has its recorded md5;
-* a trusted file gets back its recorded Snakemake metadata, so Snakemake still checks it against
-  the checked-out config and code (params, set of inputs, software stack) exactly as it checks a
-  file it made itself, and loses any "incomplete" marker;
-* a trusted file that is not exactly as the last record or restore in this workspace left it
-  (inode, mtime, size, content: kept in ``.snakemake/memlab-versioning.json``), e.g. rewritten by
-  DVC, or that is not newer than its inputs and script, gets a fresh mtime: later than every file
-  that existed before the restore, and than its inputs. Every output DVC did not restore
-  (evaluations, tables, figures) keeps its mtime and metadata: if it was made from other content
-  it is now older than its input and Snakemake recomputes it; if it was made from this very
-  content, untouched since, it stays valid;
-* an untrusted output whose content is the recorded one (so DVC still has it) is deleted, so
-  Snakemake rebuilds it instead of trusting it; a file with other content (a failed pull, user
-  data edited since) is left exactly as it was and reported.
-
-The DVC cache type stays DVC's default (reflink, else copy; ``.dvc/config`` sets no
-``cache.type``): with hardlinks or symlinks, identical outputs (the default study's k-NN learning
-curves are) share one inode, hence one mtime, with each other and the cache, and ``dvc commit``
-relinks them, which Snakemake's mtime checks would read wrongly. ``record`` puts every file's
-mtime back after ``dvc commit`` (which rewrites files in copy mode).
-
-Snakemake's rerun triggers (9.x, checked in the tests): an input newer than the oldest output,
-the rule's script newer than an output, and, where metadata exist, a change of params, of the set
-of input files, of the code of shell/run rules or of the software stack. Without metadata only
-the mtimes count, which is why restore writes the recorded records rather than none.
+``record`` (after a run) puts the datasets, checkpoints and user data into one frozen DVC stage,
+``versions/dvc.yaml``, beside ``versions/manifest.json`` (each file's md5, what it was made from,
+its rule's script and Snakemake's metadata record). ``restore`` runs ``dvc pull`` and then makes
+Snakemake trust exactly the restored files whose content, inputs and script match the record.
+What is recorded, how restore settles trust by content, mtimes, the DVC cache type and
+Snakemake's rerun triggers: ``docs/versioning.md``. Snakemake is reached only through
+:mod:`memlab.ops.snakemake`.
 
 Commands (also ``./run.sh record|restore``)::
 
@@ -52,11 +17,9 @@ Commands (also ``./run.sh record|restore``)::
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -68,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from memlab.ops import snakemake as smk
 
 FORMAT = "memlab-versioning/1"
 # What is versioned: every output under results/data/ (the datasets) and of the train rule (the
@@ -112,7 +77,7 @@ def find_tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise VersioningError(f"'{name}' not found: install the dev extras (./run.sh setup).")
+        raise VersioningError(f"'{name}' not found: install memlab (./run.sh setup).")
     return found
 
 
@@ -138,38 +103,6 @@ def _stat_key(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-class SnakemakeMetadata:
-    """Snakemake's per-output metadata records (``.snakemake/metadata``, the file backend).
-
-    Uses Snakemake's own persistence class so record paths and formats stay Snakemake's; the
-    record/write/unmark methods are internal to Snakemake 9 (the tests drive the real CLI, so a
-    change there fails them).
-    """
-
-    def __init__(self, root: Path) -> None:
-        from snakemake.persistence.file import FilePersistence
-
-        self._p = FilePersistence(path=(root / ".snakemake").absolute())
-
-    def read(self, path: str) -> dict[str, Any] | None:
-        rec = self._p._read_record(path)
-        return None if rec is None else json.loads(rec.model_dump_json())
-
-    def write(self, path: str, record: Mapping[str, Any]) -> None:
-        from snakemake.persistence import MetadataRecord
-
-        self._p._clear_cache()
-        self._p._write_record(path, MetadataRecord.model_validate(dict(record)))
-        self._p._unmark_incomplete(path)
-
-    def unmark_incomplete(self, path: str) -> None:
-        self._p._unmark_incomplete(path)
-
-    def locked(self) -> bool:
-        locks = self._p.path / "locks"
-        return locks.is_dir() and any(locks.iterdir())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,34 +233,7 @@ class Manifest:
 # Record
 
 
-@dataclass
-class SummaryRow:
-    path: str
-    rule: str
-    status: str
-    plan: str
-
-
-def snakemake_summary(root: Path, snakemake_args: Sequence[str]) -> list[SummaryRow]:
-    """Every output of the study's DAG with Snakemake's verdict (``snakemake --summary``)."""
-    proc = _run([find_tool("snakemake"), "--summary", *snakemake_args], root, "snakemake --summary")
-    lines = proc.stdout.splitlines()
-    try:
-        start = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
-    except StopIteration:
-        raise VersioningError(f"snakemake --summary printed no table:\n{proc.stdout}") from None
-    header = lines[start].split("\t")
-    col = {name: header.index(name) for name in ("output_file", "rule", "status", "plan")}
-    rows = []
-    for line in lines[start + 1 :]:
-        cells = line.split("\t")
-        if len(cells) != len(header):
-            continue
-        rows.append(SummaryRow(*(cells[col[k]] for k in ("output_file", "rule", "status", "plan"))))
-    return rows
-
-
-def versioned_rows(rows: Sequence[SummaryRow], meta: SnakemakeMetadata) -> list[SummaryRow]:
+def versioned_rows(rows: Sequence[smk.SummaryRow], meta: smk.Metadata) -> list[smk.SummaryRow]:
     """The datasets and checkpoints of the study, closed over the files they were made from
     and over the other outputs of the same jobs (a job with a missing output reruns)."""
     records = {r.path: meta.read(r.path) or {} for r in rows}
@@ -347,44 +253,6 @@ def versioned_rows(rows: Sequence[SummaryRow], meta: SnakemakeMetadata) -> list[
         todo.extend(siblings[job_of[p]])
         todo.extend(i for i in records[p].get("input") or [] if i in records)
     return [r for r in rows if r.path in chosen]
-
-
-_RULE_RE = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
-
-
-def rule_files(root: Path) -> dict[str, Path]:
-    """Which workflow file defines each rule (scripts are relative to it)."""
-    where: dict[str, Path] = {}
-    for f in [root / "Snakefile", *sorted((root / "workflow").rglob("*.smk"))]:
-        if f.exists():
-            for name in _RULE_RE.findall(f.read_text()):
-                where.setdefault(name, f)
-    return where
-
-
-def script_of(
-    root: Path, rule: str, metadata: Mapping[str, Any], where: Mapping[str, Path]
-) -> str | None:
-    """The rule's script as a path relative to ``root`` (None if it has none or it is unknown).
-
-    Snakemake's record keeps the script directive's source text as ``code``; Snakemake reruns a
-    job when its script is newer than an output, so restore must know the script to check it.
-    """
-    code = metadata.get("code")
-    if not code or rule not in where:
-        return None
-    try:
-        value = ast.literal_eval(code.strip())
-    except (ValueError, SyntaxError):
-        return None
-    if not isinstance(value, str) or "\n" in value:
-        return None
-    script = (where[rule].parent / value).resolve()
-    try:
-        rel = script.relative_to(root.resolve())
-    except ValueError:
-        return None
-    return rel.as_posix() if script.is_file() else None
 
 
 def user_data_files(root: Path) -> list[str]:
@@ -410,12 +278,24 @@ def user_data_files(root: Path) -> list[str]:
     return found
 
 
-def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
-    """Hash the study's datasets, checkpoints and user data; refuse if any is out of date."""
-    meta = SnakemakeMetadata(root)
-    if meta.locked():
-        raise VersioningError("a Snakemake run is in progress here: record after it finishes.")
-    rows = versioned_rows(snakemake_summary(root, snakemake_args), meta)
+STATE_DIR = ".snakemake"
+
+
+def _snakemake_state(root: Path, doing: str) -> smk.Metadata:
+    """Snakemake's records here; refuses while a Snakemake run holds the directory."""
+    if smk.has_locks(root / STATE_DIR):
+        raise VersioningError(f"a Snakemake run is in progress here: {doing} after it finishes.")
+    return smk.Metadata(root / STATE_DIR)
+
+
+def up_to_date_rows(root: Path, snakemake_args: Sequence[str]) -> list[smk.SummaryRow]:
+    """The datasets and checkpoints to record (with what they need); refuses any out of date."""
+    meta = _snakemake_state(root, "record")
+    try:
+        rows = smk.summary(find_tool("snakemake"), root, snakemake_args)
+    except smk.SnakemakeError as err:
+        raise VersioningError(str(err)) from None
+    rows = versioned_rows(rows, meta)
     if not rows:
         raise VersioningError("the study has no datasets or checkpoints to record.")
     stale = [r for r in rows if r.status != "ok" or r.plan != "no update"]
@@ -426,7 +306,14 @@ def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
             f"{len(stale)} datasets/checkpoints are missing or out of date:\n{listed}{more}\n"
             f"Run the study first: ./run.sh study {shlex.join(snakemake_args)}".rstrip()
         )
-    where = rule_files(root)
+    return rows
+
+
+def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
+    """Hash the study's datasets, checkpoints and user data; refuse if any is out of date."""
+    rows = up_to_date_rows(root, snakemake_args)
+    meta = smk.Metadata(root / STATE_DIR)
+    scripts = smk.rule_scripts(root, snakemake_args)
     files: dict[str, Entry] = {}
     for r in rows:
         record = meta.read(r.path)
@@ -442,7 +329,7 @@ def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
             size=p.stat().st_size,
             rule=r.rule,
             inputs=sorted(record.get("input") or []),
-            script=script_of(root, r.rule, record, where),
+            script=scripts.get(r.rule),
             metadata=record,
         )
     for rel in user_data_files(root):
@@ -563,6 +450,26 @@ def _file_state(path: Path, md5: str) -> list[Any]:
     return [st.st_ino, st.st_mtime_ns, st.st_size, md5]
 
 
+def trusted_files(root: Path, manifest: Manifest) -> tuple[dict[str, bool], dict[str, str]]:
+    """Which recorded files to trust (their content, inputs and script are the recorded ones),
+    in DAG order, and the md5 of every recorded file that exists."""
+    source_ok = {
+        s: (root / s).is_file() and md5_file(root / s) == h for s, h in manifest.sources.items()
+    }
+    order = manifest.order()
+    current = {p: md5_file(root / p) for p in order if (root / p).is_file()}
+    trusted: dict[str, bool] = {}
+    for p in order:
+        e = manifest.files[p]
+        ok = current.get(p) == e.md5
+        for i in e.inputs:
+            ok = ok and (trusted[i] if i in manifest.files else source_ok.get(i, False))
+        if e.script is not None:
+            ok = ok and source_ok.get(e.script, False)
+        trusted[p] = ok
+    return trusted, current
+
+
 def settle(
     root: Path,
     manifest: Manifest,
@@ -581,38 +488,20 @@ def settle(
     """
     rewritten = set(rewritten)
     report = SettleReport()
-    meta = SnakemakeMetadata(root)
+    meta = smk.Metadata(root / STATE_DIR)
     settled = {} if verified else _load_settled(root)
-    source_ok = {
-        s: (root / s).is_file() and md5_file(root / s) == h for s, h in manifest.sources.items()
-    }
-    order = manifest.order()
-    current = {p: md5_file(root / p) for p in order if (root / p).is_file()}
-    trusted: dict[str, bool] = {}
-    for p in order:
-        e = manifest.files[p]
-        ok = current.get(p) == e.md5
-        if not (root / p).exists():
-            report.missing.append(p)
-        for i in e.inputs:
-            ok = ok and (trusted[i] if i in manifest.files else source_ok.get(i, False))
-        if e.script is not None:
-            ok = ok and source_ok.get(e.script, False)
-        trusted[p] = ok
-
+    trusted, current = trusted_files(root, manifest)
     # Fresh mtimes: later than anything that existed before (every output not restored), one
     # step per DAG level, and later than the file's inputs and script.
-    start = max(
-        [
-            now_ns if now_ns is not None else time.time_ns(),
-            *(_mtime_ns(root / s) or 0 for s in manifest.sources),
-        ]
-    )
+    now = now_ns if now_ns is not None else time.time_ns()
+    start = max([now, *(_mtime_ns(root / s) or 0 for s in manifest.sources)])
     depth = manifest.depths()
     state: dict[str, list[Any]] = {}
-    for p in order:
+    for p in trusted:
         e = manifest.files[p]
         path = root / p
+        if not path.exists():
+            report.missing.append(p)
         if not trusted[p]:
             if e.rule is not None and current.get(p) == e.md5:
                 # The recorded content (DVC keeps it), but made from something that is not
@@ -645,8 +534,7 @@ def restore(root: Path, *, pull: bool = True, force: bool = False) -> SettleRepo
     """Check out this commit's recorded files with DVC and settle Snakemake's view of them."""
     root = root.absolute()
     manifest = Manifest.read(root)
-    if SnakemakeMetadata(root).locked():
-        raise VersioningError("a Snakemake run is in progress here: restore after it finishes.")
+    _snakemake_state(root, "restore")
     before = {p: _stat_key(root / p) for p in manifest.files}
     cmd = [find_tool("dvc"), "pull" if pull else "checkout", *(["--force"] if force else [])]
     failure: VersioningError | None = None
@@ -675,6 +563,41 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def _record_cli(root: Path, args: argparse.Namespace, rest: list[str]) -> None:
+    t0 = time.perf_counter()
+    r = record(root, rest, push=not args.no_push, git_add=not args.no_git_add)
+    push = f", push {r.push_s:.1f} s ({r.pushed})" if r.push_s is not None else ""
+    print(
+        f"memlab: recorded {r.files} files ({_mb(r.bytes)}) in "
+        f"{time.perf_counter() - t0:.1f} s (dvc commit {r.commit_s:.1f} s{push}).\n"
+        f"Commit them: git commit -m 'Record results' "
+        f"(versions/ is staged{'' if not args.no_git_add else ': run git add versions'}).",
+        file=sys.stderr,
+    )
+
+
+def _restore_cli(root: Path, args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    report = restore(root, pull=not args.no_pull, force=args.force)
+    manifest = Manifest.read(root)
+    print(
+        f"memlab: restored {len(report.trusted)} of {len(manifest.files)} recorded files "
+        f"in {time.perf_counter() - t0:.1f} s "
+        f"({len(report.touched)} re-timestamped).",
+        file=sys.stderr,
+    )
+    for p in report.deleted:
+        print(f"memlab: {p} did not match its record: deleted, it will be rebuilt.")
+    for p in report.kept:
+        print(f"memlab: {p} differs from its record: left as it was (not trusted).")
+    study = shlex.join(["./run.sh", "study", *manifest.snakemake_args])
+    print(
+        f"memlab: now `{study}` recomputes what was made from other content "
+        "(evaluations, tables, figures); no training is needed for what was restored.",
+        file=sys.stderr,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m memlab.ops.versioning",
@@ -693,39 +616,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "restore" and rest:
         parser.error(f"restore takes no snakemake arguments: {' '.join(rest)}")
-    root = Path.cwd()
     try:
         if args.command == "record":
-            t0 = time.perf_counter()
-            r = record(root, rest, push=not args.no_push, git_add=not args.no_git_add)
-            push = f", push {r.push_s:.1f} s ({r.pushed})" if r.push_s is not None else ""
-            print(
-                f"memlab: recorded {r.files} files ({_mb(r.bytes)}) in "
-                f"{time.perf_counter() - t0:.1f} s (dvc commit {r.commit_s:.1f} s{push}).\n"
-                f"Commit them: git commit -m 'Record results' "
-                f"(versions/ is staged{'' if not args.no_git_add else ': run git add versions'}).",
-                file=sys.stderr,
-            )
+            _record_cli(Path.cwd(), args, rest)
         else:
-            t0 = time.perf_counter()
-            report = restore(root, pull=not args.no_pull, force=args.force)
-            manifest = Manifest.read(root)
-            print(
-                f"memlab: restored {len(report.trusted)} of {len(manifest.files)} recorded files "
-                f"in {time.perf_counter() - t0:.1f} s "
-                f"({len(report.touched)} re-timestamped).",
-                file=sys.stderr,
-            )
-            for p in report.deleted:
-                print(f"memlab: {p} did not match its record: deleted, it will be rebuilt.")
-            for p in report.kept:
-                print(f"memlab: {p} differs from its record: left as it was (not trusted).")
-            study = shlex.join(["./run.sh", "study", *manifest.snakemake_args])
-            print(
-                f"memlab: now `{study}` recomputes what was made from other content "
-                "(evaluations, tables, figures); no training is needed for what was restored.",
-                file=sys.stderr,
-            )
+            _restore_cli(Path.cwd(), args)
     except VersioningError as err:
         print(f"memlab: {err}", file=sys.stderr)
         return 1

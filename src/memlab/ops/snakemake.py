@@ -1,0 +1,185 @@
+"""The one place memlab talks to Snakemake from Python (its state under ``.snakemake``, its DAG).
+
+Everything else in :mod:`memlab.ops` goes through these functions, so a Snakemake upgrade is
+checked here. Public interfaces are used where Snakemake has them: ``PersistenceBase.metadata()``
+and ``unlock()``, the ``snakemake --summary`` table of the CLI, ``SnakemakeApi`` and the CLI's own
+argument parser. What has no public interface is marked ``INTERNAL`` below, each with why it is
+needed; all were checked against Snakemake :data:`CHECKED_WITH`. Only the default file backend of
+``.snakemake`` is supported (not ``--persistence-backend db``). The tests drive the real CLI
+(``tests/test_versioning.py``, the lock tests of ``tests/test_reliability.py``), so a change in
+any of these fails them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHECKED_WITH = "9.27.1"
+
+
+class SnakemakeError(RuntimeError):
+    """Snakemake could not tell us what was asked; the message carries its output."""
+
+
+def _persistence(state_dir: str | os.PathLike[str]) -> Any:
+    # Snakemake's own class for its file backend, so record paths and formats stay Snakemake's.
+    # Its constructor creates the subdirectories of .snakemake it needs, as every run does.
+    from snakemake.persistence.file import FilePersistence
+
+    return FilePersistence(path=Path(state_dir).absolute())
+
+
+class Metadata:
+    """Snakemake's per-output metadata records (``.snakemake/metadata``), keyed by output path
+    relative to the working directory."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self._p = _persistence(state_dir)
+
+    def read(self, path: str) -> dict[str, Any] | None:
+        """The record of ``path`` as plain JSON data, or None if Snakemake has none."""
+        from snakemake.io import IOFile
+
+        rec = self._p.metadata(IOFile(path))  # public: PersistenceBase.metadata()
+        return None if rec is None else json.loads(rec.model_dump_json())
+
+    def write(self, path: str, record: Mapping[str, Any]) -> None:
+        """Store ``record`` as the record of ``path`` and drop any "incomplete" marker, as
+        Snakemake does when a job finishes."""
+        from snakemake.persistence import MetadataRecord
+
+        # INTERNAL (9.27.1): Snakemake has no public way to write a record (only
+        # PersistenceBase.finished(job), which needs a live job). _clear_cache, _write_record and
+        # _unmark_incomplete are the abstract backend methods finished() itself calls.
+        self._p._clear_cache()
+        self._p._write_record(path, MetadataRecord.model_validate(dict(record)))
+        self._p._unmark_incomplete(path)
+        self._p._clear_cache()
+
+
+def has_locks(state_dir: str | os.PathLike[str]) -> bool:
+    """Whether Snakemake's directory locks are set (a run is live, or one was killed)."""
+    if not (Path(state_dir) / "locks").is_dir():
+        return False
+    # INTERNAL (9.27.1): the public PersistenceBase.locked needs a built DAG (it only counts
+    # locks on that DAG's files); _read_locks is the backend method it reads them with.
+    return any(True for _ in _persistence(state_dir)._read_locks())
+
+
+def remove_locks(state_dir: str | os.PathLike[str]) -> bool:
+    """Remove Snakemake's directory locks, as ``snakemake --unlock`` does; whether there were any.
+
+    Only for locks nobody holds any more (see :mod:`memlab.ops.locks`).
+    """
+    if not has_locks(state_dir):
+        return False
+    _persistence(state_dir).unlock()  # public: what `snakemake --unlock` calls
+    _persistence(state_dir)  # makes the (emptied) locks directory again, as a run would
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# The study's DAG
+
+
+@dataclass
+class SummaryRow:
+    """One output of the DAG with Snakemake's verdict (``snakemake --summary``)."""
+
+    path: str
+    rule: str
+    status: str
+    plan: str
+
+
+_SUMMARY_COLUMNS = ("output_file", "rule", "status", "plan")
+
+
+def summary(snakemake_exe: str, root: Path, args: Sequence[str]) -> list[SummaryRow]:
+    """Every output of the study's DAG with Snakemake's verdict: the CLI's ``--summary`` table,
+    run exactly as the user runs the study (profile included), read by column name."""
+    proc = subprocess.run(
+        [snakemake_exe, "--summary", *args], cwd=root, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SnakemakeError(
+            f"snakemake --summary failed:\n{proc.stdout.strip()}\n{proc.stderr.strip()}"
+        )
+    lines = proc.stdout.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.startswith("output_file\t"))
+    except StopIteration:
+        raise SnakemakeError(f"snakemake --summary printed no table:\n{proc.stdout}") from None
+    header = lines[start].split("\t")
+    col = [header.index(name) for name in _SUMMARY_COLUMNS]
+    rows = []
+    for line in lines[start + 1 :]:
+        cells = line.split("\t")
+        if len(cells) == len(header):
+            rows.append(SummaryRow(*(cells[i] for i in col)))
+    return rows
+
+
+@contextlib.contextmanager
+def _isolated(root: Path) -> Iterator[None]:
+    """Undo what loading the workflow in this process changes (cwd, sys.path, environment:
+    ``common.smk`` adds ``src`` to both)."""
+    cwd, path, environ = Path.cwd(), list(sys.path), dict(os.environ)
+    try:
+        os.chdir(root)
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = path
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
+    """Each rule's ``script:`` as a path relative to ``root`` (rules without one, or whose script
+    lies outside ``root``, are left out). ``args`` are the study's snakemake arguments: the
+    workflow is loaded (not run) with the same config, through ``SnakemakeApi``."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args, parse_config
+    from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+
+    root = root.absolute()
+    with _isolated(root):
+        # The CLI's own parser, so --configfile/--config/--snakefile mean what they mean there.
+        _, opts = parse_args(list(args))
+        config = ConfigSettings(
+            config=parse_config(opts.config),
+            configfiles=opts.configfile or [],
+            config_args=opts.config,
+            replace_workflow_config=opts.replace_workflow_config,
+        )
+        snakefile = Path(opts.snakefile) if opts.snakefile else None
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            wf = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=config,
+                snakefile=snakefile,
+                workdir=root,
+            )
+            # INTERNAL (9.27.1): WorkflowApi exposes no rules (list_rules() only prints them);
+            # _workflow is the parsed workflow its own methods use, and Rule.script/.basedir
+            # are what Snakemake's script directive resolves the script from.
+            rules = [(r.name, r.script, r.basedir) for r in wf._workflow.rules]
+    scripts = {}
+    for name, script, basedir in rules:
+        if script is None or basedir is None:
+            continue
+        path = Path(basedir.join(script).get_path_or_uri(secret_free=False))
+        with contextlib.suppress(ValueError):
+            rel = path.resolve().relative_to(root.resolve())
+            if path.is_file():
+                scripts[name] = rel.as_posix()
+    return scripts
