@@ -41,7 +41,6 @@ case $cmd in
         ;;
     study)
         setup
-        export OMP_NUM_THREADS=1
         # Snakemake's own message for a YAML syntax error names neither file nor line.
         "$VENV/bin/python" -m memlab.ops.precheck "$@"
         "$VENV/bin/snakemake" "$@"
@@ -51,7 +50,6 @@ case $cmd in
         ;;
     test)
         setup
-        export OMP_NUM_THREADS=1
         "$VENV/bin/python" -m pytest "$@"
         ;;
     record)
@@ -65,7 +63,6 @@ case $cmd in
         ;;
     bench)
         setup
-        export OMP_NUM_THREADS=1
         "$VENV/bin/python" benchmarks/run.py "$@"
         ;;
     *)

@@ -357,7 +357,7 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)
     proc = subprocess.run(
         [SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, env=env, timeout=7200
     )
@@ -491,7 +491,6 @@ def run_study(configfile: str, cores: int) -> dict[str, Any]:
                 cwd=work,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "OMP_NUM_THREADS": "1"},
             )
             # wait4: this run's own rusage; ru_maxrss is the largest process of its tree
             # (Snakemake or any job), in KB.

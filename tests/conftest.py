@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# One OpenMP thread, here and in every subprocess the tests start (Snakemake sets it for its
+# jobs itself, in workflow/rules/common.smk): two cores, and results must not depend on threads.
+os.environ["OMP_NUM_THREADS"] = "1"
+
 from memlab import data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +79,7 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)
     proc = subprocess.run(
         [SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, env=env, timeout=900
     )

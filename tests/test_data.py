@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,8 +25,12 @@ from memlab.io import MemlabInputError
 # --------------------------------------------------------------------------- built-in kinds
 
 
-def test_dataset_kinds():
-    assert DATASET_KINDS == ("digits", "gaussian", "file", "modular_addition")
+def test_dataset_kinds_are_the_schemas():
+    from memlab.config import load_schema
+
+    schema = load_schema(Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml")
+    kinds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["kind"]
+    assert list(DATASET_KINDS) == kinds["enum"]
 
 
 def test_modular_addition_is_every_pair_once():

@@ -83,7 +83,6 @@ def test_core_dependencies_run_the_study_report_and_dvc(smoke_study, tmp_path):
     work, _ = smoke_study
     # Nothing of this checkout's environment: no PYTHONPATH to its src/, no activated venv.
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["OMP_NUM_THREADS"] = "1"
     pkg = tmp_path / "memlab-src"
     pkg.mkdir()
     for name in ("pyproject.toml", "README.md"):

@@ -39,7 +39,7 @@ WRITER = textwrap.dedent(
 
 
 def _write_all(tmp_path: Path, umask: int) -> tuple[dict[str, int], int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
         [sys.executable, "-c", WRITER, str(tmp_path), f"{umask:o}"],
         capture_output=True,

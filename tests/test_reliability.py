@@ -73,7 +73,6 @@ def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_pat
     (work / "config" / "killed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     env = {
         **os.environ,
-        "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
         "MEMLAB_FAULT_DIR": str(tmp_path),
     }

@@ -117,7 +117,7 @@ def cluster():
 def _timed_snakemake(work: Path, name: str, *args: str) -> Run:
     """Like conftest.snakemake, with a wall-clock time and a timeout that also covers SLURM;
     the output is kept in the work dir as snakemake-<name>.out."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = dict(os.environ)
     t0 = time.monotonic()
     proc = subprocess.run(
         ["timeout", "-k", "30", str(RUN_TIMEOUT), SNAKEMAKE, *args],
@@ -267,20 +267,3 @@ def test_tables_are_identical_to_a_local_run(slurm_study, local_run):
     for name in TABLES:
         theirs, ours = (slurm_study.work / name).read_bytes(), (local / name).read_bytes()
         assert theirs == ours, f"{name} differs between the SLURM and the local run"
-
-
-def test_report_wall_times(cluster, slurm_study, local_run, record_property):
-    """Not a check: the numbers for the record (shown with -s, and in --junitxml)."""
-    times = {
-        "cluster_startup_s": cluster.startup_s,
-        "local_smoke_s": local_run[1],
-        "slurm_failing_attempt_s": slurm_study.failed.wall_s,
-        "slurm_resume_s": slurm_study.resumed.wall_s,
-        "slurm_jobs": len(_submitted(slurm_study.failed.output + slurm_study.resumed.output)),
-        "snakemake_jobs": len(slurm_study.plan),
-    }
-    for key, value in times.items():
-        record_property(key, value)
-    print(
-        "\n" + ", ".join(f"{k}={v:.0f}" if v is not None else f"{k}=n/a" for k, v in times.items())
-    )

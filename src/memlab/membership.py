@@ -23,14 +23,6 @@ from scipy.stats import norm
 
 from memlab.memorization import roc_auc, roc_curve, tpr_at_fpr
 
-ATTACKS = (
-    "gap",
-    "loss",
-    "lira_online",
-    "lira_offline",
-    "lira_online_fixed_variance",
-    "lira_offline_fixed_variance",
-)
 LOW_FPRS = (0.01, 0.001)
 
 

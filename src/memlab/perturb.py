@@ -36,7 +36,11 @@ PERTURBATIONS: tuple[str, ...] = (
 )
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
-# Physical parameter per severity 1..5 (see PARAMETER_UNITS); calibrated on 8x8 digits.
+# Physical parameter per severity 1..5, calibrated on 8x8 digits: gaussian_noise the noise sigma
+# (pixel scale; feature std for tabular data), impulse_noise the fraction of pixels set to 0 or 1,
+# blur the Gaussian blur sigma (px on 8x8), contrast the factor c in (x - mean) * c + mean,
+# translate the shift distance (px on 8x8, random direction), occlusion the side of the zeroed
+# square patch (px on 8x8).
 SEVERITY_TABLE: Mapping[str, tuple[float, ...]] = MappingProxyType(
     {
         "gaussian_noise": (0.15, 0.25, 0.35, 0.45, 0.6),
@@ -45,16 +49,6 @@ SEVERITY_TABLE: Mapping[str, tuple[float, ...]] = MappingProxyType(
         "contrast": (0.65, 0.55, 0.45, 0.37, 0.3),
         "translate": (0.25, 0.4, 0.6, 0.8, 1.0),
         "occlusion": (1.0, 2.0, 3.0, 4.0, 5.0),
-    }
-)
-PARAMETER_UNITS: Mapping[str, str] = MappingProxyType(
-    {
-        "gaussian_noise": "noise sigma (pixel scale; feature std for tabular data)",
-        "impulse_noise": "fraction of pixels set to 0 or 1",
-        "blur": "Gaussian blur sigma (px on 8x8)",
-        "contrast": "contrast factor c in (x - mean) * c + mean",
-        "translate": "shift distance (px on 8x8), random direction",
-        "occlusion": "side of the zeroed square patch (px on 8x8)",
     }
 )
 REFERENCE_SIDE = 8  # spatial parameters are in pixels of an image this many pixels across
@@ -153,7 +147,7 @@ def applicable(name: str, image_shape: tuple[int, int] | None) -> bool:
 def severity_parameter(
     name: str, severity: int, *, image_shape: tuple[int, int] | None = None
 ) -> float:
-    """The physical parameter of ``name`` at ``severity`` (units in ``PARAMETER_UNITS``).
+    """The physical parameter of ``name`` at ``severity`` (units: see ``SEVERITY_TABLE``).
 
     Spatial parameters are in pixels of an 8x8 image; pass ``image_shape`` to get the value
     actually used on images of that size (for occlusion, the patch side in whole pixels).
