@@ -6,8 +6,8 @@ from memlab import data
 from memlab.analysis import with_run
 from memlab.checkpoint import save_checkpoint
 from memlab.io import atomic_path, load_npz
+from memlab.resume import Resume
 from memlab.runs import train_run
-from memlab.train import Resume
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:

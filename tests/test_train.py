@@ -11,7 +11,8 @@ from conftest import train
 from memlab.data import balanced_subsets as small_members
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
-from memlab.train import Resume, TrainSettings, carve_validation, init_seeds
+from memlab.resume import Resume
+from memlab.train import TrainSettings, carve_validation, init_seeds
 
 
 def _mlp(replicas, width=16, dropout=0.0, seed=0):
