@@ -270,7 +270,8 @@ class LoopState:
         return self.val_idx is not None
 
     def state_dict(self) -> dict[str, Any]:
-        """Every field as plain data (tensors, lists, dicts, numbers, strings)."""
+        """Every field as plain data (tensors, lists, dicts, numbers, strings), for ``torch.save``
+        and ``torch.load(weights_only=True)``; the tensors are the live ones, not copies."""
         return {f.name: _pack(getattr(self, f.name)) for f in fields(self)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -403,8 +404,8 @@ def _autograd_step(
 class Trainer:
     """Runs the epochs of one :class:`LoopState`: steps, evaluation, stopping, logging, saving.
 
-    ``settings`` is read for ``batch_size, max_epochs, early_stopping, patience, stop_at_fit,
-    log_every`` (``lr``, ``weight_decay`` and ``val_fraction`` shape the state before this).
+    ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every``
+    (``lr``, ``weight_decay`` and ``early_stopping`` shaped the state before).
     """
 
     def __init__(
