@@ -12,7 +12,14 @@ from memlab.data import balanced_subsets as small_members
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
 from memlab.resume import Resume
-from memlab.train import TrainSettings, carve_validation, init_seeds
+from memlab.train import (
+    LoopState,
+    TrainData,
+    Trainer,
+    TrainSettings,
+    carve_validation,
+    init_seeds,
+)
 
 
 def _mlp(replicas, width=16, dropout=0.0, seed=0):
@@ -273,3 +280,47 @@ def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypat
     for k in state:
         assert torch.equal(state[k], state2[k]), k
     pd.testing.assert_frame_equal(hist, hist2)
+
+
+def test_loop_state_saves_as_plain_data_and_continues_identically(digits_split, tmp_path):
+    """state_dict() holds every field; a loaded copy trains on to the same bits."""
+    import dataclasses
+
+    split = digits_split
+    mask, val = carve_validation(small_members(len(split.y_pool), 60, 3, 0), 0.25, seed=0)
+    settings = TrainSettings(
+        max_epochs=10, lr=1e-2, batch_size=16, dropout=0.2, early_stopping=True
+    )
+    data = TrainData.from_arrays(split.x_pool, split.y_pool, split.x_test, split.y_test, None)
+
+    def trainer():
+        model = _mlp(range(3), dropout=0.2)
+        state = LoopState.start(model, mask, val, settings, seed=0, replicas=range(3))
+        return Trainer(state, data, settings, replicas=range(3), log=lambda s: None)
+
+    a = trainer()
+    a.train_epoch()
+    a.state.drop_rows(torch.tensor([True, False, True]))
+    a.train_epoch()
+    saved = a.state.state_dict()
+    assert set(saved) == {f.name for f in dataclasses.fields(LoopState)}
+    torch.save(saved, tmp_path / "state.pt")
+    b = trainer()
+    b.state.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert b.state.model.n_replicas == 2 and b.state.replica.tolist() == [0, 2]
+    for t in (a, b):
+        t.train_epoch()
+    _assert_same_weights(a.state.model, b.state.model)
+    for x, y in zip(a.state.opt.exp_avg_sq, b.state.opt.exp_avg_sq, strict=True):
+        assert torch.equal(x, y)
+
+
+def test_resume_state_of_an_older_format_is_ignored(digits_split, tmp_path):
+    mask = small_members(len(digits_split.y_pool), 40, 2, 0)
+    state = tmp_path / "train-state.pt"
+    torch.save({"format": "memlab-train-state/1", "epoch": 2}, state)
+    logs = []
+    settings = TrainSettings(max_epochs=2, lr=1e-2, batch_size=16, stop_at_fit=False)
+    train(_mlp(range(2)), digits_split, mask, settings, resume=Resume(state, 1), log=logs.append)
+    assert any("not a memlab-train-state/2 file" in m for m in logs), logs
+    assert not any(m.startswith("resuming") for m in logs)
