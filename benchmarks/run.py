@@ -47,7 +47,9 @@ from conftest import SNAKEMAKE, copy_workflow  # noqa: E402
 
 from memlab import data, runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
-from memlab.train import configure_threads  # noqa: E402
+from memlab.kinds import MLP  # noqa: E402
+from memlab.study import Regime  # noqa: E402
+from memlab.workflow import configure_threads  # noqa: E402
 
 WIDTHS = (16, 64, 128, 256, 512, 1024)
 DEPTH = 2  # MLP with two hidden layers
@@ -200,14 +202,8 @@ def engine(split: data.Split, members: np.ndarray, width: int, batch: int, epoch
         split.y_pool,
         np.zeros(len(split.y_pool), bool),
         members,
-        {"kind": "mlp", "width": width, "depth": DEPTH},
-        {
-            "batch_size": batch,
-            "lr": 1e-3,
-            "max_epochs": epochs,
-            "stop_at_fit": False,
-            "log_every": 10**9,
-        },
+        MLP("mlp", width, DEPTH),
+        Regime("bench", batch, 1e-3, epochs, 0.0, 0.0, False, False, log_every=10**9),
         seed=0,
         log=lambda s: None,
     )
@@ -227,7 +223,7 @@ def engine_steps(
     x = torch.from_numpy(split.x_pool.astype(np.float32))
     y = torch.from_numpy(split.y_pool.astype(np.int64))
     r = members.shape[0]
-    chunk = runs.replicas_per_chunk({"kind": "mlp"}, params_per_model(width), r)
+    chunk = runs.replicas_per_chunk(MLP("mlp", width, DEPTH), params_per_model(width), r)
     idx = torch.from_numpy(np.stack([np.flatnonzero(m) for m in members]))
     n = idx.shape[1]
     for start in range(0, r, chunk):
@@ -300,7 +296,9 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             del fns["sklearn"]
         res = compare(fns, models, args.rounds, args.seconds)
         med = {k: statistics.median(v) for k, v in res.items()}
-        chunk = runs.replicas_per_chunk({"kind": "mlp"}, params_per_model(width), args.replicas)
+        chunk = runs.replicas_per_chunk(
+            MLP("mlp", width, DEPTH), params_per_model(width), args.replicas
+        )
         row = {
             "width": width,
             "batch": batch,

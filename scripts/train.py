@@ -6,9 +6,9 @@ from memlab import data
 from memlab.checkpoint import save_checkpoint
 from memlab.io import atomic_path, load_npz
 from memlab.kinds import variant_from_spec
+from memlab.resume import Resume
 from memlab.runs import train_run
 from memlab.study import Regime, with_run
-from memlab.train import Resume
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:

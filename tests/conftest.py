@@ -55,6 +55,18 @@ def train(model, split: data.Split, mask, settings, *, val=None, **kw):
     )
 
 
+def train_regime(**settings):
+    """A Regime for engine tests: the schema's training defaults unless given."""
+    from memlab.study import Regime
+
+    base = {"batch_size": 64, "lr": 1e-3, "max_epochs": 200, "weight_decay": 0.0}
+    base |= {"dropout": 0.0, "early_stopping": False, "stop_at_fit": True}
+    if settings.get("early_stopping"):
+        base |= {"patience": 20, "val_fraction": 0.2}
+    log_every = settings.pop("log_every", 10)
+    return Regime.from_settings("test", base | settings, log_every=log_every)
+
+
 def run_columns(**overrides) -> dict:
     """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
     from memlab.kinds import MLP

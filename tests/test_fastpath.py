@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import train
+from conftest import train, train_regime
 
 from memlab.data import balanced_subsets
 from memlab.fastpath import MLPStep, fast_step
+from memlab.kinds import MLP
 from memlab.models import StackedCNN, StackedMLP
-from memlab.train import TrainSettings, carve_validation, init_seeds
+from memlab.train import carve_validation, init_seeds
 
 
 def _mlp(r, width=16, depth=2, dropout=0.0):
@@ -50,7 +51,7 @@ def test_mlp_step_gradients_equal_autograd(r, depth):
 )
 def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, regime):
     mask = balanced_subsets(len(digits_split.y_pool), 60, r, 0)
-    settings = TrainSettings(max_epochs=25, lr=1e-2, batch_size=16, **regime)
+    settings = train_regime(max_epochs=25, lr=1e-2, batch_size=16, **regime)
     val = None
     if settings.early_stopping:
         mask, val = carve_validation(mask, 0.25, seed=0)
@@ -85,8 +86,8 @@ def test_chunked_replicas_equal_one_stack(digits_split, monkeypatch, regime):
 
     split = digits_split
     members = balanced_subsets(len(split.y_pool), 60, 5, 0)
-    variant = {"kind": "mlp", "width": 16, "depth": 2}
-    settings = {"max_epochs": 12, "lr": 1e-2, "batch_size": 16, **regime}
+    variant = MLP("mlp", 16, 2)
+    settings = train_regime(max_epochs=12, lr=1e-2, batch_size=16, **regime)
     flipped = np.zeros(len(split.y_pool), bool)
 
     def run():

@@ -46,6 +46,30 @@ def test_replica_init_depends_only_on_its_seed():
     assert not torch.equal(a.weights[0][0], a.weights[0][1])
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rows: StackedMLP(6, 3, width=5, depth=2, dropout=0.0, replica_seeds=rows),
+        lambda rows: StackedCNN((4, 4), 3, width=2, dropout=0.0, replica_seeds=rows),
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_select_and_concat_replicas(make):
+    seeds = init_seeds(0, range(4))
+    whole = make(seeds)
+    part = make(seeds)
+    new = part.select(torch.tensor([True, False, True, True]))
+    assert part.n_replicas == 3 and new == list(part.parameters())
+    for a, b in zip(part.parameters(), whole.parameters(), strict=True):
+        assert torch.equal(a, b[[0, 2, 3]])
+    joined = type(whole).concat([make(seeds[:1]), make(seeds[1:3]), make(seeds[3:])])
+    assert joined.n_replicas == 4
+    for a, b in zip(joined.parameters(), whole.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="expected parameters"):
+        whole.assign({"nope": torch.zeros(1)})
+
+
 def test_cnn_refuses_tabular_data():
     tabular = Split(np.zeros((4, 5), np.float32), np.zeros(4, int), None, None, 2, None)
     with pytest.raises(MemlabInputError, match="image"):

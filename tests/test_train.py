@@ -6,12 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import train
+from conftest import train, train_regime
 
 from memlab.data import balanced_subsets as small_members
+from memlab.kinds import MLP
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
-from memlab.train import Resume, TrainSettings, carve_validation, init_seeds
+from memlab.resume import Resume
+from memlab.train import (
+    LoopState,
+    TrainData,
+    Trainer,
+    carve_validation,
+    init_seeds,
+)
 
 
 def _mlp(replicas, width=16, dropout=0.0, seed=0):
@@ -39,7 +47,7 @@ def _train(model, split, mask, settings, replicas=None, val=None):
 def test_stacked_equals_one_by_one(digits_split, make, regime):
     r = 3
     mask = small_members(len(digits_split.y_pool), 60, r, 0)
-    settings = TrainSettings(max_epochs=60, lr=1e-2, batch_size=16, **regime)
+    settings = train_regime(max_epochs=60, lr=1e-2, batch_size=16, **regime)
     val = None
     if settings.early_stopping:
         mask, val = carve_validation(mask, 0.25, seed=0)
@@ -67,7 +75,7 @@ def test_stacked_equals_one_by_one(digits_split, make, regime):
 def test_memorize_fits_every_replica_and_freezes_it(digits_split):
     mask = small_members(len(digits_split.y_pool), 50, 4, 0)
     res = _train(
-        _mlp(range(4), width=64), digits_split, mask, TrainSettings(max_epochs=300, lr=3e-3)
+        _mlp(range(4), width=64), digits_split, mask, train_regime(max_epochs=300, lr=3e-3)
     )
     assert (res.fit_epoch > 0).all() and res.stop_reason == ["fit"] * 4
     assert (res.stop_epoch == res.fit_epoch).all()
@@ -82,7 +90,7 @@ def test_early_stopping_keeps_best_validation_weights(digits_split):
     mask = small_members(len(digits_split.y_pool), 100, 2, 0)
     train, val = carve_validation(mask, 0.3, seed=0)
     assert not (train & val).any() and ((train | val) == mask).all()
-    settings = TrainSettings(
+    settings = train_regime(
         max_epochs=200, lr=1e-2, early_stopping=True, patience=5, stop_at_fit=False
     )
     res = _train(_mlp(range(2)), digits_split, train, settings, val=val)
@@ -107,7 +115,7 @@ def test_dropout_does_not_couple_replicas(digits_split):
     a = small_members(n, 80, 2, seed=1)
     b = a.copy()
     b[1] = small_members(n, 80, 2, seed=2)[1]
-    settings = TrainSettings(max_epochs=5, dropout=0.5, stop_at_fit=False)
+    settings = train_regime(max_epochs=5, dropout=0.5, stop_at_fit=False)
     ra = _train(_mlp(range(2), dropout=0.5), digits_split, a, settings)
     rb = _train(_mlp(range(2), dropout=0.5), digits_split, b, settings)
     wa, wb = next(ra.model.parameters()), next(rb.model.parameters())
@@ -117,7 +125,7 @@ def test_dropout_does_not_couple_replicas(digits_split):
 
 def test_same_seed_same_numbers_different_seed_different(digits_split):
     mask = small_members(len(digits_split.y_pool), 60, 2, 0)
-    s = TrainSettings(max_epochs=5, stop_at_fit=False)
+    s = train_regime(max_epochs=5, stop_at_fit=False)
     h1 = _train(_mlp(range(2)), digits_split, mask, s).history
     h2 = _train(_mlp(range(2)), digits_split, mask, s).history
     assert h1.equals(h2)
@@ -168,7 +176,7 @@ def _assert_same_weights(a, b):
 def test_interrupted_training_resumes_to_identical_weights(digits_split, tmp_path, make, regime):
     r = 3
     mask = small_members(len(digits_split.y_pool), 60, r, 0)
-    settings = TrainSettings(max_epochs=40, lr=1e-2, batch_size=16, log_every=1, **regime)
+    settings = train_regime(max_epochs=40, lr=1e-2, batch_size=16, log_every=1, **regime)
     val = None
     if settings.early_stopping:
         mask, val = carve_validation(mask, 0.25, seed=0)
@@ -212,7 +220,7 @@ def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):
     logs = []
 
     def fit(lr, resume):
-        settings = TrainSettings(max_epochs=4, lr=lr, batch_size=16, stop_at_fit=False)
+        settings = train_regime(max_epochs=4, lr=lr, batch_size=16, stop_at_fit=False)
         return train(_mlp(range(2)), digits_split, mask, settings, resume=resume, log=logs.append)
 
     fit(1e-2, Resume(state, 2))
@@ -232,8 +240,8 @@ def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypat
 
     split = digits_split
     members = small_members(len(split.y_pool), 60, 5, 0)
-    variant = {"kind": "mlp", "width": 16, "depth": 2}
-    settings = {"max_epochs": 12, "lr": 1e-2, "batch_size": 16, "stop_at_fit": False}
+    variant = MLP("mlp", 16, 2)
+    settings = train_regime(max_epochs=12, lr=1e-2, batch_size=16, stop_at_fit=False)
     flipped = np.zeros(len(split.y_pool), bool)
     monkeypatch.setattr(runs, "STACK_PARAMS", 2 * 1482)  # chunks of replicas 0-1, 2-3, 4
     resume = Resume(tmp_path / "train-state.pt", 4)
@@ -272,3 +280,45 @@ def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypat
     for k in state:
         assert torch.equal(state[k], state2[k]), k
     pd.testing.assert_frame_equal(hist, hist2)
+
+
+def test_loop_state_saves_as_plain_data_and_continues_identically(digits_split, tmp_path):
+    """state_dict() holds every field; a loaded copy trains on to the same bits."""
+    import dataclasses
+
+    split = digits_split
+    mask, val = carve_validation(small_members(len(split.y_pool), 60, 3, 0), 0.25, seed=0)
+    settings = train_regime(max_epochs=10, lr=1e-2, batch_size=16, dropout=0.2, early_stopping=True)
+    data = TrainData.from_arrays(split.x_pool, split.y_pool, split.x_test, split.y_test, None)
+
+    def trainer():
+        model = _mlp(range(3), dropout=0.2)
+        state = LoopState.start(model, mask, val, settings, seed=0, replicas=range(3))
+        return Trainer(state, data, settings, replicas=range(3), log=lambda s: None)
+
+    a = trainer()
+    a.train_epoch()
+    a.state.drop_rows(torch.tensor([True, False, True]))
+    a.train_epoch()
+    saved = a.state.state_dict()
+    assert set(saved) == {f.name for f in dataclasses.fields(LoopState)}
+    torch.save(saved, tmp_path / "state.pt")
+    b = trainer()
+    b.state.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert b.state.model.n_replicas == 2 and b.state.replica.tolist() == [0, 2]
+    for t in (a, b):
+        t.train_epoch()
+    _assert_same_weights(a.state.model, b.state.model)
+    for x, y in zip(a.state.opt.exp_avg_sq, b.state.opt.exp_avg_sq, strict=True):
+        assert torch.equal(x, y)
+
+
+def test_resume_state_of_an_older_format_is_ignored(digits_split, tmp_path):
+    mask = small_members(len(digits_split.y_pool), 40, 2, 0)
+    state = tmp_path / "train-state.pt"
+    torch.save({"format": "memlab-train-state/1", "epoch": 2}, state)
+    logs = []
+    settings = train_regime(max_epochs=2, lr=1e-2, batch_size=16, stop_at_fit=False)
+    train(_mlp(range(2)), digits_split, mask, settings, resume=Resume(state, 1), log=logs.append)
+    assert any("not a memlab-train-state/2 file" in m for m in logs), logs
+    assert not any(m.startswith("resuming") for m in logs)

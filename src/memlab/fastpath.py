@@ -1,5 +1,9 @@
 """Fast training step for stacked MLPs: forward and backward by hand, no autograd.
 
+The hand-written kernel :meth:`MLPStep.__call__` is one long function on purpose (forward, loss
+gradient and backward in one place, the algebra below); it is the engine's one exception to the
+~60-line limit on functions.
+
 The plain step (``model(x)``, ``F.cross_entropy``, ``loss.backward()``) spends most of its time
 outside the matmuls for the small models of this study: autograd records a graph, allocates every
 intermediate and gradient, and runs the graph back. An MLP's backward is five lines of algebra,
@@ -58,7 +62,8 @@ class MLPStep:
     ) -> list[torch.Tensor]:
         """Gradients for the batch ``x[idx], y[idx]`` (``idx`` is ``[R, B]``: a row per replica)."""
         m = self.model
-        # index_select on the flat index: 6x faster than x[idx] here, same values.
+        # index_select on the flat index: the same values as x[idx] without advanced indexing's
+        # general machinery (how much that saves: benchmarks/README.md).
         xb = torch.index_select(x, 0, idx.reshape(-1)).view(*idx.shape, x.shape[-1])
         yb = torch.index_select(y, 0, idx.reshape(-1)).view(idx.shape)
         ws = [w.detach() for w in m.weights]
@@ -115,14 +120,19 @@ class MLPStep:
 
 
 def softmax(z: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim: ``torch.softmax`` over 10 classes is 5x slower on this CPU."""
+    """Softmax over the last dim, in place on one fresh tensor.
+
+    Written out because ``torch.softmax``'s kernel is slow over a last dim of only ~10 classes
+    (measured: ``benchmarks/README.md``).
+    """
     e = (z - z.amax(-1, keepdim=True)).exp_()
     return e.div_(e.sum(-1, keepdim=True))
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example cross-entropy ``[..., C], [...] -> [...]`` (5x faster than ``F.cross_entropy``
-    over 10 classes here; equal up to float rounding)."""
+    """Per-example cross-entropy ``[..., C], [...] -> [...]``, equal to ``F.cross_entropy`` up to
+    float rounding; written out for the same reason as :func:`softmax` (``benchmarks/README.md``).
+    """
     m = logits.amax(-1, keepdim=True)
     lse = (logits - m).exp_().sum(-1, keepdim=True).log_().add_(m)
     return (lse - logits.gather(-1, y.unsqueeze(-1))).squeeze(-1)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +26,56 @@ def _uniform(shape: Sequence[int], bound: float, gens: Sequence[torch.Generator]
 
 
 class StackedModel(nn.Module):
-    """Base: forward takes ``x [R, B, d]`` and returns logits ``[R, B, C]``."""
+    """Base: forward takes ``x [R, B, d]`` and returns logits ``[R, B, C]``.
+
+    Every parameter's leading dimension is the replica, so the stack's replicas can be selected
+    (:meth:`select`), replaced (:meth:`assign`) and joined (:meth:`concat`). These put new
+    parameter objects in place of the old ones: an optimizer must be handed the returned ones.
+    """
 
     n_replicas: int
+
+    def assign(self, params: Mapping[str, torch.Tensor]) -> list[nn.Parameter]:
+        """Replace every parameter by a new one holding ``params[name]`` (e.g. ``weights.0``).
+
+        Returns the new parameters in ``parameters()`` order; ``n_replicas`` follows their
+        leading dimension.
+        """
+        names = [name for name, _ in self.named_parameters()]
+        if sorted(names) != sorted(params):
+            raise ValueError(f"expected parameters {names}, got {sorted(params)}")
+        new = [_replace_parameter(self, name, params[name]) for name in names]
+        self.n_replicas = int(new[0].shape[0])
+        return new
+
+    def select(self, keep: torch.Tensor) -> list[nn.Parameter]:
+        """Keep only the replicas (rows) where the boolean ``keep`` is True; the new parameters."""
+        return self.assign({name: p.detach()[keep] for name, p in self.named_parameters()})
+
+    @staticmethod
+    def concat(models: Sequence[StackedModel]) -> StackedModel:
+        """The replicas of ``models`` (one architecture) as one stack, in order.
+
+        The first model is reused: it ends up holding the concatenated parameters.
+        """
+        params = [dict(m.named_parameters()) for m in models]
+        joined = {name: torch.cat([p[name].detach() for p in params]) for name in params[0]}
+        models[0].assign(joined)
+        return models[0]
+
+
+def _replace_parameter(module: nn.Module, name: str, value: torch.Tensor) -> nn.Parameter:
+    """Put a new parameter holding ``value`` where the parameter called ``name`` is."""
+    owner: Any = module
+    *path, leaf = name.split(".")
+    for part in path:
+        owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
+    q = nn.Parameter(value)
+    if leaf.isdigit():
+        owner[int(leaf)] = q
+    else:
+        setattr(owner, leaf, q)
+    return q
 
 
 class StackedMLP(StackedModel):

@@ -1,11 +1,12 @@
 """AdamW for stacked replicas, on PyTorch's fused AdamW kernel.
 
 Why not ``torch.optim.AdamW(fused=True)``: it runs the same kernel (``torch._fused_adamw_``), but
-building any ``torch.optim`` optimizer imports ``torch._dynamo`` (0.9 s per job here), and its
-state is keyed by parameter objects, which makes cutting finished replicas out of the stack
-awkward. Here the state is plain lists of tensors with the replica as leading dimension, so
-:meth:`keep` slices it. ``tests/test_train.py`` checks it matches ``torch.optim.AdamW`` exactly.
-Adam is elementwise: one fused step over the stack is R independent optimizers.
+building any ``torch.optim`` optimizer imports ``torch._dynamo``, a fixed cost per training job
+(measured in ``benchmarks/README.md``), and its state is keyed by parameter objects, which makes
+cutting finished replicas out of the stack awkward. Here the state is plain lists of tensors with
+the replica as leading dimension, so :meth:`keep` slices it and :meth:`state_dict` is plain data.
+``tests/test_train.py`` checks it matches ``torch.optim.AdamW`` exactly. Adam is elementwise: one
+fused step over the stack is R independent optimizers.
 """
 
 from __future__ import annotations
@@ -64,3 +65,15 @@ class StackedAdamW:
         self.params = list(params)
         self.exp_avg = [m[rows].clone() for m in self.exp_avg]
         self.exp_avg_sq = [v[rows].clone() for v in self.exp_avg_sq]
+
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        """The moments and step counts (plain tensors), for a resumable training state."""
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, list[torch.Tensor]]) -> None:
+        """Continue from :meth:`state_dict`'s moments (``params`` are set by the caller)."""
+        self.exp_avg, self.exp_avg_sq, self.steps = (
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state["steps"],
+        )

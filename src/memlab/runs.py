@@ -24,7 +24,6 @@ from memlab.train import (
     STOP_REASONS,
     Resume,
     TrainResult,
-    _set_parameter,
     carve_validation,
     init_seeds,
     train_stacked,
@@ -39,9 +38,9 @@ def _build(
     return variant.build(split, dropout=regime.dropout, replica_seeds=init_seeds(seed, rows))
 
 
-# Replicas stacked into one model at most (MLPs): measured per replica-step on this 2-core CPU
-# (benchmarks/run.py), stacking pays while the stack's parameters fit in cache (R=128 at width 16,
-# 8 at 128, 1-4 at >=512); beyond that it costs up to 1.3x, and memory grows with the stack.
+# Replicas stacked into one model at most (MLPs): stacking pays while the stack's parameters fit
+# in cache, beyond that it costs time, and memory grows with the stack (the measurements behind
+# this cap: benchmarks/README.md).
 STACK_PARAMS = 1 << 19
 
 
@@ -60,11 +59,7 @@ def _merge(parts: list[TrainResult]) -> TrainResult:
     """One result from the results of consecutive chunks of replicas."""
     if len(parts) == 1:
         return parts[0]
-    model = parts[0].model
-    for name, _ in list(model.named_parameters()):
-        stacked = torch.cat([dict(p.model.named_parameters())[name].detach() for p in parts])
-        _set_parameter(model, name, stacked)
-    model.n_replicas = sum(p.model.n_replicas for p in parts)
+    model = StackedModel.concat([p.model for p in parts])
     history = pd.concat([p.history for p in parts], ignore_index=True)
     history = history.sort_values(["epoch", "replica"], kind="stable", ignore_index=True)
     return TrainResult(

@@ -1,8 +1,8 @@
 """Training engine: all replicas of one configuration trained at once as one stacked model.
 
-Why it looks like this (measured on a 2-core CPU, see DESIGN.md section 5):
+Why it looks like this (what each choice saved, and on which machine: ``benchmarks/README.md``):
 - data stays in in-memory tensors and minibatches are gathered through an index matrix: a
-  DataLoader costs 1.2-1.4x for nothing here;
+  DataLoader only adds per-batch overhead for data that fits in memory;
 - replica r draws its batches from its own subset with its own generator, and the loss is the sum
   of per-replica mean losses, so each replica's gradient is exactly what it would be alone;
 - one fused AdamW steps every stacked tensor; Adam is elementwise, so this is R independent
@@ -12,17 +12,18 @@ Why it looks like this (measured on a 2-core CPU, see DESIGN.md section 5):
 - every ``Resume.every`` epochs the whole loop state (weights, optimizer moments, random streams,
   history) is saved atomically, so a killed job continues where it was and ends with the same
   bytes as an uninterrupted one.
+
+The parts: :class:`LoopState` holds everything that evolves during training (and is what a resume
+saves and restores, see :mod:`memlab.resume`), :class:`Trainer` runs the epochs over it (steps,
+evaluation, stopping, logging, saving), and :func:`train_stacked` wires them up.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -31,54 +32,33 @@ import torch
 import torch.nn.functional as F
 
 from memlab.fastpath import cross_entropy, fast_step
-from memlab.io import MemlabInputError, atomic_path
+from memlab.io import MemlabInputError
 from memlab.models import StackedModel
 from memlab.optim import StackedAdamW
+from memlab.resume import FORMAT, Resume, fingerprint, load_state, save_state
+from memlab.seeds import derive_seed
 
-HISTORY_COLUMNS = (
-    "epoch",
-    "step",
-    "replica",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "heldout_loss",
-    "heldout_accuracy",
-    "train_clean_accuracy",
-    "train_flipped_accuracy",
-)
+
+@dataclass
+class EpochMetrics:
+    """Per-row metrics of one epoch ``[rows]`` (NaN where not measured), in history order."""
+
+    train_loss: torch.Tensor
+    train_accuracy: torch.Tensor
+    val_loss: torch.Tensor
+    val_accuracy: torch.Tensor
+    heldout_loss: torch.Tensor
+    heldout_accuracy: torch.Tensor
+    train_clean_accuracy: torch.Tensor
+    train_flipped_accuracy: torch.Tensor
+
+    def rows(self) -> list[list[float]]:
+        """One list of values per stack row, in field order."""
+        return torch.stack([getattr(self, f.name) for f in fields(self)], 1).tolist()
+
+
+HISTORY_COLUMNS = ("epoch", "step", "replica", *(f.name for f in fields(EpochMetrics)))
 STOP_REASONS = ("fit", "early_stopping", "max_epochs")
-
-
-def configure_threads(n: int = 1) -> None:
-    """One thread per job: two OpenMP threads on a busy 2-core box were 16-57x slower."""
-    os.environ["OMP_NUM_THREADS"] = str(n)
-    torch.set_num_threads(n)
-    # Denormals appear once losses approach zero and slow CPUs down by orders of magnitude.
-    torch.set_flush_denormal(True)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything that shapes a training run (a regime bundle merged over the training defaults)."""
-
-    batch_size: int = 64
-    lr: float = 1e-3
-    max_epochs: int = 200
-    weight_decay: float = 0.0
-    dropout: float = 0.0
-    early_stopping: bool = False
-    patience: int = 20
-    val_fraction: float = 0.2
-    stop_at_fit: bool = True
-    log_every: int = 10
-
-    @classmethod
-    def from_config(cls, training: Mapping[str, Any], regime: Mapping[str, Any]) -> TrainSettings:
-        names = set(cls.__dataclass_fields__)
-        merged = {k: v for k, v in {**training, **regime}.items() if k in names}
-        return cls(**merged)
 
 
 def replica_seed(seed: int, replica: int, stream: int) -> int:
@@ -87,7 +67,7 @@ def replica_seed(seed: int, replica: int, stream: int) -> int:
     Seeds depend on the study seed and the replica only, so replica r starts from the same weights
     in every regime: regime comparisons are paired.
     """
-    return int(np.random.SeedSequence([seed, replica, stream]).generate_state(1)[0])
+    return derive_seed(seed, replica, stream)
 
 
 def init_seeds(seed: int, replicas: Sequence[int]) -> list[int]:
@@ -115,67 +95,6 @@ def carve_validation(
         val[i, pick] = True
         train[i, pick] = False
     return train, val
-
-
-@dataclass(frozen=True)
-class Resume:
-    """Where and how often ``train_stacked`` saves its resumable state (``every`` in epochs)."""
-
-    path: str | os.PathLike[str]
-    every: int = 10
-
-    def for_chunk(self, start: int) -> Resume:
-        """The state file of the chunk of replicas that starts at replica ``start``."""
-        path = Path(self.path)
-        return Resume(path.with_name(f"{path.stem}-{start}{path.suffix}"), self.every)
-
-    def files(self) -> list[Path]:
-        """Every state file of this run (all chunks): removed once the run's outputs exist."""
-        path = Path(self.path)
-        return sorted(path.parent.glob(f"{path.stem}*{path.suffix}"))
-
-
-RESUME_FORMAT = "memlab-train-state/1"
-
-
-def _fingerprint(*parts: Any) -> str:
-    """Hash of everything a saved state depends on: a state from other inputs is never resumed."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, torch.Tensor):
-            part = part.detach().numpy()
-        if isinstance(part, np.ndarray):
-            h.update(f"{part.dtype}{part.shape}".encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        else:
-            h.update(repr(part).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save({"format": RESUME_FORMAT, **state}, fh)
-
-
-def _load_state(
-    path: str | os.PathLike[str], fingerprint: str, log: Callable[[str], None]
-) -> dict[str, Any] | None:
-    """The saved state if it exists, is readable plain data and belongs to this very run."""
-    if not os.path.exists(path):
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, foreign or pickled code: start over, never execute it
-        log(f"ignoring unreadable resume state {path} ({type(e).__name__}); starting over")
-        return None
-    if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
-        log(f"ignoring {path}: not a {RESUME_FORMAT} file; starting over")
-        return None
-    if state.get("fingerprint") != fingerprint:
-        log(f"ignoring resume state {path}: it was saved for other inputs or settings")
-        return None
-    return state
 
 
 @dataclass
@@ -223,28 +142,388 @@ def _masked_accuracy(correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (correct & mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def _set_parameter(model: StackedModel, name: str, value: torch.Tensor) -> torch.nn.Parameter:
-    """Replace the parameter called ``name`` (e.g. ``weights.0``) by a new one holding ``value``."""
-    owner: Any = model
-    *path, leaf = name.split(".")
-    for part in path:
-        owner = owner[int(part)] if part.isdigit() else getattr(owner, part)
-    q = torch.nn.Parameter(value)
-    if leaf.isdigit():
-        owner[int(leaf)] = q
-    else:
-        setattr(owner, leaf, q)
-    return q
+@dataclass(frozen=True)
+class TrainData:
+    """The fixed inputs of one training call as tensors: pool, held-out set, noisy labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    flipped: torch.Tensor | None  # pool mask of flipped labels; None when there are none
+
+    @classmethod
+    def from_arrays(
+        cls,
+        x_pool: np.ndarray,
+        y_pool: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        flipped: np.ndarray | None,
+    ) -> TrainData:
+        return cls(
+            torch.from_numpy(np.ascontiguousarray(x_pool, dtype=np.float32)),
+            torch.from_numpy(np.asarray(y_pool, dtype=np.int64)),
+            torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)),
+            torch.from_numpy(np.asarray(y_test, dtype=np.int64)),
+            None if flipped is None or not flipped.any() else torch.from_numpy(flipped),
+        )
 
 
-def _keep_replicas(model: StackedModel, opt: StackedAdamW, keep: torch.Tensor) -> None:
-    """Cut finished replicas out of the model and its optimizer state (they stay frozen)."""
-    params = [
-        _set_parameter(model, name, p.detach()[keep].clone())
-        for name, p in list(model.named_parameters())
-    ]
-    model.n_replicas = int(keep.sum())
-    opt.keep(params, keep)
+# Metadata of the LoopState fields indexed by stack row: cut when replicas leave the stack.
+_ROW = {"row": True}
+
+
+@dataclass
+class LoopState:
+    """Everything that evolves while a stack trains, and nothing else: what a resume restores.
+
+    Row fields are indexed by the stack's current rows and shrink when replicas finish; the
+    others are indexed by replica position ``0..R-1`` (the R rows this call started with).
+    """
+
+    model: StackedModel  # the rows still training (before ``opt``: it follows the model's tensors)
+    opt: StackedAdamW
+    replica: torch.Tensor = field(metadata=_ROW)  # [rows] replica position of each stack row
+    train_idx: torch.Tensor = field(metadata=_ROW)  # [rows, n_train] pool indices trained on
+    val_idx: torch.Tensor | None = field(metadata=_ROW)  # [rows, n_val]; None: no early stopping
+    best_val: torch.Tensor = field(metadata=_ROW)  # [rows] best validation loss so far
+    since_best: torch.Tensor = field(metadata=_ROW)  # [rows] epochs since it improved
+    best: list[torch.Tensor] = field(metadata=_ROW)  # best-validation weights, parameters() order
+    final: dict[str, list[torch.Tensor]]  # parameter name -> final weights of each replica
+    fit_epoch: np.ndarray  # [R] first epoch with 100% train accuracy, -1 if never
+    stop_epoch: np.ndarray  # [R]
+    stop_reason: list[str]  # [R]
+    history: list[tuple[Any, ...]]  # rows of HISTORY_COLUMNS
+    order_gens: list[torch.Generator]  # [R] batch-order stream of each replica
+    dropout_gen: torch.Generator  # one stream for the stack (masks are elementwise)
+    epoch: int = 0  # last finished epoch
+    finished: bool = False  # every replica is done
+
+    @classmethod
+    def start(
+        cls,
+        model: StackedModel,
+        train_mask: np.ndarray,
+        val_mask: np.ndarray | None,
+        settings: Any,
+        *,
+        seed: int,
+        replicas: Sequence[int],
+    ) -> LoopState:
+        """The state before the first epoch (``val_mask`` None: no early stopping)."""
+        r = train_mask.shape[0]
+        params = list(model.parameters())
+        # One dropout stream for the stack: masks are elementwise, so replicas still share nothing.
+        dropout_seed = derive_seed(seed, 0xD0)
+        return cls(
+            model=model,
+            opt=StackedAdamW(params, lr=settings.lr, weight_decay=settings.weight_decay),
+            replica=torch.arange(r),
+            train_idx=_rows(train_mask),
+            val_idx=None if val_mask is None else _rows(val_mask),
+            best_val=torch.full((r,), math.inf),
+            since_best=torch.zeros(r, dtype=torch.long),
+            best=[] if val_mask is None else [p.detach().clone() for p in params],
+            final={name: [torch.empty(0)] * r for name, _ in model.named_parameters()},
+            fit_epoch=np.full(r, -1),
+            stop_epoch=np.full(r, settings.max_epochs),
+            stop_reason=["max_epochs"] * r,
+            history=[],
+            order_gens=[torch.Generator().manual_seed(replica_seed(seed, i, 1)) for i in replicas],
+            dropout_gen=torch.Generator().manual_seed(dropout_seed),
+        )
+
+    @property
+    def use_val(self) -> bool:
+        return self.val_idx is not None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every field as plain data (tensors, lists, dicts, numbers, strings), for ``torch.save``
+        and ``torch.load(weights_only=True)``; the tensors are the live ones, not copies."""
+        return {f.name: _pack(getattr(self, f.name)) for f in fields(self)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (model and optimizer are updated in place)."""
+        names = [f.name for f in fields(self)]
+        if sorted(names) != sorted(state):
+            raise ValueError(f"a loop state has the fields {names}, got {sorted(state)}")
+        for name in names:
+            setattr(self, name, _unpack(getattr(self, name), state[name]))
+        self.opt.params = list(self.model.parameters())  # the loaded tensors
+
+    def record_fit(self, fitted: torch.Tensor, epoch: int) -> None:
+        """Note ``epoch`` as the fit epoch of rows that fit now for the first time."""
+        for row in torch.nonzero(fitted).flatten().tolist():
+            r = int(self.replica[row])
+            if self.fit_epoch[r] < 0:
+                self.fit_epoch[r] = epoch
+
+    def track_best(self, val_loss: torch.Tensor) -> None:
+        """Keep the weights of rows whose validation loss improved; count epochs since."""
+        improved = val_loss < self.best_val
+        self.best_val = torch.where(improved, val_loss, self.best_val)
+        self.since_best = torch.where(improved, 0, self.since_best + 1)
+        for b, p in zip(self.best, self.model.parameters(), strict=True):
+            b[improved] = p.detach()[improved]
+
+    def finish(self, done: torch.Tensor, reason: str, epoch: int) -> None:
+        """Store the final weights of ``done`` rows (the best ones under early stopping)."""
+        names = [name for name, _ in self.model.named_parameters()]
+        source = self.best if self.use_val else [p.detach() for p in self.model.parameters()]
+        for row in torch.nonzero(done).flatten().tolist():
+            r = int(self.replica[row])
+            for name, t in zip(names, source, strict=True):
+                self.final[name][r] = t[row].clone()
+            self.stop_epoch[r], self.stop_reason[r] = epoch, reason
+
+    def drop_rows(self, keep: torch.Tensor) -> None:
+        """Cut the rows not in ``keep`` out of the model, its optimizer and every row field."""
+        self.opt.keep(self.model.select(keep), keep)
+        for f in fields(self):
+            if f.metadata.get("row"):
+                setattr(self, f.name, _take_rows(getattr(self, f.name), keep))
+
+    def final_weights(self) -> dict[str, torch.Tensor]:
+        """The full stack of every replica's final weights (once all are finished)."""
+        return {name: torch.stack(per_replica) for name, per_replica in self.final.items()}
+
+
+def _take_rows(value: Any, keep: torch.Tensor) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [v[keep] for v in value]
+    return value[keep]
+
+
+def _pack(value: Any) -> Any:
+    """A LoopState field as plain data."""
+    if isinstance(value, StackedModel):
+        return {name: p.detach() for name, p in value.named_parameters()}
+    if isinstance(value, StackedAdamW):
+        return value.state_dict()
+    if isinstance(value, torch.Generator):
+        return value.get_state()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, list) and value and isinstance(value[0], torch.Generator):
+        return [g.get_state() for g in value]
+    return value
+
+
+def _unpack(current: Any, saved: Any) -> Any:
+    """The field value ``current`` continued from its packed ``saved`` value."""
+    if isinstance(current, StackedModel):
+        current.assign(saved)
+        return current
+    if isinstance(current, StackedAdamW):
+        current.load_state_dict(saved)
+        return current
+    if isinstance(current, torch.Generator):
+        current.set_state(saved)
+        return current
+    if isinstance(current, np.ndarray):
+        return saved.numpy()
+    if isinstance(current, list) and current and isinstance(current[0], torch.Generator):
+        return [_unpack(g, s) for g, s in zip(current, saved, strict=True)]
+    return saved
+
+
+@dataclass(frozen=True)
+class RowData:
+    """Each stack row's own evaluation examples, gathered whenever the rows change."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    flip_train: torch.Tensor | None
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+
+    @classmethod
+    def gather(cls, data: TrainData, state: LoopState) -> RowData:
+        idx, val = state.train_idx, state.val_idx
+        return cls(
+            data.x[idx],
+            data.y[idx],
+            None if data.flipped is None else data.flipped[idx],
+            None if val is None else data.x[val],
+            None if val is None else data.y[val],
+        )
+
+
+def _autograd_step(
+    model: StackedModel,
+    opt: StackedAdamW,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    dropout_gen: torch.Generator,
+) -> None:
+    """The plain training step (the reference the fast path is tested against)."""
+    logits = model(xb, dropout_gen)
+    c = logits.shape[-1]
+    loss = F.cross_entropy(logits.reshape(-1, c), yb.reshape(-1), reduction="none")
+    # Sum of per-replica means: each replica's gradient is its own mean-loss gradient.
+    loss = loss.view(model.n_replicas, -1).mean(1).sum()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+class Trainer:
+    """Runs the epochs of one :class:`LoopState`: steps, evaluation, stopping, logging, saving.
+
+    ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every``
+    (``lr``, ``weight_decay`` and ``early_stopping`` shaped the state before).
+    """
+
+    def __init__(
+        self,
+        state: LoopState,
+        data: TrainData,
+        settings: Any,
+        *,
+        replicas: Sequence[int],
+        log: Callable[[str], None] = print,
+        use_fast_path: bool = True,
+    ) -> None:
+        self.t0 = time.perf_counter()
+        self.state, self.data, self.settings = state, data, settings
+        self.replicas = list(replicas)
+        self.log = log
+        self.fast = fast_step(state.model) if use_fast_path else None
+        self.steps_per_epoch = math.ceil(state.train_idx.shape[1] / settings.batch_size)
+        self.resume: Resume | None = None
+        self.fingerprint = ""
+
+    def resume_from(self, resume: Resume, fingerprint: str) -> None:
+        """Save to ``resume`` from now on, and continue from its state if it is this run's."""
+        self.resume, self.fingerprint = resume, fingerprint
+        saved = load_state(resume.path, fingerprint, self.log)
+        if saved is not None:
+            self.state.load_state_dict(saved)
+            self.log(f"resuming from {resume.path} after epoch {self.state.epoch}")
+
+    def save(self) -> None:
+        assert self.resume is not None
+        save_state(self.resume.path, self.fingerprint, self.state.state_dict())
+
+    def run(self) -> TrainResult:
+        """Train until every replica is done; the full stack of final weights and the history."""
+        st, max_epochs = self.state, self.settings.max_epochs
+        # A state saved once every replica finished has nothing left to train.
+        first = max_epochs + 1 if st.finished else st.epoch + 1
+        own = RowData.gather(self.data, st)
+        for epoch in range(first, max_epochs + 1):
+            self.train_epoch()
+            metrics = self.evaluate(own)
+            self.record(epoch, metrics)
+            done = self.stop(epoch, metrics)
+            self.log_epoch(epoch, metrics, done)
+            st.epoch = epoch
+            if done.all():
+                st.finished = True
+                if self.resume is not None and self.resume.every:
+                    self.save()  # a killed run's finished chunks stay done
+                break
+            if done.any():
+                st.drop_rows(~done)
+                own = RowData.gather(self.data, st)
+            if self.resume is not None and self.resume.due(epoch):
+                self.save()
+        return self.result()
+
+    def train_epoch(self) -> None:
+        """One pass over each row's subset, in that replica's own batch order."""
+        st, data, size = self.state, self.data, self.settings.batch_size
+        st.model.train()
+        n_train = st.train_idx.shape[1]
+        gens = [st.order_gens[r] for r in st.replica.tolist()]
+        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+        batches = st.train_idx.gather(1, order)
+        for s in range(0, n_train, size):
+            bi = batches[:, s : s + size]
+            if self.fast is not None:  # hand-written forward/backward (memlab.fastpath)
+                st.opt.step(self.fast(data.x, data.y, bi, st.dropout_gen))
+            else:
+                _autograd_step(st.model, st.opt, data.x[bi], data.y[bi], st.dropout_gen)
+
+    def evaluate(self, own: RowData) -> EpochMetrics:
+        """Loss and accuracy of every row on its own subset, its validation part, the test set."""
+        model, data = self.state.model, self.data
+        model.eval()
+        tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train)
+        nan = torch.full((model.n_replicas,), math.nan)
+        clean = flipped = nan
+        if own.flip_train is not None:
+            # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
+            flipped = _masked_accuracy(tr_correct, own.flip_train)
+            clean = _masked_accuracy(tr_correct, ~own.flip_train)
+        te_loss, te_acc = _loss_acc(model, data.x_test, data.y_test)
+        va_loss = va_acc = nan
+        if own.x_val is not None and own.y_val is not None:
+            va_loss, va_acc = _loss_acc(model, own.x_val, own.y_val)
+        return EpochMetrics(
+            tr_losses.mean(1),
+            tr_correct.float().mean(1),
+            va_loss,
+            va_acc,
+            te_loss,
+            te_acc,
+            clean,
+            flipped,
+        )
+
+    def record(self, epoch: int, metrics: EpochMetrics) -> None:
+        """Append one history row per stack row (its true replica number, not its position)."""
+        st = self.state
+        values = metrics.rows()
+        for row, r in enumerate(st.replica.tolist()):
+            st.history.append((epoch, epoch * self.steps_per_epoch, self.replicas[r], *values[row]))
+
+    def stop(self, epoch: int, metrics: EpochMetrics) -> torch.Tensor:
+        """Finish the rows that are done after ``epoch``; the mask of those rows."""
+        st, s = self.state, self.settings
+        fitted = metrics.train_accuracy >= 1.0
+        st.record_fit(fitted, epoch)
+        done = torch.zeros(st.model.n_replicas, dtype=torch.bool)
+        if st.use_val:
+            st.track_best(metrics.val_loss)
+            stopped = st.since_best >= s.patience
+            st.finish(stopped, "early_stopping", epoch)
+            done |= stopped
+        if s.stop_at_fit:
+            st.finish(fitted & ~done, "fit", epoch)
+            done |= fitted
+        if epoch == s.max_epochs:
+            st.finish(~done, "max_epochs", epoch)
+            done[:] = True
+        return done
+
+    def log_epoch(self, epoch: int, metrics: EpochMetrics, done: torch.Tensor) -> None:
+        s, st = self.settings, self.state
+        if not (epoch == 1 or epoch % s.log_every == 0 or done.any()):
+            return
+        r_total = len(st.stop_reason)
+        self.log(
+            f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics.train_loss.mean():.4f}  "
+            f"train acc {metrics.train_accuracy.mean():.4f}  "
+            f"held-out acc {metrics.heldout_accuracy.mean():.4f}  "
+            f"active {st.model.n_replicas - int(done.sum())}/{r_total}  "
+            f"fit {int((st.fit_epoch >= 0).sum())}/{r_total}  "
+            f"{time.perf_counter() - self.t0:.1f}s"
+        )
+
+    def result(self) -> TrainResult:
+        """The model reassembled from every replica's final weights, and the history."""
+        st = self.state
+        st.model.assign(st.final_weights())
+        st.model.eval()
+        history = pd.DataFrame(st.history, columns=list(HISTORY_COLUMNS))
+        seconds = time.perf_counter() - self.t0
+        return TrainResult(
+            st.model, history, st.fit_epoch, st.stop_epoch, st.stop_reason, seconds=seconds
+        )
 
 
 def train_stacked(
@@ -255,7 +534,7 @@ def train_stacked(
     val_mask: np.ndarray | None,
     x_test: np.ndarray,
     y_test: np.ndarray,
-    settings: TrainSettings,
+    settings: Any,
     *,
     seed: int,
     replicas: Sequence[int] | None = None,
@@ -266,6 +545,7 @@ def train_stacked(
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
+    ``settings`` is the run's :class:`memlab.study.Regime`.
     ``replicas`` are the replica numbers of the stack's rows (default ``0..R-1``): they select
     each row's batch-order stream, so a stack and the same replicas trained alone agree; the
     history's ``replica`` column holds these numbers.
@@ -275,212 +555,20 @@ def train_stacked(
     ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
     against); otherwise :func:`memlab.fastpath.fast_step` picks the step from the model.
     """
-    t0 = time.perf_counter()
-    r_total = train_mask.shape[0]
-    replicas = list(range(r_total)) if replicas is None else list(replicas)
-    x = torch.from_numpy(np.ascontiguousarray(x_pool, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))
-    xt = torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32))
-    yt = torch.from_numpy(np.asarray(y_test, dtype=np.int64))
+    data = TrainData.from_arrays(x_pool, y_pool, x_test, y_test, flipped)
+    replicas = list(range(train_mask.shape[0])) if replicas is None else list(replicas)
     use_val = settings.early_stopping and val_mask is not None and bool(val_mask.any())
-    # Everything indexed by stack row; sliced together when replicas finish.
-    rows: dict[str, torch.Tensor] = {
-        "replica": torch.arange(r_total),
-        "train_idx": _rows(train_mask),
-        "best_val": torch.full((r_total,), math.inf),
-        "since_best": torch.zeros(r_total, dtype=torch.long),
-    }
-    if use_val:
-        rows["val_idx"] = _rows(val_mask)
-    n_train = rows["train_idx"].shape[1]
-    steps_per_epoch = math.ceil(n_train / settings.batch_size)
-    flip = None if flipped is None or not flipped.any() else torch.from_numpy(flipped)
-    order_gens = [torch.Generator().manual_seed(replica_seed(seed, r, 1)) for r in replicas]
-    # One dropout stream for the stack: masks are elementwise, so replicas still share nothing.
-    dropout_gen = torch.Generator().manual_seed(
-        int(np.random.SeedSequence([seed, 0xD0]).generate_state(1)[0])
+    state = LoopState.start(
+        model, train_mask, val_mask if use_val else None, settings, seed=seed, replicas=replicas
     )
-    opt = StackedAdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    fast = fast_step(model) if use_fast_path else None
-
-    names = [k for k, _ in model.named_parameters()]
-    final: dict[str, list[torch.Tensor]] = {k: [torch.empty(0)] * r_total for k in names}
-    best = [p.detach().clone() for p in model.parameters()] if use_val else []
-    fit_epoch = np.full(r_total, -1)
-    stop_epoch = np.full(r_total, settings.max_epochs)
-    stop_reason = ["max_epochs"] * r_total
-    history: list[tuple[Any, ...]] = []
-
-    def finish(done: torch.Tensor, reason: str, epoch: int) -> None:
-        """Store the final weights of finished rows (the best ones under early stopping)."""
-        source = best if use_val else [p.detach() for p in model.parameters()]
-        for row in torch.nonzero(done).flatten().tolist():
-            r = int(rows["replica"][row])
-            for k, t in zip(names, source, strict=True):
-                final[k][r] = t[row].clone()
-            stop_epoch[r], stop_reason[r] = epoch, reason
-
-    first_epoch = 1
+    trainer = Trainer(
+        state, data, settings, replicas=replicas, log=log, use_fast_path=use_fast_path
+    )
     if resume is not None:
-        fingerprint = _fingerprint(
-            RESUME_FORMAT,
-            torch.__version__,
-            type(model).__name__,
-            settings,
-            seed,
-            replicas,
-            x,
-            y,
-            xt,
-            yt,
-            train_mask,
-            val_mask,
-            flipped,
+        run_id = fingerprint(
+            FORMAT, torch.__version__, type(model).__name__, settings, seed, replicas,
+            data.x, data.y, data.x_test, data.y_test, train_mask, val_mask, flipped,
             *model.parameters(),
-        )
-        saved = _load_state(resume.path, fingerprint, log)
-        if saved is not None:
-            for name, value in saved["params"].items():
-                _set_parameter(model, name, value)
-            model.n_replicas = saved["n_replicas"]
-            opt = StackedAdamW(
-                model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
-            )
-            opt.exp_avg, opt.exp_avg_sq, opt.steps = saved["opt"]
-            rows, best, final, history = (
-                saved["rows"],
-                saved["best"],
-                saved["final"],
-                saved["history"],
-            )
-            fit_epoch, stop_epoch = saved["fit_epoch"].numpy(), saved["stop_epoch"].numpy()
-            stop_reason = saved["stop_reason"]
-            for g, st in zip(order_gens, saved["order_gens"], strict=True):
-                g.set_state(st)
-            dropout_gen.set_state(saved["dropout_gen"])
-            # A state saved once every replica finished has nothing left to train.
-            first_epoch = settings.max_epochs + 1 if saved["finished"] else saved["epoch"] + 1
-            log(f"resuming from {resume.path} after epoch {saved['epoch']}")
-
-    def save_state(epoch: int, finished: bool = False) -> None:
-        assert resume is not None
-        _save_state(
-            resume.path,
-            {
-                "fingerprint": fingerprint,
-                "epoch": epoch,
-                "finished": finished,
-                "params": {k: p.detach() for k, p in model.named_parameters()},
-                "n_replicas": model.n_replicas,
-                "opt": (opt.exp_avg, opt.exp_avg_sq, opt.steps),
-                "rows": rows,
-                "best": best,
-                "final": final,
-                "history": history,
-                "fit_epoch": torch.from_numpy(fit_epoch),
-                "stop_epoch": torch.from_numpy(stop_epoch),
-                "stop_reason": stop_reason,
-                "order_gens": [g.get_state() for g in order_gens],
-                "dropout_gen": dropout_gen.get_state(),
-            },
-        )
-
-    def gathered() -> dict[str, torch.Tensor]:
-        """Each row's own evaluation examples, gathered once (and sliced when rows leave)."""
-        out = {"x_train": x[rows["train_idx"]], "y_train": y[rows["train_idx"]]}
-        if flip is not None:
-            out["flip_train"] = flip[rows["train_idx"]]
-        if use_val:
-            out["x_val"], out["y_val"] = x[rows["val_idx"]], y[rows["val_idx"]]
-        return out
-
-    own = gathered()
-    for epoch in range(first_epoch, settings.max_epochs + 1):
-        model.train()
-        gens = [order_gens[r] for r in rows["replica"].tolist()]
-        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
-        batches = rows["train_idx"].gather(1, order)
-        for s in range(0, n_train, settings.batch_size):
-            bi = batches[:, s : s + settings.batch_size]
-            if fast is not None:  # hand-written forward/backward (memlab.fastpath)
-                opt.step(fast(x, y, bi, dropout_gen))
-                continue
-            logits = model(x[bi], dropout_gen)
-            c = logits.shape[-1]
-            loss = F.cross_entropy(logits.reshape(-1, c), y[bi].reshape(-1), reduction="none")
-            # Sum of per-replica means: each replica's gradient is its own mean-loss gradient.
-            loss = loss.view(model.n_replicas, -1).mean(1).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        model.eval()
-        tr_losses, tr_correct = _per_example(model, own["x_train"], own["y_train"])
-        tr_loss, tr_acc = tr_losses.mean(1), tr_correct.float().mean(1)
-        # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
-        fl_acc = cl_acc = torch.full((model.n_replicas,), math.nan)
-        if flip is not None:
-            fl = own["flip_train"]
-            fl_acc, cl_acc = _masked_accuracy(tr_correct, fl), _masked_accuracy(tr_correct, ~fl)
-        te_loss, te_acc = _loss_acc(model, xt, yt)
-        va_loss = va_acc = torch.full((model.n_replicas,), math.nan)
-        if use_val:
-            va_loss, va_acc = _loss_acc(model, own["x_val"], own["y_val"])
-        values = torch.stack(
-            [tr_loss, tr_acc, va_loss, va_acc, te_loss, te_acc, cl_acc, fl_acc], 1
-        ).tolist()
-        for row, r in enumerate(rows["replica"].tolist()):
-            history.append((epoch, epoch * steps_per_epoch, replicas[r], *values[row]))
-
-        fitted = tr_acc >= 1.0
-        for row in torch.nonzero(fitted).flatten().tolist():
-            r = int(rows["replica"][row])
-            if fit_epoch[r] < 0:
-                fit_epoch[r] = epoch
-        done = torch.zeros(model.n_replicas, dtype=torch.bool)
-        if use_val:
-            improved = va_loss < rows["best_val"]
-            rows["best_val"] = torch.where(improved, va_loss, rows["best_val"])
-            rows["since_best"] = torch.where(improved, 0, rows["since_best"] + 1)
-            for b, p in zip(best, model.parameters(), strict=True):
-                b[improved] = p.detach()[improved]
-            stopped = rows["since_best"] >= settings.patience
-            finish(stopped, "early_stopping", epoch)
-            done |= stopped
-        if settings.stop_at_fit:
-            finish(fitted & ~done, "fit", epoch)
-            done |= fitted
-        if epoch == settings.max_epochs:
-            finish(~done, "max_epochs", epoch)
-            done[:] = True
-
-        if epoch == 1 or epoch % settings.log_every == 0 or done.any():
-            log(
-                f"epoch {epoch:4d}/{settings.max_epochs}  train loss {tr_loss.mean():.4f}  "
-                f"train acc {tr_acc.mean():.4f}  held-out acc {te_acc.mean():.4f}  "
-                f"active {model.n_replicas - int(done.sum())}/{r_total}  "
-                f"fit {int((fit_epoch >= 0).sum())}/{r_total}  "
-                f"{time.perf_counter() - t0:.1f}s"
-            )
-        if done.all():
-            if resume is not None and resume.every:
-                save_state(epoch, finished=True)  # a killed run's finished chunks stay done
-            break
-        if done.any():
-            keep = ~done
-            _keep_replicas(model, opt, keep)
-            rows = {k: v[keep] for k, v in rows.items()}
-            own = {k: v[keep] for k, v in own.items()}
-            best = [b[keep] for b in best]
-        if resume is not None and resume.every and epoch % resume.every == 0:
-            save_state(epoch)
-
-    # Reassemble the full stack from each replica's final weights.
-    for name, _ in list(model.named_parameters()):
-        _set_parameter(model, name, torch.stack([final[name][r] for r in range(r_total)]))
-    model.n_replicas = r_total
-    model.eval()
-    hist = pd.DataFrame(history, columns=list(HISTORY_COLUMNS))
-    return TrainResult(
-        model, hist, fit_epoch, stop_epoch, stop_reason, seconds=time.perf_counter() - t0
-    )
+        )  # fmt: skip
+        trainer.resume_from(resume, run_id)
+    return trainer.run()
