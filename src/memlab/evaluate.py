@@ -50,6 +50,20 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(counts > 0, (values * mask).sum(axis=1) / counts, np.nan)
 
 
+def _perturbed_means(
+    log_proba: LogProba, perturbed: Mapping[tuple[str, int], np.ndarray], y: np.ndarray, r: int
+) -> tuple[Sequence[tuple[str, int]], np.ndarray, np.ndarray]:
+    """Per replica, accuracy and mean loss on each perturbed set (sorted by name, severity)."""
+    keys: Sequence[tuple[str, int]] = sorted(perturbed)
+    p_acc = np.zeros((r, len(keys)), np.float32)
+    p_loss = np.zeros((r, len(keys)), np.float32)
+    for j, key in enumerate(keys):
+        out = example_outputs(log_proba(perturbed[key]), y)
+        p_acc[:, j] = (out["pred"] == y).mean(1)
+        p_loss[:, j] = out["loss"].mean(1)
+    return keys, p_acc, p_loss
+
+
 def evaluate_replicas(
     log_proba: LogProba,
     *,
@@ -95,13 +109,8 @@ def evaluate_replicas(
             add(split, "none", 0, _masked_mean(pool_correct, m), _masked_mean(pool["loss"], m))
     add("heldout", "none", 0, test_correct.mean(1), test["loss"].mean(1))
 
-    keys: Sequence[tuple[str, int]] = sorted(perturbed)
-    p_acc = np.zeros((r, len(keys)), np.float32)
-    p_loss = np.zeros((r, len(keys)), np.float32)
+    keys, p_acc, p_loss = _perturbed_means(log_proba, perturbed, y_test, r)
     for j, key in enumerate(keys):
-        out = example_outputs(log_proba(perturbed[key]), y_test)
-        p_acc[:, j] = (out["pred"] == y_test).mean(1)
-        p_loss[:, j] = out["loss"].mean(1)
         add("perturbed", key[0], key[1], p_acc[:, j], p_loss[:, j])
 
     arrays = {

@@ -413,25 +413,7 @@ def randomization_tests(t: StudyTables) -> plt.Figure:
     return fig
 
 
-def noise_sweep(t: StudyTables) -> plt.Figure:
-    """Final vs best-during-training held-out accuracy against the noise rate, and how fast
-    clean vs flipped training labels are fitted."""
-    ns = t.noise_sweep
-    if ns.empty or ns["label_noise"].nunique() < 2:
-        return _empty("Needs at least two label-noise rates.")
-    ns = ns[trained(ns["kind"])]
-    ns = ns[ns["size"] == ns["size"].max()]
-    ns = ns[ns["model"].isin(_pick(ns)["model"].unique())]
-    d = ns.melt(
-        id_vars=["label_noise", "regime", "replica"],
-        value_vars=["final_heldout_accuracy", "best_heldout_accuracy"],
-        var_name="when",
-        value_name="accuracy",
-    )
-    d["when"] = d["when"].map(
-        {"final_heldout_accuracy": "final", "best_heldout_accuracy": "best during training"}
-    )
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+def _final_vs_best(d: pd.DataFrame, ns: pd.DataFrame, a1: plt.Axes) -> None:
     sns.lineplot(
         data=d,
         x="label_noise",
@@ -448,7 +430,10 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
         ylabel="held-out accuracy",
         title=f"{ns['model'].iloc[0]}, n={ns['size'].iloc[0]}",
     )
-    h = t.history
+    a1.legend(fontsize=7)
+
+
+def _clean_vs_flipped(h: pd.DataFrame, ns: pd.DataFrame, a2: plt.Axes) -> None:
     h = h[
         (h["model"] == ns["model"].iloc[0])
         & (h["size"] == ns["size"].iloc[0])
@@ -478,8 +463,30 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
         ylabel="train accuracy on its labels",
         title=f"clean vs flipped labels, noise {h['label_noise'].max():g}",
     )
-    for ax in (a1, a2):
-        ax.legend(fontsize=7)
+    a2.legend(fontsize=7)
+
+
+def noise_sweep(t: StudyTables) -> plt.Figure:
+    """Final vs best-during-training held-out accuracy against the noise rate, and how fast
+    clean vs flipped training labels are fitted."""
+    ns = t.noise_sweep
+    if ns.empty or ns["label_noise"].nunique() < 2:
+        return _empty("Needs at least two label-noise rates.")
+    ns = ns[trained(ns["kind"])]
+    ns = ns[ns["size"] == ns["size"].max()]
+    ns = ns[ns["model"].isin(_pick(ns)["model"].unique())]
+    d = ns.melt(
+        id_vars=["label_noise", "regime", "replica"],
+        value_vars=["final_heldout_accuracy", "best_heldout_accuracy"],
+        var_name="when",
+        value_name="accuracy",
+    )
+    d["when"] = d["when"].map(
+        {"final_heldout_accuracy": "final", "best_heldout_accuracy": "best during training"}
+    )
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+    _final_vs_best(d, ns, a1)
+    _clean_vs_flipped(t.history, ns, a2)
     fig.tight_layout()
     return fig
 

@@ -86,6 +86,15 @@ def _memory_run(variant: Variant, members: np.ndarray, log: Callable[[str], None
     return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
 
 
+def _log_result(res: TrainResult, log: Callable[[str], None]) -> None:
+    fit, r = int((res.fit_epoch >= 0).sum()), len(res.fit_epoch)
+    reasons = dict(zip(*np.unique(res.stop_reason, return_counts=True), strict=True))
+    log(
+        f"trained in {res.seconds:.1f}s; {fit}/{r} replicas reached 100% train accuracy; "
+        f"stop reasons {reasons}"
+    )
+
+
 def train_run(
     split: Split,
     y_pool: np.ndarray,
@@ -139,11 +148,7 @@ def train_run(
             )
         )
     res = _merge(parts)
-    fit = int((res.fit_epoch >= 0).sum())
-    log(
-        f"trained in {res.seconds:.1f}s; {fit}/{r} replicas reached 100% train accuracy; "
-        f"stop reasons {dict(zip(*np.unique(res.stop_reason, return_counts=True), strict=True))}"
-    )
+    _log_result(res, log)
     arrays = {
         "train_mask": train_mask,
         "val_mask": val_mask,
