@@ -18,6 +18,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
+import memlab
 from memlab.config import check_config, load_schema
 from memlab.io import MemlabInputError
 from memlab.ops.codehash import library_hash
@@ -72,8 +73,9 @@ def canonical(obj):
 def library_code(script):
     """A hash of the memlab modules a rule's script runs (see memlab.ops.codehash); editing one
     reruns exactly the rules whose scripts run it."""
-    here = Path(workflow.basedir)
-    return library_hash(here / "scripts" / script, here / "src")
+    # The memlab the jobs import: this checkout's src/, or an installed package without it.
+    src = Path(memlab.__file__).resolve().parents[1]
+    return library_hash(Path(workflow.basedir) / "scripts" / script, src)
 
 
 def dataset_spec(wildcards):
