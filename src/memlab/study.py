@@ -59,7 +59,7 @@ class Regime:
         settings.update(regime)
         if settings.get("early_stopping"):
             settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
-        return cls.from_settings(name, settings, log_every=training.get("log_every", 10))
+        return cls.from_settings(name, settings, log_every=training["log_every"])
 
     @classmethod
     def from_settings(cls, name: str, settings: Mapping[str, Any], log_every: int = 10) -> Regime:
