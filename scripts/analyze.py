@@ -1,23 +1,24 @@
 """Rule analyze: gather every run into tidy study tables, with the per-example analyses
 (memorization scores, membership inference, chance nulls) computed from the evaluations."""
 
-from memlab import analysis
-from memlab.io import atomic_path, load_npz
+from memlab import analysis, bank
+from memlab.io import atomic_path
 from memlab.registry import TABLES
 from memlab.seeds import derive_seed
-from memlab.study import run_path_of
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake
     metrics = analysis.gather(sm.input.metrics)
     history = analysis.gather(sm.input.histories)
-    log(f"{len(sm.input.metrics)} runs: {len(metrics)} metric rows, {len(history)} history rows")
+    log(
+        f"{len(sm.params.runs)} runs in {len(sm.input.metrics)} blocks: {len(metrics)} metric "
+        f"rows, {len(history)} history rows"
+    )
 
     def evaluations():
-        # One run at a time: the per-example arrays of a large study need not fit in memory.
-        for path in sm.input.evaluations:
-            yield sm.params.runs[run_path_of(path)], load_npz(path)
+        # Each run's blocks as one bank, one run at a time.
+        return bank.read_runs(sm.input.evaluations, sm.params.runs)
 
     memorization, mem_summary = analysis.memorization_tables(evaluations())
     membership, roc = analysis.membership_tables(evaluations())

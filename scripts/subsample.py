@@ -1,20 +1,20 @@
-"""Rule subsample: draw the replicas' training subsets of one size (balanced design)."""
+"""Rule subsample: draw the training subsets of one block of replicas (balanced design)."""
+
+import numpy as np
 
 from memlab import data
 from memlab.io import save_npz
-from memlab.seeds import derive_seed
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params
     split = data.load_split(snakemake.input[0])
     n_pool = len(split.y_pool)
-    members = data.balanced_subsets(
-        n_pool, p.size, p.replicas, derive_seed(p.seed, "subsample", p.size)
-    )
+    replicas = range(*p.replicas)
+    members = data.block_subsets(n_pool, p.size, replicas, p.seed)
     counts = members.sum(axis=0)
     log(
-        f"{p.replicas} subsets of {p.size}/{n_pool}; each example in {counts.min()}-"
-        f"{counts.max()} subsets"
+        f"replicas {replicas.start}-{replicas.stop - 1}: subsets of {p.size}/{n_pool}; each "
+        f"example in {counts.min()}-{counts.max()} of them"
     )
-    save_npz(snakemake.output[0], members=members)
+    save_npz(snakemake.output[0], members=members, replica=np.asarray(replicas))

@@ -1,4 +1,4 @@
-"""Rule train: train all replicas of one configuration at once; checkpoint plus history."""
+"""Rule train: train one block of replicas of a configuration at once; checkpoint plus history."""
 
 from pathlib import Path
 
@@ -34,6 +34,7 @@ with rule_job(snakemake) as log:
         variant,
         regime,
         seed=sm.params.seed,
+        replicas=range(*sm.params.replicas),
         resume=resume,
         log=log,
     )

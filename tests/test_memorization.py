@@ -157,8 +157,9 @@ def _run(**kw):
 
 def test_chance_null_of_a_constant_predictor_is_the_class_share():
     y = np.array([0] * 30 + [1] * 70)
-    arrays = {"test_label": y, "test_pred": np.zeros((2, 100), int)}
+    arrays = {"test_label": y, "test_pred": np.zeros((2, 100), int), "replica": np.array([4, 5])}
     null = analysis.chance_null([(_run(), arrays)], permutations=200)
+    assert null["replica"].tolist() == [4, 5]  # the bank's replica numbers
     np.testing.assert_allclose(null["null_mean"], 0.3)
     np.testing.assert_allclose(null["heldout_accuracy"], 0.3)
 

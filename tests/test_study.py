@@ -69,7 +69,7 @@ def test_runs_know_their_path_columns_and_wildcards():
     for run in study.runs:
         assert tuple(run.columns()) == RUN_COLUMNS
         assert study.run(run.wildcards()) is run
-        assert run_path_of(run.file("evaluation.npz")) == run.path
+        assert all(run_path_of(f) == run.path for f in run.files("evaluation.npz"))
     knn = next(r for r in study.runs if r.variant.kind == "knn")
     assert knn.regime is None and knn.columns()["lr"] == 0 and knn.path.endswith("/memory")
     reg = next(r for r in study.runs if r.regime and r.regime.name == "regularized")

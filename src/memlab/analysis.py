@@ -206,12 +206,12 @@ def chance_null(
     for run, a in evaluations:
         y = a["test_label"]
         perms = np.stack([rng.permutation(y) for _ in range(permutations)])  # [P, n]
-        for r, pred in enumerate(a["test_pred"]):
+        for r, pred in zip(a["replica"], a["test_pred"], strict=True):
             null = (perms == pred).mean(1)
             rows.append(
                 {
                     **{k: run[k] for k in RUN_COLUMNS},
-                    "replica": r,
+                    "replica": int(r),
                     "heldout_accuracy": float((pred == y).mean()),
                     "null_mean": float(null.mean()),
                     "null_q95": float(np.quantile(null, 0.95)),

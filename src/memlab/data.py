@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from memlab.io import MemlabInputError, load_npz, save_npz
+from memlab.seeds import derive_seed
 
 DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
@@ -560,6 +561,17 @@ class Split:
     y_test: np.ndarray
     n_classes: int
     image_shape: tuple[int, int] | None
+
+
+def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndarray:
+    """The subsets of one block of replicas (a bool [len(replicas), n_pool] mask).
+
+    Balanced within the block (:func:`balanced_subsets`) and drawn from the study seed, the size
+    and the block's replica range alone: a block's subsets never depend on how many replicas the
+    study has, so adding replicas adds blocks and leaves the existing ones as they are.
+    """
+    stream = derive_seed(_check_seed(seed, "subset"), "subsample", size, replicas.start, replicas.stop)
+    return balanced_subsets(n_pool, size, len(replicas), stream)
 
 
 def make_split(ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> Split:

@@ -31,11 +31,10 @@ from memlab.train import (
 
 
 def _build(
-    variant: Variant, split: Split, regime: Regime, seed: int, replicas: int | Sequence[int]
+    variant: Variant, split: Split, regime: Regime, seed: int, replicas: Sequence[int]
 ) -> StackedModel:
-    """The stacked model of ``replicas`` (a count, or the replica numbers of a chunk)."""
-    rows = range(replicas) if isinstance(replicas, int) else replicas
-    return variant.build(split, dropout=regime.dropout, replica_seeds=init_seeds(seed, rows))
+    """The stacked model of the replicas numbered ``replicas``."""
+    return variant.build(split, dropout=regime.dropout, replica_seeds=init_seeds(seed, replicas))
 
 
 # Replicas stacked into one model at most (MLPs): stacking pays while the stack's parameters fit
@@ -72,11 +71,14 @@ def _merge(parts: list[TrainResult]) -> TrainResult:
     )
 
 
-def _memory_run(variant: Variant, members: np.ndarray, log: Callable[[str], None]) -> tuple:
+def _memory_run(
+    variant: Variant, members: np.ndarray, replicas: np.ndarray, log: Callable[[str], None]
+) -> tuple:
     """A model that does not train is its memory: the subsets are the whole model."""
     r = members.shape[0]
     log(f"{variant.id} remembers {int(members[0].sum())} examples x {r} replicas")
     arrays = {
+        "replica": replicas,
         "train_mask": members,
         "val_mask": np.zeros_like(members),
         "fit_epoch": np.full(r, -1, np.int64),
@@ -88,7 +90,8 @@ def _memory_run(variant: Variant, members: np.ndarray, log: Callable[[str], None
 
 def _log_result(res: TrainResult, log: Callable[[str], None]) -> None:
     fit, r = int((res.fit_epoch >= 0).sum()), len(res.fit_epoch)
-    reasons = dict(zip(*np.unique(res.stop_reason, return_counts=True), strict=True))
+    names, counts = np.unique(res.stop_reason, return_counts=True)
+    reasons = {str(k): int(v) for k, v in zip(names, counts, strict=True)}
     log(
         f"trained in {res.seconds:.1f}s; {fit}/{r} replicas reached 100% train accuracy; "
         f"stop reasons {reasons}"
@@ -104,24 +107,32 @@ def train_run(
     regime: Regime | None,
     *,
     seed: int,
+    replicas: Sequence[int] | None = None,
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], pd.DataFrame]:
     """Train every replica on its subset; return (state dict, per-replica arrays, history).
 
-    ``resume`` (networks only) saves and continues from a resumable state, see ``train_stacked``.
+    ``replicas`` are the replica numbers of the rows of ``members`` (a block of the run; default
+    ``0..R-1``): every seed of a replica derives from its number, so a replica trains the same in
+    any block (but for its dropout masks: one stream per stack). ``resume`` (networks only) saves
+    and continues from a resumable state, see ``train_stacked``.
     """
-    if regime is None:
-        return _memory_run(variant, members, log)
     r = members.shape[0]
+    numbers = np.arange(r) if replicas is None else np.asarray(replicas, np.int64)
+    if len(numbers) != r:
+        raise ValueError(f"{len(numbers)} replica numbers for {r} subsets")
+    if regime is None:
+        return _memory_run(variant, members, numbers, log)
     if regime.early_stopping:
-        train_mask, val_mask = carve_validation(members, regime.val_fraction, seed)
+        train_mask, val_mask = carve_validation(members, regime.val_fraction, seed, numbers)
     else:
         train_mask, val_mask = members, np.zeros_like(members)
     n_params = variant.parameter_count(split.x_pool.shape[1], split.n_classes, split.image_shape)
     chunk = replicas_per_chunk(variant, n_params, r)
     log(
-        f"{variant.kind} {variant.spec()}: {n_params} parameters per replica, {r} replicas "
+        f"{variant.kind} {variant.spec()}: {n_params} parameters per replica, replicas "
+        f"{numbers[0]}-{numbers[-1]} "
         f"(stacked {chunk} at a time), {int(train_mask[0].sum())} training examples each; "
         f"settings {regime}"
     )
@@ -130,9 +141,10 @@ def train_run(
         rows = list(range(start, min(start + chunk, r)))
         # One state file per chunk, so finished chunks are not trained again after a kill.
         state = resume if resume is None or chunk >= r else resume.for_chunk(start)
+        chunk_replicas = numbers[rows].tolist()
         parts.append(
             train_stacked(
-                _build(variant, split, regime, seed, rows),
+                _build(variant, split, regime, seed, chunk_replicas),
                 split.x_pool,
                 y_pool,
                 train_mask[rows],
@@ -141,7 +153,7 @@ def train_run(
                 split.y_test,
                 regime,
                 seed=seed,
-                replicas=rows,
+                replicas=chunk_replicas,
                 flipped=flipped,
                 resume=state,
                 log=log,
@@ -150,6 +162,7 @@ def train_run(
     res = _merge(parts)
     _log_result(res, log)
     arrays = {
+        "replica": numbers,
         "train_mask": train_mask,
         "val_mask": val_mask,
         "fit_epoch": res.fit_epoch.astype(np.int64),
@@ -167,6 +180,11 @@ def checkpoint_regime(checkpoint: Mapping[str, Any]) -> Regime | None:
     return Regime.from_settings(settings["wildcards"]["regime"], settings["settings"])
 
 
+def checkpoint_replicas(checkpoint: Mapping[str, Any]) -> np.ndarray:
+    """The replica numbers of a checkpoint's rows."""
+    return np.asarray(checkpoint["arrays"]["replica"], np.int64)
+
+
 def model_log_proba(checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray) -> LogProba:
     """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``."""
     settings = checkpoint["settings"]
@@ -175,7 +193,8 @@ def model_log_proba(checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndar
     regime = checkpoint_regime(checkpoint)
     if regime is None:
         return variant.predictor(split, y_pool, members)
-    model = _build(variant, split, regime, int(settings["seed"]), members.shape[0])
+    replicas = checkpoint_replicas(checkpoint).tolist()
+    model = _build(variant, split, regime, int(settings["seed"]), replicas)
     try:
         model.load_state_dict(checkpoint["state"])
     except RuntimeError as e:
@@ -209,6 +228,9 @@ def evaluate_run(
         perturbed=perturbed,
     )
     r = members.shape[0]
+    replicas = checkpoint_replicas(checkpoint)
+    # The block's replica numbers, not its row numbers, in every table.
+    metrics["replica"] = replicas[metrics["replica"].to_numpy()]
     # "fit": the final model gets every example it was trained on right (its label as given).
     train_acc = metrics.query("split == 'train' and metric == 'accuracy'")["value"].to_numpy()
     facts = {"fit": (train_acc >= 1.0).astype(float)}
@@ -217,7 +239,7 @@ def evaluate_run(
         facts["stop_epoch"] = a["stop_epoch"].astype(float)
     facts_df = pd.DataFrame(
         {
-            "replica": np.tile(np.arange(r), len(facts)),
+            "replica": np.tile(replicas, len(facts)),
             "split": "train",
             "perturbation": "none",
             "severity": 0,
@@ -226,6 +248,9 @@ def evaluate_run(
         }
     )
     arrays.update(
-        fit_epoch=a["fit_epoch"], stop_epoch=a["stop_epoch"], stop_reason=a["stop_reason"]
+        replica=replicas,
+        fit_epoch=a["fit_epoch"],
+        stop_epoch=a["stop_epoch"],
+        stop_reason=a["stop_reason"],
     )
     return arrays, pd.concat([metrics, facts_df], ignore_index=True)

@@ -25,6 +25,8 @@ MEMORY_REGIME = "memory"
 RUNS_DIR = "results/runs"
 # A run's path under RUNS_DIR; its fields are the wildcards of the rules that work per run.
 RUN_PATTERN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
+# A run's replicas are trained and evaluated in blocks, one job each, under the run's directory.
+BLOCK_PATTERN = RUN_PATTERN + "/block{block}"
 # The training defaults a regime may override, and the two that only early stopping uses.
 TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
 EARLY_STOPPING_KEYS = ("patience", "val_fraction")
@@ -112,6 +114,33 @@ def noise_label(noise: float) -> str:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Replicas ``start .. stop - 1`` of a run: the unit of work of the train and evaluate jobs.
+
+    A block's subsets and seeds depend on the study seed, the size and its replica range only
+    (:func:`memlab.data.block_subsets`), so adding replicas adds blocks and changes none.
+    """
+
+    index: int
+    start: int
+    stop: int
+
+    @property
+    def replicas(self) -> range:
+        return range(self.start, self.stop)
+
+    def spec(self) -> list[int]:
+        """What the block's jobs are given (their params): the replica range [start, stop)."""
+        return [self.start, self.stop]
+
+
+def replica_blocks(replicas: int, per_job: int) -> tuple[Block, ...]:
+    """Replicas 0 .. replicas - 1 in blocks of ``per_job`` (the last one may be smaller)."""
+    starts = range(0, replicas, per_job)
+    return tuple(Block(i, s, min(s + per_job, replicas)) for i, s in enumerate(starts))
+
+
+@dataclass(frozen=True)
 class DatasetPlan:
     """One dataset and its slice of the grid (top-level settings unless its `grid` overrides)."""
 
@@ -124,8 +153,13 @@ class DatasetPlan:
     sizes: tuple[int, ...]
     label_noise: tuple[float, ...]
     replicas: int
+    replicas_per_job: int
     models: tuple[str, ...]  # model names (config keys), not variant ids
     regimes: tuple[str, ...]
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        return replica_blocks(self.replicas, self.replicas_per_job)
 
     @property
     def scores_possible(self) -> bool:
@@ -137,13 +171,14 @@ class DatasetPlan:
 
 @dataclass(frozen=True)
 class Run:
-    """One train job: all replicas of one (dataset, noise, size, model variant, regime)."""
+    """All replicas of one (dataset, noise, size, model variant, regime), in blocks."""
 
     dataset: str
     noise: str  # the wildcard form, see noise_label
     size: int
     variant: Variant
     regime: Regime | None  # None: a model that does not train
+    blocks: tuple[Block, ...] = ()
 
     @property
     def model(self) -> str:
@@ -167,8 +202,13 @@ class Run:
         """Where its files live under RUNS_DIR."""
         return RUN_PATTERN.format(**self.wildcards())
 
-    def file(self, name: str) -> str:
-        return f"{RUNS_DIR}/{self.path}/{name}"
+    def file(self, name: str, block: Block) -> str:
+        """A file of one of the run's blocks."""
+        return f"{RUNS_DIR}/{self.path}/block{block.index}/{name}"
+
+    def files(self, name: str) -> list[str]:
+        """The file ``name`` of every block, in replica order."""
+        return [self.file(name, b) for b in self.blocks]
 
     def columns(self) -> dict[str, Any]:
         """The run's columns in every table (RUN_COLUMNS, in that order)."""
@@ -210,6 +250,10 @@ class Study:
         return self.by_path[
             f"{w['dataset']}/noise{w['noise']}/n{w['size']}/{w['model']}/{w['regime']}"
         ]
+
+    def block(self, wildcards: Mapping[str, Any]) -> Block:
+        """The replica block of a job's wildcards (dataset, block)."""
+        return self.datasets[wildcards["dataset"]].blocks[int(wildcards["block"])]
 
 
 def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
@@ -273,6 +317,7 @@ def plan_dataset(
         tuple(sorted(set(resolved))),
         tuple(grid.get("label_noise", config["label_noise"])),
         int(grid.get("replicas", config["replicas"])),
+        int(grid.get("replicas_per_job", config["replicas_per_job"])),
         _grid_names(grid, "models", config["models"], name),
         _grid_names(grid, "regimes", config["regimes"], name),
     )
@@ -295,7 +340,9 @@ def _dataset_runs(
                     notes += [] if note in notes else [note]
                     continue
                 chosen = [regimes[r] for r in ds.regimes] if variant.trains else [None]
-                runs += [Run(ds.name, noise_label(noise), size, variant, r) for r in chosen]
+                runs += [
+                    Run(ds.name, noise_label(noise), size, variant, r, ds.blocks) for r in chosen
+                ]
     return runs
 
 

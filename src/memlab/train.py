@@ -75,10 +75,15 @@ def init_seeds(seed: int, replicas: Sequence[int]) -> list[int]:
 
 
 def carve_validation(
-    members: np.ndarray, fraction: float, seed: int
+    members: np.ndarray, fraction: float, seed: int, replicas: Sequence[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Split each replica's subset into trained-on and validation examples (same count per row)."""
+    """Split each replica's subset into trained-on and validation examples (same count per row).
+
+    ``replicas`` are the replica numbers of the rows (default ``0..R-1``): each draw depends on
+    its replica only, so a block of replicas carves what the same replicas carve in any block.
+    """
     r = members.shape[0]
+    replicas = range(r) if replicas is None else replicas
     size = int(members[0].sum())
     n_val = round(fraction * size)
     if n_val >= size or (fraction > 0 and n_val < 1):
@@ -89,9 +94,10 @@ def carve_validation(
         )
     train = members.copy()
     val = np.zeros_like(members)
-    for i in range(r):
+    for i, replica in enumerate(replicas):
         idx = np.flatnonzero(members[i])
-        pick = np.random.default_rng(replica_seed(seed, i, 2)).choice(idx, n_val, replace=False)
+        rng = np.random.default_rng(replica_seed(seed, replica, 2))
+        pick = rng.choice(idx, n_val, replace=False)
         val[i, pick] = True
         train[i, pick] = False
     return train, val
@@ -214,8 +220,9 @@ class LoopState:
         """The state before the first epoch (``val_mask`` None: no early stopping)."""
         r = train_mask.shape[0]
         params = list(model.parameters())
-        # One dropout stream for the stack: masks are elementwise, so replicas still share nothing.
-        dropout_seed = derive_seed(seed, 0xD0)
+        # One dropout stream per stack, named by its first replica: masks are elementwise, so the
+        # stack's replicas share nothing, and stacks (chunks, blocks) get streams of their own.
+        dropout_seed = derive_seed(seed, 0xD0, replicas[0])
         return cls(
             model=model,
             opt=StackedAdamW(params, lr=settings.lr, weight_decay=settings.weight_decay),

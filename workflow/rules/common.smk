@@ -24,7 +24,7 @@ from memlab.io import MemlabInputError
 from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
 from memlab.registry import TABLES, TABLE, FIGURE_FORMATS, FIGURE_TABLES, study_figures
-from memlab.study import RUN_PATTERN, RUNS_DIR, plan_study
+from memlab.study import BLOCK_PATTERN, RUNS_DIR, plan_study
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -53,10 +53,12 @@ wildcard_constraints:
     size="[0-9]+",
     model="[A-Za-z][A-Za-z0-9_]*-[wk][0-9]+",
     regime="[A-Za-z][A-Za-z0-9_]*",
+    block="[0-9]+",
 
 
-# A run's files are under results/runs/<Run.path>; the path's parts are the run rules' wildcards.
-RUN = RUN_PATTERN
+# A block's files are under results/runs/<Run.path>/block<index>; the path's parts are the train
+# and evaluate rules' wildcards.
+BLOCK = BLOCK_PATTERN
 
 
 def canonical(obj):
@@ -103,8 +105,14 @@ def run_columns(wildcards):
     return canonical(STUDY.run(wildcards).columns())
 
 
+def block_replicas(wildcards):
+    """The replica range [start, stop) of a job's block: what its subsets and seeds depend on."""
+    return STUDY.block(wildcards).spec()
+
+
 def run_files(name):
-    return [run.file(name) for run in STUDY.runs]
+    """The file `name` of every block of every run."""
+    return [f for run in STUDY.runs for f in run.files(name)]
 
 
 def all_run_columns():

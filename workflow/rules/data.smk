@@ -1,5 +1,5 @@
-# Data: one fixed split per dataset, label noise per rate, balanced subsets per training-set size,
-# and perturbed held-out sets generated once (never trained on).
+# Data: one fixed split per dataset, label noise per rate, balanced subsets per training-set size
+# and block of replicas, and perturbed held-out sets generated once (never trained on).
 
 
 rule prepare:
@@ -53,11 +53,11 @@ rule subsample:
     input:
         "results/data/{dataset}/split.npz",
     output:
-        "results/data/{dataset}/subsets-n{size}.npz",
+        "results/data/{dataset}/subsets-n{size}/block{block}.npz",
     log:
-        "results/logs/subsample/{dataset}-n{size}.log",
+        "results/logs/subsample/{dataset}-n{size}-block{block}.log",
     benchmark:
-        "results/benchmarks/subsample/{dataset}-n{size}.tsv"
+        "results/benchmarks/subsample/{dataset}-n{size}-block{block}.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -67,7 +67,7 @@ rule subsample:
     params:
         code=library_code("subsample.py"),
         size=lambda wc: int(wc.size),
-        replicas=lambda wc: STUDY.datasets[wc.dataset].replicas,
+        replicas=block_replicas,
         seed=config["seed"],
     script:
         "../../scripts/subsample.py"

@@ -1,20 +1,20 @@
-# Evaluate: per replica, per example on the training pool and the held-out set; aggregates on
-# every perturbed held-out set.
+# Evaluate: per block of replicas, each replica per example on the training pool and the held-out
+# set; aggregates on every perturbed held-out set.
 
 
 rule evaluate:
     input:
-        checkpoint=f"{RUNS_DIR}/{RUN}/checkpoint.pt",
+        checkpoint=f"{RUNS_DIR}/{BLOCK}/checkpoint.pt",
         split="results/data/{dataset}/split.npz",
         labels="results/data/{dataset}/labels-noise{noise}.npz",
         perturbed="results/data/{dataset}/perturbed.npz",
     output:
-        evaluation=f"{RUNS_DIR}/{RUN}/evaluation.npz",
-        metrics=f"{RUNS_DIR}/{RUN}/metrics.parquet",
+        evaluation=f"{RUNS_DIR}/{BLOCK}/evaluation.npz",
+        metrics=f"{RUNS_DIR}/{BLOCK}/metrics.parquet",
     log:
-        f"results/logs/evaluate/{RUN}.log",
+        f"results/logs/evaluate/{BLOCK}.log",
     benchmark:
-        f"results/benchmarks/evaluate/{RUN}.tsv"
+        f"results/benchmarks/evaluate/{BLOCK}.tsv"
     conda:
         "../../environment.yml"
     threads: 1

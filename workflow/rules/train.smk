@@ -1,4 +1,5 @@
-# Train: one job per (dataset, noise, size, model variant, regime) trains all replicas at once.
+# Train: one job per block of replicas of a (dataset, noise, size, model variant, regime) trains
+# the block's replicas at once.
 # k-NN "trains" by remembering its subsets; it shares the rest of the path with the networks.
 
 
@@ -6,14 +7,14 @@ rule train:
     input:
         split="results/data/{dataset}/split.npz",
         labels="results/data/{dataset}/labels-noise{noise}.npz",
-        subsets="results/data/{dataset}/subsets-n{size}.npz",
+        subsets="results/data/{dataset}/subsets-n{size}/block{block}.npz",
     output:
-        checkpoint=f"{RUNS_DIR}/{RUN}/checkpoint.pt",
-        history=f"{RUNS_DIR}/{RUN}/history.parquet",
+        checkpoint=f"{RUNS_DIR}/{BLOCK}/checkpoint.pt",
+        history=f"{RUNS_DIR}/{BLOCK}/history.parquet",
     log:
-        f"results/logs/train/{RUN}.log",
+        f"results/logs/train/{BLOCK}.log",
     benchmark:
-        f"results/benchmarks/train/{RUN}.tsv"
+        f"results/benchmarks/train/{BLOCK}.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -25,6 +26,7 @@ rule train:
         model=variant,
         settings=train_settings,
         seed=config["seed"],
+        replicas=block_replicas,
         run=run_columns,
     script:
         "../../scripts/train.py"
