@@ -1,11 +1,12 @@
-"""The smoke study on a real single-node SLURM cluster through snakemake-executor-plugin-slurm.
+"""A multi-block study on a real single-node SLURM cluster through snakemake-executor-plugin-slurm.
 
 cluster/slurm-localhost.sh installs (apt, if missing) and starts munged, slurmctld and slurmd on
 this machine; the module's fixture stops exactly those daemons afterwards, also when a test fails.
 One SLURM attempt of the study is made to fail: an extra profile squeezes the last group (analyze,
 figures, summarize) into too little memory, SLURM kills it, and Snakemake must fail with SLURM's
 verdict. A rerun with the plain profile must then run only what is missing. Every job of the
-study must have run inside a SLURM job, and the tables must be byte-identical to a local run.
+study must have run inside a SLURM job, the blocks of replicas must be packed into SLURM jobs by
+their cost, and the tables must be byte-identical to a local run.
 Skipped only where SLURM cannot be installed and started here (not root, no apt-get); under CI
 (CI=true) those reasons fail the test instead.
 """
@@ -29,7 +30,21 @@ from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
 pytestmark = pytest.mark.e2e
 
 SCRIPT = ROOT / "cluster" / "slurm-localhost.sh"
-SMOKE = "config/smoke.yaml"
+CONFIG = "config/slurm.yaml"
+# The smoke study cut down to one size, with its 2 replicas in blocks of 1: 5 runs, 10 blocks. A
+# block never measured counts as 10 s, so blocks pack 4 to a group of 40 s: 3 SLURM jobs.
+STUDY = {
+    "sizes": [80],
+    "replicas": 2,
+    "replicas_per_job": 1,
+    "models": {
+        "mlp": {"kind": "mlp", "depth": 1, "widths": [8]},
+        "cnn": {"kind": "cnn", "widths": [4]},
+        "knn": {"kind": "knn", "k": [1]},
+    },
+    "cluster": {"job_seconds": 40, "block_seconds": 10},
+}
+BLOCKS, PACKS = 10, 3
 # Upper bounds, far above what was measured (cluster up: 2 s, or ~1 min with apt; a SLURM run
 # of the smoke study: 3-5 min on a busy 2-core machine).
 UP_TIMEOUT = 900
@@ -189,18 +204,27 @@ def _squeezing_profile(dest: Path) -> Path:
     return dest
 
 
+def _study_copy(dest: Path) -> Path:
+    work = copy_workflow(dest)
+    config = yaml.safe_load((work / "config/smoke.yaml").read_text()) | STUDY
+    (work / CONFIG).write_text(yaml.safe_dump(config))
+    return work
+
+
 @pytest.fixture(scope="module")
-def local_run(smoke_study) -> tuple[Path, float]:
-    """The local run of the smoke study the whole session shares (see conftest)."""
-    return smoke_study
+def local_run(tmp_path_factory) -> Path:
+    """The same study run locally."""
+    work = _study_copy(tmp_path_factory.mktemp("local"))
+    snakemake(work, "--configfile", CONFIG, "--cores", "2")
+    return work
 
 
 @pytest.fixture(scope="module")
 def slurm_study(cluster, tmp_path_factory) -> SlurmStudy:
-    work = copy_workflow(tmp_path_factory.mktemp("slurm"))
-    plan = [j for j in _jobs(snakemake(work, "-n", "--configfile", SMOKE).stdout) if j[0] != "all"]
+    work = _study_copy(tmp_path_factory.mktemp("slurm"))
+    plan = [j for j in _jobs(snakemake(work, "-n", "--configfile", CONFIG).stdout) if j[0] != "all"]
     squeeze = _squeezing_profile(tmp_path_factory.mktemp("squeeze") / "profile")
-    common = ("--profile", "profiles/slurm", "--configfile", SMOKE, "--slurm-keep-successful-logs")
+    common = ("--profile", "profiles/slurm", "--configfile", CONFIG, "--slurm-keep-successful-logs")
     failed = _timed_snakemake(work, "failed", *common[:2], "--profile", str(squeeze), *common[2:])
     resume_plan = _job_stats(snakemake(work, "-n", *common[2:4]).stdout)
     resumed = _timed_snakemake(work, "resumed", *common)
@@ -255,15 +279,22 @@ def test_every_job_ran_inside_a_completed_slurm_job(slurm_study):
             done.update(out for _, outs in _jobs(log.read_text()) for out in outs)
     missing = [(rule, outs) for rule, outs in study.plan if not set(outs) <= done]
     assert not missing, f"jobs that did not run inside a completed SLURM job: {missing}"
-    # Groups: far fewer SLURM jobs than Snakemake jobs.
+    # Groups: far fewer SLURM jobs than Snakemake jobs; the blocks packed by cost into PACKS.
     assert 4 * len(submitted) <= len(study.plan) + 4, (len(submitted), len(study.plan))
+    blocks_per_job = []
+    for jobid, log in submitted.items():
+        ran = [out for rule, outs in _jobs(log.read_text()) if rule == "train" for out in outs]
+        if ran and states[jobid] == "COMPLETED":
+            blocks_per_job.append(len({Path(out).parent for out in ran}))
+    assert sorted(blocks_per_job) == [2, 4, 4], blocks_per_job
+    assert sum(blocks_per_job) == BLOCKS and len(blocks_per_job) == PACKS
     # Nothing ran on the submitting machine but the target rule `all` (checked on the run that
     # succeeded: the failed one prints SLURM's log, with the job's own `localrule` lines).
     assert set(re.findall(r"^\s*localrule (\w+):", study.resumed.output, re.M)) == {"all"}
 
 
 def test_tables_are_identical_to_a_local_run(slurm_study, local_run):
-    local, _ = local_run
+    local = local_run
     for name in TABLES:
         theirs, ours = (slurm_study.work / name).read_bytes(), (local / name).read_bytes()
         assert theirs == ours, f"{name} differs between the SLURM and the local run"

@@ -1,6 +1,7 @@
 # Helpers shared by the rules: config validation, the study plan and per-rule config slices.
 # Each rule's params carry only the settings that affect it, so a config edit reruns exactly the
 # jobs it touches (Snakemake's params rerun trigger).
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from memlab.config import check_config, load_schema
 from memlab.io import MemlabInputError
 from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
+from memlab.ops.packing import block_costs, block_groups
+from memlab.ops.snakemake import executes_locally, register_group
 from memlab.registry import TABLES, TABLE, FIGURE_FORMATS, FIGURE_TABLES, study_figures
 from memlab.study import BLOCK_PATTERN, RUNS_DIR, plan_study
 
@@ -110,6 +113,40 @@ def block_replicas(wildcards):
     return STUDY.block(wildcards).spec()
 
 
+_PACKING = {}
+
+
+def _packing():
+    """Blocks packed into cluster jobs (memlab.ops.packing), computed once, on first use."""
+    if not _PACKING:
+        costs = block_costs(STUDY, Path.cwd(), config["cluster"]["block_seconds"])
+        groups = block_groups(Path.cwd(), costs, config["cluster"]["job_seconds"])
+        for name in set(groups.values()):
+            # `group-components` entries name the prefix (profiles/slurm: blocks, reblocks).
+            register_group(workflow, name, name.rstrip("0123456789"))
+        _PACKING.update(costs=costs, groups=groups)
+    return _PACKING
+
+
+def _block_key(wildcards):
+    return STUDY.run(wildcards).path, int(wildcards.block)
+
+
+def block_group(wildcards):
+    """The cluster job group of a block's train and evaluate jobs; none when jobs run here."""
+    if executes_locally(workflow):
+        return None
+    return _packing()["groups"][_block_key(wildcards)]
+
+
+def block_minutes(wildcards, local=60):
+    """A block job's runtime request on a cluster: 4x its estimated cost, at least 2 minutes
+    (a group's request is the sum of its jobs'); `local` where jobs run here."""
+    if executes_locally(workflow):
+        return local
+    return max(2, math.ceil(4 * _packing()["costs"][_block_key(wildcards)] / 60))
+
+
 def run_files(name):
     """The file `name` of every block of every run."""
     return [f for run in STUDY.runs for f in run.files(name)]
@@ -122,7 +159,10 @@ def all_run_columns():
 
 
 # Keys that never change a number: left out of every params slice, so editing them reruns nothing.
-OPERATIONAL_KEYS = {"training": ("log_every", "resume_every")}
+OPERATIONAL_KEYS = {
+    "training": ("log_every", "resume_every"),
+    "cluster": ("job_seconds", "block_seconds"),
+}
 
 
 def study_config():

@@ -17,10 +17,12 @@ rule evaluate:
         f"results/benchmarks/evaluate/{BLOCK}.tsv"
     conda:
         "../../environment.yml"
+    group:
+        block_group
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=30,
+        runtime=lambda wc: block_minutes(wc, local=30),
     params:
         code=library_code("evaluate.py"),
         run=run_columns,

@@ -17,10 +17,12 @@ rule train:
         f"results/benchmarks/train/{BLOCK}.tsv"
     conda:
         "../../environment.yml"
+    group:
+        block_group
     threads: 1
     resources:
         mem_mb=2000,
-        runtime=60,
+        runtime=lambda wc: block_minutes(wc, local=60),
     params:
         code=library_code("train.py"),
         model=variant,

@@ -86,6 +86,21 @@ def remove_locks(state_dir: str | os.PathLike[str]) -> bool:
     return True
 
 
+def register_group(workflow: Any, group: str, parent: str) -> None:
+    """Make ``group`` (a job group a rule's ``group:`` function returned) take its
+    ``--group-components`` count from ``parent``'s entry, as a group named with wildcards does."""
+    # INTERNAL (9.27.1): Snakemake fills Workflow.parent_groupids for groups written with
+    # wildcards (Rule.expand_group) and nowhere else; the DAG looks group counts up through it.
+    workflow.parent_groupids[group] = parent
+
+
+def executes_locally(workflow: Any) -> bool:
+    """Whether this Snakemake process runs its jobs itself (no cluster executor): job groups
+    then mean nothing."""
+    # INTERNAL (9.27.1): Workflow.local_exec, what Snakemake itself asks before grouping jobs.
+    return bool(workflow.local_exec)
+
+
 # ----------------------------------------------------------------------------------------------
 # The study's DAG
 
