@@ -594,7 +594,7 @@ def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
         study_dag = dag_of(study, *study_args)
         bare = Path(tmp) / "bare"
         bare.mkdir()
-        (bare / "Snakefile").write_text(BARE_SNAKEFILE.format(n=n_jobs))
+        (bare / "Snakefile").write_text(BARE_SNAKEFILE.format(n=n_jobs - 1))  # + its all job
         shape = write_bare_dag(Path(tmp) / "shape", *study_dag)
         shape_stats = dry_run_stats(shape)
         check_same_shape(study_stats, shape_stats, study_dag, dag_of(shape))
