@@ -29,6 +29,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections import Counter  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -369,30 +370,67 @@ def planned_jobs(proc: subprocess.CompletedProcess) -> int:
     return int(m.group(1)) if m else 0
 
 
+def job_stats(text: str) -> dict[str, int]:
+    """Rule -> planned jobs, from the first "Job stats" table of ``snakemake -n`` (no total)."""
+    m = re.search(r"^Job stats:\n.*\n-+\s+-+\n((?:\S+\s+\d+\n)+)", text, re.M)
+    if m is None:
+        raise ValueError(f"no Job stats table in:\n{text[-2000:]}")
+    stats = dict((rule, int(n)) for rule, n in (line.split() for line in m.group(1).splitlines()))
+    stats.pop("total", None)
+    return stats
+
+
 def _timed_dry_run(workdir: Path, *args: str) -> tuple[float, int]:
     t = time.perf_counter()
     proc = snakemake(workdir, "-n", "--cores", "1", *args)
     return time.perf_counter() - t, planned_jobs(proc)
 
 
-def grid_config(target_jobs: int) -> dict[str, Any]:
-    """A study grid of about ``target_jobs`` jobs (two per run: train, evaluate)."""
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    regimes = cfg["regimes"]
+def dry_run_stats(workdir: Path, *args: str) -> dict[str, int]:
+    proc = snakemake(workdir, "-n", "--cores", "1", *args)
+    return job_stats(proc.stdout + proc.stderr)
+
+
+def _grid(cfg: dict[str, Any], n_widths: int) -> dict[str, Any]:
     noise = [0.0, 0.1, 0.2, 0.3, 0.4]
     sizes = [round(0.1 * i, 1) for i in range(1, 11)]
-    per_width = len(noise) * len(sizes) * len(regimes) * 2
-    n_widths = max(1, round(target_jobs / per_width))
-    cfg.update(
-        label_noise=noise,
-        sizes=sizes,
-        models={
-            "mlp": {"kind": "mlp", "depth": 2, "widths": [8 * (i + 1) for i in range(n_widths)]}
-        },
-    )
-    return cfg
+    widths = [8 * (i + 1) for i in range(n_widths)]
+    models = {"mlp": {"kind": "mlp", "depth": 2, "widths": widths}}
+    return {**cfg, "label_noise": noise, "sizes": sizes, "models": models}
 
 
+def grid_config(target_jobs: int, workdir: Path) -> tuple[dict[str, Any], int]:
+    """A study grid (the default study's regimes, 5 noise rates x 10 sizes x n MLP widths) of
+    about ``target_jobs`` planned jobs, and its planned job count.
+
+    The jobs per width are counted, not assumed: dry runs (in ``workdir``, a copy of the
+    workflow) of one and two widths give the jobs per width and the fixed jobs, whatever the
+    study's rules make of a run (train + evaluate, replica blocks, ...); the candidate grid is
+    dry-run too and the estimate corrected from it while that changes the width count.
+    """
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    path = workdir / "config" / "grid-calibrate.yaml"
+
+    def jobs(n_widths: int) -> int:
+        path.write_text(yaml.safe_dump(_grid(cfg, n_widths), sort_keys=False))
+        return sum(dry_run_stats(workdir, "--configfile", str(path)).values())
+
+    counts = {1: jobs(1), 2: jobs(2)}
+    n = 2
+    for _ in range(4):
+        # Jobs per width and fixed jobs from the two largest grids counted so far.
+        (a, ja), (b, jb) = sorted(counts.items())[-2:]
+        per_width = max(1.0, (jb - ja) / (b - a))
+        fixed = jb - per_width * b
+        n = max(1, round((target_jobs - fixed) / per_width))
+        if n in counts:
+            break
+        counts[n] = jobs(n)
+    path.unlink()
+    return _grid(cfg, n), counts[n]
+
+
+# The existing, unfair baseline: as many trivial jobs, all independent (one rule, no edges).
 BARE_SNAKEFILE = """\
 N = {n}
 
@@ -410,51 +448,204 @@ rule job:
 """
 
 
+def parse_dag(dot: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """Jobs (DOT node id -> rule name) and edges (upstream id, downstream id) from the
+    Graphviz output of ``snakemake -n --dag``: nodes ``3[label = "train\\nmodel: ..."]`` (the
+    rule name first, then the wildcards), edges ``4 -> 3`` (job 4's output is job 3's input)."""
+    jobs = {m[1]: m[2] for m in re.finditer(r'^\s*(\d+)\[label = "(\w+)', dot, re.M)}
+    edges = [(m[1], m[2]) for m in re.finditer(r"^\s*(\d+) -> (\d+)\s*$", dot, re.M)]
+    if not jobs or any(u not in jobs or d not in jobs for u, d in edges):
+        raise ValueError(f"not a snakemake --dag graph:\n{dot[:2000]}")
+    return jobs, edges
+
+
+def _job_paths(jobs: dict[str, str]) -> dict[str, str]:
+    """Job id -> its one output in the bare Snakefile, ``out/<rule>/<i>.txt``, where i numbers
+    a rule's jobs in the order of their ids."""
+    index: dict[str, int] = {}
+    out = {}
+    for job in sorted(jobs, key=lambda j: int(j) if j.isdigit() else j):
+        rule = jobs[job]
+        out[job] = f"out/{rule}/{index.setdefault(rule, 0)}.txt"
+        index[rule] += 1
+    return out
+
+
+def bare_dag_inputs(jobs: dict[str, str], edges: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The same-shape baseline's input lists: ``"<rule>/<i>"`` -> the outputs of exactly that
+    job's upstream jobs, and ``"all"`` -> the targets. The targets are the inputs of the DAG's
+    ``all`` job where it has one (a job of rule ``all`` without downstream jobs: the bare
+    Snakefile's own ``rule all`` takes its place), else the outputs of every job without
+    downstream jobs."""
+    paths = _job_paths(jobs)
+    upstream: dict[str, list[str]] = {j: [] for j in jobs}
+    has_downstream = set()
+    for u, d in edges:
+        upstream[d].append(paths[u])
+        has_downstream.add(u)
+    targets = [j for j in jobs if jobs[j] == "all" and j not in has_downstream]
+    if len(targets) > 1 or any(jobs[j] == "all" for j in has_downstream):
+        raise ValueError("the DAG's rule all must be one job with no downstream job")
+    inputs = {
+        paths[j].removeprefix("out/").removesuffix(".txt"): sorted(set(upstream[j]))
+        for j in jobs
+        if j not in targets
+    }
+    if targets:
+        inputs["all"] = sorted(set(upstream[targets[0]]))
+    else:
+        inputs["all"] = sorted(paths[j] for j in jobs if j not in has_downstream)
+    return inputs
+
+
+BARE_DAG_INPUTS = "inputs.json"
+
+
+def bare_dag_snakefile(jobs: dict[str, str], edges: list[tuple[str, str]]) -> str:
+    """A Snakefile of the DAG's shape with trivial rules: one rule per rule of the DAG (same
+    names), job i of rule R makes ``out/R/{i}.txt`` and its input function returns the outputs
+    of exactly that job's upstream jobs, looked up in ``inputs.json`` beside the Snakefile
+    (``bare_dag_inputs``); ``rule all`` requests the DAG's targets. No params, no config, no
+    library: what planning the same DAG costs Snakemake alone."""
+    del edges  # the edges are in inputs.json; the Snakefile needs only the rules
+    rules = sorted({r for r in jobs.values() if r != "all"})
+    lines = [
+        "# A bare Snakefile of a study's DAG shape (benchmarks/run.py, bare_dag_snakefile).",
+        "import json",
+        "",
+        f'INPUTS = json.loads(open(workflow.basedir + "/{BARE_DAG_INPUTS}").read())',
+        "",
+        "",
+        "wildcard_constraints:",
+        '    i="[0-9]+",',
+        "",
+        "",
+        "rule all:",
+        "    input:",
+        '        INPUTS["all"],',
+    ]
+    for rule in rules:
+        lines += [
+            "",
+            "",
+            f"rule {rule}:",
+            "    input:",
+            f'        lambda wc: INPUTS["{rule}/" + wc.i],',
+            "    output:",
+            f'        "out/{rule}/{{i}}.txt",',
+            "    shell:",
+            '        "touch {output}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_bare_dag(dest: Path, jobs: dict[str, str], edges: list[tuple[str, str]]) -> Path:
+    """The same-shape bare workflow in ``dest``: Snakefile and inputs.json."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "Snakefile").write_text(bare_dag_snakefile(jobs, edges))
+    (dest / BARE_DAG_INPUTS).write_text(json.dumps(bare_dag_inputs(jobs, edges)))
+    return dest
+
+
+def dag_of(workdir: Path, *args: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The jobs and edges Snakemake plans in ``workdir`` (``snakemake -n --dag``)."""
+    return parse_dag(snakemake(workdir, "-n", "--dag", "--cores", "1", *args).stdout)
+
+
+def dag_signature(jobs: dict[str, str], edges: list[tuple[str, str]]) -> dict[str, Any]:
+    """What two DAGs of the same shape share, whatever their job ids: the jobs per rule, the
+    edges counted per (upstream rule, downstream rule), and the jobs counted per (rule, number of
+    upstream jobs, number of downstream jobs)."""
+    ups = Counter(d for _, d in edges)
+    downs = Counter(u for u, _ in edges)
+    return {
+        "jobs": Counter(jobs.values()),
+        "edges": Counter((jobs[u], jobs[d]) for u, d in edges),
+        "degrees": Counter((r, ups[j], downs[j]) for j, r in jobs.items()),
+    }
+
+
+def check_same_shape(
+    study_stats: dict[str, int],
+    bare_stats: dict[str, int],
+    study_dag: tuple[dict[str, str], list[tuple[str, str]]],
+    bare_dag: tuple[dict[str, str], list[tuple[str, str]]],
+) -> None:
+    """Raise unless the bare workflow plans as many jobs per rule as the study (its Job stats)
+    and a DAG of the same signature (``dag_signature``)."""
+    if study_stats != bare_stats:
+        raise RuntimeError(f"jobs per rule differ: study {study_stats}, bare {bare_stats}")
+    a, b = dag_signature(*study_dag), dag_signature(*bare_dag)
+    for key in a:
+        if a[key] != b[key]:
+            raise RuntimeError(f"DAG {key} differ: study {dict(a[key])}, bare {dict(b[key])}")
+
+
 def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
     before = loadavg()
     with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
         study = copy_workflow(Path(tmp) / "study")
         cfg_path = study / "config" / "grid.yaml"
-        cfg = grid_config(args.jobs)
+        cfg, _ = grid_config(args.jobs, study)
         cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        _, n_jobs = _timed_dry_run(study, "--configfile", str(cfg_path))
+        study_args = ("--configfile", str(cfg_path))
+        study_stats = dry_run_stats(study, *study_args)
+        n_jobs = sum(study_stats.values())
+        study_dag = dag_of(study, *study_args)
         bare = Path(tmp) / "bare"
         bare.mkdir()
-        (bare / "Snakefile").write_text(BARE_SNAKEFILE.format(n=n_jobs))
+        (bare / "Snakefile").write_text(BARE_SNAKEFILE.format(n=n_jobs - 1))  # + its all job
+        shape = write_bare_dag(Path(tmp) / "shape", *study_dag)
+        shape_stats = dry_run_stats(shape)
+        check_same_shape(study_stats, shape_stats, study_dag, dag_of(shape))
         res = alternate(
             {
-                "study": lambda: -_timed_dry_run(study, "--configfile", str(cfg_path))[0],
+                "study": lambda: -_timed_dry_run(study, *study_args)[0],
+                "shape": lambda: -_timed_dry_run(shape)[0],
                 "bare": lambda: -_timed_dry_run(bare)[0],
             },
             args.rounds,
         )
-        study_s = [-v for v in res["study"]]
-        bare_s = [-v for v in res["bare"]]
+        study_s, shape_s, bare_s = ([-v for v in res[k]] for k in ("study", "shape", "bare"))
         # One-value edit (one regime's weight decay), then the dry-run plan.
         edits = []
         for i in range(args.rounds):
             cfg["regimes"]["weight_decay"]["weight_decay"] = 2.0 + 0.5 * (i + 1)
             cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            edits.append(_timed_dry_run(study, "--configfile", str(cfg_path))[0])
+            edits.append(_timed_dry_run(study, *study_args)[0])
         _, bare_jobs = _timed_dry_run(bare)
     out = {
         "jobs": n_jobs,
+        "jobs_per_rule": study_stats,
+        "edges": len(study_dag[1]),
+        "shape_jobs": sum(shape_stats.values()),
         "bare_jobs": bare_jobs,
         "study_dry_run_s": statistics.median(study_s),
+        "shape_dry_run_s": statistics.median(shape_s),
         "bare_dry_run_s": statistics.median(bare_s),
+        "ratio_shape": statistics.median(s / b for s, b in zip(study_s, shape_s, strict=True)),
         "ratio": statistics.median(s / b for s, b in zip(study_s, bare_s, strict=True)),
         "edit_to_plan_s": statistics.median(edits),
-        "rounds": {"study": study_s, "bare": bare_s, "edit": edits},
+        "rounds": {"study": study_s, "shape": shape_s, "bare": bare_s, "edit": edits},
         "loadavg_before": before,
         "loadavg_after": loadavg(),
     }
     print(f"\nWorkflow overhead (snakemake -n, median of {args.rounds} alternating rounds)")
+    edges = out["edges"]
     print(
         table(
             [
-                {"what": f"study grid ({n_jobs} jobs)", "s": out["study_dry_run_s"]},
-                {"what": f"bare Snakefile ({bare_jobs} trivial jobs)", "s": out["bare_dry_run_s"]},
-                {"what": "ratio study/bare (per round, median)", "s": out["ratio"]},
+                {"what": f"study grid ({n_jobs} jobs, {edges} edges)", "s": out["study_dry_run_s"]},
+                {
+                    "what": f"same-shape bare Snakefile ({out['shape_jobs']} jobs, {edges} edges)",
+                    "s": out["shape_dry_run_s"],
+                },
+                {
+                    "what": f"bare Snakefile ({bare_jobs} independent jobs)",
+                    "s": out["bare_dry_run_s"],
+                },
+                {"what": "ratio study/same-shape (per round, median)", "s": out["ratio_shape"]},
+                {"what": "ratio study/independent (per round, median)", "s": out["ratio"]},
                 {"what": "one-value config edit -> dry-run plan", "s": out["edit_to_plan_s"]},
             ],
             [("what", "what", ""), ("s", "seconds (ratio)", ".2f")],
