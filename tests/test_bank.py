@@ -48,7 +48,9 @@ def test_a_bank_concatenates_blocks_in_replica_order():
     b0, b1 = _block([0, 1]), _block([2, 3, 4])
     bank = concat_blocks([b1, b0])  # any order of files: the bank is in replica order
     assert bank["replica"].tolist() == [0, 1, 2, 3, 4]
-    np.testing.assert_array_equal(bank["pool_loss"], np.concatenate([b0["pool_loss"], b1["pool_loss"]]))
+    np.testing.assert_array_equal(
+        bank["pool_loss"], np.concatenate([b0["pool_loss"], b1["pool_loss"]])
+    )
     np.testing.assert_array_equal(bank["pool_label"], np.arange(5))  # shared: kept once
     with pytest.raises(MemlabInputError, match="disagree on 'pool_label'"):
         concat_blocks([b0, _block([2], shared_label=np.zeros(5, int))])
@@ -65,7 +67,9 @@ def test_read_runs_groups_block_files_by_run(tmp_path, monkeypatch):
             save_npz(path, **_block(replicas))
             files.append(f"results/runs/{run}/block{i}/evaluation.npz")
     monkeypatch.chdir(tmp_path)
-    out = list(read_runs(files, {"d/noise0/n5/m-w8/erm": "mlp", "d/noise0/n5/knn-k1/memory": "knn"}))
+    out = list(
+        read_runs(files, {"d/noise0/n5/m-w8/erm": "mlp", "d/noise0/n5/knn-k1/memory": "knn"})
+    )
     assert [name for name, _ in out] == ["mlp", "knn"]
     assert all(bank["replica"].tolist() == [0, 1, 2] for _, bank in out)
 
@@ -105,6 +109,7 @@ def test_one_block_or_four_train_the_same_replicas(digits_split, settings, same)
 
 # ------------------------------------------------------------------ the workflow grows its bank
 
+
 def _bank_config(work, replicas: int, name: str) -> str:
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())
     config.update(
@@ -112,7 +117,10 @@ def _bank_config(work, replicas: int, name: str) -> str:
         sizes=[0.5],
         replicas=replicas,
         replicas_per_job=2,
-        models={"mlp": {"kind": "mlp", "depth": 1, "widths": [8]}, "knn": {"kind": "knn", "k": [1]}},
+        models={
+            "mlp": {"kind": "mlp", "depth": 1, "widths": [8]},
+            "knn": {"kind": "knn", "k": [1]},
+        },
         regimes={"memorize": {}},
         perturbations={"names": ["gaussian_noise"], "severities": [1]},
     )

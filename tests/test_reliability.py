@@ -294,7 +294,7 @@ def test_malformed_yaml_names_file_and_line(finished_study):
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
 def test_damaged_checkpoint_is_named_and_rebuilt_as_the_message_says(finished_study, damage):
     work = finished_study
-    ckpt = work / "results/runs/digits/noise0.2/n80/mlp-w8/memorize/checkpoint.pt"
+    ckpt = work / "results/runs/digits/noise0.2/n80/mlp-w8/memorize/block0/checkpoint.pt"
     good = ckpt.read_bytes()
     if damage == "truncated":
         ckpt.write_bytes(good[: len(good) // 2])

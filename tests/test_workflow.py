@@ -92,7 +92,7 @@ def test_smoke_study_outputs(smoke_run):
 
     assert f"<td>torch</td><td>{torch.__version__}</td>" in summary
     assert "Study config" in summary and "max_epochs: 15" in summary
-    log = next((work / "results/logs/train").rglob("memorize.log")).read_text()
+    log = next((work / "results/logs/train").rglob("memorize/block0.log")).read_text()
     assert "epoch" in log and "fit" in log
     assert not list((work / "results").rglob("*.tmp*")), "temporary files left behind"
 

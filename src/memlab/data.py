@@ -570,7 +570,9 @@ def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndar
     and the block's replica range alone: a block's subsets never depend on how many replicas the
     study has, so adding replicas adds blocks and leaves the existing ones as they are.
     """
-    stream = derive_seed(_check_seed(seed, "subset"), "subsample", size, replicas.start, replicas.stop)
+    stream = derive_seed(
+        _check_seed(seed, "subset"), "subsample", size, replicas.start, replicas.stop
+    )
     return balanced_subsets(n_pool, size, len(replicas), stream)
 
 

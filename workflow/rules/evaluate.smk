@@ -15,10 +15,10 @@ rule evaluate:
         f"results/logs/evaluate/{BLOCK}.log",
     benchmark:
         f"results/benchmarks/evaluate/{BLOCK}.tsv"
-    conda:
-        "../../environment.yml"
     group:
         block_group
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -15,10 +15,10 @@ rule train:
         f"results/logs/train/{BLOCK}.log",
     benchmark:
         f"results/benchmarks/train/{BLOCK}.tsv"
-    conda:
-        "../../environment.yml"
     group:
         block_group
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2000,

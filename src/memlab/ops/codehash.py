@@ -31,16 +31,34 @@ def _walk(node: ast.AST) -> Iterator[ast.AST]:
             yield from _walk(child)
 
 
-def _imported(tree: ast.AST) -> set[str]:
-    """Dotted names of the memlab modules (and candidate submodules) an AST imports."""
+def _version(path: Path) -> tuple[Path, int, int]:
+    """A file as it is now: the key of the caches below (every rule's hash reads the same
+    modules; an edited file is read again)."""
+    st = path.stat()
+    return path, st.st_mtime_ns, st.st_size
+
+
+@cache
+def _tree(version: tuple[Path, int, int]) -> ast.Module:
+    return ast.parse(version[0].read_text())
+
+
+@cache
+def _digest(version: tuple[Path, int, int]) -> bytes:
+    return hashlib.sha256(ast.dump(_tree(version)).encode()).digest()
+
+
+@cache
+def _imported(version: tuple[Path, int, int]) -> frozenset[str]:
+    """Dotted names of the memlab modules (and candidate submodules) a file imports."""
     names: set[str] = set()
-    for node in _walk(tree):
+    for node in _walk(_tree(version)):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
-    return {n for n in names if n == PACKAGE or n.startswith(f"{PACKAGE}.")}
+    return frozenset(n for n in names if n == PACKAGE or n.startswith(f"{PACKAGE}."))
 
 
 def _module_file(name: str, src: Path) -> Path | None:
@@ -61,7 +79,7 @@ def _with_packages(name: str) -> list[str]:
 def library_modules(script: Path, src: Path) -> dict[str, Path]:
     """Every memlab module ``script`` runs: module name -> file, sorted by name."""
     found: dict[str, Path] = {}
-    todo = sorted(_imported(ast.parse(script.read_text())))
+    todo = sorted(_imported(_version(script)))
     while todo:
         name = todo.pop()
         for module in _with_packages(name):
@@ -69,7 +87,7 @@ def library_modules(script: Path, src: Path) -> dict[str, Path]:
             if path is None or module in found:
                 continue
             found[module] = path
-            todo.extend(sorted(_imported(ast.parse(path.read_text()))))
+            todo.extend(sorted(_imported(_version(path))))
     return dict(sorted(found.items()))
 
 
@@ -78,5 +96,5 @@ def library_hash(script: str | Path, src: str | Path) -> str:
     h = hashlib.sha256()
     for name, path in library_modules(Path(script), Path(src)).items():
         h.update(name.encode() + b"\0")
-        h.update(ast.dump(ast.parse(path.read_text())).encode() + b"\0")
+        h.update(_digest(_version(path)))
     return h.hexdigest()[:16]
