@@ -1,8 +1,9 @@
-"""memlab benchmarks: training throughput, end-to-end studies, workflow overhead.
+"""memlab benchmarks: training throughput, end-to-end studies, workflow overhead, the bank.
 
     ./run.sh bench                      # gemm, train, e2e (smoke study), overhead
     ./run.sh bench train --rounds 5     # one section, more rounds
     ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
+    ./run.sh bench bank                 # config/bank.yaml from scratch, analysis vs replicas
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
@@ -501,12 +502,24 @@ def bare_dag_inputs(jobs: dict[str, str], edges: list[tuple[str, str]]) -> dict[
 BARE_DAG_INPUTS = "inputs.json"
 
 
-def bare_dag_snakefile(jobs: dict[str, str], edges: list[tuple[str, str]]) -> str:
+BARE_SCRIPT = "job.py"
+BARE_ENV = "environment.yml"
+
+
+def bare_dag_snakefile(
+    jobs: dict[str, str], edges: list[tuple[str, str]], directives: bool = False
+) -> str:
     """A Snakefile of the DAG's shape with trivial rules: one rule per rule of the DAG (same
     names), job i of rule R makes ``out/R/{i}.txt`` and its input function returns the outputs
     of exactly that job's upstream jobs, looked up in ``inputs.json`` beside the Snakefile
     (``bare_dag_inputs``); ``rule all`` requests the DAG's targets. No params, no config, no
-    library: what planning the same DAG costs Snakemake alone."""
+    library: what planning the same DAG costs Snakemake alone.
+
+    ``directives``: every rule also has a ``log:``, a ``benchmark:``, a ``conda:`` environment
+    and a ``script:`` (a trivial one), as the study's rules do. Snakemake does per-job work for
+    each (it reads the script and builds the environment spec of every job), so this baseline
+    leaves only memlab's own bookkeeping (config, study plan, params, code hash) to the ratio.
+    """
     del edges  # the edges are in inputs.json; the Snakefile needs only the rules
     rules = sorted({r for r in jobs.values() if r != "all"})
     lines = [
@@ -533,17 +546,34 @@ def bare_dag_snakefile(jobs: dict[str, str], edges: list[tuple[str, str]]) -> st
             f'        lambda wc: INPUTS["{rule}/" + wc.i],',
             "    output:",
             f'        "out/{rule}/{{i}}.txt",',
-            "    shell:",
-            '        "touch {output}"',
         ]
+        if directives:
+            lines += [
+                "    log:",
+                f'        "logs/{rule}/{{i}}.log",',
+                "    benchmark:",
+                f'        "benchmarks/{rule}/{{i}}.tsv",',
+                "    conda:",
+                f'        "{BARE_ENV}"',
+                "    script:",
+                f'        "{BARE_SCRIPT}"',
+            ]
+        else:
+            lines += ["    shell:", '        "touch {output}"']
     return "\n".join(lines) + "\n"
 
 
-def write_bare_dag(dest: Path, jobs: dict[str, str], edges: list[tuple[str, str]]) -> Path:
-    """The same-shape bare workflow in ``dest``: Snakefile and inputs.json."""
+def write_bare_dag(
+    dest: Path, jobs: dict[str, str], edges: list[tuple[str, str]], directives: bool = False
+) -> Path:
+    """The same-shape bare workflow in ``dest``: Snakefile and inputs.json (and, with
+    ``directives``, the trivial script and environment its rules name)."""
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / "Snakefile").write_text(bare_dag_snakefile(jobs, edges))
+    (dest / "Snakefile").write_text(bare_dag_snakefile(jobs, edges, directives))
     (dest / BARE_DAG_INPUTS).write_text(json.dumps(bare_dag_inputs(jobs, edges)))
+    if directives:
+        (dest / BARE_SCRIPT).write_text("open(snakemake.output[0], 'w').close()\n")
+        (dest / BARE_ENV).write_text("name: bare\ndependencies: [python]\n")
     return dest
 
 
@@ -598,15 +628,20 @@ def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
         shape = write_bare_dag(Path(tmp) / "shape", *study_dag)
         shape_stats = dry_run_stats(shape)
         check_same_shape(study_stats, shape_stats, study_dag, dag_of(shape))
+        rules = write_bare_dag(Path(tmp) / "rules", *study_dag, directives=True)
+        check_same_shape(study_stats, dry_run_stats(rules), study_dag, dag_of(rules))
         res = alternate(
             {
                 "study": lambda: -_timed_dry_run(study, *study_args)[0],
                 "shape": lambda: -_timed_dry_run(shape)[0],
+                "rules": lambda: -_timed_dry_run(rules)[0],
                 "bare": lambda: -_timed_dry_run(bare)[0],
             },
             args.rounds,
         )
-        study_s, shape_s, bare_s = ([-v for v in res[k]] for k in ("study", "shape", "bare"))
+        study_s, shape_s, rules_s, bare_s = (
+            [-v for v in res[k]] for k in ("study", "shape", "rules", "bare")
+        )
         # One-value edit (one regime's weight decay), then the dry-run plan.
         edits = []
         for i in range(args.rounds):
@@ -622,11 +657,19 @@ def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
         "bare_jobs": bare_jobs,
         "study_dry_run_s": statistics.median(study_s),
         "shape_dry_run_s": statistics.median(shape_s),
+        "rules_dry_run_s": statistics.median(rules_s),
         "bare_dry_run_s": statistics.median(bare_s),
         "ratio_shape": statistics.median(s / b for s, b in zip(study_s, shape_s, strict=True)),
+        "ratio_rules": statistics.median(s / b for s, b in zip(study_s, rules_s, strict=True)),
         "ratio": statistics.median(s / b for s, b in zip(study_s, bare_s, strict=True)),
         "edit_to_plan_s": statistics.median(edits),
-        "rounds": {"study": study_s, "shape": shape_s, "bare": bare_s, "edit": edits},
+        "rounds": {
+            "study": study_s,
+            "shape": shape_s,
+            "rules": rules_s,
+            "bare": bare_s,
+            "edit": edits,
+        },
         "loadavg_before": before,
         "loadavg_after": loadavg(),
     }
@@ -641,10 +684,15 @@ def section_overhead(args: argparse.Namespace) -> dict[str, Any]:
                     "s": out["shape_dry_run_s"],
                 },
                 {
+                    "what": "same shape, log/benchmark/conda/script directives",
+                    "s": out["rules_dry_run_s"],
+                },
+                {
                     "what": f"bare Snakefile ({bare_jobs} independent jobs)",
                     "s": out["bare_dry_run_s"],
                 },
                 {"what": "ratio study/same-shape (per round, median)", "s": out["ratio_shape"]},
+                {"what": "ratio study/same-shape+directives (median)", "s": out["ratio_rules"]},
                 {"what": "ratio study/independent (per round, median)", "s": out["ratio"]},
                 {"what": "one-value config edit -> dry-run plan", "s": out["edit_to_plan_s"]},
             ],
@@ -670,25 +718,36 @@ def read_benchmarks(workdir: Path) -> list[dict[str, Any]]:
     return recs
 
 
+def run_in(work: Path, configfile: str, cores: int) -> dict[str, float]:
+    """Run a study in ``work``: wall seconds, CPU seconds of the whole process tree (Snakemake
+    and every job) and the largest process's peak RSS."""
+    t = time.perf_counter()
+    with open(work / "snakemake.out", "w") as out:
+        proc = subprocess.Popen(
+            [SNAKEMAKE, "--configfile", configfile, "--cores", str(cores)],
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        # wait4: this run's own rusage (its tree's CPU time); ru_maxrss is the largest process
+        # of its tree (Snakemake or any job), in KB.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{configfile} failed:\n{(work / 'snakemake.out').read_text()}")
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_process_rss_mb": usage.ru_maxrss / 1024,
+    }
+
+
 def run_study(configfile: str, cores: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="memlab-bench-") as tmp:
         work = copy_workflow(Path(tmp))
-        t = time.perf_counter()
-        with open(work / "snakemake.out", "w") as out:
-            proc = subprocess.Popen(
-                [SNAKEMAKE, "--configfile", configfile, "--cores", str(cores)],
-                cwd=work,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            # wait4: this run's own rusage; ru_maxrss is the largest process of its tree
-            # (Snakemake or any job), in KB.
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - t
-        if proc.returncode != 0:
-            raise RuntimeError(f"{configfile} failed:\n{(work / 'snakemake.out').read_text()}")
-        peak_process_mb = usage.ru_maxrss / 1024
+        run = run_in(work, configfile, cores)
+        wall, peak_process_mb = run["wall_s"], run["peak_process_rss_mb"]
         recs = read_benchmarks(work)
     rules: dict[str, list[dict[str, Any]]] = {}
     for r in recs:
@@ -744,9 +803,67 @@ def section_e2e(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------------------------------- bank
+
+
+def _analyze_record(work: Path) -> dict[str, float]:
+    row = next(r for r in read_benchmarks(work) if r["rule"] == "analyze")
+    return {"analyze_s": row["s"], "analyze_max_rss_mb": row["max_rss_mb"]}
+
+
+def section_bank(args: argparse.Namespace) -> dict[str, Any]:
+    """The large-bank config from scratch (wall, CPU seconds / wall), then the same bank read by
+    studies of fewer replicas: their blocks exist, so only the analyses run (analyze-rule time
+    and peak memory against the number of replicas)."""
+    before = loadavg()
+    cfg = yaml.safe_load((ROOT / args.bank_config).read_text())
+    sizes = sorted({*args.bank_replicas, cfg["replicas"]})
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="memlab-bank-") as tmp:
+        work = copy_workflow(Path(tmp) / "bank")
+        full = run_in(work, args.bank_config, args.cores)
+        full |= _analyze_record(work)
+        blocks = len(list((work / "results/benchmarks/train").rglob("block*.tsv")))
+        for r in sizes:
+            if r == cfg["replicas"]:
+                rows.append({"replicas": r, **_analyze_record(work)})
+                continue
+            path = work / "config" / f"bank-{r}.yaml"
+            path.write_text(yaml.safe_dump({**cfg, "replicas": r}))
+            run_in(work, str(path.relative_to(work)), args.cores)
+            rows.append({"replicas": r, **_analyze_record(work)})
+    out = {
+        "config": args.bank_config,
+        "cores": args.cores,
+        "replicas": cfg["replicas"],
+        "train_jobs": blocks,
+        **full,
+        "cpu_utilization": full["cpu_s"] / full["wall_s"],
+        "analysis": rows,
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+    print(
+        f"\n{args.bank_config}: {cfg['replicas']} replicas in {blocks} train jobs, "
+        f"{full['wall_s'] / 60:.1f} min wall, {full['cpu_s'] / 60:.1f} CPU min "
+        f"(utilization {out['cpu_utilization']:.2f} of {args.cores} cores)"
+    )
+    print(
+        table(
+            rows,
+            [
+                ("replicas", "replicas", ""),
+                ("analyze_s", "analyze s", ".1f"),
+                ("analyze_max_rss_mb", "analyze peak RSS MB", ".0f"),
+            ],
+        )
+    )
+    return out
+
+
 # ---------------------------------------------------------------------------------------- main
 
-SECTIONS = ("gemm", "train", "e2e", "overhead")
+SECTIONS = ("gemm", "train", "e2e", "overhead", "bank")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -773,10 +890,19 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="e2e: also run the default study (about 15-20 minutes)",
     )
-    p.add_argument("--cores", type=int, default=2, help="e2e: snakemake --cores (2)")
+    p.add_argument("--cores", type=int, default=2, help="e2e, bank: snakemake --cores (2)")
+    p.add_argument("--bank-config", default="config/bank.yaml", help="bank: the large bank")
+    p.add_argument(
+        "--bank-replicas",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        help="bank: also analyze the bank's first N replicas (64 256)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     args = p.parse_args(argv)
-    sections = args.sections or list(SECTIONS)
+    # The bank section runs for up to half an hour: only when asked for.
+    sections = args.sections or [s for s in SECTIONS if s != "bank"]
     if unknown := set(sections) - set(SECTIONS):
         p.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     torch.set_num_threads(1)
@@ -799,6 +925,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_train(args, peak)
         elif s == "e2e":
             res = section_e2e(args)
+        elif s == "bank":
+            res = section_bank(args)
         else:
             res = section_overhead(args)
         print(f"wrote {write_json(s, res, args.out)}", flush=True)

@@ -41,14 +41,16 @@ def test_hand_made_dag(bench, tmp_path: Path):
     assert bench.dag_signature(jobs, edges) == bench.dag_signature(*want)
 
 
-def test_smoke_study_dag(bench, tmp_path: Path):
+@pytest.mark.parametrize("directives", [False, True], ids=["bare", "directives"])
+def test_smoke_study_dag(bench, tmp_path: Path, directives):
     work = copy_workflow(tmp_path / "study")
     args = ("--configfile", "config/smoke.yaml")
     stats = bench.dry_run_stats(work, *args)
     dag = bench.dag_of(work, *args)
     assert sum(stats.values()) == len(dag[0])
     assert {"prepare", "train", "evaluate", "all"} <= set(stats)
-    bare = bench.write_bare_dag(tmp_path / "bare", *dag)
+    bare = bench.write_bare_dag(tmp_path / "bare", *dag, directives=directives)
+    assert ("script:" in (bare / "Snakefile").read_text()) == directives
     bare_stats = bench.dry_run_stats(bare)
     bare_dag = bench.dag_of(bare)
     assert bare_stats == stats
