@@ -21,6 +21,17 @@ def test_logit_scaled_confidence_matches_definition():
     assert out["pred"].tolist() == [[0, 2]]
 
 
+@pytest.mark.parametrize("margin", [20.0, 30.0, 50.0])
+def test_loss_of_confident_prediction_is_not_rounded_to_zero(margin):
+    """-log p_y rounds to 0.0 in float32 past a margin of ~17; the loss keeps its value."""
+    z = torch.zeros(1, 2, 10)
+    z[0, 0, 3], z[0, 1, 5] = margin, margin  # label 3: correct and confident; confidently wrong
+    out = example_outputs(torch.log_softmax(z, -1), np.array([3, 3]))
+    np.testing.assert_allclose(out["loss"][0, 0], np.log1p(9 * np.exp(-margin)), rtol=1e-5)
+    np.testing.assert_allclose(out["loss"][0, 1], margin + np.log1p(9 * np.exp(-margin)), rtol=1e-5)
+    assert out["loss"][0, 0] > 0
+
+
 def _fixed_model(pool_pred, test_pred, n_classes=3):
     """A fake 'model' whose predictions are given per example (for exact expected metrics)."""
 

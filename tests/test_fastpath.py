@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import train, train_regime
 
 from memlab.data import balanced_subsets
-from memlab.fastpath import MLPStep, fast_step
+from memlab.fastpath import MLPStep, cross_entropy, fast_step
 from memlab.kinds import MLP
 from memlab.models import StackedCNN, StackedMLP
 from memlab.train import carve_validation, init_seeds
@@ -106,3 +109,57 @@ def test_chunked_replicas_equal_one_stack(digits_split, monkeypatch, regime):
         np.testing.assert_array_equal(arrays[k], arrays2[k])
     assert hist[["epoch", "replica"]].equals(hist2[["epoch", "replica"]])
     np.testing.assert_allclose(hist.to_numpy(float), hist2.to_numpy(float), rtol=1e-5, atol=1e-6)
+
+
+def _margin_logits(margin, n_classes=10, label=3, dtype=torch.float32):
+    """One example: the label's logit ``margin`` above all the others (which are 0)."""
+    z = torch.zeros(1, n_classes, dtype=dtype)
+    z[0, label] = margin
+    return z, torch.tensor([label])
+
+
+@pytest.mark.parametrize("margin", [20.0, 30.0, 50.0])
+def test_cross_entropy_keeps_tiny_losses_of_confident_predictions(margin):
+    """Margins past ~17 used to cancel to exactly 0.0; the loss is log1p(9 e^-margin)."""
+    z, y = _margin_logits(margin)
+    loss = cross_entropy(z, y)
+    exact = math.log1p(9 * math.exp(-margin))  # float64
+    assert loss.dtype == torch.float32 and loss.item() > 0
+    assert loss.item() == pytest.approx(exact, rel=1e-5)
+    # Shifted logits (log-probabilities, as evaluate.example_outputs passes) give the same loss.
+    assert cross_entropy(torch.log_softmax(z, -1), y).item() == pytest.approx(exact, rel=1e-5)
+    # The float64 result is the exact value too (the formula is not float32-specific).
+    z64, _ = _margin_logits(margin, dtype=torch.float64)
+    assert cross_entropy(z64, y).item() == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("margin", [-100.0, -1e4])
+def test_cross_entropy_of_confident_wrong_prediction_is_finite(margin):
+    z, y = _margin_logits(margin)
+    loss = cross_entropy(z, y).item()
+    # -margin + log(9 + e^margin): the label sits |margin| below the nine others.
+    assert math.isfinite(loss)
+    assert loss == pytest.approx(-margin + math.log(9), rel=1e-6)
+
+
+def test_cross_entropy_equals_torch_on_moderate_margins():
+    torch.manual_seed(0)
+    z = torch.randn(3, 50, 10) * 4  # [R, n, C]
+    y = torch.randint(0, 10, (3, 50))
+    ref = F.cross_entropy(z.reshape(-1, 10), y.reshape(-1), reduction="none").view(3, 50)
+    out = cross_entropy(z, y)
+    assert out.shape == (3, 50)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cross_entropy(z[0], y[0]), ref[0], rtol=1e-5, atol=1e-6)  # [n, C]
+    # Ties and one class: log(2) for a two-way tie at the top, 0 for a single class.
+    assert cross_entropy(torch.tensor([[5.0, 5.0]]), torch.tensor([0])).item() == pytest.approx(
+        math.log(2)
+    )
+    assert cross_entropy(torch.tensor([[7.0]]), torch.tensor([0])).item() == 0.0
+
+
+def test_cross_entropy_leaves_its_input_alone():
+    z, y = torch.randn(4, 10), torch.randint(0, 10, (4,))
+    before = z.clone()
+    cross_entropy(z, y)
+    assert torch.equal(z, before)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memlab.fastpath import cross_entropy
 from memlab.models import StackedModel
 
 LogProba = Callable[[np.ndarray], torch.Tensor]  # x [n, d] -> log p [R, n, C]
@@ -33,13 +34,18 @@ def network_log_proba(model: StackedModel, chunk: int = 2048) -> LogProba:
 
 
 def example_outputs(log_p: torch.Tensor, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Predicted label, loss and logit-scaled confidence per (replica, example)."""
+    """Predicted label, loss and logit-scaled confidence per (replica, example).
+
+    The loss is :func:`memlab.fastpath.cross_entropy` of the log-probabilities (they differ from
+    the logits by a per-example shift, which it ignores): ``log1p(sum_{j != y} p_j / p_y)``, not
+    ``-log p_y``, which rounds to exactly 0.0 in float32 for a confident correct prediction.
+    """
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64)).expand(log_p.shape[:2])
     lp_y = log_p.gather(2, yt.unsqueeze(2)).squeeze(2)
     others = log_p.scatter(2, yt.unsqueeze(2), float("-inf")).logsumexp(2)
     return {
         "pred": log_p.argmax(2).numpy().astype(np.int16),
-        "loss": (-lp_y).numpy().astype(np.float32),
+        "loss": cross_entropy(log_p, yt).numpy().astype(np.float32),
         "confidence": (lp_y - others).numpy().astype(np.float32),
     }
 

@@ -130,12 +130,23 @@ def softmax(z: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example cross-entropy ``[..., C], [...] -> [...]``, equal to ``F.cross_entropy`` up to
-    float rounding; written out for the same reason as :func:`softmax` (``benchmarks/README.md``).
+    """Per-example cross-entropy ``[..., C], [...] -> [...]``, accurate down to tiny losses.
+
+    ``logits`` may be any per-example shift of the logits (log-probabilities too): only the
+    margins ``d_j = z_j - z_y`` (``j != y``) enter. The loss is ``log1p(sum_j exp(d_j))``, computed
+    as ``m + log1p(expm1(-m) + sum_j exp(d_j - m))`` with ``m = max(0, max_j d_j)``: at ``m = 0``
+    (a correct prediction) that is ``log1p(sum_j exp(d_j))`` itself, so a loss of ``1e-20`` keeps
+    its digits, where ``logsumexp(z) - z_y`` cancels to exactly 0.0 in float32 once the margin
+    passes ~17; for ``m > 0`` no exponent is positive, so nothing overflows (a margin of -100
+    gives 100). Equal to ``F.cross_entropy`` up to float rounding elsewhere; written out rather
+    than calling it for the same reason as :func:`softmax` (``benchmarks/README.md``).
     """
-    m = logits.amax(-1, keepdim=True)
-    lse = (logits - m).exp_().sum(-1, keepdim=True).log_().add_(m)
-    return (lse - logits.gather(-1, y.unsqueeze(-1))).squeeze(-1)
+    # m = max(0, max_j d_j) = max(z) - z_y, and exp(d_j - m) = exp(z_j - max(z)).
+    yi = y.unsqueeze(-1)
+    top = logits.amax(-1, keepdim=True)
+    m = top - logits.gather(-1, yi)
+    s = (logits - top).exp_().scatter_(-1, yi, 0.0).sum(-1, keepdim=True)  # j != y only
+    return s.add_(m.neg().expm1_()).log1p_().add_(m).squeeze(-1)
 
 
 def fast_step(model: torch.nn.Module) -> Step | None:
