@@ -825,8 +825,10 @@ def section_bank(args: argparse.Namespace) -> dict[str, Any]:
         full |= _analyze_record(work)
         blocks = len(list((work / "results/benchmarks/train").rglob("block*.tsv")))
         for r in sizes:
-            if r == cfg["replicas"]:
-                rows.append({"replicas": r, **_analyze_record(work)})
+            if r == cfg["replicas"]:  # the full run's own analysis
+                rows.append(
+                    {"replicas": r, **{k: full[k] for k in ("analyze_s", "analyze_max_rss_mb")}}
+                )
                 continue
             path = work / "config" / f"bank-{r}.yaml"
             path.write_text(yaml.safe_dump({**cfg, "replicas": r}))

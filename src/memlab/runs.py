@@ -1,4 +1,4 @@
-"""One run = all replicas of one configuration: train it, rebuild it, evaluate it.
+"""A block of a configuration's replicas: train it, rebuild it from its checkpoint, evaluate it.
 
 These are the bodies of the train and evaluate rules, kept here so that scripts stay thin and
 tests can call them directly.

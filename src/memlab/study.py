@@ -202,9 +202,13 @@ class Run:
         """Where its files live under RUNS_DIR."""
         return RUN_PATTERN.format(**self.wildcards())
 
+    def block_path(self, block: Block) -> str:
+        """Where a block's files live under RUNS_DIR (its logs and benchmarks are named alike)."""
+        return BLOCK_PATTERN.format(**self.wildcards(), block=block.index)
+
     def file(self, name: str, block: Block) -> str:
         """A file of one of the run's blocks."""
-        return f"{RUNS_DIR}/{self.path}/block{block.index}/{name}"
+        return f"{RUNS_DIR}/{self.block_path(block)}/{name}"
 
     def files(self, name: str) -> list[str]:
         """The file ``name`` of every block, in replica order."""

@@ -1,4 +1,4 @@
-"""Training engine: all replicas of one configuration trained at once as one stacked model.
+"""Training engine: a block of replicas trained at once as one stacked model.
 
 Why it looks like this (what each choice saved, and on which machine: ``benchmarks/README.md``):
 - data stays in in-memory tensors and minibatches are gathered through an index matrix: a

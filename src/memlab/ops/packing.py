@@ -35,7 +35,7 @@ def measured_seconds(tsv: Path) -> float | None:
 
 def _block_measured(root: Path, run: Run, block: Block) -> float | None:
     times = [
-        measured_seconds(root / f"results/benchmarks/{rule}/{run.path}/block{block.index}.tsv")
+        measured_seconds(root / f"results/benchmarks/{rule}/{run.block_path(block)}.tsv")
         for rule in BLOCK_RULES
     ]
     return None if any(t is None for t in times) else sum(times)
@@ -59,7 +59,7 @@ def block_costs(study: Study, root: Path, block_seconds: float) -> dict[tuple[st
         v: per_replica((r, b) for r in study.runs if r.model == v for b in r.blocks)
         for v in {r.model for r in study.runs}
     }
-    costs = {}
+    costs: dict[tuple[str, int], float] = {}
     for run in study.runs:
         rate = per_replica((run, b) for b in run.blocks) or by_variant[run.model]
         for b in run.blocks:
@@ -81,18 +81,19 @@ def pack(costs: Sequence[float], target: float) -> list[int]:
 
 
 def block_groups(
-    root: Path, costs: dict[tuple[str, int], float], job_seconds: float
+    study: Study, root: Path, costs: dict[tuple[str, int], float], job_seconds: float
 ) -> dict[tuple[str, int], str]:
     """The group name of every block of ``costs`` (:func:`block_costs`): ``blocks<k>`` for
     blocks without outputs yet, ``reblocks<k>`` for those that have them (and run again only if
     a change touched them)."""
+    has_outputs = {
+        (run.path, b.index): (root / run.file("evaluation.npz", b)).exists()
+        for run in study.runs
+        for b in run.blocks
+    }
     groups = {}
     for prefix, done in (("blocks", False), ("reblocks", True)):
-        keys = [
-            k
-            for k in costs
-            if (root / f"results/runs/{k[0]}/block{k[1]}/evaluation.npz").exists() == done
-        ]
+        keys = [k for k in costs if has_outputs[k] == done]
         for key, index in zip(keys, pack([costs[k] for k in keys], job_seconds), strict=True):
             groups[key] = f"{prefix}{index}"
     return groups
