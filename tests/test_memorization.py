@@ -10,12 +10,14 @@ import torch
 from conftest import run_columns
 
 from memlab import analysis
+from memlab.bank import PER_REPLICA
 from memlab.data import Split, balanced_subsets, load_dataset, split_pool_test
 from memlab.io import MemlabInputError
 from memlab.membership import evaluate_attacks, lira_scores
 from memlab.memorization import memorization_scores, roc_auc, roc_curve, tpr_at_fpr
 from memlab.models import knn_log_proba
 from memlab.randomization import randomize
+from memlab.study import STOP_REASONS
 
 
 def _clusters(n=300, k=3, seed=0):
@@ -187,22 +189,178 @@ def test_noise_sweep_best_is_at_least_final():
     assert ns.loc[0, "early_stopping_gap"] == pytest.approx(0.1)
 
 
-def test_memorization_tables_use_only_fitted_replicas():
+# Stop reasons as the evaluations store them (indices into STOP_REASONS).
+FIT, EARLY, CAPPED = (STOP_REASONS.index(s) for s in ("fit", "early_stopping", "max_epochs"))
+
+
+def _trained_design():
+    """Six replicas on balanced halves of 40 examples: every example in 3 subsets, out of 3.
+
+    0: early-stopped at 95% train accuracy; 1: capped at max_epochs, unfitted and its loss still
+    falling (under-trained); 2: capped, unfitted, its loss flat (converged at 95%); 3: capped
+    after it fit (stop_at_fit false), loss still falling; 4, 5: stopped at fit.
+    """
     rng = np.random.default_rng(3)
     members = balanced_subsets(40, 20, 6, seed=3)
     correct = members | (rng.random(members.shape) < 0.5)
-    correct[0, np.flatnonzero(members[0])[0]] = False  # replica 0 did not fit its subset
+    for r in (0, 1, 2):
+        correct[r, np.flatnonzero(members[r])[0]] = False  # 19 of 20: 95% train accuracy
     arrays = {
         "train_mask": members,
         "pool_correct": correct,
         "flipped": np.zeros(40, bool),
         "pool_label": np.zeros(40, int),
         "pool_pred": np.zeros((6, 40), int),
+        "stop_reason": np.array([EARLY, CAPPED, CAPPED, CAPPED, FIT, FIT]),
+        "fit_epoch": np.array([-1, -1, -1, 50, 30, 40]),
+        "stop_epoch": np.array([60, 200, 200, 200, 30, 40]),
+        "loss_drop": np.array([0.01, 0.02, 0.0005, 0.03, 0.04, 0.05], np.float32),
     }
-    scores, summary = analysis.memorization_tables([(_run(), arrays)])
-    assert summary.loc[0, "replicas_fit"] == 5 and summary.loc[0, "status"] == "ok"
-    expected = memorization_scores(correct[1:], members[1:])
+    return arrays
+
+
+def test_undertrained_is_capped_unfitted_and_still_improving():
+    from memlab.memorization import STILL_IMPROVING, undertrained
+
+    a = _trained_design()
+    np.testing.assert_array_equal(
+        undertrained(a["stop_reason"], a["fit_epoch"], a["loss_drop"]),
+        [False, True, False, False, False, False],
+    )
+    capped, unfit = np.array([CAPPED] * 4), np.array([-1] * 4)
+    drops = np.array([STILL_IMPROVING, np.nextafter(STILL_IMPROVING, 1), np.nan, -0.01])
+    # At the threshold: converged; NaN (under 2 epochs, or a bank without loss_drop): cannot
+    # show it converged; a loss that rose at the end: not improving.
+    np.testing.assert_array_equal(undertrained(capped, unfit, drops), [False, True, True, False])
+    np.testing.assert_array_equal(undertrained(capped, unfit, None), [True] * 4)
+    # Not trained (k-NN, -1) or stopped by a rule other than the cap: never under-trained.
+    assert not undertrained(np.array([-1, FIT, EARLY]), np.array([-1] * 3), np.full(3, 9.0)).any()
+
+
+def test_loss_drop_compares_the_last_window_with_the_one_before():
+    from memlab.train import LOSS_WINDOW, loss_drop
+
+    assert LOSS_WINDOW == 20
+    epochs = np.arange(1, 51)
+    # 50 epochs, loss 2 for 10, then 1 for 20 (the window before), then 0.5 for 20: halved in 20
+    # epochs, 1 - 0.5 ** (1 / 20) per epoch.
+    halving = np.r_[[2.0] * 10, [1.0] * 20, [0.5] * 20]
+    history = pd.concat(
+        [
+            pd.DataFrame({"replica": 7, "epoch": epochs, "train_loss": halving}),
+            pd.DataFrame({"replica": 3, "epoch": [1, 2, 3], "train_loss": [4.0, 2.0, 1.5]}),  # w=1
+            pd.DataFrame({"replica": 5, "epoch": [1], "train_loss": [1.0]}),  # one epoch: NaN
+            pd.DataFrame({"replica": 9, "epoch": epochs, "train_loss": 0.3}),  # a plateau
+        ]
+    ).sample(frac=1.0, random_state=0)  # any row order
+    drop = loss_drop(history, [7, 3, 5, 9, 11])  # 11: no history
+    np.testing.assert_allclose(drop[:2], [1 - 0.5 ** (1 / 20), 0.25], rtol=1e-6)
+    assert np.isnan(drop[2]) and drop[3] == 0.0 and np.isnan(drop[4])
+    assert drop.dtype == np.float32
+
+
+def test_memorization_tables_use_trained_replicas_whatever_their_train_accuracy():
+    """Replicas at 95% train accuracy that stopped by a rule count; the under-trained one is
+    left out and counted; the summary says how far each fitted and how each stopped."""
+    a = _trained_design()
+    scores, summary = analysis.memorization_tables([(_run(), a)])
+    row = summary.iloc[0]
+    assert row["status"] == "ok"
+    assert (row["replicas"], row["replicas_trained"], row["replicas_fit"]) == (6, 5, 3)
+    assert row["replicas_undertrained"] == 1
+    assert row["train_accuracy_mean"] == pytest.approx((0.95 + 0.95 + 1 + 1 + 1) / 5)
+    assert row["train_accuracy_min"] == pytest.approx(0.95)
+    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [2, 1, 3]  # fit, early, max_epochs
+    used = np.array([1, 0, 1, 1, 1, 1], bool)
+    expected = memorization_scores(a["pool_correct"][used], a["train_mask"][used])
     np.testing.assert_allclose(scores["score"], expected["score"])
-    full = {**arrays, "train_mask": np.ones((6, 40), bool), "pool_correct": np.ones((6, 40), bool)}
+    # By hand for one example, counted over the 5 used replicas only.
+    m, c = a["train_mask"][used], a["pool_correct"][used]
+    e = 0
+    p_in, p_out = c[m[:, e], e].mean(), c[~m[:, e], e].mean()
+    assert scores.loc[e, "score"] == pytest.approx(p_in - p_out)
+    assert (scores["n_in"] + scores["n_out"] == 5).all()
+    # A bank written before loss_drop existed: capped unfitted replicas count as under-trained.
+    old = {k: v for k, v in a.items() if k != "loss_drop"}
+    _, summary = analysis.memorization_tables([(_run(), old)])
+    assert summary.loc[0, "replicas_undertrained"] == 2 and summary.loc[0, "replicas_trained"] == 4
+
+
+def test_memorization_tables_say_why_a_run_has_no_scores():
+    a = _trained_design()
+    capped = {
+        **a,
+        "stop_reason": np.full(6, CAPPED),
+        "fit_epoch": np.full(6, -1),
+        "loss_drop": np.full(6, 0.05, np.float32),
+    }
+    scores, summary = analysis.memorization_tables([(_run(), capped)])
+    row = summary.iloc[0]
+    assert scores.empty and (row["replicas_trained"], row["replicas_undertrained"]) == (0, 6)
+    assert (
+        row["status"].startswith("too few trained replicas")
+        and "6 of 6 under-trained" in (row["status"])
+    )
+    assert np.isnan(row["train_accuracy_mean"]) and np.isnan(row["mean_score"])
+    full = {**a, "train_mask": np.ones((6, 40), bool), "pool_correct": np.ones((6, 40), bool)}
     scores, summary = analysis.memorization_tables([(_run(), full)])
     assert scores.empty and summary.loc[0, "status"] == "no example is ever held out"
+    one = {k: (v[:1] if k in PER_REPLICA else v) for k, v in a.items()}  # a single replica
+    _, summary = analysis.memorization_tables([(_run(), one)])
+    assert summary.loc[0, "status"].startswith("too few replicas to hold every example")
+
+
+def test_memorization_tables_count_every_knn_replica():
+    """k-NN does not train: every replica counts, whatever its train accuracy (k >= 3 cannot
+    fit isolated flips), and no stop reason is counted."""
+    a = _trained_design()
+    knn = {k: v for k, v in a.items() if k not in ("stop_reason", "fit_epoch", "loss_drop")}
+    scores, summary = analysis.memorization_tables([(_run(kind="knn"), knn)])
+    row = summary.iloc[0]
+    assert row["status"] == "ok"
+    assert (row["replicas_trained"], row["replicas_undertrained"]) == (6, 0)
+    assert row["replicas_fit"] == 3 and row["train_accuracy_min"] == pytest.approx(0.95)
+    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [0, 0, 0]
+    expected = memorization_scores(a["pool_correct"], a["train_mask"])
+    np.testing.assert_allclose(scores["score"], expected["score"])
+
+
+def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_split):
+    """The convergence check's input is computed at train time from the history, kept in the
+    checkpoint's arrays and the evaluation's, and the metrics say how each replica stopped."""
+    from conftest import train_regime
+
+    from memlab import runs
+    from memlab.kinds import MLP
+    from memlab.memorization import STILL_IMPROVING
+    from memlab.train import loss_drop
+
+    split = digits_split
+    members = balanced_subsets(len(split.y_pool), 60, 2, seed=0)
+    variant = MLP("mlp", 8, 1)
+    regime = train_regime(max_epochs=10, lr=1e-2, batch_size=32)  # capped long before it fits
+    state, arrays, history = runs.train_run(
+        split, split.y_pool, np.zeros(len(split.y_pool), bool), members, variant, regime,
+        seed=0, log=lambda s: None,
+    )  # fmt: skip
+    np.testing.assert_array_equal(arrays["loss_drop"], loss_drop(history, [0, 1]))
+    assert (arrays["stop_reason"] == CAPPED).all() and (arrays["loss_drop"] > STILL_IMPROVING).all()
+    checkpoint = {
+        "state": state,
+        "arrays": arrays,
+        "settings": {
+            "model": variant.spec(),
+            "settings": regime.settings(),
+            "seed": 0,
+            "wildcards": {"regime": regime.name},
+        },
+    }
+    labels = {"y_pool": split.y_pool, "flipped": np.zeros(len(split.y_pool), bool)}
+    ev, metrics = runs.evaluate_run(checkpoint, split, labels, {})
+    np.testing.assert_array_equal(ev["loss_drop"], arrays["loss_drop"])
+    facts = metrics[metrics["split"] == "train"].pivot(index="replica", columns="metric")["value"]
+    assert facts["stopped_max_epochs"].tolist() == [1.0, 1.0] and facts["undertrained"].all()
+    assert (facts["stopped_fit"] == 0).all() and (facts["stopped_early_stopping"] == 0).all()
+    np.testing.assert_allclose(facts["loss_drop"], arrays["loss_drop"], rtol=1e-6)
+    _, summary = analysis.memorization_tables([(_run(), ev)])
+    assert summary.loc[0, "replicas_undertrained"] == 2

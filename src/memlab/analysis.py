@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.kinds import MODEL_KINDS
-from memlab.study import RUN_COLUMNS, with_run
+from memlab.study import RUN_COLUMNS, STOP_REASONS, with_run
 
 KEYS = [*RUN_COLUMNS, "replica"]
 # Columns of the per-example tables, so that a study without such runs still writes a header.
@@ -46,7 +46,12 @@ ROC_COLUMNS = [*RUN_COLUMNS, "attack", "fpr", "tpr"]
 MEMORIZATION_SUMMARY_COLUMNS = [
     *RUN_COLUMNS,
     "replicas",
+    "replicas_trained",
     "replicas_fit",
+    "replicas_undertrained",
+    "train_accuracy_mean",
+    "train_accuracy_min",
+    *(f"stopped_{reason}" for reason in STOP_REASONS),
     "status",
     "mean_score",
     "mean_score_flipped",
@@ -104,12 +109,43 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
 # evaluate rule wrote (per-example predictions, losses, confidences and memberships).
 
 
-def _usable_replicas(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Replicas that fit their training subset (a model that does not train: all of them)."""
-    tm = arrays["train_mask"]
-    if not MODEL_KINDS[run["kind"]].trains:
-        return np.ones(tm.shape[0], bool)
-    return (arrays["pool_correct"] & tm).sum(1) == tm.sum(1)
+def replica_training(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """Per replica of a bank: its train accuracy (subset as trained on, labels as given), how it
+    stopped (a name of STOP_REASONS; "none" for a model that does not train), whether it is
+    under-trained (``memlab.memorization.undertrained``) and whether the scores use it (trained
+    and not under-trained: every replica of a model that does not train)."""
+    from memlab.memorization import undertrained
+
+    tm = np.asarray(arrays["train_mask"], bool)
+    r = tm.shape[0]
+    accuracy = (arrays["pool_correct"] & tm).sum(1) / np.maximum(tm.sum(1), 1)
+    if MODEL_KINDS[run["kind"]].trains:
+        reason = np.asarray(arrays["stop_reason"])
+        under = undertrained(reason, arrays["fit_epoch"], arrays.get("loss_drop"))
+        stopped = np.array([STOP_REASONS[i] if i >= 0 else "none" for i in reason], object)
+    else:
+        under, stopped = np.zeros(r, bool), np.full(r, "none", dtype=object)
+    return pd.DataFrame(
+        {"train_accuracy": accuracy, "stopped": stopped, "undertrained": under, "used": ~under}
+    )
+
+
+def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
+    """Why a run's design gives no scores (its status)."""
+    from memlab.memorization import design_allows_scores
+
+    if members.all():
+        return "no example is ever held out"
+    if undertrained and design_allows_scores(members):
+        return (
+            f"too few trained replicas to hold every example both in and out: {undertrained} "
+            f"of {len(used)} under-trained (stopped by max_epochs while still improving; raise "
+            "max_epochs)"
+        )
+    return (
+        f"too few replicas to hold every example both in and out ({len(used)}; raise replicas "
+        "so that replicas x size >= pool)"
+    )
 
 
 def memorization_tables(
@@ -117,26 +153,33 @@ def memorization_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feldman-Zhang scores per (run, pool example) and one summary row per run.
 
-    Runs whose design cannot give scores (the whole pool in every subset, or fewer than two
-    replicas that fit) get a summary row saying why and no scores.
+    Scores come from every trained replica that is not under-trained, whatever its train
+    accuracy (``replica_training``); the summary counts the replicas used, fit (100% train
+    accuracy) and under-trained (left out), the used replicas' mean and lowest train accuracy,
+    and how the replicas stopped. Runs whose design cannot give scores (the whole pool in every
+    subset, or too few usable replicas to hold every example both in and out) get a summary row
+    whose status says why, and no scores.
     """
     from memlab.memorization import design_allows_scores, memorization_scores, roc_auc
 
     scores, summary = [], []
     for run, a in evaluations:
-        usable = _usable_replicas(run, a)
+        reps = replica_training(run, a)
+        usable = reps["used"].to_numpy()
         members = a["train_mask"]
+        used_acc = reps.loc[usable, "train_accuracy"]
         row = {
             **{k: run[k] for k in RUN_COLUMNS},
-            "replicas": len(usable),
-            "replicas_fit": int(usable.sum()),
+            "replicas": len(reps),
+            "replicas_trained": int(usable.sum()),
+            "replicas_fit": int((reps["train_accuracy"] >= 1.0).sum()),
+            "replicas_undertrained": int(reps["undertrained"].sum()),
+            "train_accuracy_mean": float(used_acc.mean()) if len(used_acc) else np.nan,
+            "train_accuracy_min": float(used_acc.min()) if len(used_acc) else np.nan,
+            **{f"stopped_{s}": int((reps["stopped"] == s).sum()) for s in STOP_REASONS},
         }
         if not design_allows_scores(members[usable]):
-            row["status"] = (
-                "no example is ever held out"
-                if members.all()
-                else "too few fitted replicas to hold every example both in and out"
-            )
+            row["status"] = _no_scores(members, usable, row["replicas_undertrained"])
             summary.append(row)
             continue
         s = memorization_scores(a["pool_correct"], members, usable)

@@ -36,6 +36,7 @@ PER_REPLICA = (
     "fit_epoch",
     "stop_epoch",
     "stop_reason",
+    "loss_drop",
 )
 
 
@@ -56,7 +57,8 @@ def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -
     bank = {k: v for k, v in first.items() if k not in PER_REPLICA}
     order = np.argsort(np.concatenate([b["replica"] for b in blocks]), kind="stable")
     for name in PER_REPLICA:
-        if name in first:
+        # An array a later version added is read only when every block has it.
+        if all(name in b for b in blocks):
             bank[name] = np.concatenate([b[name] for b in blocks])[order]
     replicas = bank["replica"]
     if len(np.unique(replicas)) != len(replicas):

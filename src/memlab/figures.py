@@ -247,7 +247,8 @@ def memorization_scores(t: StudyTables) -> plt.Figure:
     if m.empty:
         return _empty(
             "No run could give memorization scores: use a size below the pool and "
-            "enough replicas that fit (see config/memorization.yaml)."
+            "enough trained replicas (see config/memorization.yaml and the status column of "
+            "memorization_summary.csv)."
         )
     m = best_replicated(m, t.memorization_summary)
     d = m.assign(run=run_label(m), labels=m["flipped"].map({True: "flipped", False: "clean"}))

@@ -4,17 +4,47 @@ why*) and ROC utilities shared with membership inference.
 ``mem_i = P[correct on i | i in subset] - P[correct on i | i not in subset]``, estimated from
 models trained on random subsets: the fraction of "in" models that get example i right minus the
 fraction of "out" models that do. Each estimate carries the standard error of a difference of two
-binomial proportions. Scores mean nothing until the models fit their subsets, so only replicas
-that reached 100% training accuracy count (k-NN is not trained and always counts).
+binomial proportions. The estimator is defined for any training algorithm, regularized ones
+included: scores mean nothing for *under-trained* models only (:func:`undertrained`), so every
+replica that reached its stopping rule counts whatever its train accuracy (a weight-decayed model
+that converges at 95% does), and k-NN, which does not train, always counts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from memlab.io import MemlabInputError
+from memlab.study import STOP_REASONS
+
+# A replica stopped by the epoch cap is still improving while its train loss falls by more than
+# this share per epoch over its last epochs (memlab.train.loss_drop): 0.25%, i.e. 5% over 20
+# epochs (measured on digits, config/README.md: a plateau moves by under 0.1% per epoch, an
+# unregularized MLP capped while it fits noisy labels falls by 1.7-3.4%).
+STILL_IMPROVING = 0.0025
+
+
+def undertrained(
+    stop_reason: np.ndarray, fit_epoch: np.ndarray, loss_drop: np.ndarray | None
+) -> np.ndarray:
+    """[R] bool: replicas stopped by the epoch cap while still improving (their scores would
+    measure the budget, not the model), the only trained replicas the scores leave out.
+
+    Every replica of a model that trains reached a stopping rule by construction; the ones that
+    reached it by fitting their subset or by early stopping are trained, and so are those stopped
+    by ``max_epochs`` once they fit their subset (stop_at_fit false) or had stopped improving:
+    ``loss_drop`` (``memlab.train.loss_drop``, stored per replica at train time) at most
+    STILL_IMPROVING. A capped replica whose drop is unknown (NaN: fewer than 2 epochs, or a bank
+    written before ``loss_drop`` existed) cannot show it converged and counts as under-trained.
+    ``stop_reason`` is the index into ``STOP_REASONS`` (-1: not trained, never under-trained).
+    """
+    stop_reason = np.asarray(stop_reason)
+    capped = stop_reason == STOP_REASONS.index("max_epochs")
+    if loss_drop is None:
+        loss_drop = np.full(stop_reason.shape, np.nan)
+    improving = ~(np.asarray(loss_drop, np.float64) <= STILL_IMPROVING)  # NaN: improving
+    return capped & (np.asarray(fit_epoch) < 0) & improving
 
 
 def memorization_scores(
@@ -22,7 +52,7 @@ def memorization_scores(
 ) -> pd.DataFrame:
     """Score and standard error per example from ``correct`` and ``members`` ([R, n] bool).
 
-    ``usable`` ([R] bool) selects the replicas to use (those that fit their subset). Every
+    ``usable`` ([R] bool) selects the replicas to use (those not under-trained). Every
     example must be both in and out of at least one usable replica, or the score is undefined:
     that design is rejected with a MemlabInputError.
     """
@@ -32,8 +62,8 @@ def memorization_scores(
         correct, members = correct[usable], members[usable]
     if correct.shape[0] < 2:
         raise MemlabInputError(
-            f"memorization scores need at least 2 usable replicas (models that fit their "
-            f"subset), found {correct.shape[0]}; raise `replicas` or train to convergence."
+            f"memorization scores need at least 2 usable replicas (trained, not under-trained), "
+            f"found {correct.shape[0]}; raise `replicas` or `max_epochs`."
         )
     n_in = members.sum(0)
     n_out = (~members).sum(0)
@@ -71,6 +101,8 @@ def design_allows_scores(members: np.ndarray) -> bool:
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U, ties counted half); NaN without both classes."""
+    from scipy.stats import rankdata  # here: train and evaluate jobs import this module, not scipy
+
     positive = np.asarray(positive, bool).ravel()
     scores = np.asarray(scores, float).ravel()
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())

@@ -98,9 +98,13 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
         s = (
             f"<b>Memorization, {r['dataset']}: {r['model']} / {r['regime']}</b> (noise "
             f"{r['label_noise']:g}, "
-            f"n={r['size']}, {r['replicas_fit']} of {r['replicas']} replicas fit and count): "
-            f"{int(r['above_half'])} examples score above 0.5"
+            f"n={r['size']}, {r['replicas_trained']} of {r['replicas']} replicas count, train "
+            f"accuracy {_pct(r['train_accuracy_mean'])} on average and "
+            f"{_pct(r['train_accuracy_min'])} at the lowest, {r['replicas_fit']} at 100%"
         )
+        if r["replicas_undertrained"]:
+            s += f", {r['replicas_undertrained']} under-trained left out"
+        s += f"): {int(r['above_half'])} examples score above 0.5"
         if r["label_noise"] > 0 and r["above_half"]:
             s += f", {r['above_half_flipped'] / r['above_half']:.0%} of them flipped"
         if pd.notna(r["mean_score_flipped"]):

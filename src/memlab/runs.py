@@ -17,6 +17,7 @@ from memlab.data import Split
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
 from memlab.io import MemlabInputError
 from memlab.kinds import Variant, variant_from_spec
+from memlab.memorization import undertrained
 from memlab.models import StackedModel
 from memlab.study import Regime
 from memlab.train import (
@@ -26,6 +27,7 @@ from memlab.train import (
     TrainResult,
     carve_validation,
     init_seeds,
+    loss_drop,
     train_stacked,
 )
 
@@ -84,6 +86,7 @@ def _memory_run(
         "fit_epoch": np.full(r, -1, np.int64),
         "stop_epoch": np.zeros(r, np.int64),
         "stop_reason": np.full(r, -1, np.int64),
+        "loss_drop": np.full(r, np.nan, np.float32),
     }
     return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
 
@@ -168,6 +171,8 @@ def train_run(
         "fit_epoch": res.fit_epoch.astype(np.int64),
         "stop_epoch": res.stop_epoch.astype(np.int64),
         "stop_reason": np.array([STOP_REASONS.index(s) for s in res.stop_reason]),
+        # How much the train loss still fell at the end: the convergence check's input.
+        "loss_drop": loss_drop(res.history, numbers.tolist()),
     }
     return dict(res.model.state_dict()), arrays, res.history
 
@@ -234,9 +239,16 @@ def evaluate_run(
     # "fit": the final model gets every example it was trained on right (its label as given).
     train_acc = metrics.query("split == 'train' and metric == 'accuracy'")["value"].to_numpy()
     facts = {"fit": (train_acc >= 1.0).astype(float)}
+    # A checkpoint written before loss_drop existed: unknown (memlab.memorization.undertrained).
+    drop = a.get("loss_drop", np.full(r, np.nan, np.float32))
     if variant_from_spec(checkpoint["settings"]["model"]).trains:
         facts["epochs_to_fit"] = np.where(a["fit_epoch"] >= 0, a["fit_epoch"], np.nan)
         facts["stop_epoch"] = a["stop_epoch"].astype(float)
+        # How each replica stopped (1 for its reason), and whether that left it under-trained.
+        for i, reason in enumerate(STOP_REASONS):
+            facts[f"stopped_{reason}"] = (a["stop_reason"] == i).astype(float)
+        facts["loss_drop"] = drop.astype(float)
+        facts["undertrained"] = undertrained(a["stop_reason"], a["fit_epoch"], drop).astype(float)
     facts_df = pd.DataFrame(
         {
             "replica": np.tile(replicas, len(facts)),
@@ -252,5 +264,6 @@ def evaluate_run(
         fit_epoch=a["fit_epoch"],
         stop_epoch=a["stop_epoch"],
         stop_reason=a["stop_reason"],
+        loss_drop=drop,
     )
     return arrays, pd.concat([metrics, facts_df], ignore_index=True)

@@ -30,6 +30,10 @@ BLOCK_PATTERN = RUN_PATTERN + "/block{block}"
 # The training defaults a regime may override, and the two that only early stopping uses.
 TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
 EARLY_STOPPING_KEYS = ("patience", "val_fraction")
+# How a replica's training ended, the stopping rules a regime has: 100% train accuracy (with
+# stop_at_fit), early stopping's patience, or the epoch cap. Evaluations store the index (-1: the
+# model does not train); here, not in memlab.train, so the analyses read it without torch.
+STOP_REASONS = ("fit", "early_stopping", "max_epochs")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from memlab.models import StackedModel
 from memlab.optim import StackedAdamW
 from memlab.resume import FORMAT, Resume, fingerprint, load_state, save_state
 from memlab.seeds import derive_seed
+from memlab.study import STOP_REASONS as STOP_REASONS  # re-exported: the name the docs use
 
 
 @dataclass
@@ -58,7 +59,33 @@ class EpochMetrics:
 
 
 HISTORY_COLUMNS = ("epoch", "step", "replica", *(f.name for f in fields(EpochMetrics)))
-STOP_REASONS = ("fit", "early_stopping", "max_epochs")
+# How far back the convergence check looks (memlab.memorization.undertrained): a replica's mean
+# train loss over its last LOSS_WINDOW epochs against that over the LOSS_WINDOW epochs before.
+LOSS_WINDOW = 20
+
+
+def loss_drop(
+    history: pd.DataFrame, replicas: Sequence[int], window: int = LOSS_WINDOW
+) -> np.ndarray:
+    """Per replica of ``replicas``: how fast its train loss still fell when it stopped, as the
+    relative fall per epoch ``1 - (last / before) ** (1 / w)``, where ``last`` and ``before`` are
+    its mean train loss over its last ``w`` epochs and over the ``w`` before, ``w = min(window,
+    epochs // 2)`` (exact for an exponential decay; positive: still falling; about 0: a
+    plateau). NaN for a replica with fewer than 2 epochs in ``history`` (nothing to compare).
+    """
+    out = np.full(len(replicas), np.nan, np.float32)
+    by_replica = {r: g for r, g in history.groupby("replica", sort=False)}
+    for i, r in enumerate(replicas):
+        g = by_replica.get(r)
+        if g is None:
+            continue
+        loss = g.sort_values("epoch")["train_loss"].to_numpy(np.float64)
+        w = min(window, len(loss) // 2)
+        if w < 1:
+            continue
+        before, last = loss[-2 * w : -w].mean(), loss[-w:].mean()
+        out[i] = 1.0 - (last / before) ** (1.0 / w) if before > 0 else 0.0
+    return out
 
 
 def replica_seed(seed: int, replica: int, stream: int) -> int:
