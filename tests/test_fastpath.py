@@ -106,7 +106,10 @@ def test_chunked_replicas_equal_one_stack(digits_split, monkeypatch, regime):
     for k in state:
         torch.testing.assert_close(state[k], state2[k], rtol=1e-5, atol=1e-6)
     for k in arrays:
-        np.testing.assert_array_equal(arrays[k], arrays2[k])
+        if np.issubdtype(arrays[k].dtype, np.floating):  # from the losses (loss_drop): rounding
+            np.testing.assert_allclose(arrays[k], arrays2[k], rtol=1e-5, atol=1e-6)
+        else:  # masks, epochs, stop reasons, replica numbers
+            np.testing.assert_array_equal(arrays[k], arrays2[k])
     assert hist[["epoch", "replica"]].equals(hist2[["epoch", "replica"]])
     np.testing.assert_allclose(hist.to_numpy(float), hist2.to_numpy(float), rtol=1e-5, atol=1e-6)
 
