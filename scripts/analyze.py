@@ -5,6 +5,7 @@ import sys
 
 from memlab import analysis, bank
 from memlab.io import atomic_path
+from memlab.neighbours import PoolAgreement
 from memlab.registry import TABLES
 from memlab.seeds import derive_seed
 from memlab.workflow import rule_job
@@ -22,7 +23,8 @@ with rule_job(snakemake) as log:
         # Each run's blocks as one bank, one run at a time.
         return bank.read_runs(sm.input.evaluations, sm.params.runs)
 
-    memorization, mem_summary = analysis.memorization_tables(evaluations())
+    agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
+    memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement)
     membership, roc = analysis.membership_tables(evaluations())
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
@@ -47,6 +49,7 @@ with rule_job(snakemake) as log:
         ),
         "memorization": memorization,
         "memorization_summary": mem_summary,
+        "example_correlations": analysis.example_correlations(memorization),
         "membership": membership,
         "membership_roc": roc,
     }

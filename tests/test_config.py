@@ -58,6 +58,7 @@ def test_shipped_configs_are_valid():
         ),
         (lambda c: c["perturbations"].update(names=["fog"]), ["perturbations.names[0]", "'fog'"]),
         (lambda c: c.pop("models"), ["models"]),
+        (lambda c: c.update(analysis={"agreement_k": 0}), ["analysis.agreement_k", ">= 1"]),
     ],
 )
 def test_schema_errors_name_the_key(edit, expected):
@@ -73,6 +74,16 @@ def test_size_larger_than_pool_is_rejected_before_any_job():
     config = full(smoke())
     config["sizes"] = [5000]
     with pytest.raises(MemlabInputError, match=r"sizes\[0\].*5000.*1347"):
+        plan_study(config)
+
+
+def test_agreement_k_beyond_the_pool_is_rejected_before_any_job():
+    config = full(smoke())
+    assert config["analysis"]["agreement_k"] == 10
+    config["analysis"]["agreement_k"] = 1347
+    plan_study(config)  # no run gets per-example scores (replicas x size < pool): no check
+    config["replicas"] = 20  # 20 x 80 >= 1347
+    with pytest.raises(MemlabInputError, match=r"analysis\.agreement_k = 1347.*'digits' has 1347"):
         plan_study(config)
 
 

@@ -8,7 +8,7 @@ from clean per perturbation and severity) and a summary (mean and standard error
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ MEMORIZATION_COLUMNS = [
     "flipped",
     "label",
     "predicted_when_out",
+    "agreement",
 ]
 MEMBERSHIP_COLUMNS = [
     *RUN_COLUMNS,
@@ -150,6 +151,7 @@ def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
 
 def memorization_tables(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+    agreement: Callable[[Mapping[str, Any], np.ndarray], np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feldman-Zhang scores per (run, pool example) and one summary row per run.
 
@@ -158,7 +160,9 @@ def memorization_tables(
     accuracy) and under-trained (left out), the used replicas' mean and lowest train accuracy,
     and how the replicas stopped. Runs whose design cannot give scores (the whole pool in every
     subset, or too few usable replicas to hold every example both in and out) get a summary row
-    whose status says why, and no scores.
+    whose status says why, and no scores. ``agreement(run, labels as trained on)`` gives each
+    pool example's label agreement (``memlab.neighbours.PoolAgreement``); without it the
+    ``agreement`` column is NaN.
     """
     from memlab.memorization import design_allows_scores, memorization_scores, roc_auc
 
@@ -191,6 +195,7 @@ def memorization_tables(
         s["predicted_when_out"] = [
             np.bincount(col[col >= 0], minlength=1).argmax() for col in out_pred.T
         ]
+        s["agreement"] = np.nan if agreement is None else agreement(run, a["pool_label"])
         high = s["score"] > 0.5
         row.update(
             status="ok",
@@ -209,6 +214,50 @@ def memorization_tables(
         else pd.DataFrame(columns=MEMORIZATION_COLUMNS),
         pd.DataFrame(summary, columns=MEMORIZATION_SUMMARY_COLUMNS),
     )
+
+
+EXAMPLE_CORRELATION_COLUMNS = [
+    "dataset",
+    "label_noise",
+    "size",
+    "measure_a",
+    "measure_b",
+    "spearman",
+    "p_value",
+    "n",
+]
+AGREEMENT_MEASURE = "agreement"
+
+
+def example_correlations(memorization: pd.DataFrame) -> pd.DataFrame:
+    """Spearman rank correlation between every pair of per-example measures over the same pool
+    examples: per (dataset, label_noise, size), each run's memorization score (measure
+    ``<model>/<regime>``, e.g. ``mlp-w64/memorize``, ``knn-k1/memory``) and the label agreement
+    (measure ``agreement``, first in every pair it is in). ``n``: the examples both measures
+    have; ``spearman`` and ``p_value`` (``scipy.stats.spearmanr``) are NaN where fewer than 3
+    or one measure is constant over them."""
+    from scipy.stats import spearmanr
+
+    rows = []
+    if memorization.empty:
+        return pd.DataFrame(rows, columns=EXAMPLE_CORRELATION_COLUMNS)
+    pool = ["dataset", "label_noise", "size"]
+    for (dataset, noise, size), g in memorization.groupby(pool, sort=True):
+        wide = g.assign(measure=g["model"] + "/" + g["regime"]).pivot(
+            index="example", columns="measure", values="score"
+        )
+        measures = sorted(wide.columns)
+        if g["agreement"].notna().any():
+            wide[AGREEMENT_MEASURE] = g.groupby("example")["agreement"].first()
+            measures = [AGREEMENT_MEASURE, *measures]
+        for i, a in enumerate(measures):
+            for b in measures[i + 1 :]:
+                both = wide[[a, b]].dropna()
+                rho = p = np.nan
+                if len(both) >= 3 and both[a].nunique() > 1 and both[b].nunique() > 1:
+                    rho, p = (float(v) for v in spearmanr(both[a], both[b]))
+                rows.append((dataset, noise, size, a, b, rho, p, len(both)))
+    return pd.DataFrame(rows, columns=EXAMPLE_CORRELATION_COLUMNS)
 
 
 def membership_tables(

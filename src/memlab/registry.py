@@ -56,6 +56,7 @@ TABLES: tuple[Table, ...] = (
         caption="memorization_summary",
         figures_read=True,
     ),
+    Table("example_correlations", "example_correlations.csv", caption="example_correlations"),
     Table("membership", "membership.csv", caption="membership_table", figures_read=True),
     Table("membership_roc", "membership_roc.parquet", figures_read=True),
 )

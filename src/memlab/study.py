@@ -364,6 +364,13 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
     datasets = {
         name: plan_dataset(name, entry, config, root) for name, entry in config["datasets"].items()
     }
+    agreement_k = config.get("analysis", {}).get("agreement_k")
+    if agreement_k is not None:
+        from memlab.neighbours import check_agreement_k
+
+        for ds in datasets.values():  # the datasets whose runs get per-example scores
+            if ds.scores_possible:
+                check_agreement_k(agreement_k, ds.n_pool, f"the pool of dataset '{ds.name}'")
     notes: list[str] = []
     runs = [r for ds in datasets.values() for r in _dataset_runs(ds, variants, regimes, notes)]
     if not runs:

@@ -6,6 +6,7 @@ rule analyze:
         metrics=run_files("metrics.parquet"),
         histories=run_files("history.parquet"),
         evaluations=run_files("evaluation.npz"),
+        splits=expand("results/data/{dataset}/split.npz", dataset=STUDY.datasets),
     output:
         **table_outputs(),
     log:
@@ -22,5 +23,6 @@ rule analyze:
         code=library_code("analyze.py"),
         runs=all_run_columns(),
         seed=config["seed"],
+        agreement_k=config["analysis"]["agreement_k"],
     script:
         "../../scripts/analyze.py"
