@@ -120,7 +120,9 @@ def _packing():
     """Blocks packed into cluster jobs (memlab.ops.packing), computed once, on first use."""
     if not _PACKING:
         costs = block_costs(STUDY, Path.cwd(), config["cluster"]["block_seconds"])
-        groups = block_groups(STUDY, Path.cwd(), costs, config["cluster"]["job_seconds"])
+        groups = block_groups(
+            STUDY, Path.cwd(), costs, config["cluster"]["job_seconds"]
+        )
         for name in set(groups.values()):
             # `group-components` entries name the prefix (profiles/slurm: blocks, reblocks).
             register_group(workflow, name, name.rstrip("0123456789"))
