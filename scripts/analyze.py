@@ -28,13 +28,7 @@ with rule_job(snakemake) as log:
     membership, roc = analysis.membership_tables(evaluations())
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
-    for r in mem_summary[mem_summary["replicas_undertrained"] > 0].itertuples():
-        warning = (
-            f"WARNING: {r.dataset}, noise {r.label_noise:g}, n={r.size}, {r.model} / {r.regime}: "
-            f"{r.replicas_undertrained} of {r.replicas} replicas under-trained (stopped by "
-            f"max_epochs={r.max_epochs} while the train loss still fell), left out of the "
-            f"memorization scores (status: {r.status}); raise max_epochs"
-        )
+    for warning in analysis.undertrained_warnings(mem_summary):
         log(warning)
         print(f"memlab: {warning}", file=sys.stderr)
     frames = {

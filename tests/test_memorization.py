@@ -364,3 +364,17 @@ def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_spl
     np.testing.assert_allclose(facts["loss_drop"], arrays["loss_drop"], rtol=1e-6)
     _, summary = analysis.memorization_tables([(_run(), ev)])
     assert summary.loc[0, "replicas_undertrained"] == 2
+
+
+def test_undertrained_warnings_name_the_runs_and_the_fix():
+    summary = pd.DataFrame(
+        {
+            **{k: [v, v] for k, v in _run().items()},
+            "replicas": [8, 8],
+            "replicas_undertrained": [3, 0],
+            "status": ["ok", "ok"],
+        }
+    )
+    summary.loc[1, "model"] = "other-w1"
+    (warning,) = analysis.undertrained_warnings(summary)
+    assert "m-w8" in warning and "3 of 8" in warning and "raise max_epochs" in warning

@@ -260,6 +260,17 @@ def example_correlations(memorization: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EXAMPLE_CORRELATION_COLUMNS)
 
 
+def undertrained_warnings(summary: pd.DataFrame) -> list[str]:
+    """One warning per run of ``memorization_summary`` with under-trained replicas."""
+    return [
+        f"WARNING: {r.dataset}, noise {r.label_noise:g}, n={r.size}, {r.model} / {r.regime}: "
+        f"{r.replicas_undertrained} of {r.replicas} replicas under-trained (stopped by "
+        f"max_epochs={r.max_epochs} while the train loss still fell), left out of the "
+        f"memorization scores (status: {r.status}); raise max_epochs"
+        for r in summary[summary["replicas_undertrained"] > 0].itertuples()
+    ]
+
+
 def membership_tables(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
