@@ -22,5 +22,6 @@ rule analyze:
         code=library_code("analyze.py"),
         runs=all_run_columns(),
         seed=config["seed"],
+        corruption_baselines=canonical(CORRUPTION_BASELINES),
     script:
         "../../scripts/analyze.py"
