@@ -3,7 +3,7 @@
 
 import sys
 
-from memlab import analysis, bank
+from memlab import analysis, bank, corruption_error
 from memlab.io import atomic_path
 from memlab.neighbours import PoolAgreement
 from memlab.registry import TABLES
@@ -47,6 +47,16 @@ with rule_job(snakemake) as log:
         "membership": membership,
         "membership_roc": roc,
     }
+    for dataset, b in sm.params.corruption_baselines.items():
+        log(
+            f"corruption error on {dataset}: "
+            + (b["reason"] or f"against {b['model']} / {b['regime']}")
+        )
+    frames["corruption_error"] = corruption_error.corruption_error_table(
+        frames["robustness"],
+        sm.params.corruption_baselines,
+        seed=derive_seed(sm.params.seed, "corruption_error"),
+    )
     for table in TABLES:
         frame = frames[table.frame]
         with atomic_path(sm.output[table.name]) as tmp:

@@ -19,11 +19,18 @@ with rule_job(snakemake) as log:
         names=p["names"],
         severities=p["severities"],
         seed=derive_seed(snakemake.params.seed, "perturb"),
+        parameters=p.get("parameters"),
     )
+    # The parameter each set was made with, in SEVERITY_TABLE's units (8x8 pixels for spatial ones).
+    table = perturb.severity_table(p.get("parameters"))
+    values = [table[name][severity - 1] for name, severity in sets]
+    for name in sorted(set(p.get("parameters", {})) & {name for name, _ in sets}):
+        log(f"{name}: configured severity table {', '.join(f'{v:g}' for v in table[name])}")
     log(f"{len(sets)} perturbed sets of {len(split.y_test)} held-out examples")
     save_npz(
         snakemake.output[0],
         names=np.array([k[0] for k in sets], dtype=str),
         severities=np.array([k[1] for k in sets], dtype=np.int64),
+        parameters=np.array(values, dtype=np.float64),
         x=np.stack(list(sets.values())) if sets else np.zeros((0, *split.x_test.shape), np.float32),
     )

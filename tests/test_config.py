@@ -158,3 +158,59 @@ def test_defaults_are_filled():
     assert config["regimes"]["memorize"]["weight_decay"] == 0.0
     assert config["perturbations"]["severities"] == [1, 2, 3, 4, 5]
     assert config["models"]["m"]["depth"] == 2
+
+
+def _perturbations(**keys):
+    return lambda c: c["perturbations"].update(**keys)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            _perturbations(parameters={"contrast": [0.9, 0.8, 0.7, 0.6, 1.5]}),
+            ["perturbations.parameters.contrast[4] = 1.5", "> 0 and <= 1"],
+        ),
+        (
+            _perturbations(parameters={"impulse_noise": [0.1, 0.2, 0.3, 0.4, -0.1]}),
+            ["perturbations.parameters.impulse_noise[4] = -0.1", ">= 0 and <= 1"],
+        ),
+        (
+            _perturbations(parameters={"blur": [0.5, 1.0]}),
+            ["perturbations.parameters.blur has 2 values; give exactly 5", "severity 1-5"],
+        ),
+        (
+            _perturbations(parameters={"blur": [1, 2, 3, 4, 5, 6]}),
+            ["perturbations.parameters.blur has 6 values; give exactly 5"],
+        ),
+        (
+            _perturbations(parameters={"gausian_noise": [0.1] * 5}),
+            ["unknown key 'gausian_noise'", "Did you mean 'gaussian_noise'"],
+        ),
+        (_perturbations(parameters={"shot_noise": 60}), ["shot_noise = 60", "an array"]),
+        (_perturbations(baseline_regime="../x"), ["perturbations.baseline_regime", "letter"]),
+    ],
+)
+def test_severity_table_errors_name_the_key(edit, expected):
+    test_schema_errors_name_the_key(edit, expected)
+
+
+def test_perturbation_tables_and_the_baseline_are_optional_and_shot_noise_opt_in():
+    config = full(smoke())
+    assert set(config["perturbations"]) == {"names", "severities"}  # as before: no rerun
+    default = full(
+        {
+            "datasets": {"d": {"kind": "digits"}},
+            "sizes": [50],
+            "models": {"m": {"kind": "mlp", "widths": [4]}},
+            "regimes": {"memorize": {}},
+        }
+    )
+    assert "shot_noise" not in default["perturbations"]["names"]
+    config = smoke()
+    config["perturbations"].update(
+        names=["shot_noise"],
+        parameters={"shot_noise": [60, 25, 12, 5, 3], "contrast": [1, 0.5, 0.4, 0.3, 0.2]},
+        baseline="knn-k1",
+    )
+    assert plan_study(full(config)).runs

@@ -11,6 +11,7 @@ from sklearn.datasets import load_digits
 
 from memlab.io import MemlabInputError
 from memlab.perturb import (
+    PARAMETER_RANGES,
     PERTURBATIONS,
     SEVERITIES,
     SEVERITY_TABLE,
@@ -18,11 +19,12 @@ from memlab.perturb import (
     perturb,
     perturbed_sets,
     severity_parameter,
+    severity_table,
     shift_images,
 )
 
 SHAPE = (8, 8)
-RANDOM = ("gaussian_noise", "impulse_noise", "translate", "occlusion")
+RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "translate", "occlusion")
 DETERMINISTIC = ("blur", "contrast")
 
 
@@ -218,11 +220,12 @@ def test_severity_parameters_follow_the_table():
         severity_parameter("translate", 2, image_shape=(16, 16))
         == 2 * SEVERITY_TABLE["translate"][1]
     )
-    # contrast decreases (stronger corruption); all others grow with severity
+    # contrast and shot noise's rate decrease (stronger corruption); all others grow
     for name in PERTURBATIONS:
         values = np.array(SEVERITY_TABLE[name])
         steps = np.diff(values)
-        assert np.all(steps < 0) if name == "contrast" else np.all(steps > 0), name
+        falling = name in ("contrast", "shot_noise")
+        assert np.all(steps < 0) if falling else np.all(steps > 0), name
     assert SEVERITY_TABLE["translate"][0] < 0.5  # 8x8 digits need sub-pixel shifts
 
 
@@ -316,3 +319,162 @@ def test_image_shape_may_be_a_list_or_array(digits):
         np.testing.assert_array_equal(
             perturb(digits, "blur", 2, image_shape=shape, seed=0), expected
         )
+
+
+# --------------------------------------------------------------------------- shot noise
+
+
+def _rng(seed: int, name: str, severity: int) -> np.random.Generator:
+    return np.random.default_rng(
+        np.random.SeedSequence([seed, zlib.crc32(name.encode()), severity])
+    )
+
+
+def test_shot_noise_is_poisson_counts_over_the_rate(digits):
+    seed, severity = 3, 4
+    lam = SEVERITY_TABLE["shot_noise"][severity - 1]
+    expected = np.clip(_rng(seed, "shot_noise", severity).poisson(digits * lam) / lam, 0, 1)
+    out = perturb(digits, "shot_noise", severity, image_shape=SHAPE, seed=seed)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert np.all(out[digits == 0] == 0)  # black stays black: no photons, no noise
+
+
+def test_shot_noise_keeps_the_mean_and_grows_with_severity():
+    # A fixed image, grey 0.3 everywhere: Poisson(lam x) / lam has mean x and variance x / lam;
+    # clipping at 1 takes a little off the mean where lam is small, exactly
+    # E[min(N / lam, 1)] for N ~ Poisson(lam x).
+    from scipy import stats
+
+    grey = np.full((2000, 64), 0.3, dtype=np.float32)
+    outs = [perturb(grey, "shot_noise", s, image_shape=SHAPE, seed=0) for s in SEVERITIES]
+    for s, out in zip(SEVERITIES, outs, strict=True):
+        lam = SEVERITY_TABLE["shot_noise"][s - 1]
+        k = np.arange(200)
+        clipped_mean = (stats.poisson.pmf(k, lam * 0.3) * np.minimum(k / lam, 1)).sum()
+        assert out.mean() == pytest.approx(clipped_mean, abs=0.003), s
+        if s <= 2:  # hardly clipped: the mean and the Poisson variance
+            assert out.mean() == pytest.approx(0.3, abs=0.003), s
+            assert out.var() == pytest.approx(0.3 / lam, rel=0.05), s
+    change = [float(np.abs(out - grey).mean()) for out in outs]
+    assert np.all(np.diff(change) > 0), change
+    again = perturb(grey, "shot_noise", 3, image_shape=SHAPE, seed=0)
+    np.testing.assert_array_equal(again, outs[2])
+    assert not np.array_equal(perturb(grey, "shot_noise", 3, image_shape=SHAPE, seed=1), again)
+
+
+def test_shot_noise_needs_images():
+    assert not applicable("shot_noise", None)
+    X = np.random.default_rng(0).random((10, 4)).astype(np.float32)
+    with pytest.raises(MemlabInputError, match="needs image data"):
+        perturb(X, "shot_noise", 1, image_shape=None, seed=0)
+
+
+def test_shot_noise_takes_pixels_rounded_just_below_zero(digits):
+    x = digits.copy()
+    x[x == 0] = -1e-7  # within the tolerance of float32 rounding
+    out = perturb(x, "shot_noise", 5, image_shape=SHAPE, seed=0)
+    assert out.min() >= 0.0
+
+
+# --------------------------------------------------------------------------- configured tables
+
+
+def test_a_configured_table_is_used_as_given(digits):
+    sigmas = [0.05, 0.5, 0.01, 1.0, 0.3]  # any order: used as given
+    table = {"gaussian_noise": sigmas}
+    for severity, sigma in zip(SEVERITIES, sigmas, strict=True):
+        assert severity_parameter("gaussian_noise", severity, parameters=table) == sigma
+        noise = _rng(4, "gaussian_noise", severity).standard_normal(digits.shape)
+        expected = np.clip(digits + sigma * noise, 0, 1)
+        out = perturb(
+            digits, "gaussian_noise", severity, image_shape=SHAPE, seed=4, parameters=table
+        )
+        np.testing.assert_allclose(out, expected, atol=1e-6)
+    # Deterministic ones: the contrast factor exactly, shot noise at ImageNet-C's rates.
+    factors = [1.0, 0.9, 0.5, 0.2, 0.01]
+    for severity, c in zip(SEVERITIES, factors, strict=True):
+        out = perturb(
+            digits,
+            "contrast",
+            severity,
+            image_shape=SHAPE,
+            seed=0,
+            parameters={"contrast": factors},
+        )
+        np.testing.assert_allclose(out.std(axis=1), c * digits.std(axis=1), atol=1e-5)
+    theirs = {"shot_noise": [60, 25, 12, 5, 3]}
+    out = perturb(digits, "shot_noise", 1, image_shape=SHAPE, seed=2, parameters=theirs)
+    expected = np.clip(_rng(2, "shot_noise", 1).poisson(digits * 60) / 60, 0, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_a_configured_table_changes_only_its_corruption(digits, all_sets):
+    table = {"blur": [0.1, 0.2, 0.3, 0.4, 2.0], "occlusion": [8, 8, 8, 8, 8]}
+    sets = perturbed_sets(digits, image_shape=SHAPE, names=PERTURBATIONS, seed=0, parameters=table)
+    for key, arr in sets.items():
+        if key[0] in table:
+            assert not np.array_equal(arr, all_sets[key]), key
+        else:
+            np.testing.assert_array_equal(arr, all_sets[key])
+    np.testing.assert_array_equal(sets["occlusion", 1], np.zeros_like(digits))  # the whole image
+    expected = ndimage.gaussian_filter(
+        digits.reshape(-1, 8, 8).astype(np.float64), sigma=(0, 2.0, 2.0), mode="nearest"
+    )
+    np.testing.assert_allclose(sets["blur", 5], expected.reshape(digits.shape), atol=1e-6)
+    # The default table, given explicitly, is the default.
+    same = perturbed_sets(
+        digits, image_shape=SHAPE, names=["translate"], seed=0, parameters=dict(SEVERITY_TABLE)
+    )
+    for key, arr in same.items():
+        np.testing.assert_array_equal(arr, all_sets[key])
+
+
+def test_configured_spatial_parameters_scale_with_the_image():
+    table = {"translate": [0.5, 1, 1.5, 2, 3], "occlusion": [1, 2, 3, 4, 8]}
+    assert severity_parameter("translate", 5, image_shape=(16, 16), parameters=table) == 6.0
+    assert severity_parameter("occlusion", 5, image_shape=(16, 24), parameters=table) == 16.0
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"contrast": [1.0, 0.8, 0.6, 0.4, 1.5]}, r"parameters\.contrast\[4\] = 1\.5.*\(0, 1\]"),
+        ({"contrast": [0, 0.8, 0.6, 0.4, 0.2]}, r"contrast\[0\] = 0 .*contrast factors"),
+        ({"impulse_noise": [0.1, 0.2, 0.3, 0.4, 1.2]}, r"impulse_noise\[4\].*\[0, 1\]"),
+        ({"shot_noise": [60, 25, 12, 5, 0]}, r"shot_noise\[4\] = 0 .*> 0"),
+        ({"gaussian_noise": [0.1, -0.2, 0.3, 0.4, 0.5]}, r"gaussian_noise\[1\].*>= 0"),
+        ({"occlusion": [1, 2, 3, 4, 9]}, r"occlusion\[4\] = 9 .*\(0, 8\]"),
+        ({"blur": [0.5, 0.7, float("nan"), 1.1, 1.3]}, r"blur\[2\] = nan"),
+        ({"blur": [0.5, 0.7, True, 1.1, 1.3]}, r"blur\[2\] = True"),
+        ({"blur": [0.5, 0.7, "1", 1.1, 1.3]}, r"blur\[2\] = '1'"),
+        ({"blur": [0.5, 0.7]}, r"parameters\.blur has 2 values; give exactly 5"),
+        ({"blur": 0.5}, r"parameters\.blur = 0\.5 .*list of 5"),
+        ({"fog": [1, 2, 3, 4, 5]}, r"unknown perturbation 'fog'"),
+        ([1, 2, 3], r"perturbations\.parameters must map"),
+    ],
+)
+def test_a_bad_configured_table_names_the_key(digits, table, match):
+    with pytest.raises(MemlabInputError, match=match):
+        severity_table(table)
+    with pytest.raises(MemlabInputError, match=match):
+        perturbed_sets(digits, image_shape=SHAPE, names=["blur"], seed=0, parameters=table)
+
+
+def test_the_default_table_is_within_the_ranges_and_the_schema_mirrors_them():
+    from memlab.config import load_schema
+
+    assert severity_table(dict(SEVERITY_TABLE)) == SEVERITY_TABLE
+    assert set(PARAMETER_RANGES) == set(PERTURBATIONS)
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    schema = load_schema(root / "workflow" / "schemas" / "config.schema.yaml")
+    pert = schema["properties"]["perturbations"]["properties"]
+    assert pert["names"]["items"]["enum"] == list(PERTURBATIONS)
+    entries = pert["parameters"]["properties"]
+    assert set(entries) == set(PERTURBATIONS)
+    for name, (low, high, low_in, high_in) in PARAMETER_RANGES.items():
+        items = entries[name]["items"]
+        assert items.get("minimum" if low_in else "exclusiveMinimum") == low, name
+        if high is None:
+            assert "maximum" not in items and "exclusiveMaximum" not in items, name
+        else:
+            assert items.get("maximum" if high_in else "exclusiveMaximum") == high, name

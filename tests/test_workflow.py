@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -130,6 +131,32 @@ def test_changing_perturbations_reevaluates_without_retraining(smoke_run):
     assert "train" not in rules and "perturb" in rules
     # 2 sizes x (2 MLPs x 2 regimes + 1 CNN x 2 regimes + 1 k-NN)
     assert rules.count("evaluate") == 2 * 7
+
+
+def test_corruption_error_table_and_what_its_keys_rerun(smoke_run):
+    table = pd.read_csv(smoke_run / "results/tables/corruption_error.csv")
+    assert list(table.columns[: len(RUN_COLUMNS)]) == list(RUN_COLUMNS)
+    # The default baseline: the narrowest MLP, unregularized; 2 sizes x 7 runs, 3 corruptions.
+    assert set(table["baseline"]) == {"mlp-w8"} and set(table["baseline_regime"]) == {"memorize"}
+    assert set(table["perturbation"]) == {"gaussian_noise", "translate", "occlusion", "mean"}
+    assert (table["perturbation"] == "mean").sum() == 2 * 7 and set(table["severities"]) == {2}
+    own = table[(table["model"] == "mlp-w8") & (table["regime"] == "memorize")]
+    assert np.allclose(own["ce"], 1.0)
+    assert table["ce"].notna().all() and table["clean_error"].between(0, 1).all()
+    pert = np.load(smoke_run / "results/data/digits/perturbed.npz")
+    assert list(pert["parameters"][:2]) == [0.15, 0.6]  # gaussian_noise at severities 1 and 5
+
+    def rules(edit):
+        return [r for r, _ in planned_jobs(smoke_run, "--configfile", _edited(smoke_run, edit))]
+
+    # A configured table of a listed corruption: new perturbed sets, no training.
+    listed = rules(lambda c: c["perturbations"].update(parameters={"translate": [1, 1, 1, 1, 2]}))
+    assert "train" not in listed and "perturb" in listed and listed.count("evaluate") == 2 * 7
+    # A table of an unlisted corruption changes nothing; the baseline only the analysis.
+    analysis = rules(
+        lambda c: c["perturbations"].update(parameters={"blur": [1, 1, 1, 1, 2]}, baseline="knn-k1")
+    )
+    assert "analyze" in analysis and set(analysis) <= {"analyze", "figures", "summarize", "all"}
 
 
 def test_report_builds(smoke_run):

@@ -44,7 +44,7 @@ def _allowed(schema: Mapping[str, Any]) -> str:
         if key in schema:
             bits.append(f"{word} {schema[key]}")
     kind = schema.get("type", "")
-    return f"{'an' if kind == 'integer' else 'a'} {kind} {' and '.join(bits)}".strip()
+    return f"{'an' if kind[:1] in tuple('aeiou') else 'a'} {kind} {' and '.join(bits)}".strip()
 
 
 def _message(err: jsonschema.ValidationError) -> str:
@@ -88,6 +88,11 @@ def _message(err: jsonschema.ValidationError) -> str:
         )
     if v == "uniqueItems":
         return f"config: {where} lists a value twice: {found!r}."
+    if v in ("minItems", "maxItems") and err.schema.get("minItems") == err.schema.get("maxItems"):
+        about = err.schema.get("description")
+        return f"config: {where} has {len(found)} values; give exactly {err.schema['minItems']}" + (
+            f" ({about})." if about else "."
+        )
     if v in ("minItems", "minProperties"):
         return f"config: {where} must not be empty."
     if v in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):

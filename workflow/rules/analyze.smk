@@ -24,5 +24,6 @@ rule analyze:
         runs=all_run_columns(),
         seed=config["seed"],
         agreement_k=config["analysis"]["agreement_k"],
+        corruption_baselines=canonical(CORRUPTION_BASELINES),
     script:
         "../../scripts/analyze.py"

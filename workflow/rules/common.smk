@@ -21,6 +21,7 @@ os.environ.update(
 
 import memlab
 from memlab.config import check_config, load_schema
+from memlab.corruption_error import resolve_baselines
 from memlab.io import MemlabInputError
 from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
@@ -35,6 +36,7 @@ try:
     check_config(config, load_schema(SCHEMA))
     validate(config, str(SCHEMA))  # fills in the schema's defaults
     STUDY = plan_study(config, root=os.getcwd())
+    CORRUPTION_BASELINES = resolve_baselines(STUDY, config["perturbations"])
 except MemlabInputError as err:
     raise WorkflowError(
         f"{err}\n(Nothing was run; fix the config or data and rerun.)"
@@ -217,3 +219,15 @@ def final_outputs():
         *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
         "results/report/summary.html",
     ]
+
+
+# The perturbations keys the perturbed sets depend on (the baseline only shapes the analysis): a
+# configured table of a corruption that is not listed changes nothing, so it is left out.
+PERTURB_KEYS = ("names", "severities")
+
+
+def perturb_settings():
+    p = config["perturbations"]
+    out = {k: p[k] for k in PERTURB_KEYS}
+    tables = {n: v for n, v in p.get("parameters", {}).items() if n in p["names"]}
+    return canonical(out | ({"parameters": tables} if tables else {}))

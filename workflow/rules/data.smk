@@ -90,7 +90,7 @@ rule perturb:
         runtime=10,
     params:
         code=library_code("perturb.py"),
-        perturbations=canonical(config["perturbations"]),
+        perturbations=perturb_settings(),
         seed=config["seed"],
     script:
         "../../scripts/perturb.py"
