@@ -167,6 +167,18 @@ def test_undefined_corruptions_are_left_out_of_the_mean_and_named():
     assert "mCE over 1 of 2 corruptions (undefined: a)" in mean["status"]
 
 
+def test_a_run_with_every_corruption_undefined_has_no_mean():
+    base = {("a", 1): [1.0, 1.0]}  # the baseline makes no error under the only corruption
+    frame = pd.concat(
+        [
+            robustness("base-w1", "memorize", base, [1.0, 1.0]),
+            robustness("m-w2", "memorize", {("a", 1): [0.9, 0.8]}, [1.0, 1.0]),
+        ]
+    )
+    mean = _by(corruption_error_table(frame, BASE), "m-w2", MEAN)
+    assert np.isnan(mean["ce"]) and np.isnan(mean["ce_low"]) and np.isnan(mean["relative_ce"])
+
+
 def test_one_replica_has_no_interval_and_the_table_is_reproducible():
     frame = pd.concat(
         [

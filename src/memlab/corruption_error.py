@@ -296,7 +296,9 @@ def _rows(
         paired = np.array_equal(f.replicas, b.replicas)
         draws = estimates(wf, wf if paired else _weights(rng, rb, DRAWS))
         bounds = [
-            _interval(np.column_stack([d, d[:, ok].mean(1) if ok.any() else np.nan]))
+            _interval(
+                np.column_stack([d, d[:, ok].mean(1) if ok.any() else np.full(len(d), np.nan)])
+            )
             for d, ok in zip(draws, defined, strict=True)
         ]
     else:
