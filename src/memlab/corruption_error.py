@@ -82,12 +82,23 @@ def corruption_errors(
     """
     error = np.asarray(error, dtype=np.float64)
     base = np.asarray(baseline_error, dtype=np.float64)
-    clean = np.asarray(clean_error, dtype=np.float64)[..., None, None]
-    base_clean = np.asarray(baseline_clean_error, dtype=np.float64)[..., None, None]
-    return (
-        _ratio(error.sum(-1), base.sum(-1)),
-        _ratio((error - clean).sum(-1), (base - base_clean).sum(-1)),
-    )
+    clean = np.asarray(clean_error, dtype=np.float64)[..., None]
+    base_clean = np.asarray(baseline_clean_error, dtype=np.float64)[..., None]
+    return _from_sums(error.sum(-1), clean, base.sum(-1), base_clean, error.shape[-1])
+
+
+def _from_sums(
+    sum_f: np.ndarray,
+    clean_f: np.ndarray,
+    sum_b: np.ndarray,
+    clean_b: np.ndarray,
+    severities: np.ndarray | int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """CE and relative CE from each corruption's error summed over its ``severities`` (the
+    formula's one home: :func:`corruption_errors` and the table's bootstrap both use it)."""
+    drop_f = sum_f - severities * clean_f
+    drop_b = sum_b - severities * clean_b
+    return _ratio(sum_f, sum_b), _ratio(drop_f, drop_b)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -246,9 +257,9 @@ class _Estimates:
     def __call__(self, wf: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         sum_f = (wf @ self.err_f) @ self.member  # [..., C]
         sum_b = (wb @ self.err_b) @ self.member
-        drop_f = sum_f - self.severities * (wf @ self.f.clean)[..., None]
-        drop_b = sum_b - self.severities * (wb @ self.b.clean)[..., None]
-        return _ratio(sum_f, sum_b), _ratio(drop_f, drop_b)
+        clean_f = (wf @ self.f.clean)[..., None]
+        clean_b = (wb @ self.b.clean)[..., None]
+        return _from_sums(sum_f, clean_f, sum_b, clean_b, self.severities)
 
 
 def _rows(
