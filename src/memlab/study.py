@@ -10,6 +10,7 @@ hyperparameter goes from YAML to a figure axis in one shape.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,9 @@ class DatasetPlan:
     models: tuple[str, ...]  # model names (config keys), not variant ids
     regimes: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def blocks(self) -> tuple[Block, ...]:
+        # Cached: every block job's params look their block up here (Study.block).
         return replica_blocks(self.replicas, self.replicas_per_job)
 
     @property
