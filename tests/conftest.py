@@ -60,19 +60,20 @@ def train_regime(**settings):
     from memlab.study import Regime
 
     base = {"batch_size": 64, "lr": 1e-3, "max_epochs": 200, "weight_decay": 0.0}
-    base |= {"dropout": 0.0, "early_stopping": False, "stop_at_fit": True}
+    base |= {"dropout": 0.0, "early_stopping": False, "stop_at_fit": True, "ridge": 0.0}
     if settings.get("early_stopping"):
         base |= {"patience": 20, "val_fraction": 0.2}
     log_every = settings.pop("log_every", 10)
-    return Regime.from_settings("test", base | settings, log_every=log_every)
+    name = settings.pop("name", "test")
+    return Regime.from_settings(name, base | settings, log_every=log_every)
 
 
 def run_columns(**overrides) -> dict:
     """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
     from memlab.kinds import MLP
-    from memlab.study import Regime, Run
+    from memlab.study import Run
 
-    regime = Regime("memorize", 64, 1e-3, 200, 0.0, 0.0, False, True)
+    regime = train_regime(name="memorize")
     return {**Run("d", "0", 10, MLP("m", 8, 1), regime).columns(), **overrides}
 
 

@@ -270,7 +270,8 @@ def test_memorization_tables_use_trained_replicas_whatever_their_train_accuracy(
     assert row["replicas_undertrained"] == 1
     assert row["train_accuracy_mean"] == pytest.approx((0.95 + 0.95 + 1 + 1 + 1) / 5)
     assert row["train_accuracy_min"] == pytest.approx(0.95)
-    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [2, 1, 3]  # fit, early, max_epochs
+    # fit, early stopping, max_epochs, solved
+    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [2, 1, 3, 0]
     used = np.array([1, 0, 1, 1, 1, 1], bool)
     expected = memorization_scores(a["pool_correct"][used], a["train_mask"][used])
     np.testing.assert_allclose(scores["score"], expected["score"])
@@ -320,7 +321,7 @@ def test_memorization_tables_count_every_knn_replica():
     assert row["status"] == "ok"
     assert (row["replicas_trained"], row["replicas_undertrained"]) == (6, 0)
     assert row["replicas_fit"] == 3 and row["train_accuracy_min"] == pytest.approx(0.95)
-    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [0, 0, 0]
+    assert [row[f"stopped_{s}"] for s in STOP_REASONS] == [0, 0, 0, 0]
     expected = memorization_scores(a["pool_correct"], a["train_mask"])
     np.testing.assert_allclose(scores["score"], expected["score"])
 

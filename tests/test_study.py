@@ -54,6 +54,7 @@ def test_regime_is_merged_once_and_refuses_unknown_keys():
         "dropout": 0.0,
         "early_stopping": False,
         "stop_at_fit": True,
+        "ridge": 0.0,
     }
     assert reg.patience == 5 and reg.val_fraction == 0.2  # training's, under early stopping
     assert plain.patience is None and plain.columns()["patience"] == 0
@@ -79,14 +80,15 @@ def test_runs_know_their_path_columns_and_wildcards():
 def test_unregularized_is_chosen_by_settings_not_by_name():
     frame = pd.DataFrame(
         {
-            "kind": ["mlp", "mlp", "mlp", "knn"],
-            "weight_decay": [0.0, 0.5, 0.0, 0.0],
-            "dropout": [0.0, 0.0, 0.0, 0.0],
-            "early_stopping": [False, False, True, False],
-            "regime": ["anything", "wd", "es", "memory"],
+            "kind": ["mlp", "mlp", "mlp", "knn", "random_features"],
+            "weight_decay": [0.0, 0.5, 0.0, 0.0, 0.0],
+            "dropout": [0.0, 0.0, 0.0, 0.0, 0.0],
+            "ridge": [0.0, 0.0, 0.0, 0.0, 1e-3],
+            "early_stopping": [False, False, True, False, False],
+            "regime": ["anything", "wd", "es", "memory", "ridge"],
         }
     )
-    assert unregularized(frame).tolist() == [True, False, False, False]
+    assert unregularized(frame).tolist() == [True, False, False, False, False]
 
 
 def test_registry_matches_figures_tables_and_captions():

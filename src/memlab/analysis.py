@@ -64,9 +64,12 @@ MEMORIZATION_SUMMARY_COLUMNS = [
 
 
 def gather(paths: Iterable[str]) -> pd.DataFrame:
-    frames = [pd.read_parquet(p) for p in paths]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    read = [pd.read_parquet(p) for p in paths]
+    frames = [f for f in read if len(f)]
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    # Every part empty (no run trained by epochs): still the table's columns, no rows.
+    return read[0].iloc[0:0].reset_index(drop=True) if read else pd.DataFrame()
 
 
 def _accuracy(metrics: pd.DataFrame, split: str) -> pd.Series:
@@ -326,8 +329,7 @@ def chance_null(
 def noise_sweep(metrics: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Final vs best-during-training held-out accuracy per run and replica (early-stopping gap)."""
     final = _accuracy(metrics, "heldout").rename("final_heldout_accuracy")
-    if history.empty:
-        return final.reset_index()
+    # Runs with a training history only (not k-NN, not closed-form solves); same columns if none.
     h = history.sort_values("epoch")
     best = h.loc[h.groupby(KEYS)["heldout_accuracy"].idxmax(), [*KEYS, "heldout_accuracy", "epoch"]]
     best = best.rename(

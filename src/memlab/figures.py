@@ -18,9 +18,9 @@ import seaborn as sns
 
 from memlab import analysis
 from memlab.io import atomic_path
-from memlab.kinds import MLP, trained
+from memlab.kinds import MLP, RandomFeatures, trained
 from memlab.randomization import RANDOMIZATIONS
-from memlab.study import unregularized
+from memlab.study import RUN_KEYS, unregularized
 from memlab.tables import StudyTables, best_replicated, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
@@ -79,11 +79,12 @@ def _lines(
         **kwargs,
     )
     if logx:
-        # Ticks at the values studied, written plainly (not 2x10^2).
+        # Ticks at the values studied, written plainly (not 2x10^2), a label only where it
+        # does not run into the previous one.
         ticks = sorted(data[x].unique())
         g.set(xscale="log")
         for ax in g.axes.flat:
-            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.set_xticks(ticks, _spaced_labels(ticks))
             ax.minorticks_off()
     g.set_axis_labels(xlabel, ylabel)
     g.set_titles(col_template=col_title, row_template=row_title, template=col_title)
@@ -91,6 +92,16 @@ def _lines(
         g.figure.suptitle(title, y=1.02)
     g.tight_layout()  # FacetGrid's own: keeps room for the legend outside the panels
     return g.figure
+
+
+def _spaced_labels(ticks: list[float], min_decades: float = 0.18) -> list[str]:
+    """Labels for log-scale ticks, blank where a tick is too close to the last labelled one."""
+    labels, last = [], -np.inf
+    for t in ticks:
+        far = np.log10(t) - last >= min_decades
+        labels.append(f"{t:g}" if far else "")
+        last = np.log10(t) if far else last
+    return labels
 
 
 def _empty(message: str) -> plt.Figure:
@@ -470,9 +481,9 @@ def _clean_vs_flipped(h: pd.DataFrame, ns: pd.DataFrame, a2: plt.Axes) -> None:
 def noise_sweep(t: StudyTables) -> plt.Figure:
     """Final vs best-during-training held-out accuracy against the noise rate, and how fast
     clean vs flipped training labels are fitted."""
-    ns = t.noise_sweep
+    ns = t.noise_sweep  # runs that train by epochs only: "best during training" needs a history
     if ns.empty or ns["label_noise"].nunique() < 2:
-        return _empty("Needs at least two label-noise rates.")
+        return _empty("Needs a network (trained by epochs) at two or more label-noise rates.")
     ns = ns[trained(ns["kind"])]
     ns = ns[ns["size"] == ns["size"].max()]
     ns = ns[ns["model"].isin(_pick(ns)["model"].unique())]
@@ -524,6 +535,47 @@ def capacity(t: StudyTables) -> plt.Figure:
         col_title="label noise {col_name}",
         title=f"Capacity sweep at training-set size {m['size'].min()}",
     )
+
+
+def double_descent(t: StudyTables) -> plt.Figure:
+    """Random features: held-out and train error against the number of features, a dashed line
+    at the number of training examples (the interpolation threshold), per noise rate."""
+    m = t.metrics[(t.metrics["kind"] == RandomFeatures.kind) & (t.metrics["metric"] == "accuracy")]
+    m = m[m["split"].isin(["heldout", "train"])]
+    if m["width"].nunique() < 2:
+        return _empty("Needs random features of at least two feature counts.")
+    m = m[m["size"] == m.groupby("dataset")["size"].transform("min")].sort_values("label_noise")
+    d = _with_noise_label(m.assign(value=1 - m["value"]))
+    d["error"] = d["split"].map({"heldout": "held-out", "train": "train"})
+    fig = _lines(
+        d,
+        x="width",
+        y="value",
+        hue="regime",
+        hue_order=_regime_order(d),
+        style="error",
+        style_order=["held-out", "train"],
+        col="label noise",
+        row="dataset",
+        row_order=sorted(d["dataset"].unique()),
+        logx=True,
+        height=3.0,
+        aspect=1.3,
+        xlabel="random ReLU features",
+        ylabel="error",
+        col_title="label noise {col_name}",
+        title=(
+            "Double descent: random features, least-squares readout "
+            f"(mean ± s.e. over {m.groupby(RUN_KEYS)['replica'].nunique().min()} replicas)"
+        ),
+    )
+    # Axes run row by row: one row per dataset (sorted), one column per noise rate.
+    n_train = m.groupby("dataset")["size"].min()  # sorted by dataset, as the rows
+    per_axis = np.repeat(n_train.to_numpy(), d["label noise"].nunique())
+    for ax, n in zip(fig.axes, per_axis, strict=True):
+        ax.axvline(n, color="grey", linestyle=":", linewidth=1)
+        ax.text(n, 0.98, f" n = {n}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+    return fig
 
 
 def grokking(t: StudyTables) -> plt.Figure:
@@ -579,6 +631,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "randomization_tests": randomization_tests,
     "noise_sweep": noise_sweep,
     "capacity": capacity,
+    "double_descent": double_descent,
     "grokking": grokking,
 }
 

@@ -33,6 +33,8 @@ class Variant:
     trains: ClassVar[bool] = True  # False: a memory (k-NN), no training regime
     needs_images: ClassVar[bool] = False
     chunked: ClassVar[bool] = False  # stacks may be split into chunks of replicas
+    solved: ClassVar[bool] = False  # trained in closed form (no epochs), not by gradient steps
+    size_letter: ClassVar[str]  # ids are "<name>-<letter><size>", e.g. mlp-w8, knn-k1
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
@@ -71,6 +73,7 @@ class MLP(Variant):
 
     kind: ClassVar[str] = "mlp"
     chunked: ClassVar[bool] = True
+    size_letter: ClassVar[str] = "w"
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
@@ -78,7 +81,7 @@ class MLP(Variant):
 
     @property
     def id(self) -> str:
-        return f"{self.name}-w{self.width}"
+        return f"{self.name}-{self.size_letter}{self.width}"
 
     def parameter_count(
         self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
@@ -107,6 +110,7 @@ class CNN(Variant):
 
     kind: ClassVar[str] = "cnn"
     needs_images: ClassVar[bool] = True
+    size_letter: ClassVar[str] = "w"
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
@@ -114,7 +118,7 @@ class CNN(Variant):
 
     @property
     def id(self) -> str:
-        return f"{self.name}-w{self.width}"
+        return f"{self.name}-{self.size_letter}{self.width}"
 
     def parameter_count(
         self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
@@ -151,6 +155,7 @@ class KNN(Variant):
 
     kind: ClassVar[str] = "knn"
     trains: ClassVar[bool] = False
+    size_letter: ClassVar[str] = "k"
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
@@ -158,7 +163,7 @@ class KNN(Variant):
 
     @property
     def id(self) -> str:
-        return f"{self.name}-k{self.k}"
+        return f"{self.name}-{self.size_letter}{self.k}"
 
     def predictor(self, split: Split, y_pool: Any, members: Any) -> LogProba:
         """``x -> log p [R, n, C]`` of the R k-NN classifiers remembering ``members``."""
@@ -178,7 +183,45 @@ class KNN(Variant):
         return log_proba
 
 
-MODEL_KINDS: dict[str, type[Variant]] = {cls.kind: cls for cls in (MLP, CNN, KNN)}
+@dataclass(frozen=True)
+class RandomFeatures(Variant):
+    """``width`` random ReLU features, frozen, and a least-squares readout solved in closed form
+    (ridge strength: the regime's ``ridge``); see :mod:`memlab.random_features`."""
+
+    width: int  # the number of random features: the hidden width of a frozen first layer
+
+    kind: ClassVar[str] = "random_features"
+    solved: ClassVar[bool] = True
+    size_letter: ClassVar[str] = "f"
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        return [cls(name, int(f)) for f in entry["features"]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.size_letter}{self.width}"
+
+    def parameter_count(
+        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+    ) -> int:
+        return self.width * n_classes  # the readout; the features are drawn, not trained
+
+    def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
+        from memlab.random_features import StackedRandomFeatures
+
+        return StackedRandomFeatures(
+            split.x_pool.shape[1], split.n_classes, features=self.width, replica_seeds=replica_seeds
+        )
+
+
+MODEL_KINDS: dict[str, type[Variant]] = {cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures)}
+# The model wildcard of every run path: a config name, then a kind's size letter and number.
+VARIANT_ID_PATTERN = (
+    "[A-Za-z][A-Za-z0-9_]*-["
+    + "".join(sorted({c.size_letter for c in MODEL_KINDS.values()}))
+    + "][0-9]+"
+)
 TRAINED_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if cls.trains)
 
 

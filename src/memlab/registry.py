@@ -105,6 +105,10 @@ FIGURES: tuple[Figure, ...] = (
         lambda s: len({v.width for v in s.variants.values() if v.kind == "mlp"}) >= 2,
     ),
     Figure(
+        "double_descent",
+        lambda s: len({v.width for v in s.variants.values() if v.kind == "random_features"}) >= 2,
+    ),
+    Figure(
         "grokking",
         lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),
     ),

@@ -91,6 +91,36 @@ def _memory_run(
     return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
 
 
+def _solved_run(
+    split: Split,
+    y_pool: np.ndarray,
+    members: np.ndarray,
+    variant: Variant,
+    regime: Regime,
+    seed: int,
+    replicas: np.ndarray,
+    log: Callable[[str], None],
+) -> tuple:
+    """A model trained in closed form: one batched solve, no epochs, nothing to resume."""
+    from memlab.random_features import solve
+
+    model = _build(variant, split, regime, seed, replicas.tolist())
+    r, n = members.shape[0], int(members[0].sum())
+    log(f"{variant.id}: solving {r} readouts on {n} examples each, ridge {regime.ridge}")
+    train_acc = solve(model, split.x_pool, y_pool, members, split.n_classes, regime.ridge)
+    log(f"solved; {int((train_acc >= 1).sum())}/{r} replicas reached 100% train accuracy")
+    arrays = {
+        "replica": replicas,
+        "train_mask": members,
+        "val_mask": np.zeros_like(members),
+        "fit_epoch": np.where(train_acc >= 1, 0, -1).astype(np.int64),
+        "stop_epoch": np.zeros(r, np.int64),
+        "stop_reason": np.full(r, STOP_REASONS.index("solved"), np.int64),
+        "loss_drop": np.full(r, np.nan, np.float32),
+    }
+    return dict(model.state_dict()), arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
+
+
 def _log_result(res: TrainResult, log: Callable[[str], None]) -> None:
     fit, r = int((res.fit_epoch >= 0).sum()), len(res.fit_epoch)
     names, counts = np.unique(res.stop_reason, return_counts=True)
@@ -127,6 +157,8 @@ def train_run(
         raise ValueError(f"{len(numbers)} replica numbers for {r} subsets")
     if regime is None:
         return _memory_run(variant, members, numbers, log)
+    if variant.solved:
+        return _solved_run(split, y_pool, members, variant, regime, seed, numbers, log)
     if regime.early_stopping:
         train_mask, val_mask = carve_validation(members, regime.val_fraction, seed, numbers)
     else:

@@ -34,7 +34,8 @@ EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 # How a replica's training ended, the stopping rules a regime has: 100% train accuracy (with
 # stop_at_fit), early stopping's patience, or the epoch cap. Evaluations store the index (-1: the
 # model does not train); here, not in memlab.train, so the analyses read it without torch.
-STOP_REASONS = ("fit", "early_stopping", "max_epochs")
+# How a replica's training ended; "solved": a closed-form fit (random features), no epochs.
+STOP_REASONS = ("fit", "early_stopping", "max_epochs", "solved")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Regime:
     dropout: float
     early_stopping: bool
     stop_at_fit: bool
+    ridge: float  # the ridge penalty of a closed-form readout (random features only)
     patience: int | None = None
     val_fraction: float | None = None
     log_every: int = dataclasses.field(default=10, repr=False, compare=False)
@@ -91,7 +93,15 @@ class Regime:
 
     @property
     def regularized(self) -> bool:
-        return self.weight_decay > 0 or self.dropout > 0 or self.early_stopping
+        return self.weight_decay > 0 or self.dropout > 0 or self.early_stopping or self.ridge > 0
+
+    def conflicts(self, variant: Variant) -> list[str]:
+        """The settings of this regime that ``variant``'s training cannot honour."""
+        if variant.solved:
+            used = {"weight_decay": 0, "dropout": 0, "early_stopping": False}
+        else:
+            used = {"ridge": 0}
+        return [k for k, unset in used.items() if getattr(self, k) != unset]
 
 
 REGIME_COLUMNS = tuple(
@@ -275,12 +285,14 @@ def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
 
 
 def unregularized(frame: Any) -> Any:
-    """Rows of trained runs with no weight decay, dropout or early stopping (the baselines)."""
+    """Rows of trained runs with no weight decay, dropout, early stopping or ridge (the
+    baselines)."""
     from memlab.kinds import trained
 
     return (
         trained(frame["kind"])
         & (frame["weight_decay"] == 0)
+        & (frame["ridge"] == 0)
         & (frame["dropout"] == 0)
         & ~frame["early_stopping"].astype(bool)
     )
@@ -333,6 +345,19 @@ def plan_dataset(
     )
 
 
+def _check_compatible(dataset: str, variant: Variant, regime: Regime | None) -> None:
+    conflicts = [] if regime is None else regime.conflicts(variant)
+    if not conflicts:
+        return
+    how = "is solved in closed form" if variant.solved else "trains by gradient steps"
+    fix = "ridge" if variant.solved else "weight_decay"
+    raise MemlabInputError(
+        f"dataset '{dataset}': regime '{regime.name}' sets {', '.join(conflicts)}, which model "
+        f"{variant.id} (kind '{variant.kind}') cannot use: it {how}; regularize it with {fix}, "
+        f"or give datasets.{dataset}.grid.regimes only the regimes that fit its models."
+    )
+
+
 def _dataset_runs(
     ds: DatasetPlan, variants: Mapping[str, Variant], regimes: Mapping[str, Regime], notes: list
 ) -> list[Run]:
@@ -350,6 +375,8 @@ def _dataset_runs(
                     notes += [] if note in notes else [note]
                     continue
                 chosen = [regimes[r] for r in ds.regimes] if variant.trains else [None]
+                for regime in chosen:
+                    _check_compatible(ds.name, variant, regime)
                 runs += [
                     Run(ds.name, noise_label(noise), size, variant, r, ds.blocks) for r in chosen
                 ]

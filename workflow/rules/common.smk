@@ -23,6 +23,7 @@ import memlab
 from memlab.config import check_config, load_schema
 from memlab.corruption_error import resolve_baselines
 from memlab.io import MemlabInputError
+from memlab.kinds import VARIANT_ID_PATTERN
 from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
 from memlab.ops.packing import block_costs, block_groups
@@ -56,7 +57,7 @@ wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
     noise="[0-9.]+",
     size="[0-9]+",
-    model="[A-Za-z][A-Za-z0-9_]*-[wk][0-9]+",
+    model=VARIANT_ID_PATTERN,
     regime="[A-Za-z][A-Za-z0-9_]*",
     block="[0-9]+",
 
