@@ -9,7 +9,6 @@ from conftest import train_regime
 from test_config import full, smoke
 
 from memlab import data, runs
-from memlab.io import MemlabInputError
 from memlab.kinds import RandomFeatures, variant_from_spec
 from memlab.random_features import StackedRandomFeatures, readout, solve
 from memlab.study import STOP_REASONS, plan_study
@@ -119,12 +118,15 @@ def _config_with(models: dict, regimes: list[str]) -> dict:
     return full(config)
 
 
-def test_random_features_plan_with_ridge_and_refuse_settings_they_cannot_use():
-    study = plan_study(_config_with({"rf": {"kind": "random_features", "features": [8]}},
-                                    ["memorize", "ridge"]))  # fmt: skip
-    assert {r.regime.ridge for r in study.runs} == {0.0, 1e-3}
-    with pytest.raises(MemlabInputError, match=r"regime 'regularized' sets weight_decay, dropout"):
-        plan_study(_config_with({"rf": {"kind": "random_features", "features": [8]}},
-                                ["regularized"]))  # fmt: skip
-    with pytest.raises(MemlabInputError, match=r"regime 'ridge' sets ridge.*mlp-w4.*weight_decay"):
-        plan_study(_config_with({"mlp": {"kind": "mlp", "widths": [4]}}, ["ridge"]))
+def test_random_features_run_with_ridge_and_skip_settings_they_cannot_use():
+    """The grid crosses models and regimes; a pair that cannot train is skipped with a note."""
+    study = plan_study(_config_with({"rf": {"kind": "random_features", "features": [8]},
+                                     "mlp": {"kind": "mlp", "widths": [4]}},
+                                    ["memorize", "ridge", "regularized"]))  # fmt: skip
+    pairs = {(r.variant.id, r.regime.name) for r in study.runs}
+    assert pairs == {("rf-f8", "memorize"), ("rf-f8", "ridge"), ("mlp-w4", "memorize"),
+                     ("mlp-w4", "regularized")}  # fmt: skip
+    assert {r.regime.ridge for r in study.runs if r.variant.kind == "random_features"} == {0, 1e-3}
+    notes = " ".join(study.notes)
+    assert "run rf-f8/regularized skipped" in notes and "weight_decay, dropout" in notes
+    assert "run mlp-w4/ridge skipped" in notes and "regularize it with weight_decay" in notes

@@ -345,16 +345,16 @@ def plan_dataset(
     )
 
 
-def _check_compatible(dataset: str, variant: Variant, regime: Regime | None) -> None:
+def _incompatible(dataset: str, variant: Variant, regime: Regime | None) -> str | None:
+    """Why ``variant`` cannot train in ``regime`` (a note: the run is skipped), or None."""
     conflicts = [] if regime is None else regime.conflicts(variant)
     if not conflicts:
-        return
+        return None
     how = "is solved in closed form" if variant.solved else "trains by gradient steps"
     fix = "ridge" if variant.solved else "weight_decay"
-    raise MemlabInputError(
-        f"dataset '{dataset}': regime '{regime.name}' sets {', '.join(conflicts)}, which model "
-        f"{variant.id} (kind '{variant.kind}') cannot use: it {how}; regularize it with {fix}, "
-        f"or give datasets.{dataset}.grid.regimes only the regimes that fit its models."
+    return (
+        f"run {variant.id}/{regime.name} skipped on dataset '{dataset}': model kind "
+        f"'{variant.kind}' {how} and cannot use {', '.join(conflicts)} (regularize it with {fix})."
     )
 
 
@@ -376,10 +376,11 @@ def _dataset_runs(
                     continue
                 chosen = [regimes[r] for r in ds.regimes] if variant.trains else [None]
                 for regime in chosen:
-                    _check_compatible(ds.name, variant, regime)
-                runs += [
-                    Run(ds.name, noise_label(noise), size, variant, r, ds.blocks) for r in chosen
-                ]
+                    note = _incompatible(ds.name, variant, regime)
+                    if note:
+                        notes += [] if note in notes else [note]
+                        continue
+                    runs.append(Run(ds.name, noise_label(noise), size, variant, regime, ds.blocks))
     return runs
 
 
