@@ -59,6 +59,16 @@ def test_shipped_configs_are_valid():
         (lambda c: c["perturbations"].update(names=["fog"]), ["perturbations.names[0]", "'fog'"]),
         (lambda c: c.pop("models"), ["models"]),
         (lambda c: c.update(analysis={"agreement_k": 0}), ["analysis.agreement_k", ">= 1"]),
+        (
+            lambda c: c["regimes"]["memorize"].update(beta1=1.5),
+            ["regimes.memorize.beta1 = 1.5", "a number >= 0 and < 1"],
+        ),
+        (lambda c: c["training"].update(beta2=-0.1), ["training.beta2 = -0.1", ">= 0"]),
+        (lambda c: c["training"].update(eps=0), ["training.eps = 0", "> 0"]),
+        (  # what YAML makes of `eps: 1e-6`
+            lambda c: c["regimes"]["memorize"].update(eps="1e-6"),
+            ["regimes.memorize.eps = '1e-6'", "a number", "write 1.0e-6"],
+        ),
     ],
 )
 def test_schema_errors_name_the_key(edit, expected):
@@ -158,6 +168,30 @@ def test_defaults_are_filled():
     assert config["regimes"]["memorize"]["weight_decay"] == 0.0
     assert config["perturbations"]["severities"] == [1, 2, 3, 4, 5]
     assert config["models"]["m"]["depth"] == 2
+    assert {k: config["training"][k] for k in ("beta1", "beta2", "eps")} == {
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+    }  # torch.optim.AdamW's
+
+
+def test_adamw_settings_reach_the_regime_and_the_columns():
+    """A regime's beta2 overrides training's; beta1 and eps keep training's (or the schema's)."""
+    from memlab.study import REGIME_COLUMNS
+
+    config = smoke()
+    config["training"]["eps"] = 1e-6
+    config["regimes"]["memorize"]["beta2"] = 0.98
+    study = plan_study(full(config))
+    memorize, other = study.regimes["memorize"], study.regimes["regularized"]
+    assert (memorize.beta1, memorize.beta2, memorize.eps) == (0.9, 0.98, 1e-6)
+    assert (other.beta1, other.beta2, other.eps) == (0.9, 0.999, 1e-6)
+    assert {"beta1", "beta2", "eps"} <= set(REGIME_COLUMNS)
+    assert memorize.settings()["beta2"] == 0.98  # the train rule's params: a change reruns
+    run = next(r for r in study.runs if r.regime is memorize)
+    assert run.columns()["beta2"] == 0.98 and run.columns()["eps"] == 1e-6
+    knn = next(r for r in study.runs if r.regime is None)
+    assert knn.columns()["beta2"] == 0
 
 
 def _perturbations(**keys):

@@ -54,6 +54,9 @@ def test_regime_is_merged_once_and_refuses_unknown_keys():
         "dropout": 0.0,
         "early_stopping": False,
         "stop_at_fit": True,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
     }
     assert reg.patience == 5 and reg.val_fraction == 0.2  # training's, under early stopping
     assert plain.patience is None and plain.columns()["patience"] == 0

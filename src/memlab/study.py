@@ -29,7 +29,7 @@ RUN_PATTERN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
 # A run's replicas are trained and evaluated in blocks, one job each, under the run's directory.
 BLOCK_PATTERN = RUN_PATTERN + "/block{block}"
 # The training defaults a regime may override, and the two that only early stopping uses.
-TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
+TRAINING_KEYS = ("batch_size", "lr", "max_epochs", "beta1", "beta2", "eps")
 EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 # How a replica's training ended, the stopping rules a regime has: 100% train accuracy (with
 # stop_at_fit), early stopping's patience, or the epoch cap. Evaluations store the index (-1: the
@@ -43,7 +43,8 @@ class Regime:
 
     ``patience`` and ``val_fraction`` are None unless the regime stops early (they do not shape
     the run then). ``log_every`` only says how often to log progress and is left out of
-    :meth:`settings`, so changing it reruns nothing.
+    :meth:`settings`, so changing it reruns nothing. ``beta1``, ``beta2`` and ``eps`` are
+    AdamW's (no defaults here: the schema's ``training`` holds them).
     """
 
     name: str
@@ -54,6 +55,9 @@ class Regime:
     dropout: float
     early_stopping: bool
     stop_at_fit: bool
+    beta1: float
+    beta2: float
+    eps: float
     patience: int | None = None
     val_fraction: float | None = None
     log_every: int = dataclasses.field(default=10, repr=False, compare=False)
