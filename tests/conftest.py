@@ -36,6 +36,13 @@ def digits_split() -> data.Split:
     return data.make_split(ds, *data.split_pool_test(ds.y, 0.25, 0))
 
 
+@pytest.fixture(scope="session")
+def modular_split() -> data.Split:
+    """Modular addition mod 11: 121 pairs, half of them in the pool; token shape (2, 11)."""
+    ds = data.load_dataset({"kind": "modular_addition", "p": 11})
+    return data.make_split(ds, *data.split_pool_test(ds.y, 0.5, 0))
+
+
 def train(model, split: data.Split, mask, settings, *, val=None, **kw):
     """``train_stacked`` on a split's pool (test set held out), quiet unless ``log`` is given."""
     from memlab.train import train_stacked

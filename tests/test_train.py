@@ -372,3 +372,35 @@ def test_resume_state_of_an_older_format_is_ignored(digits_split, tmp_path):
     train(_mlp(range(2)), digits_split, mask, settings, resume=Resume(state, 1), log=logs.append)
     assert any("not a memlab-train-state/2 file" in m for m in logs), logs
     assert not any(m.startswith("resuming") for m in logs)
+
+
+def test_modular_addition_trains_with_a_token_embedding(modular_split):
+    """The library end to end on token data: train_run builds the embedded MLP, trains it, and
+    evaluate_run rebuilds it from the checkpoint (its table included)."""
+    from memlab import runs
+
+    split = modular_split
+    members = small_members(len(split.y_pool), 44, 2, 0)
+    variant = MLP("tok", 32, 1, 16)
+    regime = train_regime(max_epochs=60, lr=1e-2, batch_size=44, beta2=0.98)  # full batch
+    no_flips = np.zeros(len(split.y_pool), bool)
+    state, arrays, history = runs.train_run(
+        split, split.y_pool, no_flips, members, variant, regime, seed=0, log=lambda s: None
+    )
+    assert state["embedding"].shape == (2, 11, 16) and state["weights.0"].shape == (2, 32, 32)
+    assert (arrays["fit_epoch"] > 0).all()  # both memorize their 44 pairs
+    checkpoint = {
+        "state": state,
+        "arrays": arrays,
+        "settings": {
+            "model": variant.spec(),
+            "settings": regime.settings(),
+            "seed": 0,
+            "wildcards": {"regime": regime.name},
+        },
+    }
+    labels = {"y_pool": split.y_pool, "flipped": no_flips}
+    ev, _ = runs.evaluate_run(checkpoint, split, labels, {})
+    assert ev["pool_correct"][arrays["train_mask"]].all()
+    last = history.groupby("replica")["train_accuracy"].last()
+    assert (last == 1.0).all()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from memlab.models import StackedModel
 
 # Table columns of every variant, 0 where a kind has no such setting.
-VARIANT_COLUMNS = ("width", "depth", "k")
+VARIANT_COLUMNS = ("width", "depth", "embedding", "k")
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,17 @@ class Variant:
         own = asdict(self)
         return {key: own.get(key, 0) for key in VARIANT_COLUMNS}
 
+    @property
+    def needs_tokens(self) -> bool:
+        """Whether it reads its inputs as token blocks (``Split.token_shape``)."""
+        return False
+
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
         """Trainable parameters of one replica (0 for a memory)."""
         return 0
@@ -64,31 +73,58 @@ class Variant:
 
 @dataclass(frozen=True)
 class MLP(Variant):
-    """ReLU MLP with ``depth`` hidden layers of ``width`` units."""
+    """ReLU MLP with ``depth`` hidden layers of ``width`` units; with ``embedding`` e > 0, on
+    a learned e-dimensional embedding of each input token (token data only)."""
 
     width: int
     depth: int
+    embedding: int = 0  # 0: none, the plain MLP (its id, spec and weights as before)
 
     kind: ClassVar[str] = "mlp"
     chunked: ClassVar[bool] = True
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
-        return [cls(name, int(w), int(entry["depth"])) for w in entry["widths"]]
+        depth, embedding = int(entry["depth"]), int(entry["embedding"])
+        return [cls(name, int(w), depth, embedding) for w in entry["widths"]]
 
     @property
     def id(self) -> str:
-        return f"{self.name}-w{self.width}"
+        return f"{self.name}-w{self.width}" + (f"-e{self.embedding}" if self.embedding else "")
+
+    def spec(self) -> dict[str, Any]:
+        # A plain MLP keeps the spec it always had: its params and checkpoints do not change.
+        spec = super().spec()
+        return spec if self.embedding else {k: v for k, v in spec.items() if k != "embedding"}
+
+    @property
+    def needs_tokens(self) -> bool:
+        return self.embedding > 0
 
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
+        table = 0
+        if self.embedding:
+            n_tokens, vocab = token_shape or (0, 0)
+            table, in_dim = vocab * self.embedding, n_tokens * self.embedding
         dims = [in_dim] + [self.width] * self.depth + [n_classes]
-        return sum((a + 1) * b for a, b in itertools.pairwise(dims))
+        return table + sum((a + 1) * b for a, b in itertools.pairwise(dims))
 
     def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
         from memlab.models import StackedMLP
 
+        if self.embedding and split.token_shape is None:
+            from memlab.io import MemlabInputError
+
+            raise MemlabInputError(
+                f"model {self.id} (embedding {self.embedding}) needs token data "
+                "(modular_addition); drop `embedding` for other data."
+            )
         return StackedMLP(
             split.x_pool.shape[1],
             split.n_classes,
@@ -96,6 +132,8 @@ class MLP(Variant):
             depth=self.depth,
             dropout=dropout,
             replica_seeds=replica_seeds,
+            embedding=self.embedding,
+            tokens=split.token_shape,
         )
 
 
@@ -117,7 +155,11 @@ class CNN(Variant):
         return f"{self.name}-w{self.width}"
 
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
         h, w = image_shape or (0, 0)
         c1, c2 = self.width, 2 * self.width

@@ -159,6 +159,7 @@ class DatasetPlan:
     test_fraction: float
     n_pool: int
     image_shape: tuple[int, int] | None
+    token_shape: tuple[int, int] | None
     sizes: tuple[int, ...]
     label_noise: tuple[float, ...]
     replicas: int
@@ -328,6 +329,7 @@ def plan_dataset(
         test_fraction,
         n_pool,
         image_shape,
+        data.token_shape(spec, name),
         tuple(sorted(set(resolved))),
         tuple(grid.get("label_noise", config["label_noise"])),
         int(grid.get("replicas", config["replicas"])),
@@ -335,6 +337,18 @@ def plan_dataset(
         _grid_names(grid, "models", config["models"], name),
         _grid_names(grid, "regimes", config["regimes"], name),
     )
+
+
+def _check_tokens(variant: Variant, ds: DatasetPlan) -> None:
+    """An embedding on data without tokens is a config mistake (not skipped as a CNN on tabular
+    data is): the model exists only for token data, so running it elsewhere was never meant."""
+    if variant.needs_tokens and ds.token_shape is None:
+        raise MemlabInputError(
+            f"config: model {variant.id} has an embedding, which needs token inputs, but dataset "
+            f"'{ds.name}' (kind '{ds.spec['kind']}') has none (only modular_addition has); "
+            f"leave `{variant.name}` out of datasets.{ds.name}.grid.models or drop its "
+            "`embedding`."
+        )
 
 
 def _dataset_runs(
@@ -346,6 +360,7 @@ def _dataset_runs(
             for variant in variants.values():
                 if variant.name not in ds.models:
                     continue
+                _check_tokens(variant, ds)
                 if variant.needs_images and ds.image_shape is None:
                     note = (
                         f"model {variant.id} skipped on dataset '{ds.name}': model kind "
