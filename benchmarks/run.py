@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))  # this checkout's library, not an install
 
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: copy the workflow, find snakemake
 
-from conftest import SNAKEMAKE, copy_workflow  # noqa: E402
+from conftest import SNAKEMAKE, copy_workflow, train_regime  # noqa: E402
 
 from memlab import data, runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
@@ -197,6 +197,13 @@ def sklearn_mlp(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: in
     assert clf.n_iter_ == epochs
 
 
+def _regime(batch: int, epochs: int) -> Regime:
+    """The benchmarks' regime: the schema's defaults, lr 1e-3, every epoch trained."""
+    return train_regime(
+        batch_size=batch, lr=1e-3, max_epochs=epochs, stop_at_fit=False, log_every=10**9
+    )
+
+
 def engine(split: data.Split, members: np.ndarray, width: int, batch: int, epochs: int) -> None:
     """memlab's engine as the train rule runs it: all replicas, chunked, per-epoch evaluation."""
     runs.train_run(
@@ -205,7 +212,7 @@ def engine(split: data.Split, members: np.ndarray, width: int, batch: int, epoch
         np.zeros(len(split.y_pool), bool),
         members,
         MLP("mlp", width, DEPTH),
-        Regime("bench", batch, 1e-3, epochs, 0.0, 0.0, False, False, log_every=10**9),
+        _regime(batch, epochs),
         seed=0,
         log=lambda s: None,
     )
@@ -219,8 +226,7 @@ def engine_steps(
     evaluation costs is the difference to ``engine``."""
     from memlab.fastpath import fast_step
     from memlab.models import StackedMLP
-    from memlab.optim import StackedAdamW
-    from memlab.train import init_seeds
+    from memlab.train import adamw, init_seeds
 
     x = torch.from_numpy(split.x_pool.astype(np.float32))
     y = torch.from_numpy(split.y_pool.astype(np.int64))
@@ -238,7 +244,7 @@ def engine_steps(
             dropout=0.0,
             replica_seeds=init_seeds(0, rows),
         )
-        opt = StackedAdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+        opt = adamw(list(model.parameters()), _regime(batch, epochs))
         step = fast_step(model)
         gens = [torch.Generator().manual_seed(i) for i in rows]
         for _ in range(epochs):

@@ -12,7 +12,8 @@ with rule_job(snakemake) as log:
     pool, test = data.split_pool_test(ds.y, p.test_fraction, p.seed)
     log(
         f"{ds.name}: {len(ds.y)} examples, {ds.X.shape[1]} features, {ds.n_classes} classes, "
-        f"image shape {ds.image_shape}; pool {len(pool)}, held-out {len(test)}"
+        f"image shape {ds.image_shape}, token shape {ds.token_shape}; pool {len(pool)}, "
+        f"held-out {len(test)}"
     )
     randomization = p.dataset.get("randomization")
     split, changed = randomize(

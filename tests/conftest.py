@@ -36,6 +36,13 @@ def digits_split() -> data.Split:
     return data.make_split(ds, *data.split_pool_test(ds.y, 0.25, 0))
 
 
+@pytest.fixture(scope="session")
+def modular_split() -> data.Split:
+    """Modular addition mod 11: 121 pairs, half of them in the pool; token shape (2, 11)."""
+    ds = data.load_dataset({"kind": "modular_addition", "p": 11})
+    return data.make_split(ds, *data.split_pool_test(ds.y, 0.5, 0))
+
+
 def train(model, split: data.Split, mask, settings, *, val=None, **kw):
     """``train_stacked`` on a split's pool (test set held out), quiet unless ``log`` is given."""
     from memlab.train import train_stacked
@@ -56,24 +63,29 @@ def train(model, split: data.Split, mask, settings, *, val=None, **kw):
 
 
 def train_regime(**settings):
-    """A Regime for engine tests: the schema's training defaults unless given."""
-    from memlab.study import Regime
+    """A Regime for engine tests: the schema's training and regime defaults unless given."""
+    from memlab.config import load_schema
+    from memlab.study import EARLY_STOPPING_KEYS, TRAINING_KEYS, Regime
 
-    base = {"batch_size": 64, "lr": 1e-3, "max_epochs": 200, "weight_decay": 0.0}
-    base |= {"dropout": 0.0, "early_stopping": False, "stop_at_fit": True, "ridge": 0.0}
+    schema = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    training = {k: v["default"] for k, v in schema["properties"]["training"]["properties"].items()}
+    regime = schema["$defs"]["regime"]["properties"]
+    base = {k: training[k] for k in TRAINING_KEYS}
+    base |= {k: v["default"] for k, v in regime.items() if "default" in v}
     if settings.get("early_stopping"):
-        base |= {"patience": 20, "val_fraction": 0.2}
-    log_every = settings.pop("log_every", 10)
-    name = settings.pop("name", "test")
-    return Regime.from_settings(name, base | settings, log_every=log_every)
+        base |= {k: training[k] for k in EARLY_STOPPING_KEYS}
+    log_every = settings.pop("log_every", training["log_every"])
+    return Regime.from_settings("test", base | settings, log_every=log_every)
 
 
 def run_columns(**overrides) -> dict:
     """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
+    import dataclasses
+
     from memlab.kinds import MLP
     from memlab.study import Run
 
-    regime = train_regime(name="memorize")
+    regime = dataclasses.replace(train_regime(), name="memorize")
     return {**Run("d", "0", 10, MLP("m", 8, 1), regime).columns(), **overrides}
 
 

@@ -30,7 +30,7 @@ def full(config: dict) -> dict:
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config.yaml", "smoke.yaml"):
+    for name in ("config.yaml", "smoke.yaml", "memorization.yaml"):
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         study = plan_study(full(config))
         assert study.runs
@@ -59,6 +59,17 @@ def test_shipped_configs_are_valid():
         (lambda c: c["perturbations"].update(names=["fog"]), ["perturbations.names[0]", "'fog'"]),
         (lambda c: c.pop("models"), ["models"]),
         (lambda c: c.update(analysis={"agreement_k": 0}), ["analysis.agreement_k", ">= 1"]),
+        (
+            lambda c: c["regimes"]["memorize"].update(beta1=1.5),
+            ["regimes.memorize.beta1 = 1.5", "a number >= 0 and < 1"],
+        ),
+        (lambda c: c["training"].update(beta2=-0.1), ["training.beta2 = -0.1", ">= 0"]),
+        (lambda c: c["training"].update(eps=0), ["training.eps = 0", "> 0"]),
+        (lambda c: c["models"]["mlp"].update(embedding=-1), ["models.mlp.embedding = -1"]),
+        (  # what YAML makes of `eps: 1e-6`
+            lambda c: c["regimes"]["memorize"].update(eps="1e-6"),
+            ["regimes.memorize.eps = '1e-6'", "a number", "write 1.0e-6"],
+        ),
     ],
 )
 def test_schema_errors_name_the_key(edit, expected):
@@ -158,6 +169,30 @@ def test_defaults_are_filled():
     assert config["regimes"]["memorize"]["weight_decay"] == 0.0
     assert config["perturbations"]["severities"] == [1, 2, 3, 4, 5]
     assert config["models"]["m"]["depth"] == 2
+    assert {k: config["training"][k] for k in ("beta1", "beta2", "eps")} == {
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
+    }  # torch.optim.AdamW's
+
+
+def test_adamw_settings_reach_the_regime_and_the_columns():
+    """A regime's beta2 overrides training's; beta1 and eps keep training's (or the schema's)."""
+    from memlab.study import REGIME_COLUMNS
+
+    config = smoke()
+    config["training"]["eps"] = 1e-6
+    config["regimes"]["memorize"]["beta2"] = 0.98
+    study = plan_study(full(config))
+    memorize, other = study.regimes["memorize"], study.regimes["regularized"]
+    assert (memorize.beta1, memorize.beta2, memorize.eps) == (0.9, 0.98, 1e-6)
+    assert (other.beta1, other.beta2, other.eps) == (0.9, 0.999, 1e-6)
+    assert {"beta1", "beta2", "eps"} <= set(REGIME_COLUMNS)
+    assert memorize.settings()["beta2"] == 0.98  # the train rule's params: a change reruns
+    run = next(r for r in study.runs if r.regime is memorize)
+    assert run.columns()["beta2"] == 0.98 and run.columns()["eps"] == 1e-6
+    knn = next(r for r in study.runs if r.regime is None)
+    assert knn.columns()["beta2"] == 0
 
 
 def _perturbations(**keys):
@@ -214,3 +249,38 @@ def test_perturbation_tables_and_the_baseline_are_optional_and_shot_noise_opt_in
         baseline="knn-k1",
     )
     assert plan_study(full(config)).runs
+
+
+def _modular(**mlp_tok) -> dict:
+    config = smoke()
+    config["datasets"]["modular"] = {
+        "kind": "modular_addition",
+        "p": 7,
+        "grid": {"sizes": [20], "models": ["mlp", "mlp_tok", "knn"]},
+    }
+    config["models"]["mlp_tok"] = {"kind": "mlp", "depth": 1, "widths": [16], **mlp_tok}
+    config["datasets"]["digits"]["grid"] = {"models": ["mlp", "cnn", "knn"]}
+    return config
+
+
+def test_token_embedding_plans_on_token_data():
+    study = plan_study(full(_modular(embedding=8)))
+    assert study.datasets["modular"].token_shape == (2, 7)
+    assert study.datasets["digits"].token_shape is None
+    tok = [r for r in study.runs if r.variant.name == "mlp_tok"]
+    assert tok and {r.dataset for r in tok} == {"modular"}
+    assert {r.model for r in tok} == {"mlp_tok-w16-e8"} and tok[0].columns()["embedding"] == 8
+    plain = next(r for r in study.runs if r.model == "mlp-w8")
+    assert plain.columns()["embedding"] == 0 and "embedding" not in plain.variant.spec()
+
+
+def test_token_embedding_on_data_without_tokens_is_an_error_before_any_job():
+    config = _modular(embedding=8)
+    del config["datasets"]["digits"]["grid"]  # every model on digits, mlp_tok too
+    with pytest.raises(MemlabInputError) as err:
+        plan_study(full(config))
+    message = str(err.value)
+    assert "\n" not in message
+    for text in ("mlp_tok-w16-e8", "embedding", "'digits'", "datasets.digits.grid.models"):
+        assert text in message, message
+    plan_study(full(_modular(embedding=0)))  # no embedding: a plain MLP runs anywhere

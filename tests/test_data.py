@@ -19,6 +19,7 @@ from memlab.data import (
     pool_size,
     resolve_size,
     split_pool_test,
+    token_shape,
 )
 from memlab.io import MemlabInputError
 
@@ -41,6 +42,30 @@ def test_modular_addition_is_every_pair_once():
     assert (ds.X.sum(1) == 2).all()
     assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 49
     np.testing.assert_array_equal(ds.y, (a + b) % 7)
+    assert ds.token_shape == token_shape({"kind": "modular_addition", "p": 7}) == (2, 7)
+    assert load_dataset({"kind": "digits"}).token_shape is None
+    assert token_shape({"kind": "gaussian"}) is None
+
+
+@pytest.mark.parametrize("randomization", [None, {"kind": "shuffled_pixels"}])
+def test_token_shape_travels_with_the_split(tmp_path, randomization):
+    """make_split, randomize, save_split and load_split keep it; digits have none."""
+    from memlab.data import load_split, make_split, save_split
+    from memlab.io import load_npz, save_npz
+    from memlab.randomization import randomize
+
+    ds = load_dataset({"kind": "modular_addition", "p": 5})
+    split, _ = randomize(make_split(ds, *split_pool_test(ds.y, 0.4, 0)), randomization, 0)
+    save_split(tmp_path / "split.npz", split)
+    loaded = load_split(tmp_path / "split.npz")
+    assert (split.token_shape, loaded.token_shape, loaded.image_shape) == ((2, 5), (2, 5), None)
+    digits = load_dataset({"kind": "digits"})
+    save_split(tmp_path / "digits.npz", make_split(digits, *split_pool_test(digits.y, 0.25, 0)))
+    assert load_split(tmp_path / "digits.npz").token_shape is None
+    # A split written before token shapes existed has none.
+    old = {k: v for k, v in load_npz(tmp_path / "split.npz").items() if k != "token_shape"}
+    save_npz(tmp_path / "old.npz", **old)
+    assert load_split(tmp_path / "old.npz").token_shape is None
 
 
 def test_digits_shape_range_and_image_shape():

@@ -43,6 +43,48 @@ def test_mlp_step_gradients_equal_autograd(r, depth):
         torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
 
 
+def _embedded(r, width=16, depth=1, dropout=0.0, embedding=8):
+    return StackedMLP(
+        22, 11, width=width, depth=depth, dropout=dropout, replica_seeds=init_seeds(0, range(r)),
+        embedding=embedding, tokens=(2, 11),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("r", [1, 3])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_embedded_mlp_step_gradients_equal_autograd(modular_split, r, dropout):
+    """The table's gradient (both token positions share it) comes first, as in parameters()."""
+    m = _embedded(r, width=8, depth=2, dropout=dropout)
+    x, y = torch.from_numpy(modular_split.x_pool), torch.from_numpy(modular_split.y_pool)
+    idx = torch.randint(0, len(y), (r, 7), generator=torch.Generator().manual_seed(0))
+    logits = m(x[idx], torch.Generator().manual_seed(1))
+    loss = F.cross_entropy(logits.reshape(-1, 11), y[idx].reshape(-1), reduction="none")
+    loss.view(r, -1).mean(1).sum().backward()
+    grads = MLPStep(m)(x, y, idx, torch.Generator().manual_seed(1))
+    assert grads[0].shape == m.embedding.shape
+    for p, g in zip(m.parameters(), grads, strict=True):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("r", "regime"),
+    [
+        (3, {}),  # replicas fit (and leave the stack) at epochs 23, 28 and never
+        (1, {"stop_at_fit": False}),  # the 2-D single-model path
+        (2, {"dropout": 0.3, "weight_decay": 1.0}),
+    ],
+)
+def test_fast_path_trains_embedded_mlps_as_the_plain_path(modular_split, r, regime):
+    mask = balanced_subsets(len(modular_split.y_pool), 40, r, 0)
+    settings = train_regime(max_epochs=30, lr=1e-2, batch_size=16, **regime)
+    models = [_embedded(r, dropout=settings.dropout) for _ in range(2)]
+    fast = _train(models[0], modular_split, mask, settings, fast=True)
+    plain = _train(models[1], modular_split, mask, settings, fast=False)
+    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("r", "width", "regime"),
     [
@@ -76,6 +118,7 @@ def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, reg
 
 def test_fast_step_only_for_mlps():
     assert isinstance(fast_step(_mlp(2)), MLPStep)
+    assert isinstance(fast_step(_embedded(2)), MLPStep)
     cnn = StackedCNN((8, 8), 10, width=2, dropout=0.0, replica_seeds=[1])
     assert fast_step(cnn) is None
 

@@ -27,6 +27,60 @@ def test_mlp_replica_equals_nn_linear_stack():
         torch.testing.assert_close(out[r], h)
 
 
+def _embedded(rows, width=4, depth=1, embedding=3, p=5):
+    return StackedMLP(
+        2 * p, p, width=width, depth=depth, dropout=0.0, replica_seeds=rows,
+        embedding=embedding, tokens=(2, p),
+    )  # fmt: skip
+
+
+def _pairs(p=5):
+    a, b = (t.flatten() for t in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
+    return a, b, torch.cat([F.one_hot(a, p), F.one_hot(b, p)], 1).float()
+
+
+def test_embedded_mlp_looks_up_both_tokens_in_one_table():
+    """Power et al.'s token embedding: one table E for both operands, then the MLP."""
+    m = _embedded([1, 2])
+    a, b, x = _pairs()
+    assert m.embedding.shape == (2, 5, 3) and m.weights[0].shape == (2, 6, 4)
+    out, shared = m(x.expand(2, -1, -1)), m(x)
+    for r in range(2):
+        e = m.embedding[r]
+        h = torch.cat([e[a], e[b]], 1)  # the lookup of the token ids, by hand
+        h = torch.relu(h @ m.weights[0][r] + m.biases[0][r])
+        expected = h @ m.weights[1][r] + m.biases[1][r]
+        torch.testing.assert_close(out[r], expected)
+        torch.testing.assert_close(shared[r], expected)
+
+
+def test_embedded_stack_equals_replicas_built_one_by_one():
+    seeds = init_seeds(0, range(3))
+    stack = _embedded(seeds, depth=2)
+    _, _, x = _pairs()
+    for r in range(3):
+        alone = _embedded(seeds[r : r + 1], depth=2)
+        for (name, a), (_, b) in zip(
+            stack.named_parameters(), alone.named_parameters(), strict=True
+        ):
+            assert torch.equal(a[r], b[0]), name
+        torch.testing.assert_close(stack(x)[r], alone(x)[0], rtol=0, atol=0)
+
+
+def test_no_embedding_is_the_plain_mlp_bit_for_bit():
+    """embedding=0 registers no table and draws what the MLP always drew."""
+    plain = StackedMLP(6, 3, width=5, depth=2, dropout=0.0, replica_seeds=[1, 2])
+    zero = StackedMLP(6, 3, width=5, depth=2, dropout=0.0, replica_seeds=[1, 2], embedding=0)
+    assert zero.embedding is None and "embedding" not in dict(zero.named_parameters())
+    assert list(zero.state_dict()) == list(plain.state_dict())
+    for a, b in zip(zero.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # With a table, the hidden and output layers are drawn first, as in a plain MLP of that input.
+    emb = _embedded([7], width=4, depth=1, embedding=3)
+    first = StackedMLP(6, 5, width=4, depth=1, dropout=0.0, replica_seeds=[7])
+    assert torch.equal(emb.weights[1], first.weights[1])
+
+
 def test_cnn_grouped_conv_equals_separate_convs():
     m = StackedCNN((8, 8), 10, width=2, dropout=0.0, replica_seeds=[3, 4, 5])
     x = torch.rand(3, 7, 64)
@@ -51,8 +105,9 @@ def test_replica_init_depends_only_on_its_seed():
     [
         lambda rows: StackedMLP(6, 3, width=5, depth=2, dropout=0.0, replica_seeds=rows),
         lambda rows: StackedCNN((4, 4), 3, width=2, dropout=0.0, replica_seeds=rows),
+        _embedded,
     ],
-    ids=["mlp", "cnn"],
+    ids=["mlp", "cnn", "mlp_embedding"],
 )
 def test_select_and_concat_replicas(make):
     seeds = init_seeds(0, range(4))
@@ -82,6 +137,18 @@ def test_parameter_count_is_the_built_models(digits_split, variant):
     model = variant.build(digits_split, dropout=0, replica_seeds=[0, 1])
     built = sum(p[0].numel() for p in model.parameters())
     assert variant.parameter_count(64, 10, (8, 8)) == built
+
+
+@pytest.mark.parametrize("variant", [MLP("m", 7, 1), MLP("m", 7, 1, 4), MLP("m", 16, 3, 8)])
+def test_parameter_count_counts_the_embedding_table(modular_split, variant):
+    model = variant.build(modular_split, dropout=0, replica_seeds=[0, 1])
+    built = sum(p[0].numel() for p in model.parameters())
+    assert variant.parameter_count(22, 11, None, (2, 11)) == built
+
+
+def test_embedding_refuses_data_without_tokens(digits_split):
+    with pytest.raises(MemlabInputError, match=r"m-w8-e4 .*needs token data"):
+        MLP("m", 8, 1, 4).build(digits_split, dropout=0, replica_seeds=[0])
 
 
 def test_one_nn_fits_every_training_label_even_random_ones():

@@ -37,6 +37,10 @@ def test_variant_specs_keep_the_checkpoint_form():
     for v in (MLP("a", 3, 1), CNN("b", 2), KNN("c", 5)):
         assert variant_from_spec(v.spec()) == v
     assert [v.id for v in (MLP("a", 3, 1), KNN("c", 5))] == ["a-w3", "c-k5"]
+    # An embedding is part of the id, spec and columns; without one nothing changed above.
+    tok = MLP("tok", 8, 1, 32)
+    assert (tok.id, tok.spec()["embedding"], tok.columns()["embedding"]) == ("tok-w8-e32", 32, 32)
+    assert variant_from_spec(tok.spec()) == tok and MLP("a", 3, 1).columns()["embedding"] == 0
 
 
 def test_regime_is_merged_once_and_refuses_unknown_keys():
@@ -55,6 +59,9 @@ def test_regime_is_merged_once_and_refuses_unknown_keys():
         "early_stopping": False,
         "stop_at_fit": True,
         "ridge": 0.0,
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-8,
     }
     assert reg.patience == 5 and reg.val_fraction == 0.2  # training's, under early stopping
     assert plain.patience is None and plain.columns()["patience"] == 0

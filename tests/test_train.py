@@ -133,18 +133,52 @@ def test_same_seed_same_numbers_different_seed_different(digits_split):
     assert not h1.equals(h3)
 
 
-def test_stacked_adamw_matches_torch_adamw():
+@pytest.mark.parametrize(
+    ("betas", "eps"), [((0.9, 0.999), 1e-8), ((0.5, 0.9), 1e-6), ((0.9, 0.98), 1e-3)]
+)
+def test_stacked_adamw_matches_torch_adamw(betas, eps):
     torch.manual_seed(0)
     w = torch.randn(3, 5, 4)
     p1, p2 = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
-    ours = StackedAdamW([p1], lr=1e-2, weight_decay=0.1)
-    ref = torch.optim.AdamW([p2], lr=1e-2, weight_decay=0.1)
+    ours = StackedAdamW([p1], lr=1e-2, weight_decay=0.1, betas=betas, eps=eps)
+    ref = torch.optim.AdamW([p2], lr=1e-2, weight_decay=0.1, betas=betas, eps=eps)
     for step in range(5):
         g = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(step))
         p1.grad, p2.grad = g.clone(), g.clone()
         ours.step()
         ref.step()
     torch.testing.assert_close(p1, p2, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["autograd", "fast"])
+def test_regime_betas_and_eps_train_as_torch_adamw(digits_split, fast):
+    """A regime's beta1, beta2 and eps reach the optimizer: training equals a plain loop with
+    torch.optim.AdamW of the same settings, on the same batches, step by step."""
+    import torch.nn.functional as F
+
+    from memlab.train import replica_seed
+
+    common = {"max_epochs": 3, "lr": 1e-2, "batch_size": 16, "weight_decay": 0.1}
+    settings = train_regime(**common, stop_at_fit=False, beta1=0.5, beta2=0.9, eps=1e-6)
+    mask = small_members(len(digits_split.y_pool), 40, 1, 0)
+    ours = train(_mlp([0]), digits_split, mask, settings, use_fast_path=fast)
+    ref = _mlp([0])
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.1, betas=(0.5, 0.9), eps=1e-6)
+    x = torch.from_numpy(digits_split.x_pool)
+    y = torch.from_numpy(digits_split.y_pool)
+    idx = torch.from_numpy(np.flatnonzero(mask[0]))
+    order = torch.Generator().manual_seed(replica_seed(0, 0, 1))  # replica 0's batch order
+    for _ in range(3):
+        batches = idx[torch.randperm(len(idx), generator=order)]
+        for s in range(0, len(idx), 16):
+            b = batches[s : s + 16]
+            opt.zero_grad()
+            F.cross_entropy(ref(x[b].unsqueeze(0))[0], y[b]).backward()
+            opt.step()
+    for a, b in zip(ours.model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    default = _train(_mlp([0]), digits_split, mask, train_regime(**common, stop_at_fit=False))
+    assert not torch.allclose(default.model.weights[0], ours.model.weights[0])
 
 
 def test_carve_validation_rejects_empty_split():
@@ -232,6 +266,22 @@ def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):
     state.write_bytes(b"PK\x03\x04 truncated")
     fit(3e-3, Resume(state, 2))
     assert any("ignoring unreadable resume state" in m for m in logs)
+
+
+@pytest.mark.parametrize("setting", [{"beta1": 0.5}, {"beta2": 0.98}, {"eps": 1e-6}])
+def test_resume_state_of_other_adamw_settings_is_ignored(digits_split, tmp_path, setting):
+    """The betas and eps are part of the run's fingerprint, like the learning rate."""
+    mask = small_members(len(digits_split.y_pool), 40, 2, 0)
+    state, logs = tmp_path / "train-state.pt", []
+
+    def fit(resume, **changed):
+        settings = train_regime(max_epochs=4, lr=1e-2, batch_size=16, stop_at_fit=False, **changed)
+        return train(_mlp(range(2)), digits_split, mask, settings, resume=resume, log=logs.append)
+
+    fit(Resume(state, 2))
+    other = fit(Resume(state, 2), **setting)
+    assert any("saved for other inputs or settings" in m for m in logs)
+    _assert_same_weights(other.model, fit(None, **setting).model)
 
 
 def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypatch):
@@ -322,3 +372,35 @@ def test_resume_state_of_an_older_format_is_ignored(digits_split, tmp_path):
     train(_mlp(range(2)), digits_split, mask, settings, resume=Resume(state, 1), log=logs.append)
     assert any("not a memlab-train-state/2 file" in m for m in logs), logs
     assert not any(m.startswith("resuming") for m in logs)
+
+
+def test_modular_addition_trains_with_a_token_embedding(modular_split):
+    """The library end to end on token data: train_run builds the embedded MLP, trains it, and
+    evaluate_run rebuilds it from the checkpoint (its table included)."""
+    from memlab import runs
+
+    split = modular_split
+    members = small_members(len(split.y_pool), 44, 2, 0)
+    variant = MLP("tok", 32, 1, 16)
+    regime = train_regime(max_epochs=60, lr=1e-2, batch_size=44, beta2=0.98)  # full batch
+    no_flips = np.zeros(len(split.y_pool), bool)
+    state, arrays, history = runs.train_run(
+        split, split.y_pool, no_flips, members, variant, regime, seed=0, log=lambda s: None
+    )
+    assert state["embedding"].shape == (2, 11, 16) and state["weights.0"].shape == (2, 32, 32)
+    assert (arrays["fit_epoch"] > 0).all()  # both memorize their 44 pairs
+    checkpoint = {
+        "state": state,
+        "arrays": arrays,
+        "settings": {
+            "model": variant.spec(),
+            "settings": regime.settings(),
+            "seed": 0,
+            "wildcards": {"regime": regime.name},
+        },
+    }
+    labels = {"y_pool": split.y_pool, "flipped": no_flips}
+    ev, _ = runs.evaluate_run(checkpoint, split, labels, {})
+    assert ev["pool_correct"][arrays["train_mask"]].all()
+    last = history.groupby("replica")["train_accuracy"].last()
+    assert (last == 1.0).all()

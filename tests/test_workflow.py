@@ -171,6 +171,10 @@ def test_report_builds(smoke_run):
         (lambda c: c.update(sizez=[10]), "unknown key 'sizez'"),
         (lambda c: c["models"]["mlp"].update(widths=[-3]), "models.mlp.widths[0] = -3"),
         (lambda c: c.update(sizes=[99999]), "sizes[0]"),
+        (  # a token embedding on digits (no tokens)
+            lambda c: c["models"].update(tok={"kind": "mlp", "widths": [4], "embedding": 4}),
+            "model tok-w4-e4 has an embedding, which needs token inputs, but dataset 'digits'",
+        ),
         (
             lambda c: c["datasets"].update(mine={"kind": "file", "path": "data/missing.csv"}),
             "missing.csv",

@@ -96,8 +96,23 @@ def _message(err: jsonschema.ValidationError) -> str:
     if v in ("minItems", "minProperties"):
         return f"config: {where} must not be empty."
     if v in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum"):
-        return f"config: {where} = {found!r} is not allowed; expected {_allowed(err.schema)}."
+        return (
+            f"config: {where} = {found!r} is not allowed; expected {_allowed(err.schema)}."
+            + _yaml_number_hint(found)
+        )
     return f"config: {where}: {err.message}."
+
+
+def _yaml_number_hint(found: Any) -> str:
+    """YAML 1.1 (PyYAML, Snakemake) reads ``1e-8``, without a dot, as a string: say so."""
+    mantissa, e, exponent = str(found).lower().partition("e")
+    try:
+        float(found)
+    except (TypeError, ValueError):
+        return ""
+    if not isinstance(found, str) or not e or "." in mantissa:
+        return ""
+    return f" YAML reads {found} (no dot) as text: write {float(mantissa)!r}e{exponent}."
 
 
 def check_config(config: dict[str, Any], schema: Mapping[str, Any]) -> None:

@@ -56,6 +56,9 @@ class Dataset:
     n_classes: int
     image_shape: tuple[int, int] | None  # (h, w) with h * w == d, or None for tabular data
     name: str
+    # (n_tokens, vocab) with n_tokens * vocab == d: X is n_tokens one-hot blocks of a vocabulary
+    # (what a model's token embedding looks up); None for data without tokens.
+    token_shape: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- spec validation
@@ -142,18 +145,25 @@ def _make_gaussian(p: Mapping[str, Any], name: str) -> Dataset:
     return Dataset(X=X.astype(np.float32), y=y, n_classes=k, image_shape=None, name=name)
 
 
+def _modulus(spec: Mapping[str, Any], name: str) -> int:
+    return _int_key(spec, "p", name, 2) if "p" in spec else 23
+
+
 def _make_modular_addition(spec: Mapping[str, Any], name: str) -> Dataset:
     """All pairs (a, b) of residues mod p, as two concatenated one-hot tokens; label (a+b) mod p.
 
     The algorithmic task of grokking studies (Power et al. 2022): the train fraction is
-    1 - test_fraction of the p*p pairs.
+    1 - test_fraction of the p*p pairs. The one-hot form serves every model (k-NN, plain MLPs);
+    ``token_shape`` (2, p) lets an MLP with an embedding look the tokens up instead.
     """
-    p = _int_key(spec, "p", name, 2) if "p" in spec else 23
+    p = _modulus(spec, name)
     a, b = np.divmod(np.arange(p * p), p)
     X = np.zeros((p * p, 2 * p), np.float32)
     X[np.arange(p * p), a] = 1.0
     X[np.arange(p * p), p + b] = 1.0
-    return Dataset(X=X, y=((a + b) % p).astype(np.int64), n_classes=p, image_shape=None, name=name)
+    y = ((a + b) % p).astype(np.int64)
+    tokens = token_shape(spec, name)
+    return Dataset(X=X, y=y, n_classes=p, image_shape=None, name=name, token_shape=tokens)
 
 
 def _resolve_path(spec: Mapping[str, Any], name: str, root: str | Path) -> Path:
@@ -369,9 +379,16 @@ def dataset_shape(
     if kind == "gaussian":
         return _gaussian_params(spec, name)["n_samples"], None
     if kind == "modular_addition":
-        return int(spec.get("p", 23)) ** 2, None
+        return _modulus(spec, name) ** 2, None
     ds = load_dataset(spec, name=name, root=root)
     return len(ds.y), ds.image_shape
+
+
+def token_shape(spec: Mapping[str, Any], name: str = "dataset") -> tuple[int, int] | None:
+    """(n_tokens, vocab) of ``load_dataset(spec)``'s inputs, None without tokens (no loading)."""
+    if _kind(spec, name) == "modular_addition":
+        return 2, _modulus(spec, name)  # the operands a and b, each one of p residues
+    return None
 
 
 # --------------------------------------------------------------------------- splits and noise
@@ -561,6 +578,7 @@ class Split:
     y_test: np.ndarray
     n_classes: int
     image_shape: tuple[int, int] | None
+    token_shape: tuple[int, int] | None = None  # as Dataset.token_shape
 
 
 def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndarray:
@@ -578,12 +596,18 @@ def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndar
 
 def make_split(ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> Split:
     return Split(
-        ds.X[pool_idx], ds.y[pool_idx], ds.X[test_idx], ds.y[test_idx], ds.n_classes, ds.image_shape
+        ds.X[pool_idx],
+        ds.y[pool_idx],
+        ds.X[test_idx],
+        ds.y[test_idx],
+        ds.n_classes,
+        ds.image_shape,
+        ds.token_shape,
     )
 
 
 def save_split(path: str | Path, split: Split, **extra: np.ndarray) -> None:
-    """Write the split atomically (image_shape (0, 0) stands for tabular data)."""
+    """Write the split atomically ((0, 0) stands for no image shape, no token shape)."""
     save_npz(
         path,
         x_pool=split.x_pool,
@@ -592,18 +616,25 @@ def save_split(path: str | Path, split: Split, **extra: np.ndarray) -> None:
         y_test=split.y_test,
         n_classes=np.int64(split.n_classes),
         image_shape=np.array(split.image_shape or (0, 0), dtype=np.int64),
+        token_shape=np.array(split.token_shape or (0, 0), dtype=np.int64),
         **extra,
     )
 
 
+def _pair(a: Mapping[str, np.ndarray], key: str) -> tuple[int, int] | None:
+    """A saved shape; (0, 0) or absent (a split written before the key existed): None."""
+    h, w = (int(s) for s in a.get(key, (0, 0)))
+    return None if (h, w) == (0, 0) else (h, w)
+
+
 def load_split(path: str | Path) -> Split:
     a = load_npz(path)
-    shape = tuple(int(s) for s in a["image_shape"])
     return Split(
         a["x_pool"],
         a["y_pool"],
         a["x_test"],
         a["y_test"],
         int(a["n_classes"]),
-        None if shape == (0, 0) else (shape[0], shape[1]),
+        _pair(a, "image_shape"),
+        _pair(a, "token_shape"),
     )

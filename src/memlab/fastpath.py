@@ -13,7 +13,10 @@ so :class:`MLPStep` computes the same gradients directly into buffers it keeps b
   :func:`memlab.models._dropout`, drawing the same masks from the same generator);
 - loss: the sum over replicas of each replica's mean cross-entropy, as in the plain step, so
   ``dL/dlogits = (softmax - onehot) / B`` per replica: nothing couples replicas;
-- backward: ``dW_i = a_{i-1}^T dz_i``, ``db_i = sum_B dz_i``, ``dz_{i-1} = relu'(dz_i W_i^T)``.
+- backward: ``dW_i = a_{i-1}^T dz_i``, ``db_i = sum_B dz_i``, ``dz_{i-1} = relu'(dz_i W_i^T)``;
+- a token embedding (``embedding=e``): ``a_0 = x_tok E`` per token block (``x_tok [B * T, V]``,
+  the T blocks of every example as rows), so ``dE = x_tok^T (dz_1 W_1^T)`` with ``dz_1 W_1^T``
+  as ``[B * T, e]``: one sum over the blocks, both positions sharing ``E``.
 
 With one replica in the stack it runs on 2-D matrices (``addmm``/``mm``), PyTorch's single-model
 path. The gradients equal autograd's up to float rounding (summation order of the bias gradient
@@ -68,6 +71,7 @@ class MLPStep:
         yb = torch.index_select(y, 0, idx.reshape(-1)).view(idx.shape)
         ws = [w.detach() for w in m.weights]
         bs = [b.detach() for b in m.biases]
+        table = None if m.embedding is None else m.embedding.detach()
         n_layers = len(ws)
         r, b_size = yb.shape
         p = m.dropout if m.training else 0.0
@@ -75,6 +79,11 @@ class MLPStep:
         if flat:
             xb, yb = xb[0], yb[0]
             ws, bs = [w[0] for w in ws], [b[0] for b in bs]
+            table = None if table is None else table[0]
+        tokens = None  # [.., B * T, V]: the one-hot blocks the embedding looks up
+        if table is not None:
+            tokens = xb.reshape(*xb.shape[:-2], -1, table.shape[-2])
+            xb = torch.matmul(tokens, table).view(*xb.shape[:-1], -1)  # as StackedMLP.embed
 
         # Forward. inputs[i] feeds layer i; relu_out[i] is layer i's ReLU output (before dropout).
         inputs, relu_out, keeps = [xb], [], []
@@ -114,9 +123,14 @@ class MLPStep:
             if p > 0:
                 da = da / (1 - p) * keeps[i - 1]
             dz = torch.ops.aten.threshold_backward(da, relu_out[i - 1], 0)
+        grads = gw + gb
+        if table is not None and tokens is not None:  # no ReLU or dropout on the embedding
+            da = torch.matmul(dz, ws[0].transpose(-1, -2)).view(*tokens.shape[:-1], -1)
+            # The embedding is registered first: model.parameters() order starts with it.
+            grads = [torch.matmul(tokens.transpose(-1, -2), da), *grads]
         if flat:
-            return [g.unsqueeze(0) for g in gw + gb]
-        return gw + gb
+            return [g.unsqueeze(0) for g in grads]
+        return grads
 
 
 def softmax(z: torch.Tensor) -> torch.Tensor:

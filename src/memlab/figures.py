@@ -581,11 +581,7 @@ def double_descent(t: StudyTables) -> plt.Figure:
 def grokking(t: StudyTables) -> plt.Figure:
     """Train and held-out accuracy on the algorithmic task against optimizer steps (log)."""
     h = t.history
-    ds = [
-        d
-        for d, s in t.splits.items()
-        if s.x_pool.shape[1] == 2 * s.n_classes and np.all(t.splits[d].x_pool.sum(1) == 2)
-    ]
+    ds = [d for d, s in t.splits.items() if s.token_shape is not None]  # modular addition
     h = h[h["dataset"].isin(ds)] if ds else h.iloc[0:0]
     if h.empty:
         return _empty("No modular-addition dataset in this study.")

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from memlab.models import StackedModel
 
 # Table columns of every variant, 0 where a kind has no such setting.
-VARIANT_COLUMNS = ("width", "depth", "k")
+VARIANT_COLUMNS = ("width", "depth", "embedding", "k")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,17 @@ class Variant:
         own = asdict(self)
         return {key: own.get(key, 0) for key in VARIANT_COLUMNS}
 
+    @property
+    def needs_tokens(self) -> bool:
+        """Whether it reads its inputs as token blocks (``Split.token_shape``)."""
+        return False
+
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
         """Trainable parameters of one replica (0 for a memory)."""
         return 0
@@ -66,10 +75,12 @@ class Variant:
 
 @dataclass(frozen=True)
 class MLP(Variant):
-    """ReLU MLP with ``depth`` hidden layers of ``width`` units."""
+    """ReLU MLP with ``depth`` hidden layers of ``width`` units; with ``embedding`` e > 0, on
+    a learned e-dimensional embedding of each input token (token data only)."""
 
     width: int
     depth: int
+    embedding: int = 0  # 0: none, the plain MLP (its id, spec and weights as before)
 
     kind: ClassVar[str] = "mlp"
     chunked: ClassVar[bool] = True
@@ -77,21 +88,47 @@ class MLP(Variant):
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
-        return [cls(name, int(w), int(entry["depth"])) for w in entry["widths"]]
+        depth, embedding = int(entry["depth"]), int(entry["embedding"])
+        return [cls(name, int(w), depth, embedding) for w in entry["widths"]]
 
     @property
     def id(self) -> str:
-        return f"{self.name}-{self.size_letter}{self.width}"
+        embedding = f"-e{self.embedding}" if self.embedding else ""
+        return f"{self.name}-{self.size_letter}{self.width}{embedding}"
+
+    def spec(self) -> dict[str, Any]:
+        # A plain MLP keeps the spec it always had: its params and checkpoints do not change.
+        spec = super().spec()
+        return spec if self.embedding else {k: v for k, v in spec.items() if k != "embedding"}
+
+    @property
+    def needs_tokens(self) -> bool:
+        return self.embedding > 0
 
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
+        table = 0
+        if self.embedding:
+            n_tokens, vocab = token_shape or (0, 0)
+            table, in_dim = vocab * self.embedding, n_tokens * self.embedding
         dims = [in_dim] + [self.width] * self.depth + [n_classes]
-        return sum((a + 1) * b for a, b in itertools.pairwise(dims))
+        return table + sum((a + 1) * b for a, b in itertools.pairwise(dims))
 
     def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
         from memlab.models import StackedMLP
 
+        if self.embedding and split.token_shape is None:
+            from memlab.io import MemlabInputError
+
+            raise MemlabInputError(
+                f"model {self.id} (embedding {self.embedding}) needs token data "
+                "(modular_addition); drop `embedding` for other data."
+            )
         return StackedMLP(
             split.x_pool.shape[1],
             split.n_classes,
@@ -99,6 +136,8 @@ class MLP(Variant):
             depth=self.depth,
             dropout=dropout,
             replica_seeds=replica_seeds,
+            embedding=self.embedding,
+            tokens=split.token_shape,
         )
 
 
@@ -121,7 +160,11 @@ class CNN(Variant):
         return f"{self.name}-{self.size_letter}{self.width}"
 
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
         h, w = image_shape or (0, 0)
         c1, c2 = self.width, 2 * self.width
@@ -216,11 +259,12 @@ class RandomFeatures(Variant):
 
 
 MODEL_KINDS: dict[str, type[Variant]] = {cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures)}
-# The model wildcard of every run path: a config name, then a kind's size letter and number.
+# The model wildcard of every run path: a config name, a kind's size letter and number, and an
+# MLP's token embedding where it has one (mlp-w8, knn-k1, rf-f400, mlp_tok-w256-e32).
 VARIANT_ID_PATTERN = (
     "[A-Za-z][A-Za-z0-9_]*-["
     + "".join(sorted({c.size_letter for c in MODEL_KINDS.values()}))
-    + "][0-9]+"
+    + "][0-9]+(-e[0-9]+)?"
 )
 TRAINED_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if cls.trains)
 

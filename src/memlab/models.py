@@ -83,6 +83,13 @@ class StackedMLP(StackedModel):
 
     Initialisation follows ``nn.Linear`` (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
     biases), so results are comparable with textbook PyTorch code.
+
+    With ``embedding`` e > 0 the input is ``tokens = (n_tokens, vocab)`` one-hot blocks (see
+    :attr:`memlab.data.Dataset.token_shape`) and each block is first mapped through one learned
+    table ``embedding [R, vocab, e]`` shared by every position, as a transformer's token
+    embedding (Power et al. 2022; an MLP on shared token embeddings as in Liu et al. 2022): the
+    hidden layers see the ``n_tokens * e`` concatenated embeddings. The table is drawn after the
+    layers, N(0, 1) as ``nn.Embedding``, so ``embedding=0`` draws what it always drew.
     """
 
     def __init__(
@@ -94,11 +101,15 @@ class StackedMLP(StackedModel):
         depth: int,
         dropout: float,
         replica_seeds: Sequence[int],
+        embedding: int = 0,
+        tokens: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.n_replicas = len(replica_seeds)
         self.dropout = dropout
-        dims = [in_dim] + [width] * depth + [n_classes]
+        self.tokens = _token_blocks(in_dim, embedding, tokens)
+        first = in_dim if not embedding else self.tokens[0] * embedding
+        dims = [first] + [width] * depth + [n_classes]
         gens = [torch.Generator().manual_seed(int(s)) for s in replica_seeds]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -109,8 +120,27 @@ class StackedMLP(StackedModel):
             b = _uniform((1, fan_out), bound, gens)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
+        table = None
+        if embedding:
+            vocab = self.tokens[1]
+            table = torch.stack([torch.randn((vocab, embedding), generator=g) for g in gens])
+        # None registers no parameter: a plain MLP's parameters and checkpoints are as before.
+        self.register_parameter("embedding", None if table is None else nn.Parameter(table))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [R, B, n_tokens * vocab]`` (or shared ``[B, ...]``) -> ``[R, B, n_tokens * e]``.
+
+        A matmul of each one-hot block with the table is its row lookup, exactly (the other
+        terms are zeros); on non-one-hot inputs (randomized ones) it is the same linear map.
+        """
+        t, v = self.tokens
+        lead = x.shape[:-1]
+        z = torch.matmul(x.reshape(*lead[:-1], lead[-1] * t, v), self.embedding)
+        return z.reshape(self.n_replicas, lead[-1], -1)
 
     def forward(self, x: torch.Tensor, dropout_gen: torch.Generator | None = None) -> torch.Tensor:
+        if self.embedding is not None:
+            x = self.embed(x)
         n_layers = len(self.weights)
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
@@ -118,6 +148,17 @@ class StackedMLP(StackedModel):
                 x = torch.relu(x)
                 x = _dropout(x, self.dropout, self.training, dropout_gen)
         return x
+
+
+def _token_blocks(
+    in_dim: int, embedding: int, tokens: Sequence[int] | None
+) -> tuple[int, int] | None:
+    """The (n_tokens, vocab) an embedding looks up, checked against the input width."""
+    if not embedding:
+        return None
+    if tokens is None or int(tokens[0]) * int(tokens[1]) != in_dim:
+        raise ValueError(f"an embedding needs token blocks of {in_dim} inputs, got {tokens}")
+    return int(tokens[0]), int(tokens[1])
 
 
 class StackedCNN(StackedModel):

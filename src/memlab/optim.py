@@ -23,9 +23,10 @@ class StackedAdamW:
         *,
         lr: float,
         weight_decay: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
+        betas: tuple[float, float],
+        eps: float,
     ) -> None:
+        # No defaults: a run's betas and eps are its regime's (the config schema's defaults).
         self.params = list(params)
         self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]

@@ -74,5 +74,8 @@ def randomize(split: Split, spec: Mapping[str, Any] | None, seed: int) -> tuple[
         split.y_test,
         k,
         split.image_shape,
+        # Kept under input randomizations too: the embedding then maps the randomized blocks
+        # linearly (a lookup is x @ E), the control for the token inputs.
+        split.token_shape,
     )
     return out, changed

@@ -163,7 +163,9 @@ def train_run(
         train_mask, val_mask = carve_validation(members, regime.val_fraction, seed, numbers)
     else:
         train_mask, val_mask = members, np.zeros_like(members)
-    n_params = variant.parameter_count(split.x_pool.shape[1], split.n_classes, split.image_shape)
+    n_params = variant.parameter_count(
+        split.x_pool.shape[1], split.n_classes, split.image_shape, split.token_shape
+    )
     chunk = replicas_per_chunk(variant, n_params, r)
     log(
         f"{variant.kind} {variant.spec()}: {n_params} parameters per replica, replicas "

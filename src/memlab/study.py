@@ -29,7 +29,7 @@ RUN_PATTERN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
 # A run's replicas are trained and evaluated in blocks, one job each, under the run's directory.
 BLOCK_PATTERN = RUN_PATTERN + "/block{block}"
 # The training defaults a regime may override, and the two that only early stopping uses.
-TRAINING_KEYS = ("batch_size", "lr", "max_epochs")
+TRAINING_KEYS = ("batch_size", "lr", "max_epochs", "beta1", "beta2", "eps")
 EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 # How a replica's training ended, the stopping rules a regime has: 100% train accuracy (with
 # stop_at_fit), early stopping's patience, or the epoch cap. Evaluations store the index (-1: the
@@ -44,7 +44,8 @@ class Regime:
 
     ``patience`` and ``val_fraction`` are None unless the regime stops early (they do not shape
     the run then). ``log_every`` only says how often to log progress and is left out of
-    :meth:`settings`, so changing it reruns nothing.
+    :meth:`settings`, so changing it reruns nothing. ``beta1``, ``beta2`` and ``eps`` are
+    AdamW's (no defaults here: the schema's ``training`` holds them).
     """
 
     name: str
@@ -56,6 +57,9 @@ class Regime:
     early_stopping: bool
     stop_at_fit: bool
     ridge: float  # the ridge penalty of a closed-form readout (random features only)
+    beta1: float
+    beta2: float
+    eps: float
     patience: int | None = None
     val_fraction: float | None = None
     log_every: int = dataclasses.field(default=10, repr=False, compare=False)
@@ -165,6 +169,7 @@ class DatasetPlan:
     test_fraction: float
     n_pool: int
     image_shape: tuple[int, int] | None
+    token_shape: tuple[int, int] | None
     sizes: tuple[int, ...]
     label_noise: tuple[float, ...]
     replicas: int
@@ -336,6 +341,7 @@ def plan_dataset(
         test_fraction,
         n_pool,
         image_shape,
+        data.token_shape(spec, name),
         tuple(sorted(set(resolved))),
         tuple(grid.get("label_noise", config["label_noise"])),
         int(grid.get("replicas", config["replicas"])),
@@ -358,6 +364,18 @@ def _incompatible(dataset: str, variant: Variant, regime: Regime | None) -> str 
     )
 
 
+def _check_tokens(variant: Variant, ds: DatasetPlan) -> None:
+    """An embedding on data without tokens is a config mistake (not skipped as a CNN on tabular
+    data is): the model exists only for token data, so running it elsewhere was never meant."""
+    if variant.needs_tokens and ds.token_shape is None:
+        raise MemlabInputError(
+            f"config: model {variant.id} has an embedding, which needs token inputs, but dataset "
+            f"'{ds.name}' (kind '{ds.spec['kind']}') has none (only modular_addition has); "
+            f"leave `{variant.name}` out of datasets.{ds.name}.grid.models or drop its "
+            "`embedding`."
+        )
+
+
 def _dataset_runs(
     ds: DatasetPlan, variants: Mapping[str, Variant], regimes: Mapping[str, Regime], notes: list
 ) -> list[Run]:
@@ -367,6 +385,7 @@ def _dataset_runs(
             for variant in variants.values():
                 if variant.name not in ds.models:
                     continue
+                _check_tokens(variant, ds)
                 if variant.needs_images and ds.image_shape is None:
                     note = (
                         f"model {variant.id} skipped on dataset '{ds.name}': model kind "

@@ -203,6 +203,17 @@ class TrainData:
         )
 
 
+def adamw(params: Sequence[torch.Tensor], settings: Any) -> StackedAdamW:
+    """The optimizer of a regime: its lr, weight decay, betas and eps (Loshchilov & Hutter)."""
+    return StackedAdamW(
+        params,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        betas=(settings.beta1, settings.beta2),
+        eps=settings.eps,
+    )
+
+
 # Metadata of the LoopState fields indexed by stack row: cut when replicas leave the stack.
 _ROW = {"row": True}
 
@@ -252,7 +263,7 @@ class LoopState:
         dropout_seed = derive_seed(seed, 0xD0, replicas[0])
         return cls(
             model=model,
-            opt=StackedAdamW(params, lr=settings.lr, weight_decay=settings.weight_decay),
+            opt=adamw(params, settings),
             replica=torch.arange(r),
             train_idx=_rows(train_mask),
             val_idx=None if val_mask is None else _rows(val_mask),
@@ -408,7 +419,8 @@ class Trainer:
     """Runs the epochs of one :class:`LoopState`: steps, evaluation, stopping, logging, saving.
 
     ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every``
-    (``lr``, ``weight_decay`` and ``early_stopping`` shaped the state before).
+    (``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``eps`` and ``early_stopping`` shaped the
+    state before).
     """
 
     def __init__(
