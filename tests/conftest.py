@@ -78,6 +78,20 @@ def train_regime(**settings):
     return Regime.from_settings("test", base | settings, log_every=log_every)
 
 
+def checkpoint_of(state, arrays, variant, regime, seed: int = 0) -> dict:
+    """The checkpoint the train rule writes for ``runs.train_run``'s outputs (scripts/train.py)."""
+    return {
+        "state": state,
+        "arrays": arrays,
+        "settings": {
+            "model": variant.spec(),
+            "settings": regime.settings(),
+            "seed": seed,
+            "wildcards": {"regime": regime.name},
+        },
+    }
+
+
 def run_columns(**overrides) -> dict:
     """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
     import dataclasses

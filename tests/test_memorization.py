@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import run_columns
+from conftest import checkpoint_of, run_columns
 
 from memlab import analysis
 from memlab.bank import PER_REPLICA
@@ -346,16 +346,7 @@ def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_spl
     )  # fmt: skip
     np.testing.assert_array_equal(arrays["loss_drop"], loss_drop(history, [0, 1]))
     assert (arrays["stop_reason"] == CAPPED).all() and (arrays["loss_drop"] > STILL_IMPROVING).all()
-    checkpoint = {
-        "state": state,
-        "arrays": arrays,
-        "settings": {
-            "model": variant.spec(),
-            "settings": regime.settings(),
-            "seed": 0,
-            "wildcards": {"regime": regime.name},
-        },
-    }
+    checkpoint = checkpoint_of(state, arrays, variant, regime)
     labels = {"y_pool": split.y_pool, "flipped": np.zeros(len(split.y_pool), bool)}
     ev, metrics = runs.evaluate_run(checkpoint, split, labels, {})
     np.testing.assert_array_equal(ev["loss_drop"], arrays["loss_drop"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import train_regime
+from conftest import checkpoint_of, train_regime
 from test_config import full, smoke
 
 from memlab import data, runs
@@ -84,16 +84,7 @@ def test_train_run_solves_and_evaluate_run_reads_the_checkpoint(digits_split):
     )  # fmt: skip
     assert history.empty and (arrays["stop_reason"] == STOP_REASONS.index("solved")).all()
     assert (arrays["fit_epoch"] == 0).all()  # 80 features interpolate 40 examples
-    checkpoint = {
-        "state": state,
-        "arrays": arrays,
-        "settings": {
-            "model": variant.spec(),
-            "settings": regime.settings(),
-            "seed": 0,
-            "wildcards": {"regime": regime.name},
-        },
-    }
+    checkpoint = checkpoint_of(state, arrays, variant, regime)
     labels = {"y_pool": split.y_pool, "flipped": flipped}
     _, metrics = runs.evaluate_run(checkpoint, split, labels, {})
     facts = metrics[metrics["split"] == "train"].pivot(index="replica", columns="metric")["value"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import train, train_regime
+from conftest import checkpoint_of, train, train_regime
 
 from memlab.data import balanced_subsets as small_members
 from memlab.kinds import MLP
@@ -389,16 +389,7 @@ def test_modular_addition_trains_with_a_token_embedding(modular_split):
     )
     assert state["embedding"].shape == (2, 11, 16) and state["weights.0"].shape == (2, 32, 32)
     assert (arrays["fit_epoch"] > 0).all()  # both memorize their 44 pairs
-    checkpoint = {
-        "state": state,
-        "arrays": arrays,
-        "settings": {
-            "model": variant.spec(),
-            "settings": regime.settings(),
-            "seed": 0,
-            "wildcards": {"regime": regime.name},
-        },
-    }
+    checkpoint = checkpoint_of(state, arrays, variant, regime)
     labels = {"y_pool": split.y_pool, "flipped": no_flips}
     ev, _ = runs.evaluate_run(checkpoint, split, labels, {})
     assert ev["pool_correct"][arrays["train_mask"]].all()
