@@ -538,7 +538,7 @@ def capacity(t: StudyTables) -> plt.Figure:
 
 
 def double_descent(t: StudyTables) -> plt.Figure:
-    """Random features: held-out and train error against the number of features, a dashed line
+    """Random features: held-out and train error against the number of features, a dotted line
     at the number of training examples (the interpolation threshold), per noise rate."""
     m = t.metrics[(t.metrics["kind"] == RandomFeatures.kind) & (t.metrics["metric"] == "accuracy")]
     m = m[m["split"].isin(["heldout", "train"])]

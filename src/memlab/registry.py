@@ -70,6 +70,11 @@ def _has_mlp_and_1nn(study: Study) -> bool:
     return "mlp" in kinds and any(getattr(v, "k", 0) == 1 for v in study.variants.values())
 
 
+def _sweeps_width(study: Study, kind: str) -> bool:
+    """Does the study have models of ``kind`` at two or more widths (feature counts)?"""
+    return len({v.width for v in study.variants.values() if v.kind == kind}) >= 2
+
+
 def _scored(study: Study) -> list:
     return [ds for ds in study.datasets.values() if ds.scores_possible]
 
@@ -100,14 +105,8 @@ FIGURES: tuple[Figure, ...] = (
         lambda s: any("randomization" in ds.spec for ds in s.datasets.values()),
     ),
     Figure("noise_sweep", lambda s: any(len(ds.label_noise) >= 2 for ds in s.datasets.values())),
-    Figure(
-        "capacity",
-        lambda s: len({v.width for v in s.variants.values() if v.kind == "mlp"}) >= 2,
-    ),
-    Figure(
-        "double_descent",
-        lambda s: len({v.width for v in s.variants.values() if v.kind == "random_features"}) >= 2,
-    ),
+    Figure("capacity", lambda s: _sweeps_width(s, "mlp")),
+    Figure("double_descent", lambda s: _sweeps_width(s, "random_features")),
     Figure(
         "grokking",
         lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),

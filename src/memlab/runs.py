@@ -79,16 +79,28 @@ def _memory_run(
     """A model that does not train is its memory: the subsets are the whole model."""
     r = members.shape[0]
     log(f"{variant.id} remembers {int(members[0].sum())} examples x {r} replicas")
-    arrays = {
+    return {}, _epochless_arrays(replicas, members, np.full(r, -1), -1), _no_history()
+
+
+def _epochless_arrays(
+    replicas: np.ndarray, members: np.ndarray, fit_epoch: np.ndarray, stop_reason: int
+) -> dict[str, np.ndarray]:
+    """The per-replica arrays of a model made without epochs (a memory, a closed-form solve):
+    trained on all its subset, stopped at epoch 0, no loss trend."""
+    r = members.shape[0]
+    return {
         "replica": replicas,
         "train_mask": members,
         "val_mask": np.zeros_like(members),
-        "fit_epoch": np.full(r, -1, np.int64),
+        "fit_epoch": np.asarray(fit_epoch, np.int64),
         "stop_epoch": np.zeros(r, np.int64),
-        "stop_reason": np.full(r, -1, np.int64),
+        "stop_reason": np.full(r, stop_reason, np.int64),
         "loss_drop": np.full(r, np.nan, np.float32),
     }
-    return {}, arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
+
+
+def _no_history() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(HISTORY_COLUMNS))
 
 
 def _solved_run(
@@ -109,16 +121,9 @@ def _solved_run(
     log(f"{variant.id}: solving {r} readouts on {n} examples each, ridge {regime.ridge}")
     train_acc = solve(model, split.x_pool, y_pool, members, split.n_classes, regime.ridge)
     log(f"solved; {int((train_acc >= 1).sum())}/{r} replicas reached 100% train accuracy")
-    arrays = {
-        "replica": replicas,
-        "train_mask": members,
-        "val_mask": np.zeros_like(members),
-        "fit_epoch": np.where(train_acc >= 1, 0, -1).astype(np.int64),
-        "stop_epoch": np.zeros(r, np.int64),
-        "stop_reason": np.full(r, STOP_REASONS.index("solved"), np.int64),
-        "loss_drop": np.full(r, np.nan, np.float32),
-    }
-    return dict(model.state_dict()), arrays, pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    fit_epoch = np.where(train_acc >= 1, 0, -1)
+    arrays = _epochless_arrays(replicas, members, fit_epoch, STOP_REASONS.index("solved"))
+    return dict(model.state_dict()), arrays, _no_history()
 
 
 def _log_result(res: TrainResult, log: Callable[[str], None]) -> None:

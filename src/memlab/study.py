@@ -34,7 +34,7 @@ EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 # How a replica's training ended, the stopping rules a regime has: 100% train accuracy (with
 # stop_at_fit), early stopping's patience, or the epoch cap. Evaluations store the index (-1: the
 # model does not train); here, not in memlab.train, so the analyses read it without torch.
-# How a replica's training ended; "solved": a closed-form fit (random features), no epochs.
+# "solved": a closed-form fit (random features), which has no epochs and is always trained.
 STOP_REASONS = ("fit", "early_stopping", "max_epochs", "solved")
 
 
