@@ -287,7 +287,11 @@ def membership_tables(
         if not design_allows_scores(members):
             continue
         res, curve = evaluate_attacks(
-            a["pool_correct"], a["pool_loss"], a["pool_confidence"], members
+            a["pool_correct"],
+            a["pool_loss"],
+            a["pool_confidence"],
+            members,
+            test_loss=a.get("test_loss"),
         )
         results.append(with_run(res, run))
         curves.append(with_run(curve, run))

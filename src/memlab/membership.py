@@ -10,6 +10,25 @@ Attacks, each giving a score per (target replica, pool example) where higher mea
   (OUT); online scores the likelihood ratio IN vs OUT, offline only how far above the OUT
   distribution the target's confidence lies. ``fixed_variance`` uses one variance per
   distribution across all examples (more stable with few shadows).
+- ``rmia_online`` / ``rmia_offline`` (Zarifzadeh, Liu & Shokri 2024, "Low-Cost High-Power
+  Membership Inference Attacks", ICML; RMIA): the other replicas are the reference models and the
+  held-out test examples, which no replica trained on, the population samples z. With
+  ``p(x | theta) = exp(-loss)``, the probability of the example's given label (computed in log
+  space, float64), the ratio of x for target t is ``r(x) = p(x | theta_t) / p_ref(x)``:
+  online, ``p_ref(x)`` is the mean of ``p(x | theta)`` over all other replicas (IN and OUT of x;
+  with balanced halves about half are IN, the paper's online setting); offline, it is the
+  paper's approximation from the OUT replicas alone, ``((1 + a) p_out(x) + (1 - a)) / 2`` with
+  ``p_out(x)`` the mean over the other replicas that did not train on x. ``r(z)`` is the same
+  with the same reference set (every replica is OUT of a test example; offline, the same
+  formula). The score is ``Pr_z[r(x) / r(z) >= gamma]``, counted exactly as ``r(z) <= r(x) /
+  gamma`` (``log r(z) <= log r(x) - log gamma``): ties count as ">=" (the paper's Algorithm 1;
+  the reference implementation, ml_privacy_meter, uses ">"), so an example whose ratio equals a
+  population sample's counts that sample at gamma = 1. Defaults ``gamma = 1`` (ml_privacy_meter's
+  ``run_rmia``; its 2023 research configs for CIFAR-10 used 2 on a tempered soft-margin signal
+  that memlab does not compute) and ``a = 0.3`` (ml_privacy_meter's ``offline_a`` default, which
+  it otherwise tunes on a paired model; the research configs used 0.33 with b = 0.66 = 1 - a).
+  A target without references (fewer than 2 replicas) or, offline, an example without an OUT
+  reference scores 0 (uninformative), as LiRA.
 Members are the examples a replica trained on; non-members the rest of the pool (unseen and, under
 early stopping, validation). Balanced halves (size 0.5 of the pool) make each example IN for
 half of the shadows, as in the paper.
@@ -19,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 from memlab.memorization import roc_auc, roc_curve, tpr_at_fpr
@@ -68,17 +88,103 @@ def lira_scores(
     return np.where(undefined | ~np.isfinite(score), 0.0, score)
 
 
+def _log_mean_others(logp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """log of the mean of ``exp(logp)`` over the *other* replicas in ``mask`` (broadcast to
+    ``logp``'s [R, n]), and their count, for every (t, i); -inf/NaN where the count is 0."""
+    mask = np.broadcast_to(np.asarray(mask, bool), logp.shape)
+    out = np.empty(logp.shape)
+    count = np.empty(logp.shape, int)
+    for t in range(logp.shape[0]):
+        m = mask.copy()
+        m[t] = False  # the target is no reference for itself
+        count[t] = m.sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[t] = logsumexp(np.where(m, logp, -np.inf), axis=0) - np.log(count[t])
+    return out, count
+
+
+def offline_reference(log_p_out: np.ndarray, a: float) -> np.ndarray:
+    """log of RMIA's offline ``p_ref = ((1 + a) p_out + (1 - a)) / 2`` from ``log p_out``.
+
+    With ``a = 1`` it returns ``log p_out`` itself (``logaddexp(x, -inf) == x``)."""
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"RMIA's offline a must lie in [0, 1], got {a}")
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN where p_out is undefined
+        return np.logaddexp(np.log((1 + a) / 2) + log_p_out, np.log((1 - a) / 2))
+
+
+def rmia_log_ratios(
+    loss: np.ndarray,
+    members: np.ndarray,
+    test_loss: np.ndarray,
+    *,
+    online: bool,
+    a: float = 0.3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``log r(x)`` [R, n] for the pool, ``log r(z)`` [R, m] for the population (test set), and
+    where ``r(x)`` is defined [R, n] (a reference exists: 2+ replicas; offline, an OUT one)."""
+    logp = -np.asarray(loss, np.float64)
+    logp_z = -np.asarray(test_loss, np.float64)
+    members = np.asarray(members, bool)
+    if logp_z.shape[0] != logp.shape[0]:
+        raise ValueError(f"test_loss has {logp_z.shape[0]} replicas, the pool {logp.shape[0]}")
+    ref_x, n_x = _log_mean_others(logp, True if online else ~members)
+    ref_z, _ = _log_mean_others(logp_z, True)  # every replica is OUT of a test example
+    if not online:
+        ref_x, ref_z = offline_reference(ref_x, a), offline_reference(ref_z, a)
+    log_rx, log_rz = logp - ref_x, logp_z - ref_z
+    # 2+ replicas give every target a population reference; n_x >= 1 then an x reference.
+    defined = (n_x >= 1) & np.isfinite(log_rx)
+    return log_rx, log_rz, defined
+
+
+def rmia_scores(
+    loss: np.ndarray,
+    members: np.ndarray,
+    test_loss: np.ndarray,
+    *,
+    online: bool,
+    a: float = 0.3,
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """RMIA scores [R, n]: the share of population samples z with ``r(x) / r(z) >= gamma``.
+
+    From pool losses and memberships ([R, n]) and the replicas' losses on the held-out test set
+    ([R, m], the population). Per target the sorted ``log r(z)`` is searched for
+    ``log r(x) - log gamma`` (ties counted), O((n + m) log m)."""
+    if gamma <= 0:
+        raise ValueError(f"RMIA's gamma must be positive, got {gamma}")
+    log_rx, log_rz, defined = rmia_log_ratios(loss, members, test_loss, online=online, a=a)
+    score = np.zeros(log_rx.shape)
+    if log_rz.shape[1] == 0:
+        return score
+    for t in range(log_rx.shape[0]):
+        rz = np.sort(log_rz[t])
+        rz = rz[~np.isnan(rz)]
+        if rz.size:
+            score[t] = np.searchsorted(rz, log_rx[t] - np.log(gamma), side="right") / rz.size
+    return np.where(defined, score, 0.0)
+
+
 def attack_scores(
-    correct: np.ndarray, loss: np.ndarray, conf: np.ndarray, members: np.ndarray
+    correct: np.ndarray,
+    loss: np.ndarray,
+    conf: np.ndarray,
+    members: np.ndarray,
+    test_loss: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every attack's score per (replica, pool example)."""
+    """Every attack's score per (replica, pool example); RMIA only given the test-set losses."""
     scores = {"gap": np.asarray(correct, float), "loss": -np.asarray(loss, float)}
-    if members.shape[0] >= 3:  # LiRA needs shadows besides the target
+    if members.shape[0] >= 3:  # LiRA and RMIA need shadows / references besides the target
         for online in (True, False):
             for fixed in (False, True):
                 name = f"lira_{'online' if online else 'offline'}"
                 name += "_fixed_variance" if fixed else ""
                 scores[name] = lira_scores(conf, members, online=online, fixed_variance=fixed)
+        if test_loss is not None and np.shape(test_loss)[1] > 0:
+            for online in (True, False):
+                name = f"rmia_{'online' if online else 'offline'}"
+                scores[name] = rmia_scores(loss, members, test_loss, online=online)
     return scores
 
 
@@ -88,12 +194,16 @@ def evaluate_attacks(
     conf: np.ndarray,
     members: np.ndarray,
     curve_points: int = 200,
+    *,
+    test_loss: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """ROC AUC, TPR at low FPR and advantage per attack; and log-spaced ROC curve points."""
+    """ROC AUC, TPR at low FPR and advantage per attack; and log-spaced ROC curve points.
+
+    ``test_loss`` ([R, m], the replicas' losses on the held-out test set) adds RMIA."""
     members = np.asarray(members, bool)
     rows, curves = [], []
     grid = np.r_[0.0, np.logspace(-4, 0, curve_points)]
-    for attack, score in attack_scores(correct, loss, conf, members).items():
+    for attack, score in attack_scores(correct, loss, conf, members, test_loss).items():
         fpr, tpr = roc_curve(score, members)
         # The gap attack has one decision rule (member iff correct): its advantage is that rule's
         # TPR - FPR, which may be negative; other attacks take the best threshold (Yeom et al.).
