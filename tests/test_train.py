@@ -12,7 +12,7 @@ from memlab.data import balanced_subsets as small_members
 from memlab.kinds import MLP
 from memlab.models import StackedCNN, StackedMLP
 from memlab.optim import StackedAdamW
-from memlab.resume import Resume
+from memlab.resume import FORMAT, Resume
 from memlab.train import (
     LoopState,
     TrainData,
@@ -370,7 +370,7 @@ def test_resume_state_of_an_older_format_is_ignored(digits_split, tmp_path):
     logs = []
     settings = train_regime(max_epochs=2, lr=1e-2, batch_size=16, stop_at_fit=False)
     train(_mlp(range(2)), digits_split, mask, settings, resume=Resume(state, 1), log=logs.append)
-    assert any("not a memlab-train-state/2 file" in m for m in logs), logs
+    assert any(f"not a {FORMAT} file" in m for m in logs), logs
     assert not any(m.startswith("resuming") for m in logs)
 
 

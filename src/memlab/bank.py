@@ -2,9 +2,10 @@
 
 Each evaluate job writes one block's ``evaluation.npz`` (format: ``config/README.md``, "The
 model bank"). Arrays whose first axis is the replica (per-example outputs, memberships, training
-facts) are concatenated over the blocks in replica order; the rest (labels, the flip mask, the
-perturbation names) are the same in every block and are kept once. Every estimator reads the
-whole bank this way, so a result does not depend on how the replicas were split into jobs.
+facts) are concatenated over the blocks in replica order; sums over a block's replicas
+(``SUMMED``) are added up; the rest (labels, the flip mask, the perturbation names) are the same
+in every block and are kept once. Every estimator reads the whole bank this way, so a result does
+not depend on how the replicas were split into jobs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from memlab.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.io import MemlabInputError, load_npz
 from memlab.study import run_path_of
 
@@ -37,7 +39,10 @@ PER_REPLICA = (
     "stop_epoch",
     "stop_reason",
     "loss_drop",
+    *DYNAMICS_ARRAYS,
 )
+# Sums over a block's replicas (out-of-sample probabilities): the bank's is the sum of the blocks'.
+SUMMED = ("pool_out_proba_sum", "pool_out_count")
 
 
 def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -> dict:
@@ -46,7 +51,7 @@ def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -
         raise MemlabInputError(f"{where or 'bank'}: no blocks to read.")
     first = blocks[0]
     for name in first:
-        if name in PER_REPLICA:
+        if name in PER_REPLICA or name in SUMMED:
             continue
         for b in blocks[1:]:
             if not np.array_equal(b[name], first[name]):
@@ -54,7 +59,10 @@ def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -
                     f"{where or 'bank'}: blocks disagree on {name!r} (they were evaluated on "
                     "different data); rerun the workflow so that every block is evaluated again."
                 )
-    bank = {k: v for k, v in first.items() if k not in PER_REPLICA}
+    bank = {k: v for k, v in first.items() if k not in PER_REPLICA and k not in SUMMED}
+    for name in SUMMED:
+        if all(name in b for b in blocks):
+            bank[name] = sum(b[name] for b in blocks)
     order = np.argsort(np.concatenate([b["replica"] for b in blocks]), kind="stable")
     for name in PER_REPLICA:
         # An array a later version added is read only when every block has it.

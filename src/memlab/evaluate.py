@@ -90,7 +90,9 @@ def evaluate_replicas(
     ``unseen`` (pool examples outside the replica's subset), ``heldout`` (clean test labels) and
     ``perturbed`` (held-out set under each perturbation and severity).
     """
-    pool = example_outputs(log_proba(x_pool), y_pool)
+    pool_log_p = log_proba(x_pool)
+    pool = example_outputs(pool_log_p, y_pool)
+    out = torch.from_numpy(~np.asarray(members, bool))
     test = example_outputs(log_proba(x_test), y_test)
     pool_correct = pool["pred"] == y_pool
     test_correct = test["pred"] == y_test
@@ -127,6 +129,10 @@ def evaluate_replicas(
         "flipped": flipped,
         **{f"pool_{k}": v for k, v in pool.items()},
         **{f"test_{k}": v for k, v in test.items()},
+        # Out-of-sample class probabilities (confident learning): per pool example the sum of the
+        # probability vectors of the replicas that did not train on it, and their count.
+        "pool_out_proba_sum": (pool_log_p.double().exp() * out[..., None]).sum(0).numpy(),
+        "pool_out_count": out.sum(0).numpy().astype(np.int64),
         "members": members,
         "train_mask": train_mask,
         "val_mask": val_mask,

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from memlab.data import Split
+from memlab.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
 from memlab.io import MemlabInputError
 from memlab.kinds import Variant, variant_from_spec
@@ -70,6 +71,7 @@ def _merge(parts: list[TrainResult]) -> TrainResult:
         np.concatenate([p.stop_epoch for p in parts]),
         [s for p in parts for s in p.stop_reason],
         seconds=sum(p.seconds for p in parts),
+        dynamics={k: np.concatenate([p.dynamics[k] for p in parts]) for k in parts[0].dynamics},
     )
 
 
@@ -212,6 +214,7 @@ def train_run(
         "stop_reason": np.array([STOP_REASONS.index(s) for s in res.stop_reason]),
         # How much the train loss still fell at the end: the convergence check's input.
         "loss_drop": loss_drop(res.history, numbers.tolist()),
+        **res.dynamics,
     }
     return dict(res.model.state_dict()), arrays, res.history
 
@@ -304,5 +307,7 @@ def evaluate_run(
         stop_epoch=a["stop_epoch"],
         stop_reason=a["stop_reason"],
         loss_drop=drop,
+        # Training dynamics per example (memlab.dynamics), where the run trained by epochs.
+        **{k: a[k] for k in DYNAMICS_ARRAYS if k in a},
     )
     return arrays, pd.concat([metrics, facts_df], ignore_index=True)

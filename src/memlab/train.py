@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from memlab import dynamics
 from memlab.fastpath import cross_entropy, fast_step
 from memlab.io import MemlabInputError
 from memlab.models import StackedModel
@@ -138,6 +139,8 @@ class TrainResult:
     stop_epoch: np.ndarray  # [R]
     stop_reason: list[str]
     seconds: float = 0.0
+    # Per (replica, pool example) forgetting and cartography statistics (memlab.dynamics.finish).
+    dynamics: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _rows(mask: np.ndarray) -> torch.Tensor:
@@ -239,6 +242,7 @@ class LoopState:
     stop_epoch: np.ndarray  # [R]
     stop_reason: list[str]  # [R]
     history: list[tuple[Any, ...]]  # rows of HISTORY_COLUMNS
+    dynamics: dict[str, torch.Tensor]  # [R, n_pool] accumulators of memlab.dynamics
     order_gens: list[torch.Generator]  # [R] batch-order stream of each replica
     dropout_gen: torch.Generator  # one stream for the stack (masks are elementwise)
     epoch: int = 0  # last finished epoch
@@ -275,6 +279,7 @@ class LoopState:
             stop_epoch=np.full(r, settings.max_epochs),
             stop_reason=["max_epochs"] * r,
             history=[],
+            dynamics=dynamics.start(r, train_mask.shape[1]),
             order_gens=[torch.Generator().manual_seed(replica_seed(seed, i, 1)) for i in replicas],
             dropout_gen=torch.Generator().manual_seed(dropout_seed),
         )
@@ -499,6 +504,9 @@ class Trainer:
         model, data = self.state.model, self.data
         model.eval()
         tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train)
+        st = self.state
+        # The loss is -log p(given label) (memlab.fastpath.cross_entropy).
+        dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, torch.exp(-tr_losses))
         nan = torch.full((model.n_replicas,), math.nan)
         clean = flipped = nan
         if own.flip_train is not None:
@@ -568,7 +576,13 @@ class Trainer:
         history = pd.DataFrame(st.history, columns=list(HISTORY_COLUMNS))
         seconds = time.perf_counter() - self.t0
         return TrainResult(
-            st.model, history, st.fit_epoch, st.stop_epoch, st.stop_reason, seconds=seconds
+            st.model,
+            history,
+            st.fit_epoch,
+            st.stop_epoch,
+            st.stop_reason,
+            seconds=seconds,
+            dynamics=dynamics.finish(st.dynamics),
         )
 
 

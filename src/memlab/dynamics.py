@@ -1,0 +1,104 @@
+"""Training dynamics per example: forgetting events and dataset cartography, accumulated online.
+
+At the end of every epoch the engine evaluates each replica on its own training examples (eval
+mode: no dropout). From that sequence of evaluations, per (replica, pool example):
+
+- **forgetting events** (Toneva et al. 2019, "An empirical study of example forgetting during
+  deep neural network learning", ICLR): transitions from correct to incorrect between consecutive
+  evaluations. An example never classified correctly counts as forgotten once per evaluation
+  (the reference code, github.com/mtoneva/example_forgetting ``sort_examples_by_forgetting``,
+  adds ``npresentations`` for a never-learned example). Toneva et al. record correctness at each
+  minibatch presentation in train mode; memlab at the end of each epoch in eval mode. With one
+  presentation per epoch the sequences have the same length; the train-mode forward differs by
+  dropout only.
+- **cartography** (Swayamdipta et al. 2020, "Dataset Cartography", EMNLP): over the epochs,
+  ``confidence`` = mean probability of the given label, ``variability`` = its standard deviation
+  (population, ``np.std`` as in their code, github.com/allenai/cartography), ``correctness`` =
+  share of epochs classified correctly.
+
+Nothing per epoch is stored: running counts and sums ([R, n] each) are enough, so the state is
+the same size whatever the number of epochs, travels in the resumable loop state and ends in
+the checkpoint as a few compact arrays (:func:`finish`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# The checkpoint / evaluation arrays this module writes, and their meaning (see ``finish``).
+ARRAYS = (
+    "dyn_epochs",
+    "dyn_correct",
+    "dyn_forgotten",
+    "dyn_learned",
+    "dyn_confidence",
+    "dyn_variability",
+)
+
+
+def start(replicas: int, n_pool: int) -> dict[str, torch.Tensor]:
+    """Empty accumulators for ``replicas`` replicas over a pool of ``n_pool`` examples."""
+    shape = (replicas, n_pool)
+    return {
+        "epochs": torch.zeros(shape, dtype=torch.int32),  # evaluations seen
+        "correct": torch.zeros(shape, dtype=torch.int32),  # of them correct
+        "forgotten": torch.zeros(shape, dtype=torch.int32),  # correct -> incorrect transitions
+        "last": torch.zeros(shape, dtype=torch.bool),  # correct at the last evaluation
+        "p_sum": torch.zeros(shape, dtype=torch.float64),  # sum of p(given label)
+        "p_sq": torch.zeros(shape, dtype=torch.float64),  # sum of its squares
+    }
+
+
+def update(
+    acc: dict[str, torch.Tensor],
+    replica: torch.Tensor,
+    index: torch.Tensor,
+    correct: torch.Tensor,
+    p_label: torch.Tensor,
+) -> None:
+    """Add one evaluation: row ``k`` of ``index`` / ``correct`` / ``p_label`` ([rows, m]) holds
+    replica ``replica[k]``'s pool indices, correctness and probability of the given label."""
+    at = (replica[:, None].expand_as(index), index)
+    acc["forgotten"][at] += (acc["last"][at] & ~correct).int()
+    acc["last"][at] = correct
+    acc["epochs"][at] += 1
+    acc["correct"][at] += correct.int()
+    p = p_label.double()
+    acc["p_sum"][at] += p
+    acc["p_sq"][at] += p * p
+
+
+def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The per (replica, example) statistics, as stored: ``dyn_epochs`` (evaluations; 0 where the
+    replica did not train on the example), ``dyn_correct`` (evaluations correct),
+    ``dyn_forgotten`` (forgetting events, never-learned not yet counted: see
+    :func:`forgetting_events`), ``dyn_learned`` (ever correct), ``dyn_confidence`` and
+    ``dyn_variability`` (mean and population std of p(given label); NaN where not seen)."""
+    n = acc["epochs"].double()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (acc["p_sum"] / n).numpy()
+        var = np.maximum((acc["p_sq"] / n).numpy() - mean**2, 0.0)
+    return {
+        "dyn_epochs": acc["epochs"].numpy().copy(),
+        "dyn_correct": acc["correct"].numpy().copy(),
+        "dyn_forgotten": acc["forgotten"].numpy().copy(),
+        "dyn_learned": (acc["correct"] > 0).numpy(),
+        "dyn_confidence": mean.astype(np.float32),
+        "dyn_variability": np.sqrt(var).astype(np.float32),
+    }
+
+
+def forgetting_events(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """[R, n] float: Toneva et al.'s count per (replica, example), a never-learned example
+    counting one per evaluation; NaN where the replica did not train on the example."""
+    epochs = arrays["dyn_epochs"]
+    count = np.where(arrays["dyn_learned"], arrays["dyn_forgotten"], epochs).astype(np.float64)
+    return np.where(epochs > 0, count, np.nan)
+
+
+def correctness(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """[R, n] float: share of evaluations correct; NaN where not trained on."""
+    epochs = arrays["dyn_epochs"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(epochs > 0, arrays["dyn_correct"] / epochs, np.nan)
