@@ -3,7 +3,7 @@
 
 import sys
 
-from memlab import analysis, bank, corruption_error
+from memlab import analysis, bank, corruption_error, evidence
 from memlab.io import atomic_path
 from memlab.neighbours import PoolAgreement
 from memlab.registry import TABLES
@@ -26,6 +26,9 @@ with rule_job(snakemake) as log:
     agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
     memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement)
     membership, roc = analysis.membership_tables(evaluations())
+    examples, detectors = evidence.evidence_tables(
+        evaluations(), memorization, evidence.true_labels_from_splits(sm.input.splits), agreement
+    )
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
     for warning in analysis.undertrained_warnings(mem_summary):
@@ -46,6 +49,8 @@ with rule_job(snakemake) as log:
         "example_correlations": analysis.example_correlations(memorization),
         "membership": membership,
         "membership_roc": roc,
+        "evidence": examples,
+        "detectors": detectors,
     }
     for dataset, b in sm.params.corruption_baselines.items():
         log(

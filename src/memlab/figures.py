@@ -613,6 +613,52 @@ def grokking(t: StudyTables) -> plt.Figure:
     return g.figure
 
 
+# How many runs the detector figure shows: the best-replicated, so that it stays readable.
+DETECTOR_PANELS = 3
+
+
+def detectors(t: StudyTables) -> plt.Figure:
+    """Each per-example method as a detector of the flipped labels: average precision (chance:
+    the flip rate) and ROC AUC (chance: 0.5) per method, one row of panels per run, one marker
+    per label-noise rate."""
+    d = t.detectors
+    d = d[d["status"] == "ok"] if len(d) else d
+    if d.empty:
+        return _empty(
+            "No run has flipped labels and a design that scores them (label_noise > 0, a size "
+            "below the pool): see detectors.csv's status column."
+        )
+    # The best-replicated runs (model / regime, every noise rate) at each dataset's largest size.
+    d = d[d["size"] == d.groupby("dataset")["size"].transform("max")]
+    runs = d.groupby(["dataset", "model", "regime"], sort=False)["replicas"].min()
+    keep = list(runs.sort_values(ascending=False, kind="stable").index[:DETECTOR_PANELS])
+    d = _with_noise_label(d)
+    order = list(d.groupby("method")["average_precision"].mean().sort_values(ascending=False).index)
+    fig, axes = plt.subplots(
+        len(keep), 2, figsize=(10, 0.3 * len(order) * len(keep) + 1.4), squeeze=False,
+        sharey=True, layout="constrained",
+    )  # fmt: skip
+    for row, (dataset, model, regime) in enumerate(keep):
+        g = d[(d["dataset"] == dataset) & (d["model"] == model) & (d["regime"] == regime)]
+        for ax, col in ((axes[row, 0], "average_precision"), (axes[row, 1], "roc_auc")):
+            sns.stripplot(
+                data=g, x=col, y="method", hue="label noise", order=order, ax=ax,
+                jitter=False, size=7, legend=row == 0 and col == "roc_auc",
+            )  # fmt: skip
+            # Chance: ROC AUC 0.5; average precision the flip rate (one line per noise rate).
+            chances = [0.5] if col == "roc_auc" else sorted(g["label_noise"].unique())
+            for x in chances:
+                ax.axvline(x, color="0.6", lw=0.8, ls=":")
+            ax.set_xlim(0, 1.02)
+            ax.set_xlabel(col.replace("_", " ") if row == len(keep) - 1 else "")
+            ax.set_ylabel("")
+            ax.set_title(
+                f"{dataset}: {model} / {regime}, {int(g['replicas'].min())} replicas", size=9
+            )
+    fig.suptitle("Which method finds the flipped labels (dotted: chance)", size=11)
+    return fig
+
+
 # How to draw each figure of memlab.registry.FIGURES (a test keeps the two in step).
 DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "accuracy_vs_size": accuracy_vs_size,
@@ -629,6 +675,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "capacity": capacity,
     "double_descent": double_descent,
     "grokking": grokking,
+    "detectors": detectors,
 }
 
 

@@ -59,6 +59,8 @@ TABLES: tuple[Table, ...] = (
     Table("example_correlations", "example_correlations.csv", caption="example_correlations"),
     Table("membership", "membership.csv", caption="membership_table", figures_read=True),
     Table("membership_roc", "membership_roc.parquet", figures_read=True),
+    Table("evidence", "evidence.parquet"),
+    Table("detectors", "detectors.csv", caption="detectors_table", figures_read=True),
     Table("corruption_error", "corruption_error.csv", caption="corruption_error"),
 )
 TABLE = {t.name: t for t in TABLES}
@@ -107,6 +109,12 @@ FIGURES: tuple[Figure, ...] = (
     Figure("noise_sweep", lambda s: any(len(ds.label_noise) >= 2 for ds in s.datasets.values())),
     Figure("capacity", lambda s: _sweeps_width(s, "mlp")),
     Figure("double_descent", lambda s: _sweeps_width(s, "random_features")),
+    Figure(
+        "detectors",
+        lambda s: any(
+            ds.scores_possible and any(r > 0 for r in ds.label_noise) for ds in s.datasets.values()
+        ),
+    ),
     Figure(
         "grokking",
         lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),

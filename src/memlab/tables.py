@@ -26,6 +26,7 @@ class StudyTables:
     membership_roc: pd.DataFrame = field(default_factory=pd.DataFrame)
     chance_null: pd.DataFrame = field(default_factory=pd.DataFrame)
     noise_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    detectors: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
 
