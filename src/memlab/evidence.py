@@ -251,7 +251,7 @@ def detector_scores(evidence: pd.DataFrame, replicas: int) -> pd.DataFrame:
                 "precision_at_flips": precision_at_k(score, flipped, flips),
             }
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).reindex(columns=DETECTOR_COLUMNS[len(RUN_COLUMNS) :])
 
 
 def true_labels_from_splits(paths: Iterable[str]) -> Callable[[str], np.ndarray]:

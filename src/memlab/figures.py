@@ -621,8 +621,8 @@ def detectors(t: StudyTables) -> plt.Figure:
     """Each per-example method as a detector of the flipped labels: average precision (chance:
     the flip rate) and ROC AUC (chance: 0.5) per method, one row of panels per run, one marker
     per label-noise rate."""
-    d = t.detectors
-    d = d[d["status"] == "ok"] if len(d) else d
+    full = t.detectors
+    d = full[full["status"] == "ok"] if len(full) else full
     if d.empty:
         return _empty(
             "No run has flipped labels and a design that scores them (label_noise > 0, a size "
@@ -649,12 +649,22 @@ def detectors(t: StudyTables) -> plt.Figure:
             chances = [0.5] if col == "roc_auc" else sorted(g["label_noise"].unique())
             for x in chances:
                 ax.axvline(x, color="0.6", lw=0.8, ls=":")
-            ax.set_xlim(0, 1.02)
+            ax.set_xlim(*((0.4, 1.01) if col == "roc_auc" else (0, 1.02)))
             ax.set_xlabel(col.replace("_", " ") if row == len(keep) - 1 else "")
             ax.set_ylabel("")
             ax.set_title(
                 f"{dataset}: {model} / {regime}, {int(g['replicas'].min())} replicas", size=9
             )
+        # A method this run cannot compute says why, in its row (the first noise rate's reason).
+        why = full[
+            (full["dataset"] == dataset) & (full["model"] == model) & (full["regime"] == regime)
+        ]
+        why = why[why["status"] != "ok"].drop_duplicates("method").set_index("method")["status"]
+        for method, reason in why.items():
+            if method in order and method not in set(g["method"]):
+                axes[row, 0].text(
+                    0.02, order.index(method), f"n/a: {reason}", va="center", size=7, color="0.4"
+                )
     fig.suptitle("Which method finds the flipped labels (dotted: chance)", size=11)
     return fig
 
