@@ -684,8 +684,8 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "noise_sweep": noise_sweep,
     "capacity": capacity,
     "double_descent": double_descent,
-    "grokking": grokking,
     "detectors": detectors,
+    "grokking": grokking,
 }
 
 
