@@ -648,7 +648,7 @@ def detectors(t: StudyTables) -> plt.Figure:
             # Chance: ROC AUC 0.5; average precision the flip rate (one line per noise rate).
             chances = [0.5] if col == "roc_auc" else sorted(g["label_noise"].unique())
             for x in chances:
-                ax.axvline(x, color="0.6", lw=0.8, ls=":")
+                ax.axvline(x, color="tab:red", alpha=0.5, lw=0.9, ls="--")
             ax.set_xlim(*((0.4, 1.01) if col == "roc_auc" else (0, 1.02)))
             ax.set_xlabel(col.replace("_", " ") if row == len(keep) - 1 else "")
             ax.set_ylabel("")
@@ -665,7 +665,7 @@ def detectors(t: StudyTables) -> plt.Figure:
                 axes[row, 0].text(
                     0.02, order.index(method), f"n/a: {reason}", va="center", size=7, color="0.4"
                 )
-    fig.suptitle("Which method finds the flipped labels (dotted: chance)", size=11)
+    fig.suptitle("Which method finds the flipped labels (dashed: chance)", size=11)
     return fig
 
 
