@@ -36,6 +36,8 @@ half of the shadows, as in the paper.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
@@ -44,12 +46,18 @@ from scipy.stats import norm
 from memlab.memorization import roc_auc, roc_curve, tpr_at_fpr
 
 LOW_FPRS = (0.01, 0.001)
+# LiRA's attacks in the tables: online, and offline with each test (``lira_offline`` is the
+# paper's one-sided tail, ``lira_offline_density`` the reference code's density); each also
+# ``_fixed_variance``.
+LIRA_VARIANTS = ((True, "tail"), (False, "tail"), (False, "density"))
+LIRA_TEST_SUFFIX = {"tail": "", "density": "_density"}
 
 
 def _leave_one_out_stats(
     conf: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, variance and count over the *other* replicas in ``mask``, for every (t, i)."""
+    """Mean, variance (ddof 0, as ``np.std``) and count over the *other* replicas in ``mask``,
+    for every (t, i)."""
     m = mask.astype(float)
     s1 = (conf * m).sum(0)
     s2 = (conf**2 * m).sum(0)
@@ -61,28 +69,99 @@ def _leave_one_out_stats(
     return mean, np.maximum(var, 0.0), n_loo
 
 
+def _leave_one_out_median(conf: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over the *other* replicas in ``mask``, for every (t, i); NaN without any.
+
+    One sort per example: removing the target from the sorted values shifts the positions
+    above its own rank down by one, so each leave-one-out median is read off that sort."""
+    r = conf.shape[0]
+    key = np.where(mask, conf, np.inf)  # outside the mask sorts last
+    order = np.argsort(key, axis=0, kind="stable")
+    srt = np.take_along_axis(key, order, axis=0)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(r)[:, None].repeat(conf.shape[1], 1), axis=0)
+    k = mask.sum(0)[None, :] - mask  # [R, n]: the other replicas' count
+    # Positions of the middle pair among the remaining k values; those at or above the target's
+    # own rank (when it is in the mask) sit one further up in the sort.
+    lo, hi = (k - 1) // 2, k // 2
+    lo = lo + (mask & (lo >= rank))
+    hi = hi + (mask & (hi >= rank))
+    lo, hi = np.clip(lo, 0, r - 1), np.clip(hi, 0, r - 1)
+    cols = np.arange(conf.shape[1])[None, :]
+    with np.errstate(invalid="ignore"):
+        med = (srt[lo, cols] + srt[hi, cols]) / 2
+    return np.where(k >= 1, med, np.nan)
+
+
+def _fixed_variance(
+    conf: np.ndarray, mask: np.ndarray, var: np.ndarray, n_loo: np.ndarray, estimate: str
+) -> np.ndarray:
+    """One variance per target replica (broadcast to [R, n]) from its shadows in ``mask``.
+
+    ``pooled``: the mean over examples of the per-example (leave-one-out) variances, i.e. the
+    spread of a shadow's confidence about the example's own mean; ``global``: the variance of all
+    the shadows' confidences on all examples about their one grand mean (the reference code's
+    ``np.std(dat_in)``), which adds the spread of the examples' means."""
+    if estimate == "pooled":
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a target without any: NaN
+            per_target = np.nanmean(np.where(n_loo >= 2, var, np.nan), axis=1)
+    elif estimate == "global":
+        m = mask.astype(float)
+        n_t = m.sum() - m.sum(1)  # every (shadow, example) pair but the target's row
+        s1 = (conf * m).sum() - (conf * m).sum(1)
+        s2 = (conf**2 * m).sum() - (conf**2 * m).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_target = np.maximum(s2 / n_t - (s1 / n_t) ** 2, 0.0)
+    else:
+        raise ValueError(f"LiRA's fixed variance is 'pooled' or 'global', got {estimate!r}")
+    return np.broadcast_to(per_target[:, None], var.shape)
+
+
 def lira_scores(
     conf: np.ndarray,
     members: np.ndarray,
     *,
     online: bool,
     fixed_variance: bool,
+    offline_test: str = "tail",
+    center: str = "median",
+    fixed_estimate: str = "pooled",
     min_var: float = 1e-4,
 ) -> np.ndarray:
-    """LiRA scores [R, n] from logit-scaled confidences and memberships ([R, n])."""
+    """LiRA scores [R, n] from logit-scaled confidences and memberships ([R, n]).
+
+    Every replica is a target in turn, the others its shadows. ``center`` is the Gaussians'
+    location over the IN (OUT) shadows: ``median`` (the reference code) or ``mean``; their
+    scale is the standard deviation about the mean (ddof 0, as ``np.std``), per example, or
+    with ``fixed_variance`` one per target and distribution (``fixed_estimate``, see
+    :func:`_fixed_variance`), floored at ``min_var``. Online: ``log N(c; mu_in, sd_in) -
+    log N(c; mu_out, sd_out)``. Offline, ``offline_test``: ``tail``, the paper's one-sided test
+    ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z > c])``, higher when the confidence is
+    above the OUT distribution), or ``density``, the reference code's ``-log N(c; mu_out,
+    sd_out)`` (higher when it is far from it on either side)."""
+    if center not in ("median", "mean"):
+        raise ValueError(f"LiRA's center is 'median' or 'mean', got {center!r}")
+    if offline_test not in ("tail", "density"):
+        raise ValueError(f"LiRA's offline test is 'tail' or 'density', got {offline_test!r}")
     members = np.asarray(members, bool)
     conf = np.asarray(conf, float)
     mu_in, var_in, n_in = _leave_one_out_stats(conf, members)
     mu_out, var_out, n_out = _leave_one_out_stats(conf, ~members)
+    if center == "median":
+        mu_in, mu_out = _leave_one_out_median(conf, members), _leave_one_out_median(conf, ~members)
     if fixed_variance:
-        var_in = np.full_like(var_in, np.nanmean(np.where(n_in >= 2, var_in, np.nan)))
-        var_out = np.full_like(var_out, np.nanmean(np.where(n_out >= 2, var_out, np.nan)))
-    sd_in = np.sqrt(np.maximum(var_in, min_var))
-    sd_out = np.sqrt(np.maximum(var_out, min_var))
-    if online:
-        score = norm.logpdf(conf, mu_in, sd_in) - norm.logpdf(conf, mu_out, sd_out)
-    else:
-        score = norm.logcdf(conf, mu_out, sd_out)
+        var_in = _fixed_variance(conf, members, var_in, n_in, fixed_estimate)
+        var_out = _fixed_variance(conf, ~members, var_out, n_out, fixed_estimate)
+    with np.errstate(invalid="ignore"):
+        sd_in = np.sqrt(np.maximum(var_in, min_var))
+        sd_out = np.sqrt(np.maximum(var_out, min_var))
+        if online:
+            score = norm.logpdf(conf, mu_in, sd_in) - norm.logpdf(conf, mu_out, sd_out)
+        elif offline_test == "tail":
+            score = norm.logcdf(conf, mu_out, sd_out)
+        else:
+            score = -norm.logpdf(conf, mu_out, sd_out)
     # Without shadows on one side the test is undefined: score it as uninformative.
     undefined = (n_out < 1) | ((n_in < 1) if online else False)
     return np.where(undefined | ~np.isfinite(score), 0.0, score)
@@ -176,11 +255,13 @@ def attack_scores(
     """Every attack's score per (replica, pool example); RMIA only given the test-set losses."""
     scores = {"gap": np.asarray(correct, float), "loss": -np.asarray(loss, float)}
     if members.shape[0] >= 3:  # LiRA and RMIA need shadows / references besides the target
-        for online in (True, False):
+        for online, test in LIRA_VARIANTS:
             for fixed in (False, True):
-                name = f"lira_{'online' if online else 'offline'}"
+                name = "lira_online" if online else f"lira_offline{LIRA_TEST_SUFFIX[test]}"
                 name += "_fixed_variance" if fixed else ""
-                scores[name] = lira_scores(conf, members, online=online, fixed_variance=fixed)
+                scores[name] = lira_scores(
+                    conf, members, online=online, fixed_variance=fixed, offline_test=test
+                )
         if test_loss is not None and np.shape(test_loss)[1] > 0:
             for online in (True, False):
                 name = f"rmia_{'online' if online else 'offline'}"
