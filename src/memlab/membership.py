@@ -36,6 +36,8 @@ half of the shadows, as in the paper.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import warnings
 
 import numpy as np
@@ -53,68 +55,94 @@ LIRA_VARIANTS = ((True, "tail"), (False, "tail"), (False, "density"))
 LIRA_TEST_SUFFIX = {"tail": "", "density": "_density"}
 
 
-def _leave_one_out_stats(
-    conf: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, variance (ddof 0, as ``np.std``) and count over the *other* replicas in ``mask``,
-    for every (t, i)."""
-    m = mask.astype(float)
-    s1 = (conf * m).sum(0)
-    s2 = (conf**2 * m).sum(0)
-    n = m.sum(0)
-    n_loo = n - m  # [R, n]: shadows of target t exclude t itself
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = (s1 - conf * m) / n_loo
-        var = (s2 - conf**2 * m) / n_loo - mean**2
-    return mean, np.maximum(var, 0.0), n_loo
+def _loo_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median over the *other* rows in ``mask`` ([R, n] both), for every (t, i); NaN without any.
 
-
-def _leave_one_out_median(conf: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Median over the *other* replicas in ``mask``, for every (t, i); NaN without any.
-
-    One sort per example: removing the target from the sorted values shifts the positions
-    above its own rank down by one, so each leave-one-out median is read off that sort."""
-    r = conf.shape[0]
-    key = np.where(mask, conf, np.inf)  # outside the mask sorts last
+    One sort per column: removing row t from the sorted values shifts the positions above its
+    own rank down by one, so each leave-one-out median is read off that sort."""
+    r = values.shape[0]
+    key = np.where(mask, values, np.inf)  # outside the mask sorts last
     order = np.argsort(key, axis=0, kind="stable")
     srt = np.take_along_axis(key, order, axis=0)
     rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(r)[:, None].repeat(conf.shape[1], 1), axis=0)
-    k = mask.sum(0)[None, :] - mask  # [R, n]: the other replicas' count
-    # Positions of the middle pair among the remaining k values; those at or above the target's
-    # own rank (when it is in the mask) sit one further up in the sort.
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(r)[:, None], order.shape), axis=0)
+    k = mask.sum(0)[None, :] - mask  # [R, n]: the other rows' count
+    # Positions of the middle pair among the remaining k values; those at or above row t's own
+    # rank (when it is in the mask) sit one further up in the sort.
     lo, hi = (k - 1) // 2, k // 2
-    lo = lo + (mask & (lo >= rank))
-    hi = hi + (mask & (hi >= rank))
-    lo, hi = np.clip(lo, 0, r - 1), np.clip(hi, 0, r - 1)
-    cols = np.arange(conf.shape[1])[None, :]
+    lo = np.clip(lo + (mask & (lo >= rank)), 0, r - 1)
+    hi = np.clip(hi + (mask & (hi >= rank)), 0, r - 1)
+    cols = np.arange(values.shape[1])[None, :]
     with np.errstate(invalid="ignore"):
         med = (srt[lo, cols] + srt[hi, cols]) / 2
     return np.where(k >= 1, med, np.nan)
 
 
-def _fixed_variance(
-    conf: np.ndarray, mask: np.ndarray, var: np.ndarray, n_loo: np.ndarray, estimate: str
-) -> np.ndarray:
-    """One variance per target replica (broadcast to [R, n]) from its shadows in ``mask``.
+def _shadow_stats(conf: np.ndarray, mask: np.ndarray, *, equalize: bool) -> dict[str, np.ndarray]:
+    """Each (target t, example i)'s shadows: the other replicas in ``mask`` (IN or OUT of i).
 
-    ``pooled``: the mean over examples of the per-example (leave-one-out) variances, i.e. the
-    spread of a shadow's confidence about the example's own mean; ``global``: the variance of all
-    the shadows' confidences on all examples about their one grand mean (the reference code's
-    ``np.std(dat_in)``), which adds the spread of the examples' means."""
-    if estimate == "pooled":
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a target without any: NaN
-            per_target = np.nanmean(np.where(n_loo >= 2, var, np.nan), axis=1)
-    elif estimate == "global":
+    With ``equalize`` only the first ``k`` of them in replica order, ``k`` the fewest any (t, i)
+    has, as the reference code truncates every example to the same count: then how many shadows
+    fit a Gaussian no longer depends on the target's own membership (in a balanced design a
+    member target leaves one IN shadow fewer than a non-member, which biases the ratio towards
+    non-members when nothing separates them). Their sum ``s1``, sum of squares ``s2``, count
+    ``n``, mean, variance (ddof 0, as ``np.std``) and median, each [R, n]."""
+    r, n_ex = conf.shape
+    mask = np.asarray(mask, bool)
+    if not equalize:
         m = mask.astype(float)
-        n_t = m.sum() - m.sum(1)  # every (shadow, example) pair but the target's row
-        s1 = (conf * m).sum() - (conf * m).sum(1)
-        s2 = (conf**2 * m).sum() - (conf**2 * m).sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per_target = np.maximum(s2 / n_t - (s1 / n_t) ** 2, 0.0)
+        s1 = (conf * m).sum(0) - conf * m
+        s2 = (conf**2 * m).sum(0) - conf**2 * m
+        n = m.sum(0) - m
+        med = _loo_median(conf, mask)
     else:
-        raise ValueError(f"LiRA's fixed variance is 'pooled' or 'global', got {estimate!r}")
+        n_loo = mask.sum(0)[None, :] - mask
+        k = int(n_loo.min()) if n_loo.size else 0
+        # The column's replicas in mask, in replica order (the rest after them), and where each
+        # replica sits in that order.
+        order = np.argsort(~mask, axis=0, kind="stable")
+        vals = np.take_along_axis(conf, order, axis=0)
+        pos = np.empty_like(order)
+        np.put_along_axis(pos, order, np.broadcast_to(np.arange(r)[:, None], order.shape), 0)
+        # A target outside the first k keeps them; one among them (position p < k) takes the
+        # first k + 1 but itself.
+        inside = mask & (pos < k)
+        first, first1 = vals[:k], vals[: k + 1]
+        s1 = np.where(inside, first1.sum(0) - conf, first.sum(0))
+        s2 = np.where(inside, (first1**2).sum(0) - conf**2, (first**2).sum(0))
+        n = np.full(conf.shape, float(k))
+        if k == 0:
+            med = np.full(conf.shape, np.nan)
+        else:
+            med_first = np.median(first, axis=0)
+            med_drop = _loo_median(first1, np.ones(first1.shape, bool))  # [k + 1, n]
+            med = np.where(
+                inside, np.take_along_axis(med_drop, np.minimum(pos, k), axis=0), med_first
+            )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean**2, 0.0)
+    return {"s1": s1, "s2": s2, "n": n, "mean": mean, "var": var, "median": med}
+
+
+def _fixed_variance(stats: Mapping[str, np.ndarray], estimate: str) -> np.ndarray:
+    """One variance per target replica (broadcast to [R, n]) from its shadows' statistics.
+
+    ``pooled``: the mean over examples of the per-example variances, i.e. the spread of a
+    shadow's confidence about the example's own mean; ``global``: the variance of all the
+    shadows' confidences on all examples about their one grand mean (the reference code's
+    ``np.std(dat_in)``), which adds the spread of the examples' means."""
+    var, n = stats["var"], stats["n"]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a target without any: NaN
+        if estimate == "pooled":
+            per_target = np.nanmean(np.where(n >= 2, var, np.nan), axis=1)
+        elif estimate == "global":
+            total = n.sum(1)
+            grand = stats["s1"].sum(1) / total
+            per_target = np.maximum(stats["s2"].sum(1) / total - grand**2, 0.0)
+        else:
+            raise ValueError(f"LiRA's fixed variance is 'pooled' or 'global', got {estimate!r}")
     return np.broadcast_to(per_target[:, None], var.shape)
 
 
@@ -127,32 +155,34 @@ def lira_scores(
     offline_test: str = "tail",
     center: str = "median",
     fixed_estimate: str = "pooled",
+    equalize: bool = True,
     min_var: float = 1e-4,
 ) -> np.ndarray:
     """LiRA scores [R, n] from logit-scaled confidences and memberships ([R, n]).
 
-    Every replica is a target in turn, the others its shadows. ``center`` is the Gaussians'
-    location over the IN (OUT) shadows: ``median`` (the reference code) or ``mean``; their
-    scale is the standard deviation about the mean (ddof 0, as ``np.std``), per example, or
-    with ``fixed_variance`` one per target and distribution (``fixed_estimate``, see
-    :func:`_fixed_variance`), floored at ``min_var``. Online: ``log N(c; mu_in, sd_in) -
-    log N(c; mu_out, sd_out)``. Offline, ``offline_test``: ``tail``, the paper's one-sided test
-    ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z > c])``, higher when the confidence is
-    above the OUT distribution), or ``density``, the reference code's ``-log N(c; mu_out,
-    sd_out)`` (higher when it is far from it on either side)."""
+    Every replica is a target in turn, the others its shadows (with ``equalize``, as many per
+    example: :func:`_shadow_stats`). ``center`` is the Gaussians' location over the IN (OUT)
+    shadows: ``median`` (the reference code) or ``mean``; their scale is the standard deviation
+    about the mean (ddof 0, as ``np.std``), per example, or with ``fixed_variance`` one per
+    target and distribution (``fixed_estimate``: :func:`_fixed_variance`), floored at
+    ``min_var``. Online: ``log N(c; mu_in, sd_in) - log N(c; mu_out, sd_out)``. Offline,
+    ``offline_test``: ``tail``, the paper's one-sided test ``log Phi((c - mu_out) / sd_out)``
+    (``log(1 - Pr[Z > c])``: higher the further the confidence lies above the OUT
+    distribution), or ``density``, the reference code's ``-log N(c; mu_out, sd_out)`` (higher
+    the further it lies from it, on either side)."""
     if center not in ("median", "mean"):
         raise ValueError(f"LiRA's center is 'median' or 'mean', got {center!r}")
     if offline_test not in ("tail", "density"):
         raise ValueError(f"LiRA's offline test is 'tail' or 'density', got {offline_test!r}")
     members = np.asarray(members, bool)
     conf = np.asarray(conf, float)
-    mu_in, var_in, n_in = _leave_one_out_stats(conf, members)
-    mu_out, var_out, n_out = _leave_one_out_stats(conf, ~members)
-    if center == "median":
-        mu_in, mu_out = _leave_one_out_median(conf, members), _leave_one_out_median(conf, ~members)
+    st_in = _shadow_stats(conf, members, equalize=equalize)
+    st_out = _shadow_stats(conf, ~members, equalize=equalize)
+    var_in, var_out = st_in["var"], st_out["var"]
     if fixed_variance:
-        var_in = _fixed_variance(conf, members, var_in, n_in, fixed_estimate)
-        var_out = _fixed_variance(conf, ~members, var_out, n_out, fixed_estimate)
+        var_in = _fixed_variance(st_in, fixed_estimate)
+        var_out = _fixed_variance(st_out, fixed_estimate)
+    mu_in, mu_out = st_in[center], st_out[center]
     with np.errstate(invalid="ignore"):
         sd_in = np.sqrt(np.maximum(var_in, min_var))
         sd_out = np.sqrt(np.maximum(var_out, min_var))
@@ -163,7 +193,7 @@ def lira_scores(
         else:
             score = -norm.logpdf(conf, mu_out, sd_out)
     # Without shadows on one side the test is undefined: score it as uninformative.
-    undefined = (n_out < 1) | ((n_in < 1) if online else False)
+    undefined = (st_out["n"] < 1) | ((st_in["n"] < 1) if online else False)
     return np.where(undefined | ~np.isfinite(score), 0.0, score)
 
 
