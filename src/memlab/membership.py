@@ -36,9 +36,8 @@ half of the shadows, as in the paper.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -87,7 +86,7 @@ def _shadow_stats(conf: np.ndarray, mask: np.ndarray, *, equalize: bool) -> dict
     member target leaves one IN shadow fewer than a non-member, which biases the ratio towards
     non-members when nothing separates them). Their sum ``s1``, sum of squares ``s2``, count
     ``n``, mean, variance (ddof 0, as ``np.std``) and median, each [R, n]."""
-    r, n_ex = conf.shape
+    r = conf.shape[0]
     mask = np.asarray(mask, bool)
     if not equalize:
         m = mask.astype(float)
