@@ -25,7 +25,7 @@ with rule_job(snakemake) as log:
 
     agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
     memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement)
-    membership, roc = analysis.membership_tables(evaluations())
+    membership, roc, membership_slices = analysis.membership_tables(evaluations(), memorization)
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
     for warning in analysis.undertrained_warnings(mem_summary):
@@ -46,6 +46,7 @@ with rule_job(snakemake) as log:
         "example_correlations": analysis.example_correlations(memorization),
         "membership": membership,
         "membership_roc": roc,
+        "membership_slices": membership_slices,
     }
     for dataset, b in sm.params.corruption_baselines.items():
         log(

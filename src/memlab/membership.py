@@ -298,6 +298,26 @@ def attack_scores(
     return scores
 
 
+def _attack_row(attack: str, score: np.ndarray, members: np.ndarray) -> dict[str, object]:
+    """ROC AUC, TPR at the low FPRs, advantage and counts of one attack's scores."""
+    fpr, tpr = roc_curve(score, members)
+    # The gap attack has one decision rule (member iff correct): its advantage is that rule's
+    # TPR - FPR, which may be negative; other attacks take the best threshold (Yeom et al.).
+    advantage = (
+        score[members].mean() - score[~members].mean() if attack == "gap" else np.max(tpr - fpr)
+    )
+    row: dict[str, object] = {
+        "attack": attack,
+        "auc": roc_auc(score, members),
+        "advantage": float(advantage),
+        "members": int(members.sum()),
+        "non_members": int((~members).sum()),
+    }
+    for target in LOW_FPRS:
+        row[f"tpr_at_{target:g}_fpr"] = tpr_at_fpr(fpr, tpr, target)
+    return row
+
+
 def evaluate_attacks(
     correct: np.ndarray,
     loss: np.ndarray,
@@ -306,31 +326,79 @@ def evaluate_attacks(
     curve_points: int = 200,
     *,
     test_loss: np.ndarray | None = None,
+    scores: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC AUC, TPR at low FPR and advantage per attack; and log-spaced ROC curve points.
 
-    ``test_loss`` ([R, m], the replicas' losses on the held-out test set) adds RMIA."""
+    ``test_loss`` ([R, m], the replicas' losses on the held-out test set) adds RMIA; ``scores``
+    (:func:`attack_scores`' output), when given, are used instead of computing them."""
     members = np.asarray(members, bool)
+    if scores is None:
+        scores = attack_scores(correct, loss, conf, members, test_loss)
     rows, curves = [], []
     grid = np.r_[0.0, np.logspace(-4, 0, curve_points)]
-    for attack, score in attack_scores(correct, loss, conf, members, test_loss).items():
+    for attack, score in scores.items():
+        rows.append(_attack_row(attack, score, members))
         fpr, tpr = roc_curve(score, members)
-        # The gap attack has one decision rule (member iff correct): its advantage is that rule's
-        # TPR - FPR, which may be negative; other attacks take the best threshold (Yeom et al.).
-        advantage = (
-            score[members].mean() - score[~members].mean() if attack == "gap" else np.max(tpr - fpr)
-        )
-        row = {
-            "attack": attack,
-            "auc": roc_auc(score, members),
-            "advantage": float(advantage),
-            "members": int(members.sum()),
-            "non_members": int((~members).sum()),
-        }
-        for target in LOW_FPRS:
-            row[f"tpr_at_{target:g}_fpr"] = tpr_at_fpr(fpr, tpr, target)
-        rows.append(row)
         # Step-function interpolation: the best TPR reachable at each FPR of the grid.
         idx = np.searchsorted(fpr, grid, side="right") - 1
         curves.append(pd.DataFrame({"attack": attack, "fpr": grid, "tpr": tpr[idx]}))
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+
+
+SLICE_COLUMNS = (
+    "attack",
+    "slice_by",
+    "slice",
+    "auc",
+    "tpr_at_0.01_fpr",
+    "tpr_at_0.001_fpr",
+    "members",
+    "non_members",
+)
+
+
+def quartile_slices(values: np.ndarray) -> np.ndarray:
+    """``q1`` (lowest) to ``q4`` per value, cut at its 25%, 50% and 75% quantiles; a value equal
+    to a cut goes to the upper quartile (so tied values share one); ``""`` where NaN."""
+    values = np.asarray(values, float)
+    out = np.full(values.shape, "", dtype=object)
+    ok = ~np.isnan(values)
+    if ok.any():
+        cuts = np.quantile(values[ok], [0.25, 0.5, 0.75])
+        q = np.searchsorted(cuts, values[ok], side="right")
+        out[ok] = np.array(["q1", "q2", "q3", "q4"], dtype=object)[q]
+    return out
+
+
+def slice_attacks(
+    scores: Mapping[str, np.ndarray],
+    members: np.ndarray,
+    slices: Mapping[str, np.ndarray],
+) -> pd.DataFrame:
+    """Each attack's ROC AUC and TPR at the low FPRs within each slice of the pool examples.
+
+    ``slices`` maps a ``slice_by`` name to each pool example's slice ([n], ``""``: in none); a
+    slice's ROC is over the (replica, example) pairs of its examples, members and non-members
+    alike, from the same scores (:func:`attack_scores`) as the whole pool's."""
+    members = np.asarray(members, bool)
+    rows = []
+    for slice_by, labels in slices.items():
+        labels = np.asarray(labels, dtype=object)
+        for name in sorted({v for v in labels.tolist() if v != ""}, key=_slice_order):
+            cols = labels == name
+            m = members[:, cols]
+            for attack, score in scores.items():
+                row = _attack_row(attack, np.asarray(score)[:, cols], m)
+                if not (m.any() and (~m).any()):  # one class only: no ROC
+                    row.update({f"tpr_at_{t:g}_fpr": np.nan for t in LOW_FPRS})
+                rows.append({**row, "slice_by": slice_by, "slice": str(name)})
+    return pd.DataFrame(rows, columns=list(SLICE_COLUMNS))
+
+
+def _slice_order(name: object) -> tuple[int, float, str]:
+    """Numbers (classes) in numeric order, before names in alphabetical order."""
+    try:
+        return (0, float(name), "")  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return (1, 0.0, str(name))
