@@ -4,12 +4,14 @@ Attacks, each giving a score per (target replica, pool example) where higher mea
 - ``gap`` (Yeom et al. 2018): 1 if the model classifies the example correctly, else 0. Its
   advantage (TPR - FPR) equals train accuracy minus accuracy on non-members: an identity.
 - ``loss`` (Yeom et al. 2018): minus the example's loss.
-- ``lira_online`` / ``lira_offline`` (Carlini et al. 2022, LiRA): the other replicas are the
-  shadow models. For target replica t and example i, fit Gaussians to the logit-scaled confidence
-  ``log p_y - log sum_{y' != y} p_y'`` of the shadows that trained on i (IN) and that did not
-  (OUT); online scores the likelihood ratio IN vs OUT, offline only how far above the OUT
-  distribution the target's confidence lies. ``fixed_variance`` uses one variance per
-  distribution across all examples (more stable with few shadows).
+- ``lira_online`` / ``lira_offline`` / ``lira_offline_density`` (Carlini et al. 2022, LiRA): the
+  other replicas are the shadow models. For target replica t and example i, fit Gaussians to the
+  logit-scaled confidence ``log p_y - log sum_{y' != y} p_y'`` of the shadows that trained on i
+  (IN) and that did not (OUT); online scores the likelihood ratio IN vs OUT, offline only how the
+  target's confidence lies against the OUT distribution: ``lira_offline`` the paper's one-sided
+  tail (above it), ``lira_offline_density`` the reference code's density (away from it, either
+  side). ``_fixed_variance`` uses one variance per target and distribution across all examples
+  (more stable with few shadows).
 - ``rmia_online`` / ``rmia_offline`` (Zarifzadeh, Liu & Shokri 2024, "Low-Cost High-Power
   Membership Inference Attacks", ICML; RMIA): the other replicas are the reference models and the
   held-out test examples, which no replica trained on, the population samples z. With
@@ -29,9 +31,50 @@ Attacks, each giving a score per (target replica, pool example) where higher mea
   it otherwise tunes on a paired model; the research configs used 0.33 with b = 0.66 = 1 - a).
   A target without references (fewer than 2 replicas) or, offline, an example without an OUT
   reference scores 0 (uninformative), as LiRA.
+LiRA: choices against the reference implementation (tensorflow/privacy,
+``research/mi_lira_2021``: ``plot.py`` ``generate_ours`` / ``generate_ours_offline``, ``score.py``,
+``inference.py``), each pinned by a known-answer test in ``tests/test_membership.py``:
+- Location: the median of the shadows' confidences, as the reference (``center="median"``;
+  ``"mean"`` available). Scale: their standard deviation about the mean, ddof 0 (``np.std``).
+- Shadow counts: every (target, example) gets as many IN shadows, and as many OUT, the fewest
+  any has, the first in replica order, as the reference truncates every example to the same
+  count (``equalize=True``). In a balanced design a member target otherwise leaves one IN shadow
+  fewer than a non-member does, which alone moved online LiRA's AUC on pure noise to 0.42 with 8
+  replicas and 0.48 with 16.
+- Per-example vs fixed variance: both, as the reference; attacks named ``_fixed_variance`` use
+  one variance per target and distribution. Default estimate ``pooled``, the mean of the
+  per-example variances (the spread about each example's own centre, which the Gaussian
+  models); ``fixed_estimate="global"`` is the reference's ``np.std(dat_in)`` over all examples
+  and shadows about one grand mean, which adds the spread of the examples' centres. Within one
+  target a variance shared by all examples ranks the offline scores alike whatever its value,
+  so the two differ offline only across targets, and online through the IN/OUT variance ratio.
+  The reference's online fixed-variance code uses the IN deviation for OUT too (``std_out =
+  np.std(dat_in)``; its offline code uses OUT's); memlab uses OUT's.
+- Offline test: the paper's one-sided ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z >
+  c])``) is ``lira_offline`` (kept name); the reference code's ``-log N(c; mu_out, sd_out)``
+  (``sweep`` ranks by minus ``generate_ours_offline``'s log-density) is ``lira_offline_density``.
+- Online: ``log N(c; mu_in, sd_in) - log N(c; mu_out, sd_out)``, as the reference.
+- Variance floor: ``min_var = 1e-4`` (sd 0.01 in logit units), not the reference's ``sd + 1e-30``:
+  identical shadows (k-NN banks, saturated confidences) would give a density of e^68 or 0 and
+  infinite ratios.
+- Target and shadows: every replica is a target in turn, the others its shadows, and the ROC is
+  pooled over all (target, example) pairs; the reference holds out the last model as the one
+  target. One query per example: memlab has no augmentations (the reference averages the score
+  over its queries, mirrored images).
+- Confidence (``memlab.evaluate.example_outputs``): ``log p_y - logsumexp_{y' != y} log p_y'`` in
+  log space, the reference's ``log(p_y + 1e-45) - log(sum p_others + 1e-45)`` without its 1e-45
+  floor (the reference saturates at 103.6; memlab keeps the margin).
+- Evaluation mode: logits come from ``model.eval()`` under ``torch.no_grad()`` (dropout off;
+  memlab's models have no batch normalization). The reference's ``inference.py`` calls
+  ``model(x, training=True)`` (batch statistics of each batch): commit ab4cb09 ("Fix LiRA
+  inference", 2023-06) set ``training=False``, and 27069d3 (2023-08, "Fixes comments and
+  membership scores for thresholds attack") set it back, with the README's earlier numbers.
+  memlab follows the fix.
+
 Members are the examples a replica trained on; non-members the rest of the pool (unseen and, under
 early stopping, validation). Balanced halves (size 0.5 of the pool) make each example IN for
-half of the shadows, as in the paper.
+half of the shadows, as in the paper. :func:`slice_attacks` gives every attack's ROC within
+slices of the pool (clean vs flipped labels, memorization quartile, class) from the same scores.
 """
 
 from __future__ import annotations
