@@ -87,7 +87,7 @@ import pandas as pd
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from memlab.memorization import roc_auc, roc_curve, tpr_at_fpr
+from memlab.memorization import roc_curve, tpr_at_fpr
 
 LOW_FPRS = (0.01, 0.001)
 # LiRA's attacks in the tables: online, and offline with each test (``lira_offline`` is the
@@ -341,9 +341,15 @@ def attack_scores(
     return scores
 
 
-def _attack_row(attack: str, score: np.ndarray, members: np.ndarray) -> dict[str, object]:
-    """ROC AUC, TPR at the low FPRs, advantage and counts of one attack's scores."""
+def _attack_row(
+    attack: str, score: np.ndarray, members: np.ndarray
+) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
+    """ROC AUC, TPR at the low FPRs, advantage and counts of one attack's scores; its ROC.
+
+    The AUC is the area under the ROC's steps and diagonals (ties counted half): the
+    Mann-Whitney ``roc_auc``, from the one sort the curve needs."""
     fpr, tpr = roc_curve(score, members)
+    both = members.any() and (~members).any()
     # The gap attack has one decision rule (member iff correct): its advantage is that rule's
     # TPR - FPR, which may be negative; other attacks take the best threshold (Yeom et al.).
     advantage = (
@@ -351,14 +357,14 @@ def _attack_row(attack: str, score: np.ndarray, members: np.ndarray) -> dict[str
     )
     row: dict[str, object] = {
         "attack": attack,
-        "auc": roc_auc(score, members),
+        "auc": float(np.trapezoid(tpr, fpr)) if both else float("nan"),
         "advantage": float(advantage),
         "members": int(members.sum()),
         "non_members": int((~members).sum()),
     }
     for target in LOW_FPRS:
-        row[f"tpr_at_{target:g}_fpr"] = tpr_at_fpr(fpr, tpr, target)
-    return row
+        row[f"tpr_at_{target:g}_fpr"] = tpr_at_fpr(fpr, tpr, target) if both else np.nan
+    return row, fpr, tpr
 
 
 def evaluate_attacks(
@@ -381,8 +387,8 @@ def evaluate_attacks(
     rows, curves = [], []
     grid = np.r_[0.0, np.logspace(-4, 0, curve_points)]
     for attack, score in scores.items():
-        rows.append(_attack_row(attack, score, members))
-        fpr, tpr = roc_curve(score, members)
+        row, fpr, tpr = _attack_row(attack, score, members)
+        rows.append(row)
         # Step-function interpolation: the best TPR reachable at each FPR of the grid.
         idx = np.searchsorted(fpr, grid, side="right") - 1
         curves.append(pd.DataFrame({"attack": attack, "fpr": grid, "tpr": tpr[idx]}))
@@ -432,9 +438,7 @@ def slice_attacks(
             cols = labels == name
             m = members[:, cols]
             for attack, score in scores.items():
-                row = _attack_row(attack, np.asarray(score)[:, cols], m)
-                if not (m.any() and (~m).any()):  # one class only: no ROC
-                    row.update({f"tpr_at_{t:g}_fpr": np.nan for t in LOW_FPRS})
+                row, _, _ = _attack_row(attack, np.asarray(score)[:, cols], m)
                 rows.append({**row, "slice_by": slice_by, "slice": str(name)})
     return pd.DataFrame(rows, columns=list(SLICE_COLUMNS))
 
