@@ -25,7 +25,7 @@ with rule_job(snakemake) as log:
 
     agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
     memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement)
-    membership, roc = analysis.membership_tables(evaluations())
+    membership, roc, membership_slices = analysis.membership_tables(evaluations(), memorization)
     examples, detectors = evidence.evidence_tables(
         evaluations(), memorization, evidence.true_labels_from_splits(sm.input.splits), agreement
     )
@@ -51,6 +51,7 @@ with rule_job(snakemake) as log:
         "membership_roc": roc,
         "evidence": examples,
         "detectors": detectors,
+        "membership_slices": membership_slices,
     }
     for dataset, b in sm.params.corruption_baselines.items():
         log(

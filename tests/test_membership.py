@@ -1,14 +1,19 @@
-"""RMIA (Zarifzadeh, Liu & Shokri 2024) against known answers and a brute-force count."""
+"""RMIA (Zarifzadeh, Liu & Shokri 2024) against known answers and a brute-force count; LiRA's
+choices against the reference implementation; membership results per slice of the pool."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from memlab.data import balanced_subsets
 from memlab.membership import (
+    _shadow_stats,
     attack_scores,
     evaluate_attacks,
+    lira_scores,
     offline_reference,
     rmia_log_ratios,
     rmia_scores,
@@ -155,3 +160,249 @@ def test_attack_table_gains_rmia_rows_given_test_losses():
     assert set(res2["attack"]) == {"gap", "loss"}
     with pytest.raises(ValueError, match="replicas"):
         rmia_scores(loss, members, test_loss[:3], online=True)
+
+
+# ------------------------------------------------------------------------------------------ LiRA
+# Known answers for each choice against the reference implementation (Carlini et al. 2022,
+# tensorflow/privacy research/mi_lira_2021: plot.py generate_ours / generate_ours_offline,
+# score.py): median location, per-example vs fixed variance, the offline test, the variance
+# floor, equal shadow counts, the logit-scaled confidence and evaluation mode.
+
+
+def _all_out(column: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.array(column, float)[:, None]
+    return conf, np.zeros(conf.shape, bool)
+
+
+def test_lira_offline_tail_and_density_use_the_median_and_np_std():
+    # Target 0 scores 5 against the OUT shadows 1, 2, 9: median 2, mean 4, np.std sqrt(38/3).
+    conf, members = _all_out([5.0, 1.0, 2.0, 9.0])
+    sd = np.sqrt(38 / 3)
+    assert np.std([1.0, 2.0, 9.0]) == pytest.approx(sd)
+    tail = lira_scores(conf, members, online=False, fixed_variance=False)
+    density = lira_scores(conf, members, online=False, fixed_variance=False, offline_test="density")
+    mean = lira_scores(conf, members, online=False, fixed_variance=False, center="mean")
+    assert tail[0, 0] == pytest.approx(np.log(norm.cdf(5.0, 2.0, sd)), abs=1e-12)
+    assert tail[0, 0] == pytest.approx(np.log1p(-norm.sf(5.0, 2.0, sd)), abs=1e-12)  # 1 - Pr[Z > c]
+    assert density[0, 0] == pytest.approx(-norm.logpdf(5.0, 2.0, sd), abs=1e-12)
+    assert mean[0, 0] == pytest.approx(norm.logcdf(5.0, 4.0, sd), abs=1e-12)
+    # The tail is one-sided, the density two-sided: a confidence as far *below* the median
+    # scores as high as one above under the density, near 0 (log Phi -> -inf) under the tail.
+    lo, _ = _all_out([2.0 - 3.0, 1.0, 2.0, 9.0])
+    d_lo = lira_scores(lo, members, online=False, fixed_variance=False, offline_test="density")
+    assert d_lo[0, 0] == pytest.approx(density[0, 0], abs=1e-12)
+    assert lira_scores(lo, members, online=False, fixed_variance=False)[0, 0] < tail[0, 0]
+
+
+def test_lira_median_of_an_even_count_and_leave_one_out():
+    # Shadows of target 1 are 3, 2, 9, 4 (target 1's own 100 left out): median (3 + 4) / 2.
+    conf, members = _all_out([3.0, 100.0, 2.0, 9.0, 4.0])
+    s = lira_scores(conf, members, online=False, fixed_variance=False, offline_test="density")
+    assert s[1, 0] == pytest.approx(-norm.logpdf(100.0, 3.5, np.std([3.0, 2.0, 9.0, 4.0])))
+
+
+def test_lira_online_is_the_log_density_ratio_around_the_medians():
+    # Target 0 is IN; its IN shadows 1 and 2 give 1.5 and std 0.5, its OUT shadows -1, -2, -6
+    # are cut to the first two (every target gets 2 IN and 2 OUT shadows): -1.5 and 0.5.
+    conf = np.array([[1.2], [1.0], [2.0], [-1.0], [-2.0], [-6.0]])
+    members = np.array([[True], [True], [True], [False], [False], [False]])
+    s = lira_scores(conf, members, online=True, fixed_variance=False)
+    want = norm.logpdf(1.2, 1.5, 0.5) - norm.logpdf(1.2, -1.5, 0.5)
+    assert s[0, 0] == pytest.approx(want, abs=1e-12)
+    # Without equal counts target 0 keeps all three OUT shadows: median -2, np.std of them.
+    s = lira_scores(conf, members, online=True, fixed_variance=False, equalize=False)
+    want = norm.logpdf(1.2, 1.5, 0.5) - norm.logpdf(1.2, -2.0, np.std([-1.0, -2.0, -6.0]))
+    assert s[0, 0] == pytest.approx(want, abs=1e-12)
+
+
+def test_lira_per_example_vs_pooled_vs_global_variance():
+    # Two examples, all OUT; target 0's shadows: example A at -1, 1 (mean 0, variance 1),
+    # example B at 9, 15 (mean 12, variance 9). Pooled: (1 + 9) / 2 = 5. Global (np.std of all
+    # four about their mean 6): (49 + 25 + 9 + 81) / 4 = 41.
+    conf = np.array([[0.5, 13.0], [-1.0, 9.0], [1.0, 15.0]])
+    members = np.zeros(conf.shape, bool)
+    assert np.var([-1.0, 1.0, 9.0, 15.0]) == 41.0
+    kw = {"online": False, "offline_test": "density"}
+    per = lira_scores(conf, members, fixed_variance=False, **kw)[0]
+    pooled = lira_scores(conf, members, fixed_variance=True, **kw)[0]
+    glob = lira_scores(conf, members, fixed_variance=True, fixed_estimate="global", **kw)[0]
+    np.testing.assert_allclose(per, -norm.logpdf([0.5, 13.0], [0.0, 12.0], [1.0, 3.0]))
+    np.testing.assert_allclose(pooled, -norm.logpdf([0.5, 13.0], [0.0, 12.0], np.sqrt(5.0)))
+    np.testing.assert_allclose(glob, -norm.logpdf([0.5, 13.0], [0.0, 12.0], np.sqrt(41.0)))
+
+
+def test_lira_variance_floor_keeps_identical_shadows_finite():
+    # Identical shadows (a k-NN bank, a saturated confidence) have variance 0: floored at 1e-4
+    # (sd 0.01), where the reference code's sd + 1e-30 gives a density of about e^68 or 0.
+    conf, members = _all_out([2.0, 2.0, 2.0, 2.0])
+    s = lira_scores(conf, members, online=False, fixed_variance=False, offline_test="density")
+    np.testing.assert_allclose(s, -norm.logpdf(2.0, 2.0, 0.01))
+
+
+def test_lira_leave_one_out_median_and_equal_counts_match_brute_force():
+    rng = np.random.default_rng(9)
+    r, n = 9, 40
+    conf = rng.normal(size=(r, n))
+    conf[:, 5] = 1.0  # ties
+    members = balanced_subsets(n, 25, r, seed=3)
+    for equalize in (True, False):
+        for mask in (members, ~members):
+            st = _shadow_stats(conf, mask, equalize=equalize)
+            k = int((mask.sum(0)[None] - mask).min())
+            for t in range(r):
+                for i in range(n):
+                    v = [conf[s, i] for s in range(r) if s != t and mask[s, i]]
+                    v = v[:k] if equalize else v
+                    assert st["n"][t, i] == len(v)
+                    assert st["median"][t, i] == pytest.approx(np.median(v), abs=1e-12)
+                    assert st["var"][t, i] == pytest.approx(np.var(v), abs=1e-9)
+
+
+def test_lira_equal_shadow_counts_remove_the_balanced_design_bias():
+    # No membership signal in a balanced design (each example IN for 4 of 8 replicas): a member
+    # target leaves 3 IN and 4 OUT shadows, a non-member 4 and 3, which alone pushes online
+    # LiRA's AUC to 0.42 (measured over 6 seeds: 0.421-0.428; 0.483 with 16 replicas). Equal
+    # counts (the reference's) put it at chance (0.500-0.506; null standard error 0.0032).
+    r, n = 8, 4000
+    n1 = n2 = r * n // 2
+    tol = 4 * np.sqrt((n1 + n2 + 1) / (12 * n1 * n2))
+    members = balanced_subsets(n, n // 2, r, seed=1)
+    conf = np.random.default_rng(1).normal(size=(r, n))
+    fair = lira_scores(conf, members, online=True, fixed_variance=False)
+    biased = lira_scores(conf, members, online=True, fixed_variance=False, equalize=False)
+    assert abs(roc_auc(fair, members) - 0.5) < tol
+    assert roc_auc(biased, members) < 0.45
+
+
+def test_logit_scaled_confidence_is_the_reference_formula_without_its_saturation():
+    # score.py: log(p_y + 1e-45) - log(sum_{y' != y} p_y' + 1e-45) in float64 after a max shift.
+    # memlab computes log p_y - logsumexp(log p_others) from float32 log-probabilities: the same
+    # value, but no 1e-45 floor, so a margin of 200 is 200, not log(1 / 1e-45) = 103.6.
+    import torch
+
+    from memlab.evaluate import example_outputs
+
+    logits = np.array([[[10.0, 0.0, -5.0], [0.0, 1.0, 2.0], [200.0, 0.0, 0.0]]])
+    y = np.array([0, 0, 0])
+    out = example_outputs(torch.log_softmax(torch.tensor(logits, dtype=torch.float32), -1), y)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    ref = np.log(p[..., 0] + 1e-45) - np.log(p[..., 1:].sum(-1) + 1e-45)
+    np.testing.assert_allclose(out["confidence"][0, :2], ref[0, :2], rtol=1e-6)
+    assert out["confidence"][0, 0] == pytest.approx(10 - np.log1p(np.exp(-5.0)), rel=1e-6)
+    assert ref[0, 2] == pytest.approx(-np.log(1e-45))  # the reference saturates ...
+    assert out["confidence"][0, 2] == pytest.approx(200 - np.log(2), rel=1e-6)  # ... memlab not
+
+
+def test_logits_are_taken_in_evaluation_mode():
+    # Dropout off when evaluating (memlab's models have no batch statistics): two calls agree
+    # and equal the same weights without dropout, even from a model left in training mode.
+    import torch
+
+    from memlab.evaluate import network_log_proba
+    from memlab.models import StackedMLP
+
+    kw = {"width": 32, "depth": 2, "replica_seeds": [1, 2]}
+    x = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
+    model = StackedMLP(8, 3, dropout=0.5, **kw)
+    plain = StackedMLP(8, 3, dropout=0.0, **kw)
+    model.train()
+    with torch.no_grad():
+        a, b = model(torch.from_numpy(x)), model(torch.from_numpy(x))
+    assert not torch.equal(a, b)  # dropout is live in training mode
+    first = network_log_proba(model)(x)
+    assert torch.equal(first, network_log_proba(model)(x))
+    assert torch.equal(first, network_log_proba(plain)(x))
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def test_attack_names_of_every_lira_variant():
+    members = balanced_subsets(40, 20, 4, seed=1)
+    conf = np.random.default_rng(1).normal(size=members.shape)
+    names = set(attack_scores(conf > 0, -conf, conf, members))
+    assert {
+        f"lira_{v}{f}"
+        for v in ("online", "offline", "offline_density")
+        for f in ("", "_fixed_variance")
+    } <= names
+
+
+# ------------------------------------------------------------------------------- slices
+
+
+def test_membership_slices_find_members_only_where_they_stand_out():
+    # Members are detectable only on flipped examples (their confidence is raised by 4 when a
+    # replica trained on them); on clean examples confidence and loss are pure noise.
+    from memlab.analysis import membership_tables
+    from memlab.study import RUN_COLUMNS, RUN_KEYS
+
+    rng = np.random.default_rng(5)
+    r, n = 16, 400
+    members = balanced_subsets(n, n // 2, r, seed=5)
+    flipped = np.arange(n) < 100
+    conf = rng.normal(size=(r, n)) + 4.0 * (members & flipped)
+    loss = np.log1p(np.exp(-conf))
+    label = np.arange(n) % 4
+    a = {
+        "train_mask": members,
+        "pool_correct": conf > 0,
+        "pool_loss": loss,
+        "pool_confidence": conf,
+        "test_loss": np.log1p(np.exp(-rng.normal(size=(r, 50)))),
+        "flipped": flipped,
+        "pool_label": label,
+    }
+    run = dict.fromkeys(RUN_COLUMNS, 0) | {"dataset": "toy", "model": "m", "regime": "g"}
+    # Memorization scores: the flipped examples are the top quartile.
+    mem = pd.DataFrame({"example": np.arange(n), "score": np.where(flipped, 0.9, 0.0)})
+    mem["score"] += np.linspace(0, 0.01, n)
+    mem = mem.assign(**{k: run[k] for k in RUN_KEYS})
+    overall, _, sl = membership_tables([(run, a)], mem)
+    assert list(sl.columns[: len(RUN_COLUMNS)]) == list(RUN_COLUMNS)
+    assert set(sl["slice_by"]) == {"label", "class", "memorization_quantile"}
+    auc = sl.set_index(["attack", "slice_by", "slice"])["auc"]
+    for attack in ("lira_online", "lira_offline", "loss"):
+        assert auc[attack, "label", "flipped"] > 0.95
+        assert abs(auc[attack, "label", "clean"] - 0.5) < 0.05
+        assert auc[attack, "memorization_quantile", "q4"] > 0.95
+        assert abs(auc[attack, "memorization_quantile", "q1"] - 0.5) < 0.05
+    # Every slice's pairs add up to the whole pool's.
+    counts = sl[sl["attack"] == "loss"].groupby("slice_by")[["members", "non_members"]].sum()
+    whole = overall.set_index("attack").loc["loss", ["members", "non_members"]]
+    assert (counts == whole.to_numpy()).all().all()
+    assert sorted(sl.loc[sl["slice_by"] == "class", "slice"].unique()) == ["0", "1", "2", "3"]
+    # A run without memorization scores has no quantile slices.
+    _, _, sl2 = membership_tables([(run, a)])
+    assert "memorization_quantile" not in set(sl2["slice_by"])
+
+
+def _log_mean_others_loop(logp, mask):
+    """The definition, one target at a time (scipy's logsumexp)."""
+    from scipy.special import logsumexp
+
+    mask = np.broadcast_to(mask, logp.shape)
+    out = np.full(logp.shape, np.nan)
+    for t in range(logp.shape[0]):
+        m = mask.copy()
+        m[t] = False
+        for i in range(logp.shape[1]):
+            if m[:, i].any():
+                out[t, i] = logsumexp(logp[m[:, i], i]) - np.log(m[:, i].sum())
+    return out
+
+
+def test_log_mean_over_other_replicas_equals_the_definition():
+    from memlab.membership import _log_mean_others
+
+    rng = np.random.default_rng(9)
+    logp = -rng.exponential(2.0, (7, 40))
+    logp[:, :5] *= 400  # far apart: naive sums would underflow
+    logp[0, 5] = logp[1, 5] = 0.0  # ties at the largest
+    mask = rng.random((7, 40)) < 0.6
+    mask[:, 6] = False  # no references
+    mask[:, 7] = False
+    mask[2, 7] = True  # one: none for itself
+    for m in (mask, np.ones_like(mask)):
+        got, count = _log_mean_others(logp, m)
+        np.testing.assert_allclose(got, _log_mean_others_loop(logp, m), rtol=1e-12, atol=1e-9)
+        assert (count == m.sum(0) - m).all()

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.kinds import MODEL_KINDS
-from memlab.study import RUN_COLUMNS, STOP_REASONS, with_run
+from memlab.study import RUN_COLUMNS, RUN_KEYS, STOP_REASONS, with_run
 
 KEYS = [*RUN_COLUMNS, "replica"]
 # Columns of the per-example tables, so that a study without such runs still writes a header.
@@ -276,28 +276,64 @@ def undertrained_warnings(summary: pd.DataFrame) -> list[str]:
 
 def membership_tables(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every attack's ROC AUC, TPR at 1% and 0.1% FPR and advantage per run; ROC curves."""
-    from memlab.membership import evaluate_attacks
+    memorization: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Every attack's ROC AUC, TPR at 1% and 0.1% FPR and advantage per run; ROC curves; and
+    the same per slice of the pool (``membership_slices.csv``): by ``label`` (``clean`` or
+    ``flipped``), by ``class`` (the label as trained on) and, for runs with Feldman-Zhang
+    scores in ``memorization`` (:func:`memorization_tables`' first table), by
+    ``memorization_quantile`` (``q1`` lowest to ``q4``). Each run's scores are computed once."""
+    from memlab.membership import (
+        SLICE_COLUMNS,
+        attack_scores,
+        evaluate_attacks,
+        quartile_slices,
+        slice_attacks,
+    )
     from memlab.memorization import design_allows_scores
 
-    results, curves = [], []
+    keys = list(RUN_KEYS)
+    mem = (
+        {}
+        if memorization is None or memorization.empty
+        else dict(tuple(memorization.groupby(keys, sort=False)[["example", "score"]]))
+    )
+    results, curves, sliced = [], [], []
     for run, a in evaluations:
-        members = a["train_mask"]
+        members = np.asarray(a["train_mask"], bool)
         if not design_allows_scores(members):
             continue
+        scores = attack_scores(
+            a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, a.get("test_loss")
+        )
         res, curve = evaluate_attacks(
-            a["pool_correct"],
-            a["pool_loss"],
-            a["pool_confidence"],
-            members,
-            test_loss=a.get("test_loss"),
+            a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, scores=scores
         )
         results.append(with_run(res, run))
         curves.append(with_run(curve, run))
+        n = members.shape[1]
+        flipped = np.asarray(a.get("flipped", np.zeros(n, bool)), bool)
+        slices = {
+            "label": np.where(flipped, "flipped", "clean").astype(object),
+            "class": np.asarray(a["pool_label"]).astype(str).astype(object),
+        }
+        own = mem.get(tuple(run[k] for k in keys))
+        if own is not None:
+            score = np.full(n, np.nan)
+            score[own["example"].to_numpy(int)] = own["score"].to_numpy(float)
+            slices["memorization_quantile"] = quartile_slices(score)
+        sliced.append(with_run(slice_attacks(scores, members, slices), run))
     if not results:
-        return pd.DataFrame(columns=MEMBERSHIP_COLUMNS), pd.DataFrame(columns=ROC_COLUMNS)
-    return pd.concat(results, ignore_index=True), pd.concat(curves, ignore_index=True)
+        return (
+            pd.DataFrame(columns=MEMBERSHIP_COLUMNS),
+            pd.DataFrame(columns=ROC_COLUMNS),
+            pd.DataFrame(columns=[*RUN_COLUMNS, *SLICE_COLUMNS]),
+        )
+    return (
+        pd.concat(results, ignore_index=True),
+        pd.concat(curves, ignore_index=True),
+        pd.concat(sliced, ignore_index=True),
+    )
 
 
 def chance_null(

@@ -158,7 +158,7 @@ def run_evidence(
     ``memorization``: the run's rows of ``memorization.parquet`` (None: the design gives no
     scores); ``agreement``: each pool example's k-NN label agreement (None: not computed).
     """
-    from memlab.membership import attack_scores
+    from memlab.membership import lira_scores, rmia_scores
 
     members = np.asarray(a["train_mask"], bool)
     n = members.shape[1]
@@ -178,13 +178,16 @@ def run_evidence(
             out[f"memorization_{side}"] = m[side].to_numpy(np.float64) if side in m else nan
     else:
         out |= dict.fromkeys(("memorization", "memorization_low", "memorization_high"), nan)
-    attacks = attack_scores(
-        a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, a.get("test_loss")
-    )
-    for name, attack in (("lira", "lira_online"), ("rmia", "rmia_online")):
-        out[f"{name}_vulnerability"] = (
-            per_example_auc(attacks[attack], members) if attack in attacks else nan
-        )
+    if members.shape[0] >= 3:  # as membership.attack_scores: shadows besides the target
+        lira = lira_scores(a["pool_confidence"], members, online=True, fixed_variance=False)
+        out["lira_vulnerability"] = per_example_auc(lira, members)
+        test_loss = a.get("test_loss")
+        rmia = None
+        if test_loss is not None and np.shape(test_loss)[1] > 0:
+            rmia = rmia_scores(a["pool_loss"], members, test_loss, online=True)
+        out["rmia_vulnerability"] = nan if rmia is None else per_example_auc(rmia, members)
+    else:
+        out["lira_vulnerability"] = out["rmia_vulnerability"] = nan
     out["loss_in"] = _masked_mean(a["pool_loss"], members)
     out["loss_out"] = _masked_mean(a["pool_loss"], ~members)
     out |= _training_dynamics(a, members)

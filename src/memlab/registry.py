@@ -59,6 +59,7 @@ TABLES: tuple[Table, ...] = (
     Table("example_correlations", "example_correlations.csv", caption="example_correlations"),
     Table("membership", "membership.csv", caption="membership_table", figures_read=True),
     Table("membership_roc", "membership_roc.parquet", figures_read=True),
+    Table("membership_slices", "membership_slices.csv"),
     Table("evidence", "evidence.parquet"),
     Table("detectors", "detectors.csv", caption="detectors_table", figures_read=True),
     Table("corruption_error", "corruption_error.csv", caption="corruption_error"),
