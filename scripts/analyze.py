@@ -6,6 +6,7 @@ import sys
 from memlab import analysis, bank, corruption_error, evidence
 from memlab.io import atomic_path
 from memlab.neighbours import PoolAgreement
+from memlab.power import PowerGates
 from memlab.registry import TABLES
 from memlab.seeds import derive_seed
 from memlab.workflow import rule_job
@@ -24,10 +25,17 @@ with rule_job(snakemake) as log:
         return bank.read_runs(sm.input.evaluations, sm.params.runs)
 
     agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
-    memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement)
-    membership, roc, membership_slices = analysis.membership_tables(evaluations(), memorization)
+    gates = PowerGates(**sm.params.power)
+    memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement, gates)
+    membership, roc, membership_slices = analysis.membership_tables(
+        evaluations(), memorization, gates
+    )
     examples, detectors = evidence.evidence_tables(
-        evaluations(), memorization, evidence.true_labels_from_splits(sm.input.splits), agreement
+        evaluations(),
+        memorization,
+        evidence.true_labels_from_splits(sm.input.splits),
+        agreement,
+        gates,
     )
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")

@@ -144,7 +144,7 @@ def test_evidence_tables_join_the_runs_scores_and_label_agreement():
     }
     mem = pd.DataFrame(
         {"example": np.arange(60)[::-1], "score": np.linspace(0, 1, 60)[::-1]}
-    ).assign(**{k: run[k] for k in evidence.RUN_KEYS}, low=0.0, high=1.0)
+    ).assign(**{k: run[k] for k in evidence.RUN_KEYS}, low=0.0, high=1.0, n_in=4, n_out=4)
     ex, det = evidence.evidence_tables(
         [(run, a)], mem, lambda ds: true, lambda run, labels: np.full(60, 0.25)
     )
@@ -155,3 +155,17 @@ def test_evidence_tables_join_the_runs_scores_and_label_agreement():
     assert (ex["knn_disagreement"] == 0.75).all() and (ex["n_in"] == members.sum(0)).all()
     assert ex["forgetting_events"].isna().all()  # no dynamics in this bank
     assert set(det["method"]) == set(evidence.DETECTORS)
+    # 8 replicas, 4 in and 4 out: the gates keep the scores and the attacks out of the numbers.
+    d = det.set_index("method")
+    for method in ("memorization", "lira_vulnerability", "rmia_vulnerability"):
+        assert d.loc[method, "status"].startswith("underpowered: ")
+        assert np.isnan(d.loc[method, "roc_auc"])
+    assert "16 replicas" in d.loc["memorization", "status"]
+    assert "17 replicas" in d.loc["lira_vulnerability", "status"]
+    assert d.loc["loss_out", "status"] == "ok"
+    _, det = evidence.evidence_tables(
+        [(run, a)], mem, lambda ds: true, None, evidence.PowerGates(4, 7)
+    )
+    assert (
+        det.set_index("method").loc[["memorization", "lira_vulnerability"], "status"] == "ok"
+    ).all()

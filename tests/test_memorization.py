@@ -16,8 +16,12 @@ from memlab.io import MemlabInputError
 from memlab.membership import evaluate_attacks, lira_scores
 from memlab.memorization import memorization_scores, roc_auc, roc_curve, tpr_at_fpr
 from memlab.models import knn_log_proba
+from memlab.power import PowerGates
 from memlab.randomization import randomize
 from memlab.study import STOP_REASONS
+
+# Gates any tiny test bank passes: these tests check the headline logic itself.
+ANY_POWER = PowerGates(min_in_out=1, min_shadows=1)
 
 
 def _clusters(n=300, k=3, seed=0):
@@ -263,7 +267,7 @@ def test_memorization_tables_use_trained_replicas_whatever_their_train_accuracy(
     """Replicas at 95% train accuracy that stopped by a rule count; the under-trained one is
     left out and counted; the summary says how far each fitted and how each stopped."""
     a = _trained_design()
-    scores, summary = analysis.memorization_tables([(_run(), a)])
+    scores, summary = analysis.memorization_tables([(_run(), a)], gates=ANY_POWER)
     row = summary.iloc[0]
     assert row["status"] == "ok"
     assert (row["replicas"], row["replicas_trained"], row["replicas_fit"]) == (6, 5, 3)
@@ -283,7 +287,7 @@ def test_memorization_tables_use_trained_replicas_whatever_their_train_accuracy(
     assert (scores["n_in"] + scores["n_out"] == 5).all()
     # A bank written before loss_drop existed: capped unfitted replicas count as under-trained.
     old = {k: v for k, v in a.items() if k != "loss_drop"}
-    _, summary = analysis.memorization_tables([(_run(), old)])
+    _, summary = analysis.memorization_tables([(_run(), old)], gates=ANY_POWER)
     assert summary.loc[0, "replicas_undertrained"] == 2 and summary.loc[0, "replicas_trained"] == 4
 
 
@@ -295,7 +299,7 @@ def test_memorization_tables_say_why_a_run_has_no_scores():
         "fit_epoch": np.full(6, -1),
         "loss_drop": np.full(6, 0.05, np.float32),
     }
-    scores, summary = analysis.memorization_tables([(_run(), capped)])
+    scores, summary = analysis.memorization_tables([(_run(), capped)], gates=ANY_POWER)
     row = summary.iloc[0]
     assert scores.empty and (row["replicas_trained"], row["replicas_undertrained"]) == (0, 6)
     assert (
@@ -304,10 +308,10 @@ def test_memorization_tables_say_why_a_run_has_no_scores():
     )
     assert np.isnan(row["train_accuracy_mean"]) and np.isnan(row["mean_score"])
     full = {**a, "train_mask": np.ones((6, 40), bool), "pool_correct": np.ones((6, 40), bool)}
-    scores, summary = analysis.memorization_tables([(_run(), full)])
+    scores, summary = analysis.memorization_tables([(_run(), full)], gates=ANY_POWER)
     assert scores.empty and summary.loc[0, "status"] == "no example is ever held out"
     one = {k: (v[:1] if k in PER_REPLICA else v) for k, v in a.items()}  # a single replica
-    _, summary = analysis.memorization_tables([(_run(), one)])
+    _, summary = analysis.memorization_tables([(_run(), one)], gates=ANY_POWER)
     assert summary.loc[0, "status"].startswith("too few replicas to hold every example")
 
 
@@ -316,7 +320,7 @@ def test_memorization_tables_count_every_knn_replica():
     fit isolated flips), and no stop reason is counted."""
     a = _trained_design()
     knn = {k: v for k, v in a.items() if k not in ("stop_reason", "fit_epoch", "loss_drop")}
-    scores, summary = analysis.memorization_tables([(_run(kind="knn"), knn)])
+    scores, summary = analysis.memorization_tables([(_run(kind="knn"), knn)], gates=ANY_POWER)
     row = summary.iloc[0]
     assert row["status"] == "ok"
     assert (row["replicas_trained"], row["replicas_undertrained"]) == (6, 0)
@@ -354,7 +358,7 @@ def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_spl
     assert facts["stopped_max_epochs"].tolist() == [1.0, 1.0] and facts["undertrained"].all()
     assert (facts["stopped_fit"] == 0).all() and (facts["stopped_early_stopping"] == 0).all()
     np.testing.assert_allclose(facts["loss_drop"], arrays["loss_drop"], rtol=1e-6)
-    _, summary = analysis.memorization_tables([(_run(), ev)])
+    _, summary = analysis.memorization_tables([(_run(), ev)], gates=ANY_POWER)
     assert summary.loc[0, "replicas_undertrained"] == 2
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.kinds import MODEL_KINDS
+from memlab.power import PowerGates
 from memlab.study import RUN_COLUMNS, RUN_KEYS, STOP_REASONS, with_run
 
 KEYS = [*RUN_COLUMNS, "replica"]
@@ -24,6 +25,8 @@ MEMORIZATION_COLUMNS = [
     "example",
     "score",
     "se",
+    "low",
+    "high",
     "p_in",
     "p_out",
     "n_in",
@@ -42,6 +45,7 @@ MEMBERSHIP_COLUMNS = [
     "non_members",
     "tpr_at_0.01_fpr",
     "tpr_at_0.001_fpr",
+    "powered",
 ]
 ROC_COLUMNS = [*RUN_COLUMNS, "attack", "fpr", "tpr"]
 MEMORIZATION_SUMMARY_COLUMNS = [
@@ -53,6 +57,9 @@ MEMORIZATION_SUMMARY_COLUMNS = [
     "train_accuracy_mean",
     "train_accuracy_min",
     *(f"stopped_{reason}" for reason in STOP_REASONS),
+    "min_n_in",
+    "min_n_out",
+    "powered",
     "status",
     "mean_score",
     "mean_score_flipped",
@@ -155,8 +162,14 @@ def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
 def memorization_tables(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
     agreement: Callable[[Mapping[str, Any], np.ndarray], np.ndarray] | None = None,
+    gates: PowerGates | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Feldman-Zhang scores per (run, pool example) and one summary row per run.
+
+    ``gates`` (default ``PowerGates()``): a run whose examples are not all in and out of enough
+    used replicas keeps its per-example rows (with their intervals) but not its headline
+    columns (mean scores, AUC, counts above 0.5): ``powered`` is false and ``status`` says
+    what is missing and how many replicas would provide it.
 
     Scores come from every trained replica that is not under-trained, whatever its train
     accuracy (``replica_training``); the summary counts the replicas used, fit (100% train
@@ -169,6 +182,7 @@ def memorization_tables(
     """
     from memlab.memorization import design_allows_scores, memorization_scores, roc_auc
 
+    gates = gates or PowerGates()
     scores, summary = [], []
     for run, a in evaluations:
         reps = replica_training(run, a)
@@ -190,6 +204,8 @@ def memorization_tables(
             summary.append(row)
             continue
         s = memorization_scores(a["pool_correct"], members, usable)
+        row.update(min_n_in=int(s["n_in"].min()), min_n_out=int(s["n_out"].min()))
+        row["powered"] = gates.scores_powered(s["n_in"], s["n_out"])
         flipped = a["flipped"].astype(bool)
         s["flipped"] = flipped
         s["label"] = a["pool_label"]
@@ -199,6 +215,12 @@ def memorization_tables(
             np.bincount(col[col >= 0], minlength=1).argmax() for col in out_pred.T
         ]
         s["agreement"] = np.nan if agreement is None else agreement(run, a["pool_label"])
+        scores.append(with_run(s, run))
+        if not row["powered"]:
+            share = float(members.sum(1).mean() / members.shape[1])
+            why = gates.scores_message(row["min_n_in"], row["min_n_out"], int(usable.sum()), share)
+            summary.append(row | {"status": f"underpowered: {why}"})
+            continue
         high = s["score"] > 0.5
         row.update(
             status="ok",
@@ -210,7 +232,6 @@ def memorization_tables(
             above_half_flipped=int((high & flipped).sum()),
         )
         summary.append(row)
-        scores.append(with_run(s, run))
     return (
         pd.concat(scores, ignore_index=True)
         if scores
@@ -277,12 +298,16 @@ def undertrained_warnings(summary: pd.DataFrame) -> list[str]:
 def membership_tables(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
     memorization: pd.DataFrame | None = None,
+    gates: PowerGates | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every attack's ROC AUC, TPR at 1% and 0.1% FPR and advantage per run; ROC curves; and
     the same per slice of the pool (``membership_slices.csv``): by ``label`` (``clean`` or
     ``flipped``), by ``class`` (the label as trained on) and, for runs with Feldman-Zhang
     scores in ``memorization`` (:func:`memorization_tables`' first table), by
-    ``memorization_quantile`` (``q1`` lowest to ``q4``). Each run's scores are computed once."""
+    ``memorization_quantile`` (``q1`` lowest to ``q4``). Each run's scores are computed once.
+
+    ``powered`` (``gates``, default ``PowerGates()``): the gap and loss attacks need no shadow
+    models and are always powered; LiRA and RMIA need ``gates.min_shadows`` other replicas."""
     from memlab.membership import (
         SLICE_COLUMNS,
         attack_scores,
@@ -292,6 +317,7 @@ def membership_tables(
     )
     from memlab.memorization import design_allows_scores
 
+    gates = gates or PowerGates()
     keys = list(RUN_KEYS)
     mem = (
         {}
@@ -309,6 +335,8 @@ def membership_tables(
         res, curve = evaluate_attacks(
             a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, scores=scores
         )
+        shadowed = res["attack"].str.startswith(("lira", "rmia"))
+        res["powered"] = ~shadowed | gates.attacks_powered(members.shape[0])
         results.append(with_run(res, run))
         curves.append(with_run(curve, run))
         n = members.shape[1]

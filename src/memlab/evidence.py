@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from memlab import dynamics
+from memlab.power import PowerGates
 from memlab.study import RUN_COLUMNS, RUN_KEYS, with_run
 
 EVIDENCE_COLUMNS = [
@@ -234,9 +235,13 @@ def _why_undefined(method: str, column: np.ndarray, flips: int, n: int) -> str |
     return None
 
 
-def detector_scores(evidence: pd.DataFrame, replicas: int) -> pd.DataFrame:
+def detector_scores(
+    evidence: pd.DataFrame, replicas: int, underpowered: Mapping[str, str] | None = None
+) -> pd.DataFrame:
     """One row per method: how well it finds the run's flipped labels (module doc), from a bank
-    of ``replicas`` replicas."""
+    of ``replicas`` replicas; ``underpowered`` maps a method the power gates keep out to why
+    (its row gets no numbers)."""
+    underpowered = underpowered or {}
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     flipped = evidence["flipped"].to_numpy(bool)
@@ -245,6 +250,8 @@ def detector_scores(evidence: pd.DataFrame, replicas: int) -> pd.DataFrame:
     for method, (column, sign) in DETECTORS.items():
         score = sign * evidence[column].to_numpy(np.float64)
         why = _why_undefined(method, score, flips, n)
+        if why is None and method in underpowered:
+            why = f"underpowered: {underpowered[method]}"
         row = {"method": method, "flips": flips, "examples": n, "replicas": replicas}
         row["status"] = why or "ok"
         if why is None:
@@ -255,6 +262,23 @@ def detector_scores(evidence: pd.DataFrame, replicas: int) -> pd.DataFrame:
             }
         rows.append(row)
     return pd.DataFrame(rows).reindex(columns=DETECTOR_COLUMNS[len(RUN_COLUMNS) :])
+
+
+def _underpowered(
+    gates: PowerGates, memorization: pd.DataFrame | None, evidence: pd.DataFrame, replicas: int
+) -> dict[str, str]:
+    """The methods of one run the power gates keep out, and why."""
+    out = {}
+    if memorization is not None and len(memorization):
+        n_in, n_out = memorization["n_in"], memorization["n_out"]
+        if not gates.scores_powered(n_in, n_out):
+            share = float(evidence["n_in"].mean() / replicas)
+            out["memorization"] = gates.scores_message(
+                int(n_in.min()), int(n_out.min()), replicas, share
+            )
+    if not gates.attacks_powered(replicas):
+        out["lira_vulnerability"] = out["rmia_vulnerability"] = gates.attacks_message(replicas)
+    return out
 
 
 def true_labels_from_splits(paths: Iterable[str]) -> Callable[[str], np.ndarray]:
@@ -279,9 +303,13 @@ def evidence_tables(
     memorization: pd.DataFrame,
     true_labels: Callable[[str], np.ndarray],
     agreement: Callable[[Mapping[str, Any], np.ndarray], np.ndarray] | None = None,
+    gates: PowerGates | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``evidence.parquet`` and ``detectors.csv`` of every run (``true_labels(dataset)``: the
-    pool's labels before label noise; ``agreement`` as in ``analysis.memorization_tables``)."""
+    pool's labels before label noise; ``agreement`` as in ``analysis.memorization_tables``).
+    ``gates`` (default ``PowerGates()``) keep underpowered memorization scores and attacks out of
+    ``detectors.csv``'s numbers; ``evidence.parquet`` keeps every per-example value."""
+    gates = gates or PowerGates()
     key = list(RUN_KEYS)  # never NaN, unlike some of RUN_COLUMNS
     by_run = {k: g for k, g in memorization.groupby(key, sort=False)}
     evidence, detectors = [], []
@@ -290,7 +318,8 @@ def evidence_tables(
         agree = None if agreement is None else agreement(run, a["pool_label"])
         e = run_evidence(a, true_labels(run["dataset"]), mem, agree)
         evidence.append(with_run(e, run))
-        detectors.append(with_run(detector_scores(e, len(a["replica"])), run))
+        r = len(a["replica"])
+        detectors.append(with_run(detector_scores(e, r, _underpowered(gates, mem, e, r)), run))
     if not evidence:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS), pd.DataFrame(columns=DETECTOR_COLUMNS)
     return (

@@ -4,10 +4,12 @@ why*) and ROC utilities shared with membership inference.
 ``mem_i = P[correct on i | i in subset] - P[correct on i | i not in subset]``, estimated from
 models trained on random subsets: the fraction of "in" models that get example i right minus the
 fraction of "out" models that do. Each estimate carries the standard error of a difference of two
-binomial proportions. The estimator is defined for any training algorithm, regularized ones
-included: scores mean nothing for *under-trained* models only (:func:`undertrained`), so every
-replica that reached its stopping rule counts whatever its train accuracy (a weight-decayed model
-that converges at 95% does), and k-NN, which does not train, always counts.
+binomial proportions and Newcombe's 95% score interval (``memlab.power``), which stays honest
+where the standard error is 0 (a score of 1.00 from 2 in- and 2 out-replicas: [0.07, 1.00]).
+The estimator is defined for any training algorithm, regularized ones included: scores mean nothing
+for *under-trained* models only (:func:`undertrained`), so every replica that reached its stopping
+rule counts whatever its train accuracy (a weight-decayed model that converges at 95% does), and
+k-NN, which does not train, always counts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.io import MemlabInputError
+from memlab.power import difference_interval
 from memlab.study import STOP_REASONS
 
 # A replica stopped by the epoch cap is still improving while its train loss falls by more than
@@ -77,14 +80,18 @@ def memorization_scores(
             "pool (e.g. 0.7) and enough replicas (a balanced design puts every example in "
             "size/pool of them)."
         )
-    p_in = (correct & members).sum(0) / n_in
-    p_out = (correct & ~members).sum(0) / n_out
+    k_in, k_out = (correct & members).sum(0), (correct & ~members).sum(0)
+    p_in, p_out = k_in / n_in, k_out / n_out
     se = np.sqrt(p_in * (1 - p_in) / n_in + p_out * (1 - p_out) / n_out)
+    low, high = difference_interval(k_in, n_in, k_out, n_out)
     return pd.DataFrame(
         {
             "example": np.arange(correct.shape[1]),
             "score": (p_in - p_out).astype(np.float32),
             "se": se.astype(np.float32),
+            # 95%, honest at 0 and 1 where the standard error is not (memlab.power).
+            "low": low.astype(np.float32),
+            "high": high.astype(np.float32),
             "p_in": p_in.astype(np.float32),
             "p_out": p_out.astype(np.float32),
             "n_in": n_in,

@@ -79,7 +79,8 @@ def _sweeps_width(study: Study, kind: str) -> bool:
 
 
 def _scored(study: Study) -> list:
-    return [ds for ds in study.datasets.values() if ds.scores_possible]
+    """The datasets with runs whose memorization scores pass the power gate."""
+    return [ds for ds in study.datasets.values() if ds.scores_powered(study.power)]
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("memorization_scores", lambda s: bool(_scored(s))),
     Figure("memorized_gallery", lambda s: any(ds.image_shape for ds in _scored(s))),
     Figure("memorization_scatter", lambda s: bool(_scored(s)) and _has_mlp_and_1nn(s)),
-    Figure("membership_roc", lambda s: any(ds.replicas >= 3 for ds in _scored(s))),
+    Figure(
+        "membership_roc",
+        lambda s: any(ds.attacks_powered(s.power) for ds in s.datasets.values()),
+    ),
     Figure(
         "randomization_tests",
         lambda s: any("randomization" in ds.spec for ds in s.datasets.values()),

@@ -19,6 +19,7 @@ from typing import Any
 from memlab import data
 from memlab.io import MemlabInputError
 from memlab.kinds import VARIANT_COLUMNS, Variant, expand_models
+from memlab.power import PowerGates, planned_scores_powered
 
 # A model that does not train (k-NN) has no regime; its runs carry this pseudo-regime, a name the
 # schema reserves.
@@ -189,6 +190,14 @@ class DatasetPlan:
             s < self.n_pool and self.replicas * s >= self.n_pool for s in self.sizes
         )
 
+    def scores_powered(self, gates: PowerGates) -> bool:
+        """Some size's balanced design holds every example in and out of enough replicas."""
+        return any(planned_scores_powered(gates, self.replicas, s, self.n_pool) for s in self.sizes)
+
+    def attacks_powered(self, gates: PowerGates) -> bool:
+        """Some run has a membership design and enough shadow models."""
+        return self.scores_possible and gates.attacks_powered(self.replicas)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -264,6 +273,8 @@ class Study:
     regimes: dict[str, Regime]
     runs: tuple[Run, ...]
     notes: tuple[str, ...]
+    # analysis.power: which figures the study can support.
+    power: PowerGates = dataclasses.field(default_factory=PowerGates)
     by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -426,4 +437,6 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
         raise MemlabInputError(
             "config: the study has no runs (every model was skipped); add an mlp or knn model."
         )
-    return Study(datasets, variants, regimes, tuple(runs), tuple(notes))
+    return Study(
+        datasets, variants, regimes, tuple(runs), tuple(notes), PowerGates.from_config(config)
+    )

@@ -24,6 +24,7 @@ rule analyze:
         runs=all_run_columns(),
         seed=config["seed"],
         agreement_k=config["analysis"]["agreement_k"],
+        power=config["analysis"]["power"],
         corruption_baselines=canonical(CORRUPTION_BASELINES),
     script:
         "../../scripts/analyze.py"
