@@ -46,6 +46,7 @@ MEMBERSHIP_COLUMNS = [
     "tpr_at_0.01_fpr",
     "tpr_at_0.001_fpr",
     "powered",
+    "status",
 ]
 ROC_COLUMNS = [*RUN_COLUMNS, "attack", "fpr", "tpr"]
 MEMORIZATION_SUMMARY_COLUMNS = [
@@ -337,6 +338,8 @@ def membership_tables(
         )
         shadowed = res["attack"].str.startswith(("lira", "rmia"))
         res["powered"] = ~shadowed | gates.attacks_powered(members.shape[0])
+        why = f"underpowered: {gates.attacks_message(members.shape[0])}"
+        res["status"] = np.where(res["powered"], "ok", why)
         results.append(with_run(res, run))
         curves.append(with_run(curve, run))
         n = members.shape[1]

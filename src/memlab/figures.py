@@ -21,7 +21,7 @@ from memlab.io import atomic_path
 from memlab.kinds import MLP, RandomFeatures, trained
 from memlab.randomization import RANDOMIZATIONS
 from memlab.study import RUN_KEYS, unregularized
-from memlab.tables import StudyTables, best_replicated, run_label, stacked_images
+from memlab.tables import StudyTables, powered, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
 
@@ -252,6 +252,14 @@ def _pick(frame: pd.DataFrame, kind: str = MLP.kind) -> pd.DataFrame:
     return sel[plain] if plain.any() else sel
 
 
+# Per-example figures show at most this many runs (the best-replicated powered ones).
+PANELS = 6
+_UNDERPOWERED_SCORES = (
+    "No run's memorization scores pass the power gate (analysis.power.min_in_out): see the "
+    "status column of memorization_summary.csv."
+)
+
+
 def memorization_scores(t: StudyTables) -> plt.Figure:
     """Distribution of Feldman-Zhang scores, flipped vs clean labels, one panel per run."""
     m = t.memorization
@@ -261,7 +269,9 @@ def memorization_scores(t: StudyTables) -> plt.Figure:
             "enough trained replicas (see config/memorization.yaml and the status column of "
             "memorization_summary.csv)."
         )
-    m = best_replicated(m, t.memorization_summary)
+    m = powered(m, t.memorization_summary, limit=PANELS)
+    if m.empty:
+        return _empty(_UNDERPOWERED_SCORES)
     d = m.assign(run=run_label(m), labels=m["flipped"].map({True: "flipped", False: "clean"}))
     g = sns.displot(
         data=d,
@@ -293,14 +303,16 @@ def memorized_gallery(t: StudyTables) -> plt.Figure:
     m = m[m["dataset"].map(lambda d: d in t.splits and t.splits[d].image_shape is not None)]
     if m.empty:
         return _empty("No memorization scores on image data in this study.")
-    sel = _pick(best_replicated(m, t.memorization_summary))
+    sel = _pick(powered(m, t.memorization_summary))
+    if sel.empty:
+        return _empty(_UNDERPOWERED_SCORES)
     labels = run_label(sel)
     sel = sel[labels == labels.iloc[0]]  # one run: the first of the widest MLP's
     first = sel.iloc[0]
     top = sel.nlargest(16, "score")
     split = t.splits[first["dataset"]]
     images = stacked_images(split, top["example"].to_numpy())
-    fig, axes = plt.subplots(2, 8, figsize=(12, 3.8))
+    fig, axes = plt.subplots(2, 8, figsize=(12, 4.2), layout="constrained")
     for ax, img, (_, row) in zip(axes.flat, images, top.iterrows(), strict=False):
         ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
         ax.set_xticks([])
@@ -308,15 +320,18 @@ def memorized_gallery(t: StudyTables) -> plt.Figure:
         colour = "crimson" if row["flipped"] else "black"
         ax.set_title(
             f"given {row['label']}, out→{row['predicted_when_out']}\n"
-            f"mem {row['score']:.2f}±{row['se']:.2f}",
+            f"mem {row['score']:.2f} [{row['low']:.2f}, {row['high']:.2f}]",
             fontsize=8,
             color=colour,
         )
     for ax in list(axes.flat)[len(top) :]:
         ax.axis("off")
     title = run_label(sel.iloc[[0]]).iloc[0].replace("\n", ", ")
-    fig.suptitle(f"Most memorized examples: {title} (red: label was flipped)", fontsize=10)
-    fig.tight_layout()
+    reps = f"at least {int(sel['n_in'].min())} in and {int(sel['n_out'].min())} out replicas each"
+    fig.suptitle(
+        f"Most memorized examples: {title} ({reps}; 95% Newcombe interval; red: label was flipped)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -328,7 +343,7 @@ def memorization_scatter(t: StudyTables) -> plt.Figure:
         return _empty("Needs memorization scores of both an MLP and 1-NN on the same data.")
     on = ["dataset", "label_noise", "size", "example"]
     knn = m[one_nn][[*on, "score"]]
-    mlp = _pick(best_replicated(m, t.memorization_summary))
+    mlp = _pick(powered(m, t.memorization_summary, limit=PANELS))
     mlp = mlp.merge(knn, on=on, suffixes=("", "_knn"))
     if mlp.empty:
         return _empty("No MLP and 1-NN scores on the same data, noise and size.")
@@ -361,7 +376,13 @@ def membership_roc(t: StudyTables) -> plt.Figure:
     roc = t.membership_roc
     if roc.empty:
         return _empty("No run with a membership design (a size below the pool, 3+ replicas).")
-    roc = best_replicated(roc[roc["fpr"] > 0], t.memorization_summary)
+    shadowed = t.membership[t.membership["attack"].str.startswith("lira")]
+    roc = powered(roc[roc["fpr"] > 0], shadowed, limit=PANELS)
+    if roc.empty:
+        return _empty(
+            "No run has enough shadow models for LiRA and RMIA (analysis.power.min_shadows): "
+            "see the powered column of membership.csv."
+        )
     d = roc.assign(run=run_label(roc))
     g = sns.relplot(
         data=d,

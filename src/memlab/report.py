@@ -12,7 +12,7 @@ import yaml
 from memlab.analysis import summarize
 from memlab.kinds import trained
 from memlab.study import RUN_COLUMNS, RUN_KEYS, unregularized
-from memlab.tables import StudyTables, best_replicated
+from memlab.tables import StudyTables, powered
 
 
 def _pct(x: float) -> str:
@@ -88,12 +88,32 @@ def _noise_fit(nets: pd.DataFrame) -> str:
     return out + (f"; with regularization {_span(others)}. " if len(others) else ". ")
 
 
+# Per-example sentences for at most this many runs (the best-replicated powered ones).
+SENTENCE_RUNS = 4
+
+
+def _missing(gate: pd.DataFrame, what: str) -> list[str]:
+    """One line for the runs a power gate keeps out of the sentences and figures, if any."""
+    if gate.empty or "powered" not in gate:
+        return []
+    runs = gate.drop_duplicates(list(RUN_KEYS))
+    under = runs[~runs["powered"].astype(bool)]
+    if under.empty:
+        return []
+    why = under["status"].iloc[0].removeprefix("underpowered: ")
+    return [
+        f"<b>Not shown: {what}</b> of {len(under)} of {len(runs)} runs, which are "
+        f"underpowered: {html.escape(why)} (first such run: {under['model'].iloc[0]} / "
+        f"{under['regime'].iloc[0]}, n={under['size'].iloc[0]}). The tables keep their numbers."
+    ]
+
+
 def _memorization_sentences(t: StudyTables) -> list[str]:
     out = []
-    ok = t.memorization_summary
-    ok = ok[ok["status"] == "ok"] if len(ok) else ok
-    # Sentences for the well-replicated runs only; every run is in the tables.
-    ok = best_replicated(ok, t.memorization_summary) if len(ok) else ok
+    summary = t.memorization_summary
+    # Sentences for the best-replicated powered runs only; every run is in the tables.
+    ok = powered(summary, summary, limit=SENTENCE_RUNS)
+    out += _missing(summary, "memorization scores")
     for _, r in ok.iterrows():
         s = (
             f"<b>Memorization, {r['dataset']}: {r['model']} / {r['regime']}</b> (noise "
@@ -115,9 +135,11 @@ def _memorization_sentences(t: StudyTables) -> list[str]:
             )
         out.append(s + ".")
     mia = t.membership
-    if len(mia):
-        mia = best_replicated(mia, t.memorization_summary)
-        best = mia.loc[mia.groupby(list(RUN_KEYS))["auc"].idxmax()]
+    if len(mia) and "powered" in mia:
+        shadowed = mia[mia["attack"].str.startswith(("lira", "rmia"))]
+        out += _missing(shadowed, "membership inference")
+        mia = powered(mia, shadowed, limit=SENTENCE_RUNS)
+        best = mia.loc[mia.groupby(list(RUN_KEYS))["auc"].idxmax()] if len(mia) else mia
         for _, r in best.iterrows():
             out.append(
                 f"<b>Membership inference, {r['dataset']}: {r['model']} / {r['regime']}</b> "

@@ -71,18 +71,22 @@ def run_label(frame: pd.DataFrame) -> pd.Series:
     )
 
 
-def best_replicated(frame: pd.DataFrame, replicas: pd.DataFrame, minimum: int = 16) -> pd.DataFrame:
-    """Rows of the runs with at least ``minimum`` replicas (all rows if no run has that many).
-
-    Per-example estimates from a handful of replicas are noise; figures show the well-replicated
-    runs when the study has them (tables keep every run).
-    """
+def powered(frame: pd.DataFrame, gate: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """Rows of ``frame`` whose run passes its power gate in ``gate`` (a table with the run keys
+    and a boolean ``powered``: ``memorization_summary.csv``, or ``membership.csv``'s shadow
+    attacks), keeping the ``limit`` best-replicated such runs if given (most ``replicas``, else
+    most ``members``; ties in table order). Figures and sentences show only these; the tables
+    keep every run."""
     keys = list(RUN_KEYS)
-    if "replicas" in frame:
-        n = frame["replicas"]
-    else:
-        n = frame.join(replicas.set_index(keys)["replicas"], on=keys)["replicas"]
-    return frame[n >= minimum] if (n >= minimum).any() else frame
+    if frame.empty or gate.empty or "powered" not in gate:
+        return frame.iloc[0:0]
+    ok = gate[gate["powered"].astype(bool)]
+    weight = "replicas" if "replicas" in ok else "members"
+    runs = ok.groupby(keys, sort=False)[weight].max().sort_values(ascending=False, kind="stable")
+    if limit is not None:
+        runs = runs.iloc[:limit]
+    index = pd.MultiIndex.from_frame(frame[keys])
+    return frame[index.isin(runs.index)]
 
 
 def stacked_images(split: Split, index: np.ndarray) -> np.ndarray:
