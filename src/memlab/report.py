@@ -97,7 +97,7 @@ def _missing(gate: pd.DataFrame, what: str) -> list[str]:
     if gate.empty or "powered" not in gate:
         return []
     runs = gate.drop_duplicates(list(RUN_KEYS))
-    under = runs[~runs["powered"].astype(bool)]
+    under = runs[runs["powered"].eq(False)]  # NaN: no scores at all, said in the table
     if under.empty:
         return []
     why = under["status"].iloc[0].removeprefix("underpowered: ")

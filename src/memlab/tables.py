@@ -80,7 +80,7 @@ def powered(frame: pd.DataFrame, gate: pd.DataFrame, limit: int | None = None) -
     keys = list(RUN_KEYS)
     if frame.empty or gate.empty or "powered" not in gate:
         return frame.iloc[0:0]
-    ok = gate[gate["powered"].astype(bool)]
+    ok = gate[gate["powered"].eq(True)]  # NaN (no scores at all) is not powered
     weight = "replicas" if "replicas" in ok else "members"
     runs = ok.groupby(keys, sort=False)[weight].max().sort_values(ascending=False, kind="stable")
     if limit is not None:
