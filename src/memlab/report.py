@@ -97,13 +97,13 @@ def _missing(gate: pd.DataFrame, what: str) -> list[str]:
     if gate.empty or "powered" not in gate:
         return []
     runs = gate.drop_duplicates(list(RUN_KEYS))
-    under = runs[runs["powered"].eq(False)]  # NaN: no scores at all, said in the table
+    under = runs[~runs["powered"].eq(True)]  # NaN: the design gives no scores at all
     if under.empty:
         return []
     why = under["status"].iloc[0].removeprefix("underpowered: ")
     return [
-        f"<b>Not shown: {what}</b> of {len(under)} of {len(runs)} runs, which are "
-        f"underpowered: {html.escape(why)} (first such run: {under['model'].iloc[0]} / "
+        f"<b>Not shown: {what}</b> of {len(under)} of {len(runs)} runs: "
+        f"{html.escape(why)} (first such run: {under['model'].iloc[0]} / "
         f"{under['regime'].iloc[0]}, n={under['size'].iloc[0]}). The tables keep their numbers."
     ]
 
