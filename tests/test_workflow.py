@@ -232,6 +232,8 @@ def test_tabular_datasets_go_through_the_same_path(tmp_path):
         replicas=4,
         regimes={"memorize": {}},
         perturbations={"names": ["gaussian_noise", "blur"], "severities": [1, 5]},
+        # 2 in and 2 out per example: below the default power gates, which this test is not about.
+        analysis={"power": {"min_in_out": 2, "min_shadows": 3}},
     )
     (work / "config/tabular.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, "--configfile", "config/tabular.yaml", "--cores", "2")
