@@ -1,8 +1,10 @@
-"""Rule summarize: the headline numbers of the study, in sentences and one short table."""
+"""Rule summarize: the study's findings and headline numbers (summary page, findings.json)."""
 
+import json
 from importlib.metadata import version
 
 from memlab.checkpoint import software_versions
+from memlab.findings import findings_metrics, study_findings
 from memlab.io import save_text
 from memlab.report import summary_html
 from memlab.tables import StudyTables
@@ -12,5 +14,10 @@ with rule_job(snakemake) as log:
     tables = StudyTables.read(
         dict(snakemake.input.items()), randomizations=snakemake.params.randomizations
     )
+    found = study_findings(tables)
     versions = {**software_versions(), "snakemake": version("snakemake")}
-    save_text(snakemake.output[0], summary_html(tables, snakemake.params.study, versions))
+    page = summary_html(tables, snakemake.params.study, versions, found)
+    save_text(snakemake.output.summary, page)
+    metrics = json.dumps(findings_metrics(found), indent=2, sort_keys=True)
+    save_text(snakemake.output.findings, metrics + "\n")
+    log(f"{sum(f.answer is not None for f in found)} of {len(found)} questions answered")

@@ -9,6 +9,7 @@ behind for the changed regime are recomputed, never trusted; switching back rest
 from __future__ import annotations
 
 import filecmp
+import json
 import os
 import re
 import shutil
@@ -161,6 +162,7 @@ def test_record_leaves_dvc_and_snakemake_clean(repo):
         "versions/dvc.yaml",
         "versions/dvc.lock",
         "versions/manifest.json",
+        "versions/findings.json",
         "data/.gitignore",
     }
     md5 = repo["md5_A"]
@@ -259,6 +261,43 @@ def test_switching_revisions_restores_each_ones_results(repo):
     assert "train" not in rules(jobs)
     assert {wc["regime"] for r, wc in jobs if r == "evaluate"} == {"regularized"}
     assert dvc(work, "status", "--quiet", check=False).returncode == 0
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in tree.items():
+        out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def test_dvc_metrics_compare_the_recorded_findings(repo):
+    """`dvc metrics show` reads the recorded findings; after a learning-rate change is rerun and
+    recorded as revision C, `dvc metrics diff B C` lists exactly the numbers that changed, old
+    and new. (Runs last: it leaves C checked out.)"""
+    work = repo["work"]
+    cfg = tiny_config(weight_decay=0.05)
+    cfg["training"]["lr"] = 0.01  # the unregularized baseline too: every finding moves
+    (work / CONFIG).write_text(yaml.safe_dump(cfg))
+    snakemake(work, "--configfile", CONFIG, "--cores", "2")
+    versioning_cli(work, "record", "--configfile", CONFIG)
+    git(work, "commit", "-qam", "C: learning rate 0.01")
+    revs = {"B": repo["B"], "C": git(work, "rev-parse", "HEAD")}
+    recorded = {
+        name: _leaves(json.loads(git(work, "show", f"{rev}:versions/findings.json")))
+        for name, rev in revs.items()
+    }
+    assert recorded["C"] == _leaves(json.loads((work / "results/findings.json").read_text()))
+    shown = json.loads(dvc(work, "metrics", "show", "--json").stdout)
+    (workspace,) = shown.values()  # keyed by revision: "" or "workspace", by DVC version
+    assert _leaves(workspace["data"]["versions/findings.json"]["data"]) == recorded["C"]
+    diff = json.loads(dvc(work, "metrics", "diff", revs["B"], revs["C"], "--json").stdout)
+    changed = diff.get("versions/findings.json", {})
+    a, b = recorded["B"], recorded["C"]
+    expected = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    assert "memorizes.flipped_fitted.value" in expected
+    assert set(changed) == expected
+    for key, entry in changed.items():
+        assert (entry["old"], entry["new"]) == (a.get(key), b.get(key))
 
 
 # ---------------------------------------------------------------------------------------------

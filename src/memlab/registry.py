@@ -14,6 +14,9 @@ from memlab.study import Study
 TABLES_DIR = "results/tables"
 FIGURES_DIR = "results/figures"
 FIGURE_FORMATS = ("png", "svg")  # PNG for the report, SVG (vector) for print
+SUMMARY_PAGE = "results/report/summary.html"
+# The findings' numbers in DVC's metrics format; `./run.sh record` versions a copy (versions/).
+FINDINGS_FILE = "results/findings.json"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 
 from memlab.analysis import summarize
+from memlab.findings import Finding, study_findings
 from memlab.kinds import trained
 from memlab.study import RUN_COLUMNS, RUN_KEYS, unregularized
 from memlab.tables import StudyTables, powered
@@ -189,12 +190,39 @@ def _provenance(config: Mapping[str, Any] | None, versions: Mapping[str, str] | 
     return "\n".join(parts)
 
 
+FINDINGS_NOTE = (
+    "Each answer is a mean over replicas with its 95% interval in brackets (Student t across "
+    "replicas; Welch for differences between independent runs, paired t for a run on clean vs "
+    "perturbed data, Wilson for shares of examples); differences are in percentage points. "
+    "Numbers in results/findings.json (DVC metrics)."
+)
+
+
+def findings_html(found: list[Finding]) -> str:
+    """The answered questions as a numbered list, then one line per question the study cannot
+    answer."""
+    answered = "".join(
+        f"<li><b>{html.escape(f.question)}</b> {f.answer}</li>" for f in found if f.answer
+    )
+    missing = "".join(
+        f"<li>{html.escape(f.question)} Not answered: {html.escape(f.why or '')}.</li>"
+        for f in found
+        if not f.answer
+    )
+    out = f'<ol class="findings">{answered}</ol>' if answered else ""
+    if missing:
+        out += f'<p><b>What this study cannot answer</b></p><ul class="unanswered">{missing}</ul>'
+    return out
+
+
 def summary_html(
     tables: StudyTables,
     config: Mapping[str, Any] | None = None,
     versions: Mapping[str, str] | None = None,
+    found: list[Finding] | None = None,
 ) -> str:
-    """A small self-contained HTML page with the headline numbers of the study and provenance."""
+    """A small self-contained HTML page: the study's findings (``found``, else computed), then
+    the headline numbers per run and provenance, collapsed."""
     metrics = tables.metrics
     t = headline_table(metrics)
     shown = t.drop(columns=[c for c in t if c in RUN_COLUMNS and c not in RUN_KEYS])
@@ -209,6 +237,7 @@ def summary_html(
         *_randomization_sentences(tables),
     ]
     items = "".join(f"<li>{s}</li>" for s in sentences)
+    found = study_findings(tables) if found is None else found
     n_runs = metrics.groupby(list(RUN_KEYS)).ngroups
     per_run = metrics.groupby(list(RUN_KEYS))["replica"]
     reps = per_run.nunique()
@@ -219,14 +248,20 @@ def summary_html(
 table.memlab{{border-collapse:collapse;font-size:90%}}
 table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
 </style></head><body>
-<h2>memlab: headline numbers</h2>
-<p>{n_runs} runs of {n_rep} replicas each. Accuracies are means over replicas at the largest
-training-set size; "train" uses the labels as given (noisy where label noise is on), "flipped
-fitted" is the share of flipped training labels the model reproduces (memorized noise),
-"perturbed" is the mean held-out accuracy over all perturbations at the highest severity.</p>
+<h2>memlab: findings</h2>
+<p>{n_runs} runs of {n_rep} replicas each. {FINDINGS_NOTE}</p>
+{findings_html(found)}
+<details><summary><b>Headline numbers per run</b> (sentences and table)</summary>
+<p>Accuracies are means over replicas at the largest training-set size; "train" uses the labels
+as given (noisy where label noise is on), "flipped fitted" is the share of flipped training
+labels the model reproduces (memorized noise), "perturbed" is the mean held-out accuracy over all
+perturbations at the highest severity.</p>
 <ul>{items}</ul>
 {table}
 <p style="color:#777">Generated from results/tables/metrics.parquet ({len(metrics)} rows).</p>
+</details>
+<details><summary><b>Software and study config</b></summary>
 {_provenance(config, versions)}
+</details>
 </body></html>
 """

@@ -28,7 +28,15 @@ from memlab.ops.codehash import library_hash
 from memlab.ops.locks import release_stale_locks
 from memlab.ops.packing import block_costs, block_groups
 from memlab.ops.snakemake import executes_locally, register_group
-from memlab.registry import TABLES, TABLE, FIGURE_FORMATS, FIGURE_TABLES, study_figures
+from memlab.registry import (
+    FIGURE_FORMATS,
+    FIGURE_TABLES,
+    FINDINGS_FILE,
+    SUMMARY_PAGE,
+    TABLE,
+    TABLES,
+    study_figures,
+)
 from memlab.study import BLOCK_PATTERN, RUNS_DIR, plan_study
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -218,7 +226,8 @@ def final_outputs():
     return [
         TABLE["metrics"].path,
         *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
-        "results/report/summary.html",
+        SUMMARY_PAGE,
+        FINDINGS_FILE,
     ]
 
 

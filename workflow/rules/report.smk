@@ -31,11 +31,10 @@ rule summarize:
     input:
         **FIGURE_INPUTS,
     output:
-        report(
-            "results/report/summary.html",
-            caption="../report/summary.rst",
-            category="Summary",
+        summary=report(
+            SUMMARY_PAGE, caption="../report/summary.rst", category="Summary"
         ),
+        findings=FINDINGS_FILE,
     log:
         "results/logs/summarize.log",
     benchmark:

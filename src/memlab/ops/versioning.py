@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from memlab.ops import snakemake as smk
+from memlab.registry import FINDINGS_FILE
 
 FORMAT = "memlab-versioning/1"
 # What is versioned: every output under results/data/ (the datasets) and of the train rule (the
@@ -46,6 +47,9 @@ STAGE_NAME = "study"
 STAGE_FILE = f"{VERSIONS_DIR}/dvc.yaml"
 LOCK_FILE = f"{VERSIONS_DIR}/dvc.lock"
 MANIFEST_FILE = f"{VERSIONS_DIR}/manifest.json"
+# The study's findings (memlab.registry.FINDINGS_FILE) as a DVC metric in git beside the record:
+# `dvc metrics show` and `dvc metrics diff REV_A REV_B` compare recorded revisions.
+FINDINGS_METRIC = "findings.json"  # relative to versions/dvc.yaml
 # What the last record/restore left in this workspace (not versioned, beside Snakemake's records).
 SETTLED_FILE = ".snakemake/memlab-versioning.json"
 # Restored files get mtimes this far apart per DAG level (well above float-seconds resolution).
@@ -342,10 +346,11 @@ def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
     return Manifest(files=files, sources=sources, snakemake_args=list(snakemake_args))
 
 
-def write_stage(root: Path, manifest: Manifest) -> None:
-    """One frozen DVC stage whose outs are the recorded files (``dvc repro`` never runs it)."""
+def write_stage(root: Path, manifest: Manifest, metrics: bool = False) -> None:
+    """One frozen DVC stage whose outs are the recorded files (``dvc repro`` never runs it), and
+    the findings as the file's top-level DVC metric (``metrics``)."""
     command = shlex.join(["./run.sh", "study", *manifest.snakemake_args])
-    stage = {
+    stage: dict[str, Any] = {
         "stages": {
             STAGE_NAME: {
                 "wdir": "..",
@@ -355,6 +360,8 @@ def write_stage(root: Path, manifest: Manifest) -> None:
             }
         }
     }
+    if metrics:
+        stage["metrics"] = [FINDINGS_METRIC]
     text = (
         "# Written by `./run.sh record` (memlab.ops.versioning): the datasets and checkpoints of\n"
         "# the last recorded run. Restore them with `./run.sh restore`; do not edit by hand.\n"
@@ -387,7 +394,10 @@ def record(
         raise VersioningError(f"{root} is not a DVC repository (no .dvc/): run `dvc init`.")
     manifest = build_manifest(root, snakemake_args)
     (root / VERSIONS_DIR).mkdir(exist_ok=True)
-    write_stage(root, manifest)
+    findings = root / FINDINGS_FILE
+    if findings.is_file():
+        shutil.copyfile(findings, root / VERSIONS_DIR / FINDINGS_METRIC)
+    write_stage(root, manifest, metrics=findings.is_file())
     manifest.write(root)
     # DVC rewrites files it moves into its cache (copy) or links them to a shared object
     # (hardlink): put every file's mtime back, then settle any order it could not keep.
@@ -412,6 +422,8 @@ def record(
         pushed = (proc.stdout.strip().splitlines() or ["pushed"])[-1]
     if git_add:
         paths = [STAGE_FILE, LOCK_FILE, MANIFEST_FILE]
+        if findings.is_file():
+            paths.append(f"{VERSIONS_DIR}/{FINDINGS_METRIC}")
         # DVC lists the user data it tracks in data/**/.gitignore.
         ignores = (root / USER_DATA_DIR).rglob(".gitignore")
         paths += [p.relative_to(root).as_posix() for p in ignores]

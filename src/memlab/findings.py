@@ -1,0 +1,381 @@
+"""The study's findings: its questions, one answer each in a sentence with its number and
+interval, chosen from what the study can support, and one line for each question it cannot
+answer (and why). The summary page opens with them; ``results/findings.json`` holds their
+numbers in DVC's metrics format (``dvc metrics show`` / ``dvc metrics diff``).
+
+Intervals: means over replicas get a 95% Student-t interval across replicas (each replica is one
+training run on its own subset: the unit of replication); a paired difference (the same replicas
+on clean and perturbed data) gets the t interval of the per-replica differences; a difference
+between independent runs (clean vs noisy labels, one regime vs another) gets Welch's interval.
+Proportions of examples (TPR at a low FPR) get a Wilson interval. Accuracy intervals are clipped
+to [0, 1]. Per-example results (memorization scores, membership inference) enter only from runs
+that pass the power gates (``memlab.power``).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from memlab.kinds import trained
+from memlab.power import wilson_interval
+from memlab.study import RUN_KEYS, unregularized
+from memlab.tables import StudyTables, powered
+
+KEYS = list(RUN_KEYS)
+REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its 95% interval and the count it rests on (replicas or examples)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    unit: str = "replicas"
+
+    def pct(self, points: bool = False) -> str:
+        """``97.5% [95.1, 99.9]`` (``points``: a difference, in signed percentage points)."""
+        v = f"{100 * self.value:+.1f} points" if points else f"{100 * self.value:.1f}%"
+        if not np.isfinite(self.low):
+            return f"{v} ({self.n} {self.unit}: no interval)"
+        if self.low == self.high == self.value and self.unit == "replicas":
+            # Every replica gave the same number: a t interval would read zero-width.
+            return f"{v} in all {self.n} replicas"
+        return f"{v} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
+
+    def json(self) -> dict[str, float | int]:
+        return {
+            "value": _num(self.value),
+            "low": _num(self.low),
+            "high": _num(self.high),
+            "n": self.n,
+        }
+
+
+def _num(x: float) -> float | None:
+    return round(float(x), 6) if np.isfinite(x) else None
+
+
+def mean_estimate(values: np.ndarray, clip: bool = True) -> Estimate:
+    """The mean over replicas with its 95% t interval (none from one replica)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    mean = float(v.mean())
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, n)
+    half = stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)
+    # An accuracy lies in [0, 1], a difference of two in [-1, 1].
+    bound = (0.0, 1.0) if clip else (-1.0, 1.0)
+    return Estimate(mean, max(mean - half, bound[0]), min(mean + half, bound[1]), n)
+
+
+def welch_difference(a: np.ndarray, b: np.ndarray) -> Estimate:
+    """mean(a) - mean(b) of two independent sets of replicas, with Welch's 95% interval."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = min(len(a), len(b))
+    d = float(a.mean() - b.mean())
+    if n < 2 or (a.std() == 0 and b.std() == 0):
+        lo = hi = d if n >= 2 else math.nan
+        return Estimate(d, lo, hi, n)
+    ci = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return Estimate(d, max(float(ci.low), -1.0), min(float(ci.high), 1.0), n)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One question of the study and its answer (``answer`` is None: cannot be answered, and
+    ``why`` says so)."""
+
+    key: str  # the findings.json key
+    question: str
+    answer: str | None = None  # HTML
+    numbers: dict[str, Estimate] = field(default_factory=dict)
+    why: str | None = None
+
+
+# ------------------------------------------------------------------------------ selecting runs
+
+
+def _accuracy(metrics: pd.DataFrame, split: str, pert: str = "none", sev: int = 0) -> pd.Series:
+    """Per (run, replica) accuracy on one split."""
+    sel = metrics[
+        (metrics["metric"] == "accuracy")
+        & (metrics["split"] == split)
+        & (metrics["perturbation"] == pert)
+        & (metrics["severity"] == sev)
+    ]
+    return sel.set_index([*KEYS, "replica"])["value"]
+
+
+def _runs(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (its columns), at each dataset's largest training-set size."""
+    runs = metrics.drop_duplicates(KEYS).copy()
+    runs = runs[runs["size"] == runs.groupby("dataset")["size"].transform("max")]
+    runs["trained"] = trained(runs["kind"])
+    runs["unregularized"] = unregularized(runs)
+    return runs.drop(columns=["replica", "split", "perturbation", "severity", "metric", "value"])
+
+
+def _values(series: pd.Series, run: pd.Series) -> np.ndarray:
+    key = tuple(run[k] for k in KEYS)
+    try:
+        return series.xs(key, level=KEYS).to_numpy()
+    except KeyError:
+        return np.array([])
+
+
+def _name(run: pd.Series) -> str:
+    return f"{html.escape(str(run['model']))} / {html.escape(str(run['regime']))}"
+
+
+def _where(run: pd.Series) -> str:
+    return f"{html.escape(str(run['dataset']))}, noise {run['label_noise']:g}, n={run['size']}"
+
+
+def _settings(run: pd.Series) -> str:
+    """The regularization a run's regime sets, in the config's words."""
+    parts = []
+    for k in REGULARIZERS:
+        v = run.get(k, 0)
+        if k == "early_stopping" and bool(v):
+            parts.append("early stopping")
+        elif k != "early_stopping" and v:
+            parts.append(f"{k.replace('_', ' ')} {v:g}")
+    return ", ".join(parts) or "none"
+
+
+def _twin(runs: pd.DataFrame, run: pd.Series, **changes: object) -> pd.Series | None:
+    """The run like ``run`` but for ``changes`` (e.g. another noise rate), if the study has it."""
+    want = {k: run[k] for k in KEYS} | changes
+    sel = runs
+    for k, v in want.items():
+        sel = sel[sel[k] == v]
+    return None if sel.empty else sel.iloc[0]
+
+
+# ------------------------------------------------------------------------------ the questions
+
+
+@dataclass
+class _Context:
+    tables: StudyTables
+    runs: pd.DataFrame
+    flipped: pd.Series
+    heldout: pd.Series
+
+    @classmethod
+    def of(cls, tables: StudyTables) -> _Context:
+        m = tables.metrics
+        return cls(tables, _runs(m), _accuracy(m, "train_flipped"), _accuracy(m, "heldout"))
+
+    def noisy_nets(self) -> pd.DataFrame:
+        """Trained runs at each dataset's highest noise rate, if above 0."""
+        r = self.runs[self.runs["trained"]]
+        top = r["label_noise"] == r.groupby("dataset")["label_noise"].transform("max")
+        return r[top & (r["label_noise"] > 0)]
+
+    def memorizer(self) -> pd.Series | None:
+        """The unregularized network that fits the most flipped labels."""
+        plain = self.noisy_nets()
+        plain = plain[plain["unregularized"]]
+        if plain.empty:
+            return None
+        fit = plain.apply(lambda r: np.nanmean(_values(self.flipped, r)), axis=1)
+        return plain.loc[fit.idxmax()] if fit.notna().any() else None
+
+
+def _memorizes(c: _Context) -> Finding:
+    q = "Does the model memorize?"
+    plain = c.noisy_nets()
+    plain = plain[plain["unregularized"]]
+    best = c.memorizer()
+    if best is None:
+        why = "it needs label noise and an unregularized network (label_noise > 0)"
+        return Finding("memorizes", q, why=why)
+    fits = {i: mean_estimate(_values(c.flipped, r)) for i, r in plain.iterrows()}
+    top = fits[best.name]
+    low_i = min(fits, key=lambda i: fits[i].value)
+    verb = "memorize" if top.low > 0.5 else "partly" if top.value > 0.2 else "memorize little"
+    text = (
+        f"Unregularized networks {verb}: {_name(best)} reproduces {top.pct()} of the flipped "
+        f"training labels ({_where(best)}; {top.n} replicas)"
+    )
+    if low_i != best.name:
+        low = plain.loc[low_i]
+        text += f", {_name(low)} {fits[low_i].pct()}"
+    return Finding("memorizes", q, text + ".", {"flipped_fitted": top})
+
+
+def _heldout_cost(c: _Context) -> Finding:
+    q = "What does memorizing cost on held-out data?"
+    run = c.memorizer()
+    if run is None:
+        return Finding("heldout_cost", q, why="it needs a memorizing run (see above)")
+    clean = _twin(c.runs, run, label_noise=0.0)
+    noisy = _values(c.heldout, run)
+    if clean is None:
+        gap = _values(_accuracy(c.tables.metrics, "train"), run) - noisy
+        est = mean_estimate(gap, clip=False)
+        text = f"{_name(run)}'s train accuracy minus held-out accuracy is {est.pct(points=True)}"
+        return Finding("heldout_cost", q, f"{text} ({_where(run)}).", {"gap": est})
+    est = welch_difference(noisy, _values(c.heldout, clean))
+    acc = mean_estimate(noisy)
+    text = (
+        f"Fitting the flipped labels changes {_name(run)}'s held-out accuracy by "
+        f"{est.pct(points=True)} (to {acc.pct()}, against clean labels; {_where(run)}; "
+        f"{est.n} replicas each)."
+    )
+    return Finding("heldout_cost", q, text, {"accuracy_change": est, "heldout_accuracy": acc})
+
+
+def _perturbed_cost(c: _Context) -> Finding:
+    q = "What does it cost on perturbed data?"
+    m = c.tables.metrics
+    pert = m[(m["split"] == "perturbed") & (m["metric"] == "accuracy")]
+    nets = c.runs[c.runs["trained"]]
+    nets = nets[nets["label_noise"] == nets.groupby("dataset")["label_noise"].transform("min")]
+    if pert.empty or nets.empty:
+        return Finding("perturbed_cost", q, why="it needs perturbations (perturbations.names)")
+    run = c.memorizer()
+    run = run if run is not None else nets.iloc[0]
+    sev = int(pert["severity"].max())
+    drops = {}
+    for name in sorted(set(pert["perturbation"])):
+        after = _values(_accuracy(m, "perturbed", name, sev), run)
+        if len(after):
+            drops[name] = mean_estimate(after - _values(c.heldout, run), clip=False)
+    if not drops:
+        return Finding("perturbed_cost", q, why="no perturbation applies to these runs")
+    order = sorted(drops, key=lambda k: drops[k].value)
+    parts = ", ".join(f"{html.escape(k)} {drops[k].pct(points=True)}" for k in order)
+    text = (
+        f"At severity {sev}, {_name(run)}'s held-out accuracy changes by {parts} "
+        f"({_where(run)}; {drops[order[0]].n} replicas, paired)."
+    )
+    return Finding("perturbed_cost", q, text, {f"{k}_change": v for k, v in drops.items()})
+
+
+def _regularizer(c: _Context) -> Finding:
+    q = "Which regularizer prevents it, and what does that cost on clean labels?"
+    base = c.memorizer()
+    if base is None:
+        return Finding("regularizer", q, why="it needs a memorizing run (see above)")
+    nets = c.noisy_nets()
+    same = nets[(nets["model"] == base["model"]) & ~nets["unregularized"]]
+    if same.empty:
+        return Finding("regularizer", q, why=f"no regularized regime of {_name(base)} ran")
+    fits = {i: mean_estimate(_values(c.flipped, r)) for i, r in same.iterrows()}
+    best_i = min(fits, key=lambda i: fits[i].value)
+    reg = same.loc[best_i]
+    plain = mean_estimate(_values(c.flipped, base))
+    if fits[best_i].value >= plain.value:
+        why = f"no regularized regime of {_name(base)} fits fewer flipped labels than it does"
+        return Finding("regularizer", q, why=why)
+    text = (
+        f"{html.escape(str(reg['regime']))} ({_settings(reg)}) does most: "
+        f"{html.escape(str(base['model']))} reproduces {fits[best_i].pct()} of the flipped "
+        f"labels instead of {plain.pct()}"
+    )
+    numbers = {"flipped_fitted": fits[best_i]}
+    reg_clean = _twin(c.runs, reg, label_noise=0.0)
+    base_clean = _twin(c.runs, base, label_noise=0.0)
+    if reg_clean is not None and base_clean is not None:
+        cost = welch_difference(_values(c.heldout, reg_clean), _values(c.heldout, base_clean))
+        text += f"; with clean labels it changes held-out accuracy by {cost.pct(points=True)}"
+        numbers["clean_heldout_change"] = cost
+    return Finding("regularizer", q, f"{text} ({_where(reg)}).", numbers)
+
+
+def _which_examples(c: _Context) -> Finding:
+    q = "Which examples are memorized, and are they the flipped ones?"
+    summary = c.tables.memorization_summary
+    ok = powered(summary, summary)
+    if ok.empty:
+        return Finding("which_examples", q, why=_gate_reason(summary, "memorization scores"))
+    noisy = ok[ok["label_noise"] > 0]
+    run = (noisy if len(noisy) else ok).sort_values("replicas", kind="stable").iloc[-1]
+    high = int(run["above_half"])
+    text = (
+        f"{_name(run)} memorizes {high} training examples (Feldman–Zhang score above 0.5; "
+        f"{_where(run)}, {int(run['replicas_trained'])} replicas)"
+    )
+    numbers = {}
+    if run["label_noise"] > 0 and high:
+        share = wilson_interval(run["above_half_flipped"], high)
+        est = Estimate(run["above_half_flipped"] / high, *map(float, share), high, "examples")
+        text += (
+            f"; {est.pct()} of them are flipped labels (separation AUC {run['auc_flipped']:.3f})"
+        )
+        numbers["memorized_flipped_share"] = est
+    return Finding("which_examples", q, text + ".", numbers)
+
+
+def _leakage(c: _Context) -> Finding:
+    q = "How much does membership leak?"
+    mia = c.tables.membership
+    if mia.empty or "powered" not in mia:
+        summary = c.tables.memorization_summary
+        return Finding("leakage", q, why=_gate_reason(summary, "membership inference"))
+    shadowed = mia[mia["attack"].str.startswith(("lira", "rmia"))]
+    ok = powered(mia, shadowed)
+    ok = ok[ok["attack"].str.startswith(("lira", "rmia"))]
+    if ok.empty:
+        return Finding("leakage", q, why=_gate_reason(shadowed, "membership inference"))
+    row = ok.loc[ok["tpr_at_0.001_fpr"].idxmax()]
+    members = int(row["members"])
+    tpr = float(row["tpr_at_0.001_fpr"])
+    lo, hi = wilson_interval(round(tpr * members), members)
+    est = Estimate(tpr, float(lo), float(hi), members, "members")
+    text = (
+        f"The strongest attack ({html.escape(str(row['attack']))}) finds {est.pct()} of "
+        f"{_name(row)}'s training examples at 0.1% false positives (AUC {row['auc']:.3f}; "
+        f"{_where(row)}; {members} member pairs)."
+    )
+    return Finding("leakage", q, text, {"tpr_at_0.001_fpr": est})
+
+
+def _gate_reason(gate: pd.DataFrame, what: str) -> str:
+    if gate.empty or "status" not in gate:
+        return f"no run gives {what}"
+    status = gate["status"].dropna()
+    under = status[status.str.startswith("underpowered")]
+    return (under if len(under) else status).iloc[0].removeprefix("underpowered: ")
+
+
+QUESTIONS: tuple[Callable[[_Context], Finding], ...] = (
+    _memorizes,
+    _heldout_cost,
+    _perturbed_cost,
+    _regularizer,
+    _which_examples,
+    _leakage,
+)
+
+
+def study_findings(tables: StudyTables) -> list[Finding]:
+    """Every question of the study, answered where it can be, in the summary's order."""
+    if tables.metrics.empty:
+        return []
+    c = _Context.of(tables)
+    return [ask(c) for ask in QUESTIONS]
+
+
+def findings_metrics(findings: list[Finding]) -> dict[str, dict[str, dict[str, float | int]]]:
+    """The answered findings' numbers, for results/findings.json (DVC metrics: nested keys)."""
+    return {
+        f.key: {name: est.json() for name, est in f.numbers.items()}
+        for f in findings
+        if f.answer is not None and f.numbers
+    }
