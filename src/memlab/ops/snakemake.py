@@ -148,6 +148,9 @@ def _isolated(root: Path) -> Iterator[None]:
     """Undo what loading the workflow in this process changes (cwd, sys.path, environment:
     ``common.smk`` adds ``src`` to both)."""
     cwd, path, environ = Path.cwd(), list(sys.path), dict(os.environ)
+    # The workflow imports memlab from its own src/ (common.smk), as a snakemake run does; with
+    # this process's memlab still imported, it would hash (library_code) this one instead.
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] == "memlab"}
     try:
         os.chdir(root)
         yield
@@ -156,6 +159,9 @@ def _isolated(root: Path) -> Iterator[None]:
         sys.path[:] = path
         os.environ.clear()
         os.environ.update(environ)
+        for k in [k for k in sys.modules if k.split(".")[0] == "memlab"]:
+            del sys.modules[k]
+        sys.modules.update(ours)
 
 
 def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
