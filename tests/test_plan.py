@@ -110,9 +110,10 @@ def test_plan_names_the_changed_setting(work):
 def test_plan_calls_a_new_size_new(work):
     out = plan(work, study_config(sizes=[80, 120]))
     found = groups(out)
-    assert found["new"] == ["subsample dataset=digits size=120 block=0"]
-    new_train = found["new; input changed: remade by subsample"]
-    assert len(new_train) == 3 and all("size=120" in j for j in new_train)
+    new = found["new"]
+    assert new[0] == "subsample dataset=digits size=120 block=0"
+    assert all("size=120" in job for job in new)
+    assert [job.split()[0] for job in new] == ["subsample"] + ["train"] * 3 + ["evaluate"] * 3
     assert "study.sizes: [80] -> [80, 120]; input changed: remade by analyze" in found
     assert not [j for members in found.values() for j in members if "size=80" in j]
 

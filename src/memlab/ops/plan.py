@@ -188,9 +188,11 @@ def params_reasons(job: PlannedJob) -> list[str]:
 def reasons(job: PlannedJob, makers: dict[str, str]) -> list[str]:
     """Why ``job`` would run, in words, most telling first. ``makers`` maps each output of the
     planned jobs to its rule, to say which rerun remakes an input."""
+    if job.missing and not job.recorded:
+        return ["new"]  # whatever else holds (its inputs are made too) adds nothing
     out = []
     if job.missing:
-        out.append("output missing" if job.recorded else "new")
+        out.append("output missing")
     if job.incomplete:
         out.append("incomplete (an interrupted run)")
     if job.forced:

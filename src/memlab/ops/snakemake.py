@@ -13,6 +13,7 @@ any of these fails them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -295,6 +296,22 @@ def _planned(dag: Any, job: Any) -> PlannedJob:
     )
 
 
+def _parse_cli(parse_args: Any, args: Sequence[str]) -> Any:
+    """The CLI's own options for ``args``; a bad argument is a SnakemakeError with the parser's
+    one-line complaint (it exits the process otherwise, after its whole usage text)."""
+    # The parser also says which profile it uses: not part of what the caller prints.
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return parse_args(list(args))[1]
+    except SystemExit as stop:
+        if not stop.code:  # --help, printed on stdout
+            raise
+        lines = said.getvalue().strip().splitlines() or ["invalid arguments"]
+        # argparse's last line is "PROG: error: WHAT"; PROG would be this script's name.
+        raise SnakemakeError(lines[-1].split("error: ", 1)[-1]) from None
+
+
 def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
     """The jobs ``snakemake ARGS`` would run in ``root``, in the DAG's order, with why.
 
@@ -307,10 +324,8 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
 
     root = root.absolute()
-    with _isolated(root), open(os.devnull, "w") as null:
-        # The parser prints which profile it uses; the plan's output is only the plan.
-        with contextlib.redirect_stderr(null):
-            _, opts = parse_args(list(args))
+    with _isolated(root):
+        opts = _parse_cli(parse_args, args)
         config = ConfigSettings(
             config=parse_config(opts.config),
             configfiles=opts.configfile or [],
