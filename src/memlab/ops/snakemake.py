@@ -316,8 +316,11 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
     """The jobs ``snakemake ARGS`` would run in ``root``, in the DAG's order, with why.
 
     The DAG is built in this process through ``SnakemakeApi``, as a dry run builds it (the CLI's
-    own parser reads ``args``, profile included), because neither the dry run's text nor
-    ``--summary`` carries the new params by name: the records keep only a sorted list of values.
+    own parser reads ``args``, profile included, and the rerun triggers, targets and --forcerun
+    are the run's). Why not the CLI's output: ``--summary`` and ``--list-changes params`` name
+    only outputs and a status; the dry run's "Params have changed" line joins the changed reprs
+    with commas, which dict reprs contain too, and no output names the params (the records keep
+    only a sorted list of values). Here each job's reasons are Snakemake's own objects.
     """
     from snakemake.api import SnakemakeApi
     from snakemake.cli import parse_args, parse_config
