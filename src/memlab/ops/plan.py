@@ -21,6 +21,8 @@ from memlab.ops.snakemake import PlannedJob, planned_jobs
 # The params entry every rule carries: a hash of the library code its script runs
 # (workflow/rules/common.smk), so its change is named, not shown as two hashes.
 CODE_PARAM = "code"
+# Where Snakemake looks for the workflow when no --snakefile is given.
+SNAKEFILES = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
 # A value longer than this is cut in the output (a whole list of sizes, say).
 MAX_VALUE = 60
 # Paths of one change listed before the rest are only counted.
@@ -236,10 +238,14 @@ def format_plan(jobs: Sequence[PlannedJob]) -> list[str]:
     return lines
 
 
+def _names_snakefile(argv: list[str]) -> bool:
+    return any(a in ("-s", "--snakefile") or a.startswith("--snakefile=") for a in argv)
+
+
 def main(argv: list[str]) -> int:
     """``python -m memlab.ops.plan [SNAKEMAKE_ARGS...]``: print what a run would redo, and why."""
     root = Path.cwd()
-    if not any((root / name).is_file() for name in ("Snakefile", "workflow/Snakefile")):
+    if not _names_snakefile(argv) and not any((root / n).is_file() for n in SNAKEFILES):
         print(
             f"memlab: no Snakefile in {root}; run the plan in the workflow's directory.",
             file=sys.stderr,
