@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # memlab's one-command entry points. Needs only Python 3.11+; everything else goes into .venv.
 #   ./run.sh study [snakemake args]   run the default study (or --configfile ...), then the report
+#   ./run.sh plan  [snakemake args]   what a run would redo and why (the changed setting, old -> new)
 #   ./run.sh test  [pytest args]      run the test suite
 #   ./run.sh setup                    only create/update the virtual environment
 #   ./run.sh record [snakemake args]  record the run's datasets and checkpoints in DVC (+ push)
@@ -48,6 +49,10 @@ case $cmd in
         echo "memlab: figures in results/figures/, tables in results/tables/," \
             "report in results/report.html" >&2
         ;;
+    plan)
+        setup
+        "$VENV/bin/python" -m memlab.ops.plan "$@"
+        ;;
     test)
         setup
         "$VENV/bin/python" -m pytest "$@"
@@ -66,7 +71,7 @@ case $cmd in
         "$VENV/bin/python" benchmarks/run.py "$@"
         ;;
     *)
-        echo "usage: ./run.sh {study|test|setup|record|restore|bench} [args]" >&2
+        echo "usage: ./run.sh {study|plan|test|setup|record|restore|bench} [args]" >&2
         exit 2
         ;;
 esac

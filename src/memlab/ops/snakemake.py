@@ -13,6 +13,7 @@ any of these fails them.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -148,6 +149,9 @@ def _isolated(root: Path) -> Iterator[None]:
     """Undo what loading the workflow in this process changes (cwd, sys.path, environment:
     ``common.smk`` adds ``src`` to both)."""
     cwd, path, environ = Path.cwd(), list(sys.path), dict(os.environ)
+    # The workflow imports memlab from its own src/ (common.smk), as a snakemake run does; with
+    # this process's memlab still imported, it would hash (library_code) this one instead.
+    ours = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] == "memlab"}
     try:
         os.chdir(root)
         yield
@@ -156,6 +160,9 @@ def _isolated(root: Path) -> Iterator[None]:
         sys.path[:] = path
         os.environ.clear()
         os.environ.update(environ)
+        for k in [k for k in sys.modules if k.split(".")[0] == "memlab"]:
+            del sys.modules[k]
+        sys.modules.update(ours)
 
 
 def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
@@ -198,3 +205,156 @@ def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
             if path.is_file():
                 scripts[name] = rel.as_posix()
     return scripts
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run would do, and why
+
+
+@dataclass
+class PlannedJob:
+    """A job the study's DAG would run, with Snakemake's reasons as plain data."""
+
+    rule: str
+    wildcards: dict[str, str]
+    output: list[str]
+    # Non-derived params by name, each serialized as Snakemake records it (a repr string).
+    params: dict[str, str]
+    # The params against the records of the outputs, as Snakemake compares them: serialized
+    # values recorded but no longer given (before), and given but not recorded (now). Compared
+    # for every job with records, also where Snakemake stopped at an earlier reason.
+    params_before: list[str]
+    params_now: list[str]
+    missing: list[str]
+    recorded: bool  # whether Snakemake has a record of any output (it ran before)
+    incomplete: list[str]
+    updated_input: list[str]  # inputs newer than the outputs
+    upstream_input: list[str]  # inputs that jobs of this run will remake
+    input_changed: bool  # the set of input files differs from the recorded one
+    code_changed: bool  # the script is newer than the outputs, or a shell or run: block changed
+    software_changed: bool
+    forced: bool
+
+
+def _dag_settings(opts: Any) -> Any:
+    from snakemake.settings.types import DAGSettings
+
+    # The fields of the CLI's own DAGSettings(...) that decide what reruns.
+    return DAGSettings(
+        targets=opts.targets,
+        target_jobs=opts.target_jobs,
+        forcetargets=opts.force,
+        forceall=opts.forceall,
+        forcerun=opts.forcerun,
+        until=opts.until,
+        omit_from=opts.omit_from,
+        force_incomplete=opts.rerun_incomplete,
+        allowed_rules=opts.allowed_rules or frozenset(),
+        rerun_triggers=opts.rerun_triggers,
+    )
+
+
+def _params_change(persistence: Any, job: Any, new: set[str]) -> tuple[list[str], list[str]]:
+    """What Snakemake's params_changed() finds, as sorted lists, for any job: it only compares
+    params when no input is newer than the outputs, and a job downstream of a rerun has one."""
+    before, now = set(), set()
+    for f in job.output:
+        # Records older than format 6 hold unreliable params; Snakemake ignores them too.
+        version = persistence.record_format_version(f)  # public: PersistenceBase
+        recorded = persistence.params(f) if version is not None and version >= 6 else None
+        if recorded is not None:
+            before |= set(recorded) - new
+            now |= new - set(recorded)
+    return sorted(before), sorted(now)
+
+
+def _planned(dag: Any, job: Any) -> PlannedJob:
+    persistence = dag.workflow.persistence
+    reason = dag.reason(job)
+    # INTERNAL (9.27.1): PersistenceBase._serialize_param and _params are what Snakemake
+    # records and compares; names are taken from job.params (the records keep only values).
+    serialize = persistence._serialize_param
+    compared = set(persistence._params(job))
+    params = {name: serialize(v) for name, v in job.params.items()}
+    before, now = _params_change(persistence, job, compared)
+    return PlannedJob(
+        rule=job.rule.name,
+        wildcards={k: str(v) for k, v in job.wildcards_dict.items()},
+        output=[str(f) for f in job.output],
+        params={k: v for k, v in params.items() if v in compared},
+        params_before=before,
+        params_now=now,
+        missing=sorted(map(str, reason.missing_output)),
+        recorded=any(persistence.metadata(f) is not None for f in job.output),
+        incomplete=sorted(map(str, reason.incomplete_output)),
+        updated_input=sorted(map(str, reason.updated_input - reason.updated_input_run)),
+        upstream_input=sorted(map(str, reason.updated_input_run)),
+        input_changed=bool(reason.input_changed),
+        code_changed=bool(reason.code_changed),
+        software_changed=bool(reason.software_stack_changed),
+        forced=bool(reason.forced),
+    )
+
+
+def _parse_cli(parse_args: Any, args: Sequence[str]) -> Any:
+    """The CLI's own options for ``args``; a bad argument is a SnakemakeError with the parser's
+    one-line complaint (it exits the process otherwise, after its whole usage text)."""
+    # The parser also says which profile it uses: not part of what the caller prints.
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return parse_args(list(args))[1]
+    except SystemExit as stop:
+        if not stop.code:  # --help, printed on stdout
+            raise
+        lines = said.getvalue().strip().splitlines() or ["invalid arguments"]
+        # argparse's last line is "PROG: error: WHAT"; PROG would be this script's name.
+        raise SnakemakeError(lines[-1].split("error: ", 1)[-1]) from None
+
+
+def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
+    """The jobs ``snakemake ARGS`` would run in ``root``, in the DAG's order, with why.
+
+    The DAG is built in this process through ``SnakemakeApi``, as a dry run builds it (the CLI's
+    own parser reads ``args``, profile included, and the rerun triggers, targets and --forcerun
+    are the run's). Why not the CLI's output: ``--summary`` and ``--list-changes params`` name
+    only outputs and a status; the dry run's "Params have changed" line joins the changed reprs
+    with commas, which dict reprs contain too, and no output names the params (the records keep
+    only a sorted list of values). Here each job's reasons are Snakemake's own objects.
+    """
+    from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args, parse_config
+    from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+
+    root = root.absolute()
+    with _isolated(root):
+        opts = _parse_cli(parse_args, args)
+        config = ConfigSettings(
+            config=parse_config(opts.config),
+            configfiles=opts.configfile or [],
+            config_args=opts.config,
+            replace_workflow_config=opts.replace_workflow_config,
+        )
+        snakefile = Path(opts.snakefile) if opts.snakefile else None
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            wf = api.workflow(
+                resource_settings=ResourceSettings(cores=1),
+                config_settings=config,
+                snakefile=snakefile,
+                workdir=root,
+            )
+            wf.dag(dag_settings=_dag_settings(opts))  # sets them on the workflow
+            # INTERNAL (9.27.1): the DAG API has no call that returns jobs (its summary() and
+            # list_changes() print). _prepare_dag/_build_dag are what those call (with the
+            # dry run's lock_warn_only), and Workflow.dag, DAG.needrun_jobs()/reason(job),
+            # Job.params/wildcards_dict are what the dry run prints its jobs from;
+            # DAG.toposorted() gives its order (levels of the pipeline).
+            workflow = wf._workflow
+            workflow._prepare_dag(
+                forceall=opts.forceall, ignore_incomplete=False, lock_warn_only=True
+            )
+            workflow._build_dag()
+            dag = workflow.dag
+            levels = dag.toposorted(set(dag.needrun_jobs()))
+            by_output = lambda job: [str(f) for f in job.output]  # noqa: E731
+            return [_planned(dag, job) for level in levels for job in sorted(level, key=by_output)]
