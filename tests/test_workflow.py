@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -88,6 +89,12 @@ def test_smoke_study_outputs(smoke_run):
     assert (one_nn[one_nn.split.isin(["train", "train_flipped"])]["value"] == 1.0).all()
     summary = (work / "results/report/summary.html").read_text()
     assert "held-out" in summary and "knn-k1" in summary
+    # Findings first: the smoke study's 2 replicas answer the accuracy questions, with
+    # intervals, and say why they cannot answer the per-example ones; the numbers in DVC form.
+    assert summary.index("Does the model memorize?") < summary.index("Headline numbers per run")
+    assert "What this study cannot answer" in summary and "too few replicas" in summary
+    findings = json.loads((work / "results/findings.json").read_text())
+    assert findings["memorizes"]["flipped_fitted"]["n"] == config["replicas"]
     # Provenance: the software that made the numbers, and the study config.
     import torch
 

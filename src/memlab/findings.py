@@ -30,6 +30,7 @@ from memlab.tables import StudyTables, powered
 
 KEYS = list(RUN_KEYS)
 REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
+OTHERS = 3  # unregularized networks named besides the strongest memorizer
 
 
 @dataclass(frozen=True)
@@ -212,9 +213,12 @@ def _memorizes(c: _Context) -> Finding:
         f"Unregularized networks {verb}: {_name(best)} reproduces {top.pct()} of the flipped "
         f"training labels ({_where(best)}; {top.n} replicas)"
     )
-    if low_i != best.name:
-        low = plain.loc[low_i]
-        text += f", {_name(low)} {fits[low_i].pct()}"
+    # The others, most memorizing first (the widths of one kind side by side), at most OTHERS.
+    others = sorted((i for i in fits if i != best.name), key=lambda i: -fits[i].value)
+    shown = others[:OTHERS]
+    if low_i not in shown and low_i != best.name:
+        shown[-1:] = [low_i]
+    text += "".join(f", {_name(plain.loc[i])} {fits[i].pct()}" for i in shown)
     return Finding("memorizes", q, text + ".", {"flipped_fitted": top})
 
 
