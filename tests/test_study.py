@@ -98,6 +98,31 @@ def test_unregularized_is_chosen_by_settings_not_by_name():
     assert unregularized(frame).tolist() == [True, False, False, False, False]
 
 
+def test_a_regularizer_swept_alone_is_found_in_runs_and_in_the_plan():
+    from memlab.registry import study_figures
+    from memlab.study import plan_study, strength_sweeps
+
+    frame = pd.DataFrame(
+        {
+            "weight_decay": [0.0, 2.0, 0.0, 1.0, 0.5],
+            "dropout": [0.0, 0.0, 0.5, 0.3, 0.0],
+            "early_stopping": [False, False, False, True, True],
+            "ridge": [0.0] * 5,
+        }
+    )
+    sweeps = strength_sweeps(frame)
+    # Weight decay 0 and 2 with nothing else on; the 0.5 run also stops early, so it is out.
+    assert sweeps["weight_decay"].tolist() == [True, True, False, False, False]
+    assert sweeps["dropout"].tolist() == [True, False, True, False, False]
+    assert strength_sweeps(frame.iloc[[0, 3, 4]]) == {}  # only combinations: no sweep
+    # The smoke study's regularized regime combines three regularizers: no figure; give it
+    # weight decay alone and there is one.
+    config = smoke()
+    assert "regularization" not in [f.name for f in study_figures(plan_study(full(config)))]
+    config["regimes"]["decay"] = {"weight_decay": 0.1}
+    assert "regularization" in [f.name for f in study_figures(plan_study(full(config)))]
+
+
 def test_registry_matches_figures_tables_and_captions():
     from memlab.figures import DRAW
 

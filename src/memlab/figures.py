@@ -20,7 +20,7 @@ from memlab import analysis
 from memlab.io import atomic_path
 from memlab.kinds import MLP, RandomFeatures, trained
 from memlab.randomization import RANDOMIZATIONS
-from memlab.study import RUN_KEYS, unregularized
+from memlab.study import RUN_KEYS, strength_sweeps, unregularized
 from memlab.tables import StudyTables, powered, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
@@ -68,6 +68,7 @@ def _lines(
 ) -> plt.Figure:
     """One faceted line plot: mean over replicas with a standard-error band, labelled axes."""
     kwargs.setdefault("height", 2.8)
+    facet_kws = {"margin_titles": "row" in kwargs} | kwargs.pop("facet_kws", {})
     g = sns.relplot(
         data=data,
         x=x,
@@ -75,7 +76,7 @@ def _lines(
         kind="line",
         markers=True,
         errorbar="se",
-        facet_kws={"margin_titles": "row" in kwargs},
+        facet_kws=facet_kws,
         **kwargs,
     )
     if logx:
@@ -558,6 +559,58 @@ def capacity(t: StudyTables) -> plt.Figure:
     )
 
 
+# Panel title and x axis (the setting's own unit) per regularizer the figure sweeps.
+STRENGTH_LABELS = {
+    "weight_decay": ("weight decay", "AdamW decoupled coefficient"),
+    "dropout": ("dropout", "probability of dropping a unit"),
+}
+
+
+def regularization(t: StudyTables) -> plt.Figure:
+    """Held-out accuracy and flipped labels fitted against the value of each regularizer the
+    study sweeps alone (the other regularizers off; 0 is the unregularized baseline)."""
+    m = t.metrics[trained(t.metrics["kind"]) & (t.metrics["metric"] == "accuracy")]
+    m = m[m["dataset"] == m["dataset"].iloc[0]] if len(m) else m
+    m = m[(m["size"] == m["size"].max()) & m["split"].isin(["heldout", "train_flipped"])]
+    parts = []
+    for setting, alone in strength_sweeps(m).items():
+        part = m[alone].assign(strength=m.loc[alone, setting].astype(float))
+        parts.append(part.assign(regularizer=STRENGTH_LABELS[setting][0]))
+    if not parts:
+        return _empty("Needs regimes that vary weight decay or dropout alone.")
+    d = pd.concat(parts, ignore_index=True)
+    d["quantity"] = d["split"].map(
+        {"heldout": "held-out accuracy", "train_flipped": "flipped fitted"}
+    )
+    d = _with_noise_label(d.sort_values(["label_noise", "strength"]))
+    fig = _lines(
+        d,
+        x="strength",
+        y="value",
+        hue="model",
+        style="quantity",
+        style_order=["held-out accuracy", "flipped fitted"],
+        col="regularizer",
+        row="label noise",
+        facet_kws={"sharex": False, "margin_titles": True},
+        height=2.8,
+        aspect=1.3,
+        xlabel="value",
+        ylabel="accuracy / share",
+        col_title="{col_name}",
+        row_title="label noise {row_name}",
+        title=(
+            f"{d['dataset'].iloc[0]}: accuracy against regularization strength at training-set "
+            f"size {d['size'].iloc[0]} (other regularizers off)"
+        ),
+    )
+    swept = list(strength_sweeps(m))  # the columns, in order
+    for ax in fig.axes:
+        if ax.get_xlabel():  # the bottom row
+            ax.set_xlabel(STRENGTH_LABELS[swept[ax.get_subplotspec().colspan.start]][1])
+    return fig
+
+
 def double_descent(t: StudyTables) -> plt.Figure:
     """Random features: held-out and train error against the number of features, a dotted line
     at the number of training examples (the interpolation threshold), per noise rate."""
@@ -704,6 +757,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "randomization_tests": randomization_tests,
     "noise_sweep": noise_sweep,
     "capacity": capacity,
+    "regularization": regularization,
     "double_descent": double_descent,
     "detectors": detectors,
     "grokking": grokking,

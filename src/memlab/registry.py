@@ -1,7 +1,7 @@
 """The study's tables and figures, listed once: names, paths, formats, report captions, and when
 a study can draw each figure. The rules, the rule scripts, :class:`memlab.tables.StudyTables`
-and the report read them from here. Light on purpose (no pandas, no seaborn): the workflow
-imports it on every start.
+and the report read them from here. Light on purpose (numpy, no pandas, no seaborn): the
+workflow imports it on every start.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from memlab.study import Study
+import numpy as np
+
+from memlab.study import REGULARIZERS, Study, strength_sweeps
 
 TABLES_DIR = "results/tables"
 FIGURES_DIR = "results/figures"
@@ -81,6 +83,14 @@ def _sweeps_width(study: Study, kind: str) -> bool:
     return len({v.width for v in study.variants.values() if v.kind == kind}) >= 2
 
 
+def _sweeps_a_regularizer(study: Study) -> bool:
+    """Do the study's regimes vary weight decay or dropout alone, for a model that trains?"""
+    regimes = list(study.regimes.values())
+    settings = {k: np.array([getattr(r, k) for r in regimes]) for k in REGULARIZERS}
+    trains = any(v.trains for v in study.variants.values())
+    return trains and bool(regimes) and bool(strength_sweeps(settings))
+
+
 def _scored(study: Study) -> list:
     """The datasets with runs whose memorization scores pass the power gate."""
     return [ds for ds in study.datasets.values() if ds.scores_powered(study.power)]
@@ -116,6 +126,7 @@ FIGURES: tuple[Figure, ...] = (
     ),
     Figure("noise_sweep", lambda s: any(len(ds.label_noise) >= 2 for ds in s.datasets.values())),
     Figure("capacity", lambda s: _sweeps_width(s, "mlp")),
+    Figure("regularization", _sweeps_a_regularizer),
     Figure("double_descent", lambda s: _sweeps_width(s, "random_features")),
     Figure(
         "detectors",

@@ -300,18 +300,38 @@ def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
     return pd.concat([coords, frame], axis=1)
 
 
+# The settings that regularize (a regime without any of them is a baseline), and those a study
+# can sweep by value (the x axis of the regularization figure).
+REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
+STRENGTHS = ("weight_decay", "dropout")
+
+
 def unregularized(frame: Any) -> Any:
     """Rows of trained runs with no weight decay, dropout, early stopping or ridge (the
     baselines)."""
     from memlab.kinds import trained
 
-    return (
-        trained(frame["kind"])
-        & (frame["weight_decay"] == 0)
-        & (frame["ridge"] == 0)
-        & (frame["dropout"] == 0)
-        & ~frame["early_stopping"].astype(bool)
-    )
+    return trained(frame["kind"]) & _only(frame, None)
+
+
+def _only(frame: Any, setting: str | None) -> Any:
+    """Rows whose regularizers other than ``setting`` are all off."""
+    off = True
+    for k in REGULARIZERS:
+        if k != setting:
+            off = off & ~frame[k].astype(bool)
+    return off
+
+
+def strength_sweeps(frame: Any) -> dict[str, Any]:
+    """Per regularizer of STRENGTHS that the rows sweep alone (two or more values, the other
+    regularizers off, 0 counting as a value): the mask of those rows."""
+    sweeps = {}
+    for setting in STRENGTHS:
+        alone = _only(frame, setting)
+        if len(set(frame[setting][alone])) >= 2:
+            sweeps[setting] = alone
+    return sweeps
 
 
 # --------------------------------------------------------------------------- planning
