@@ -3,13 +3,15 @@
 from pathlib import Path
 
 from memlab.figures import DRAW, save_figure
+from memlab.perturb import severity_table
 from memlab.tables import StudyTables
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake
     splits = {Path(p).parent.name: p for p in sm.input.splits}
-    tables = StudyTables.read(dict(sm.input.items()), splits, sm.params.randomizations)
+    severities = severity_table(sm.params.perturbations.get("parameters"))
+    tables = StudyTables.read(dict(sm.input.items()), splits, sm.params.randomizations, severities)
     for name in sm.params.figures:  # the figures this study can draw
         save_figure(
             DRAW[name](tables), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi

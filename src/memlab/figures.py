@@ -8,7 +8,7 @@ with a band of one standard error.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -19,6 +19,7 @@ import seaborn as sns
 from memlab import analysis
 from memlab.io import atomic_path
 from memlab.kinds import MLP, RandomFeatures, trained
+from memlab.perturb import PARAMETER_AXIS
 from memlab.randomization import RANDOMIZATIONS
 from memlab.study import RUN_KEYS, strength_sweeps, unregularized
 from memlab.tables import StudyTables, powered, run_label, stacked_images
@@ -167,20 +168,43 @@ def robustness(t: StudyTables) -> plt.Figure:
         severity=0, accuracy=lambda f: f["clean_accuracy"]
     )
     d = pd.concat([clean, rob], ignore_index=True)
-    return _lines(
+    names = sorted(set(d["perturbation"]))
+    fig = _lines(
         d,
         x="severity",
         y="accuracy",
         hue="regime",
         hue_order=_regime_order(d),
         col="perturbation",
+        col_order=names,
         row="model",
+        facet_kws={"sharex": False},  # each column its own tick labels (set below)
         height=2.2,
         aspect=1.1,
         xlabel="severity (0 = clean)",
         ylabel="held-out accuracy",
         title=f"Robustness at training-set size {size}, label noise {noise:g}",
     )
+    _severity_units(fig, names, t.severity_table)
+    return fig
+
+
+def _severity_units(
+    fig: plt.Figure, names: list[str], table: Mapping[str, tuple[float, ...]]
+) -> None:
+    """Tick labels in each corruption's own unit (its parameter at each severity) and an axis
+    label naming it, where the table is known; the severities stay the positions."""
+    if not table:
+        return
+    for ax in fig.axes:
+        name = names[ax.get_subplotspec().colspan.start]
+        if name not in table:
+            continue
+        bottom = bool(ax.get_xlabel())
+        labels = ["clean", *(f"{v:g}" for v in table[name])] if bottom else []
+        ax.set_xticks(range(len(table[name]) + 1), labels, fontsize=7)
+        if bottom:
+            ax.set_xlabel(PARAMETER_AXIS[name])
 
 
 def learning_curves(t: StudyTables) -> plt.Figure:

@@ -80,6 +80,18 @@ PARAMETER_RANGES: Mapping[str, tuple[float, float | None, bool, bool]] = Mapping
         "occlusion": (0.0, float(REFERENCE_SIDE), False, True),  # a side in (0, 8] (px on 8x8)
     }
 )
+# A figure's axis for the parameter (what a severity means, in the corruption's own unit).
+PARAMETER_AXIS: Mapping[str, str] = MappingProxyType(
+    {
+        "gaussian_noise": "noise sigma",
+        "shot_noise": "Poisson rate lam",
+        "impulse_noise": "share of pixels hit",
+        "blur": "blur sigma (px of 8x8)",
+        "contrast": "contrast factor",
+        "translate": "shift (px of 8x8)",
+        "occlusion": "patch side (px of 8x8)",
+    }
+)
 PARAMETER_MEANING: Mapping[str, str] = MappingProxyType(
     {
         "gaussian_noise": "noise sigmas",

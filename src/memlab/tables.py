@@ -29,6 +29,8 @@ class StudyTables:
     detectors: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
+    # corruption -> its parameter per severity 1..5 (memlab.perturb.severity_table)
+    severity_table: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     @classmethod
     def read(
@@ -36,6 +38,7 @@ class StudyTables:
         paths: Mapping[str, str | os.PathLike[str]],
         splits: Mapping[str, str | os.PathLike[str]] | None = None,
         randomizations: Mapping[str, str] | None = None,
+        severity_table: Mapping[str, tuple[float, ...]] | None = None,
     ) -> StudyTables:
         """Read the tables named like the fields from ``paths`` (.parquet or .csv)."""
         frames = {}
@@ -45,7 +48,12 @@ class StudyTables:
             path = str(path)
             frames[name] = pd.read_parquet(path) if path.endswith(".parquet") else _csv(path)
         loaded = {k: load_split(v) for k, v in (splits or {}).items()}
-        return cls(**frames, splits=loaded, randomizations=dict(randomizations or {}))
+        return cls(
+            **frames,
+            splits=loaded,
+            randomizations=dict(randomizations or {}),
+            severity_table=dict(severity_table or {}),
+        )
 
 
 def _csv(path: str) -> pd.DataFrame:

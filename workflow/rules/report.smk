@@ -22,6 +22,7 @@ rule figures:
         code=library_code("figures.py"),
         dpi=config["figures"]["dpi"],
         randomizations=randomizations(),
+        perturbations=perturb_settings(),
         figures=FIGURES,
     script:
         "../../scripts/figures.py"
