@@ -9,9 +9,27 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# Rule scripts import the library from this checkout (also inside conda envs and cluster jobs).
-_SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, _SRC)
+# memlab's own files are found from this file, never from workflow.basedir or the working
+# directory: when another workflow uses memlab as a module (README: "Use memlab as a module"),
+# workflow.basedir is the deploying workflow's directory and the working directory is its own.
+# MEMLAB_DIR is the memlab checkout; None for a module read from a git host (github(...)).
+_HERE = workflow.current_basedir  # workflow/rules, while this file is parsed
+MEMLAB_DIR = Path(_HERE).parents[1] if isinstance(_HERE, os.PathLike) else None
+
+
+def memlab_file(rel):
+    """A file of the memlab repository by its path from the repository root: in the checkout,
+    or (a module from a git host) Snakemake's cached copy of it."""
+    if MEMLAB_DIR is not None:
+        return MEMLAB_DIR / rel
+    return Path(workflow.source_path(f"../../{rel}"))
+
+
+# Rule scripts import the library from this checkout (also inside conda envs and cluster jobs);
+# a module from a git host has no checkout: there memlab must be installed (pip install).
+_SRC = str(MEMLAB_DIR / "src") if MEMLAB_DIR is not None else None
+if _SRC is not None:
+    sys.path.insert(0, _SRC)
 # (Set, not required: hence no envvars directive.) One OpenMP thread per job: jobs run side
 # by side, and two threads per job on a busy 2-core machine were 16-57x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -39,7 +57,7 @@ from memlab.registry import (
 )
 from memlab.study import BLOCK_PATTERN, RUNS_DIR, plan_study
 
-SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = memlab_file("workflow/schemas/config.schema.yaml")
 
 try:
     check_config(config, load_schema(SCHEMA))
@@ -91,7 +109,7 @@ def library_code(script):
     reruns exactly the rules whose scripts run it."""
     # The memlab the jobs import: this checkout's src/, or an installed package without it.
     src = Path(memlab.__file__).resolve().parents[1]
-    return library_hash(Path(workflow.basedir) / "scripts" / script, src)
+    return library_hash(memlab_file(f"scripts/{script}"), src)
 
 
 def dataset_spec(wildcards):
