@@ -130,3 +130,25 @@ def test_clean_labels_only_cannot_answer_the_memorization_questions():
         "high": 0.6,
         "n": 10,
     }
+
+
+def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered():
+    metrics = _metrics(STUDY)
+    base = run_columns(label_noise=0.2, regime="memorize", size=100)
+    knn = base | {"model": "knn-k1", "kind": "knn", "regime": "memory"}
+    scores = dict(powered=True, status="ok", replicas_trained=16, auc_flipped=0.9)
+    summary = pd.DataFrame(
+        [
+            base | scores | dict(replicas=16, above_half=20, above_half_flipped=15),
+            knn | scores | dict(replicas=32, above_half=40, above_half_flipped=10),
+        ]
+    )
+    found = {
+        f.key: f
+        for f in study_findings(StudyTables(metrics, pd.DataFrame(), memorization_summary=summary))
+    }
+    answer = found["which_examples"]
+    # The memorizing MLP, not the better-replicated 1-NN; 15 of 20 flipped, Wilson interval.
+    assert answer.answer.startswith("m-w8 / memorize memorizes 20 training examples")
+    share = answer.numbers["memorized_flipped_share"]
+    assert share.value == 0.75 and share.n == 20 and 0.5 < share.low < 0.75 < share.high < 0.95
