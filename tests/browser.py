@@ -264,11 +264,14 @@ class Page:
             raise BrowserError(f"JS error in {expression[:200]!r}: {text}")
         return reply["result"].get("value")
 
-    def wait_for(self, expression: str, what: str, timeout: float | None = None) -> Any:
-        """Poll a JS expression until it is truthy; its value."""
+    def wait_for(
+        self, expression: str, what: str, *, context: int | None = None, timeout=None
+    ) -> Any:
+        """Poll a JS expression (in the page, or in an execution context) until it is truthy;
+        its value."""
         deadline = time.monotonic() + (self.browser.timeout if timeout is None else timeout)
         while True:
-            value = self.evaluate(expression)
+            value = self.evaluate(expression, context=context)
             if value:
                 return value
             if time.monotonic() > deadline:
