@@ -1,0 +1,232 @@
+"""The smoke study's Snakemake report in a real browser (headless Chromium over CDP).
+
+The report (`snakemake --report results/report.html`, as `./run.sh study` makes it) is a React
+app with every result embedded as a data: URL. The test opens it like a reader would, by
+clicking: the start page must render, every figure of the "Figures" category must show as an
+image that decoded (natural size > 0) and is laid out with a non-zero size, the "Summary" item
+(results/report/summary.html, shown in a data: iframe) must show its headline numbers, and the
+page must log no console error, uncaught exception or failed load on the way. It saves a
+screenshot of the summary and of one figure page (under the test's tmp dir; also copied to
+$MEMLAB_BROWSER_SHOTS if set) and checks neither is blank.
+
+Skipped where no Chromium is installed (apt-get install chromium); under CI (CI=true) that
+fails the test instead, and .ci/run installs the package as root.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from browser import Browser, Page, find_chromium
+from conftest import snakemake
+
+pytestmark = pytest.mark.e2e
+
+SHOTS_ENV = "MEMLAB_BROWSER_SHOTS"
+# A 1x1 PNG and a PNG that does not decode (valid header, truncated body).
+PIXEL = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+BROKEN = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB"
+
+# The status of every <img> of a document (in whichever frame it runs): src (cut short),
+# whether it has finished (loaded or failed), its decoded and its laid-out size.
+IMAGES_JS = """[...document.images].map(i => {
+    const r = i.getBoundingClientRect();
+    return {src: i.src.slice(0, 60), complete: i.complete, natural: [i.naturalWidth,
+            i.naturalHeight], shown: [r.width, r.height]};
+})"""
+
+
+def _click(text: str) -> str:
+    """JS: click the report's link (menu item or result row's eye button) labelled text."""
+    return f"""(() => {{
+        const t = {json.dumps(text)};
+        for (const a of document.querySelectorAll('#app a')) {{
+            if (a.textContent.trim() === t) {{ a.click(); return true; }}
+        }}
+        for (const tr of document.querySelectorAll('#app tbody tr')) {{
+            if (tr.cells[0] && tr.cells[0].textContent.trim() === t) {{
+                tr.querySelector('td:last-child a').click(); return true;
+            }}
+        }}
+        return false;
+    }})()"""
+
+
+# JS: back to the main menu through the breadcrumbs' first link (the home icon).
+HOME_JS = """(() => { const a = document.querySelector('#app nav ol li:first-child a');
+    if (a) a.click(); return !!a; })()"""
+
+
+def broken_images(page: Page, context: int | None = None) -> list[dict]:
+    """Every <img> that failed to decode or is laid out with no size (waits for all to end)."""
+    page.wait_for("[...document.images].every(i => i.complete)", "images", context=context)
+    images = page.evaluate(IMAGES_JS, context=context)
+    return [i for i in images if 0 in i["natural"] or 0 in i["shown"]]
+
+
+def not_blank(png: Path) -> bool:
+    """A screenshot shows something: more than a handful of distinct colours."""
+    from PIL import Image
+
+    with Image.open(png) as im:
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 16)
+    return colours is None or len(colours) > 20
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    exe = find_chromium()
+    if exe is None:
+        reason = "no Chromium installed (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser test, but: {reason}")
+        pytest.skip(reason)
+    return exe
+
+
+@pytest.fixture(scope="module")
+def report(smoke_study) -> Path:
+    work = smoke_study[0]
+    snakemake(work, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
+    return work / "results" / "report.html"
+
+
+def visit_report(page: Page, report: Path, shots: Path | None = None) -> dict:
+    """Open the report and click through its figures and its summary, as a reader would.
+    What was seen: figures {path: broken <img>s of its page (empty: fine)}, the summary's
+    heading, findings and broken images, and the page's problems; screenshots into shots."""
+    page.goto(report.resolve().as_uri())
+    page.wait_for("document.querySelectorAll('#app a').length > 0", "the report's menu")
+    seen: dict = {
+        "menu": page.evaluate("[...document.querySelectorAll('#app a span')].map(s => s.innerText)"),
+        "text": page.evaluate("document.body.innerText"),
+        "figures": {},
+    }
+    # The Figures category (one subcategory, so its results are listed at once).
+    figures = page.evaluate("(categories.Figures && Object.values(categories.Figures).flat())")
+    seen["category"] = figures
+    assert page.evaluate(_click("Figures")), "no Figures menu item"
+    for i, path in enumerate(figures or []):
+        page.wait_for(f"!!{_click(path)}", f"the row of {path}")
+        uri = page.evaluate(f"results[{json.dumps(path)}].data_uri")
+        page.wait_for(
+            f"[...document.images].some(i => i.src === {json.dumps(uri)})", f"the image of {path}"
+        )
+        seen["figures"][path] = broken_images(page)
+        if shots and i == 0:
+            seen["figure_shot"] = page.screenshot(shots / "figure.png")
+    # The Summary: a data: iframe with summary.html.
+    assert page.evaluate(HOME_JS), "no link back to the menu"
+    page.wait_for(f"!!{_click('Summary')}", "the Summary menu item")
+    page.wait_for(f"!!{_click('results/report/summary.html')}", "the summary's row")
+    page.wait_for(
+        "(() => { const f = document.querySelector('#app iframe');"
+        " return !!f && f.src.startsWith('data:text/html') })()",
+        "the summary's iframe",
+    )
+    frame = page.frame_context("data:text/html")
+    page.wait_for("document.readyState === 'complete'", "the summary to load", context=frame)
+    seen["iframe_size"] = page.evaluate(
+        "(() => { const r = document.querySelector('#app iframe').getBoundingClientRect();"
+        " return [r.width, r.height] })()"
+    )
+    seen["summary"] = page.evaluate(
+        """(() => {
+        const visible = el => { const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+            return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'
+                && s.display !== 'none' && r.top < innerHeight; };
+        const h = [...document.querySelectorAll('h2')].filter(visible).map(e => e.innerText);
+        const li = [...document.querySelectorAll('li')].filter(visible).map(e => e.innerText);
+        return {headings: h, findings: li};
+        })()""",
+        context=frame,
+    )
+    seen["summary_broken"] = broken_images(page, frame)
+    if shots:
+        seen["summary_shot"] = page.screenshot(shots / "summary.png")
+    seen["problems"] = page.problems()
+    return seen
+
+
+def _copy_shots(*pngs: Path) -> None:
+    if os.environ.get(SHOTS_ENV):
+        dest = Path(os.environ[SHOTS_ENV])
+        dest.mkdir(parents=True, exist_ok=True)
+        for png in pngs:
+            shutil.copy2(png, dest / png.name)
+
+
+def test_report_in_a_browser(chromium, report, smoke_study, tmp_path):
+    work = smoke_study[0]
+    with Browser(chromium) as browser:
+        seen = visit_report(browser.new_page(), report, tmp_path)
+    _copy_shots(seen["figure_shot"], seen["summary_shot"])
+    assert {"Workflow", "Figures", "Summary", "Tables"} <= set(seen["menu"])
+    assert "memlab asks when a model memorizes" in seen["text"]  # the workflow description
+    # Every figure the study made is in the report, and every one shows.
+    made = sorted(str(p.relative_to(work)) for p in (work / "results/figures").glob("*.png"))
+    assert sorted(seen["category"]) == made
+    assert all(not broken for broken in seen["figures"].values()), seen["figures"]
+    assert min(seen["iframe_size"]) > 100, seen["iframe_size"]
+    assert any("headline numbers" in h for h in seen["summary"]["headings"]), seen["summary"]
+    findings = seen["summary"]["findings"]
+    assert any(re.search(r"Best held-out accuracy: .*\d%", f) for f in findings), findings
+    assert not seen["summary_broken"]
+    assert seen["problems"] == []
+    for shot in (seen["figure_shot"], seen["summary_shot"]):
+        assert not_blank(shot), f"{shot} is blank"
+
+
+def test_report_browser_check_can_fail(chromium, report, tmp_path):
+    """The same visit on a copy of the report with one figure that does not decode and a
+    script that logs an error: both must show up."""
+    html = report.read_text()
+    start = html.index("data:image/png;")
+    start = html.index("base64,", start) + len("base64,")
+    end = start + re.match(r"[A-Za-z0-9+/=]*", html[start:]).end()
+    bad = html[:start] + BROKEN + html[end:]
+    bad = bad.replace("</body>", "<script>console.error('injected');</script></body>", 1)
+    copy = tmp_path / "report.html"
+    copy.write_text(bad)
+    with Browser(chromium) as browser:
+        seen = visit_report(browser.new_page(), copy)
+    broken = [path for path, imgs in seen["figures"].items() if imgs]
+    assert len(broken) == 1, seen["figures"]
+    assert any("injected" in p for p in seen["problems"]), seen["problems"]
+
+
+def test_checks_catch_broken_images_and_errors(chromium, tmp_path):
+    """The checks themselves, on a hand-written page: a broken image (also inside a data:
+    iframe), a console.error, an uncaught exception and a missing file."""
+    inner = f'<h2>inner</h2><img src="data:image/png;base64,{BROKEN}">'
+    page_html = f"""<html><body><h1>x</h1>
+    <img id="ok" src="data:image/png;base64,{PIXEL}" width="10" height="10">
+    <img id="bad" src="data:image/png;base64,{BROKEN}" width="10" height="10">
+    <img id="missing" src="missing.png" width="10" height="10">
+    <iframe src="data:text/html;base64,{base64.b64encode(inner.encode()).decode()}"></iframe>
+    <script>console.error("boom"); setTimeout(() => {{ throw new Error("late") }}, 0);</script>
+    </body></html>"""
+    (tmp_path / "bad.html").write_text(page_html)
+    with Browser(chromium) as browser:
+        page = browser.new_page()
+        page.goto((tmp_path / "bad.html").as_uri())
+        broken = broken_images(page)
+        frame = page.frame_context("data:text/html")
+        page.wait_for("document.readyState === 'complete'", "the iframe", context=frame)
+        in_frame = broken_images(page, frame)
+        page.wait_for(
+            "new Promise(r => setTimeout(() => r(true), 50))", "the late exception to be thrown"
+        )
+        problems = page.problems()
+    assert len(broken) == 2 and len(in_frame) == 1, (broken, in_frame)
+    assert any(p == "console.error: boom" for p in problems), problems
+    assert any("Error: late" in p for p in problems), problems
+    assert any("ERR_FILE_NOT_FOUND" in p for p in problems), problems
