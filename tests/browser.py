@@ -17,6 +17,7 @@ on ``close()`` (also when a test fails), so a hung browser cannot hang the suite
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -81,7 +82,7 @@ class Browser:
         # cmd_r as fd 3 and out_w as fd 4 (moved there in preexec, after the fork).
         cmd_r, cmd_w = os.pipe()
         out_r, out_w = os.pipe()
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
 
         def child_fds():
             a, b = os.dup(cmd_r), os.dup(out_w)  # above 4, so the dup2s cannot clobber them
@@ -194,16 +195,13 @@ class Browser:
                 self.proc.wait(5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # the group this Popen started, nothing else
-        except (ProcessLookupError, PermissionError):
-            pass
+        # The group this Popen started, nothing else.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         for fd in (self._w, self._r):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._reader.join(5)
         self._stderr.close()
         shutil.rmtree(self._profile, ignore_errors=True)
@@ -245,7 +243,9 @@ class Page:
         if reply.get("errorText"):
             raise BrowserError(f"cannot open {url}: {reply['errorText']}")
         self.browser._wait(
-            lambda: len(self.events("Page.loadEventFired")) > seen or None, f"load of {url}", timeout
+            lambda: len(self.events("Page.loadEventFired")) > seen or None,
+            f"load of {url}",
+            timeout,
         )
 
     def evaluate(self, expression: str, *, context: int | None = None, timeout=None) -> Any:
