@@ -3,7 +3,8 @@
 
 import sys
 
-from memlab import analysis, bank, corruption_error, evidence
+from memlab import analysis, bank, corruption_error, evidence, influence
+from memlab.data import split_reader
 from memlab.io import atomic_path
 from memlab.neighbours import PoolAgreement
 from memlab.power import PowerGates
@@ -24,6 +25,7 @@ with rule_job(snakemake) as log:
         # Each run's blocks as one bank, one run at a time.
         return bank.read_runs(sm.input.evaluations, sm.params.runs)
 
+    split_of = split_reader(sm.input.splits)
     agreement = PoolAgreement.from_split_paths(sm.input.splits, sm.params.agreement_k)
     gates = PowerGates(**sm.params.power)
     memorization, mem_summary = analysis.memorization_tables(evaluations(), agreement, gates)
@@ -36,6 +38,9 @@ with rule_job(snakemake) as log:
         evidence.true_labels_from_splits(sm.input.splits),
         agreement,
         gates,
+    )
+    pairs, pair_summary = influence.influence_tables(
+        evaluations(), split_of, gates, influence.Thresholds(**sm.params.influence)
     )
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")
@@ -52,12 +57,15 @@ with rule_job(snakemake) as log:
         "chance_null": analysis.chance_null(
             evaluations(), seed=derive_seed(sm.params.seed, "chance_null")
         ),
-        "memorization": memorization,
+        "memorization": analysis.with_subpopulations(memorization, split_of),
         "memorization_summary": mem_summary,
         "example_correlations": analysis.example_correlations(memorization),
         "membership": membership,
         "membership_roc": roc,
-        "evidence": examples,
+        "evidence": analysis.with_subpopulations(examples, split_of, "index"),
+        "influence_pairs": pairs,
+        "influence_summary": pair_summary,
+        "long_tail": analysis.long_tail_accuracy(evaluations(), split_of),
         "detectors": detectors,
         "membership_slices": membership_slices,
     }
@@ -71,7 +79,7 @@ with rule_job(snakemake) as log:
         sm.params.corruption_baselines,
         seed=derive_seed(sm.params.seed, "corruption_error"),
     )
-    for table in TABLES:
+    for table in (t for t in TABLES if t.made_by == "analyze"):
         frame = frames[table.frame]
         with atomic_path(sm.output[table.name]) as tmp:
             if table.format == "parquet":

@@ -1,20 +1,26 @@
-"""Rule prepare: load a dataset, write its fixed stratified pool/test split (randomized if
-asked)."""
+"""Rule prepare: load a dataset, write its fixed stratified pool/test split (thinned to a long
+tail, randomized, if asked)."""
 
 from memlab import data
+from memlab.long_tail import split_indices
 from memlab.randomization import randomize
 from memlab.seeds import derive_seed
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params
-    ds = data.load_dataset(p.dataset, name=snakemake.wildcards.dataset)
-    pool, test = data.split_pool_test(ds.y, p.test_fraction, p.seed)
+    name = snakemake.wildcards.dataset
+    ds, pool, test, tail = split_indices(p.dataset, p.test_fraction, p.seed, name=name)
     log(
         f"{ds.name}: {len(ds.y)} examples, {ds.X.shape[1]} features, {ds.n_classes} classes, "
         f"image shape {ds.image_shape}, token shape {ds.token_shape}; pool {len(pool)}, "
         f"held-out {len(test)}"
     )
+    if tail:
+        log(
+            f"long tail {p.dataset['long_tail']}: training counts per subpopulation by rank "
+            f"{tail['subpopulation_frequency'][: p.dataset['long_tail']['subpopulations']]}"
+        )
     randomization = p.dataset.get("randomization")
     split, changed = randomize(
         data.make_split(ds, pool, test), randomization, derive_seed(p.seed, "randomize")
@@ -22,5 +28,10 @@ with rule_job(snakemake) as log:
     if randomization:
         log(f"randomization {randomization}: {int(changed.sum())} pool labels changed")
     data.save_split(
-        snakemake.output[0], split, pool_index=pool, test_index=test, label_randomized=changed
+        snakemake.output[0],
+        split,
+        pool_index=pool,
+        test_index=test,
+        label_randomized=changed,
+        **tail,
     )

@@ -8,6 +8,7 @@ from clean per perturbation and severity) and a summary (mean and standard error
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from memlab.kinds import MODEL_KINDS
+from memlab.long_tail import frequency_bucket
 from memlab.power import PowerGates
 from memlab.study import RUN_COLUMNS, RUN_KEYS, STOP_REASONS, with_run
 
@@ -409,3 +411,54 @@ def noise_sweep(metrics: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     out = final.to_frame().join(best, how="inner")
     out["early_stopping_gap"] = out["best_heldout_accuracy"] - out["final_heldout_accuracy"]
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------- long-tailed data
+
+SplitOf = Callable[[str], Any]  # dataset -> memlab.data.Split (memlab.data.split_reader)
+# The columns of long_tail.csv after the run's.
+LONG_TAIL_COLUMNS = ("train_frequency", "accuracy", "accuracy_se", "n_test", "n_replicas")
+# The columns the per-example tables gain (pandas' nullable integers: empty without a long tail).
+SUBPOPULATION_COLUMNS = ("subpopulation", "train_frequency")
+
+
+def long_tail_accuracy(
+    evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]], split_of: SplitOf
+) -> pd.DataFrame:
+    """long_tail.csv: per run on long-tailed data (``memlab.long_tail``) and power-of-two
+    frequency bucket, held-out accuracy on the test examples whose subpopulation has that
+    training frequency: the mean over replicas of each replica's accuracy, its standard error
+    across replicas (NaN with one replica), the test examples and the replicas it rests on."""
+    rows = []
+    for run, bank in evaluations:
+        frequency = split_of(run["dataset"]).train_frequency("test")
+        if frequency is None:
+            continue
+        correct = np.asarray(bank["test_correct"], bool)
+        buckets = frequency_bucket(frequency)
+        for bucket in np.unique(buckets):
+            acc = correct[:, buckets == bucket].mean(axis=1)
+            se = acc.std(ddof=1) / math.sqrt(len(acc)) if len(acc) > 1 else math.nan
+            values = (int(bucket), acc.mean(), se, int(np.sum(buckets == bucket)), len(acc))
+            rows.append(
+                {c: run[c] for c in RUN_COLUMNS} | dict(zip(LONG_TAIL_COLUMNS, values, strict=True))
+            )
+    return pd.DataFrame(rows, columns=[*RUN_COLUMNS, *LONG_TAIL_COLUMNS])
+
+
+def with_subpopulations(
+    frame: pd.DataFrame, split_of: SplitOf, example: str = "example"
+) -> pd.DataFrame:
+    """A per-example table (columns ``dataset`` and ``example``, a pool position) with each
+    example's subpopulation and training frequency; empty (<NA>) on data without a long tail."""
+    out = frame.copy()
+    for column in SUBPOPULATION_COLUMNS:
+        out[column] = pd.array([pd.NA] * len(out), dtype="Int64")
+    for dataset, rows in frame.groupby("dataset", sort=False).groups.items():
+        split = split_of(dataset)
+        if split.pool_subpopulation is None:
+            continue
+        where = frame.loc[rows, example].to_numpy(int)
+        out.loc[rows, "subpopulation"] = split.pool_subpopulation[where]
+        out.loc[rows, "train_frequency"] = split.train_frequency("pool")[where]
+    return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,11 @@ from memlab.seeds import derive_seed
 DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
 _DIGITS_N = 1797  # rows of sklearn's bundled digits; checked against load_digits in the tests
-# Every kind also takes `randomization` (applied after the split, see memlab.randomization).
+# Every kind also takes `randomization` (applied after the split, see memlab.randomization) and
+# `long_tail` (the split thinned to a long tail, see memlab.long_tail).
+_VARIANTS = {"randomization", "long_tail"}
 _ALLOWED_KEYS = {
-    "digits": {"kind", "randomization"},
+    "digits": {"kind"},
     "gaussian": {
         "kind",
         "n_samples",
@@ -31,11 +33,11 @@ _ALLOWED_KEYS = {
         "n_classes",
         "separation",
         "seed",
-        "randomization",
     },
-    "file": {"kind", "path", "label_column", "image_shape", "randomization"},
-    "modular_addition": {"kind", "p", "randomization"},
+    "file": {"kind", "path", "label_column", "image_shape"},
+    "modular_addition": {"kind", "p"},
 }
+_ALLOWED_KEYS = {kind: keys | _VARIANTS for kind, keys in _ALLOWED_KEYS.items()}
 _GAUSSIAN_DEFAULTS: dict[str, Any] = {
     "n_samples": 1000,
     "n_features": 20,
@@ -579,6 +581,18 @@ class Split:
     n_classes: int
     image_shape: tuple[int, int] | None
     token_shape: tuple[int, int] | None = None  # as Dataset.token_shape
+    # Long-tailed data only (memlab.long_tail; None otherwise): each pool and held-out example's
+    # subpopulation id, and each subpopulation's count in the pool (its training frequency).
+    pool_subpopulation: np.ndarray | None = None
+    test_subpopulation: np.ndarray | None = None
+    subpopulation_frequency: np.ndarray | None = None
+
+    def train_frequency(self, part: str) -> np.ndarray | None:
+        """The training frequency of each ``part`` ('pool' or 'test') example's subpopulation."""
+        sub = self.pool_subpopulation if part == "pool" else self.test_subpopulation
+        if sub is None or self.subpopulation_frequency is None:
+            return None
+        return self.subpopulation_frequency[sub]
 
 
 def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndarray:
@@ -637,4 +651,22 @@ def load_split(path: str | Path) -> Split:
         int(a["n_classes"]),
         _pair(a, "image_shape"),
         _pair(a, "token_shape"),
+        a.get("pool_subpopulation"),
+        a.get("test_subpopulation"),
+        a.get("subpopulation_frequency"),
     )
+
+
+def split_reader(paths: Iterable[str | Path]) -> Callable[[str], Split]:
+    """``dataset -> Split`` from split files at ``.../<dataset>/split.npz``, each read once."""
+    from functools import cache
+
+    files = {Path(p).parent.name: p for p in paths}
+
+    @cache
+    def split_of(dataset: str) -> Split:
+        if dataset not in files:
+            raise MemlabInputError(f"no split file for dataset {dataset!r} among {sorted(files)}.")
+        return load_split(files[dataset])
+
+    return split_of

@@ -284,18 +284,10 @@ def _underpowered(
 def true_labels_from_splits(paths: Iterable[str]) -> Callable[[str], np.ndarray]:
     """``dataset -> pool labels before label noise``, read once per dataset from the split files
     at ``.../<dataset>/split.npz``."""
-    from functools import cache
-    from pathlib import Path
+    from memlab.data import split_reader
 
-    from memlab.data import load_split
-
-    splits = {Path(p).parent.name: p for p in paths}
-
-    @cache
-    def labels(dataset: str) -> np.ndarray:
-        return np.asarray(load_split(splits[dataset]).y_pool)
-
-    return labels
+    split_of = split_reader(paths)
+    return lambda dataset: np.asarray(split_of(dataset).y_pool)
 
 
 def evidence_tables(

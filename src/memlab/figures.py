@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from scipy import stats
 
 from memlab import analysis
 from memlab.io import atomic_path
@@ -767,6 +768,332 @@ def detectors(t: StudyTables) -> plt.Figure:
     return fig
 
 
+# --- When memorization pays (DESIGN 4b): the long tail, influence pairs, removal. ---
+
+# Two-sided 95% intervals: a t quantile with n_replicas - 1 degrees of freedom (a few replicas:
+# 1.96 standard errors would be too narrow).
+
+
+def _t95(n_replicas: pd.Series) -> np.ndarray:
+    return stats.t.ppf(0.975, n_replicas.astype(int).to_numpy() - 1)
+
+
+# At most this many runs in the removal figure (one row each), the best-replicated.
+REMOVAL_ROWS = 4
+REMOVED_LABELS = {"top_memorized": "top memorized", "random": "random"}
+REMOVED_COLOURS = {"top memorized": "tab:red", "random": "0.45"}
+REMOVAL_SPLITS = {
+    "heldout": "held-out (all test examples)",
+    "influenced": "influenced test examples",
+}
+
+
+def _model_regime(frame: pd.DataFrame) -> pd.Series:
+    return frame["model"].astype(str) + " / " + frame["regime"].astype(str)
+
+
+def _replicated(frame: pd.DataFrame, se: str) -> pd.DataFrame:
+    """Rows with an interval: two or more replicas and a finite standard error."""
+    n = pd.to_numeric(frame["n_replicas"], errors="coerce")
+    return frame[(n >= 2) & np.isfinite(pd.to_numeric(frame[se], errors="coerce"))]
+
+
+def _dodge(n: int, width: float) -> np.ndarray:
+    """Offsets that spread ``n`` series over ``width`` around 0 (so error bars do not overlap)."""
+    return (np.arange(n) - (n - 1) / 2) * (width / max(n, 1))
+
+
+def long_tail(t: StudyTables) -> plt.Figure:
+    """Held-out accuracy against how many training examples a test example's subpopulation has
+    (log2 buckets, 1 = singletons), one line per model / regime, one panel per dataset and noise
+    rate at each dataset's largest training-set size; 95% t intervals over replicas."""
+    lt = t.long_tail
+    if lt.empty:
+        return _empty(
+            "No long-tail table: needs a dataset with subpopulations (a long-tailed pool, "
+            "DESIGN 4b) in this study."
+        )
+    lt = lt[lt["size"] == lt.groupby("dataset")["size"].transform("max")]
+    d = _replicated(lt, "accuracy_se").copy()
+    if d.empty:
+        return _empty(
+            "No run has 2 or more replicas, so no long-tail accuracy has an interval: add "
+            "replicas (see n_replicas in long_tail.csv)."
+        )
+    half = _t95(d["n_replicas"]) * d["accuracy_se"]
+    d["low"] = (d["accuracy"] - half).clip(lower=0)
+    d["high"] = (d["accuracy"] + half).clip(upper=1)
+    d["line"] = _model_regime(d)
+    d["panel"] = (
+        d["dataset"] + ", label noise " + d["label_noise"].map(lambda x: f"{x:g}")
+        + ", n=" + d["size"].astype(str)
+    )  # fmt: skip
+    panels = list(dict.fromkeys(d.sort_values(["dataset", "label_noise"])["panel"]))
+    lines = list(dict.fromkeys(d.sort_values(["kind", "model"], kind="stable")["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols + 2.2, 3.3 * rows), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))  # in log2 units
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        p = d[d["panel"] == panel]
+        for line in lines:
+            s = p[p["line"] == line].sort_values("train_frequency")
+            if s.empty:
+                continue
+            x = s["train_frequency"].to_numpy(float) * 2 ** offsets[line]
+            y = s["accuracy"].to_numpy(float)
+            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
+            ax.errorbar(
+                x, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=2.5,
+                color=palette[line], label=line,
+            )  # fmt: skip
+        ticks = sorted(p["train_frequency"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{f:g}\n(singletons)" if f == 1 else f"{f:g}" for f in ticks])
+        ax.minorticks_off()
+        ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(panel, size=9)
+        ax.set_ylabel("held-out accuracy" if ax.get_subplotspec().is_first_col() else "")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.supxlabel("training examples of the test example's subpopulation (bucket from)", size=10)
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(
+        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
+        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
+    )  # fmt: skip
+    dropped = len(lt) - len(d)
+    note = f"; {dropped} bucket(s) with under 2 replicas left out" if dropped else ""
+    fig.suptitle(
+        "Held-out accuracy by how often a subpopulation is seen in training\n"
+        f"(mean ± 95% t interval over replicas; largest size per dataset{note})",
+        size=10,
+    )
+    return fig
+
+
+def _influence_best_run(
+    t: StudyTables, datasets: set[str]
+) -> tuple[pd.Series | None, pd.DataFrame, str]:
+    """The run to show (a summary row), its pairs, or why there is none."""
+    keys = list(RUN_KEYS)
+    pairs, summary = t.influence_pairs, t.influence_summary
+    pairs = pairs[pairs["dataset"].isin(datasets)] if len(pairs) else pairs
+    summary = summary[summary["dataset"].isin(datasets)] if len(summary) else summary
+    if summary.empty:
+        return (
+            None,
+            pairs,
+            (
+                "No influence summary for an image dataset: the influence stage has not run on one "
+                "(influence_summary.csv)."
+            ),
+        )
+    ok = summary[summary["powered"].eq(True)]
+    if ok.empty:
+        best = summary.sort_values("n_replicas", ascending=False, kind="stable").iloc[0]
+        return (
+            None,
+            pairs,
+            (
+                "No run has enough replicas for influence estimates: the best has "
+                f"{int(best['n_replicas'])} ({best['status']}). Influence pairs need on the order "
+                "of a thousand models (DESIGN 4b); see influence_summary.csv's status column."
+            ),
+        )
+    have = pairs.groupby(keys, sort=False).size() if len(pairs) else pd.Series(dtype=int)
+    index = pd.MultiIndex.from_frame(ok[keys])
+    ok = ok[index.isin(have.index) & (ok["n_pairs"] > 0)]
+    if ok.empty:
+        return (
+            None,
+            pairs,
+            (
+                "No high-influence pairs in the powered runs at the thresholds "
+                "analysis.influence.min_memorization and analysis.influence.min_influence: "
+                "lower them, or add replicas (influence_summary.csv)."
+            ),
+        )
+    if (ok["kind"] == MLP.kind).any():
+        ok = ok[ok["kind"] == MLP.kind]
+    run = ok.sort_values("n_pairs", ascending=False, kind="stable").iloc[0]
+    mine = (pairs[keys] == run[keys].to_numpy()).all(axis=1)
+    return run, pairs[mine], ""
+
+
+def _image_axis(ax: plt.Axes, img: np.ndarray, label: str, frame: str | None) -> None:
+    ax.imshow(img, cmap="gray_r", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(label, fontsize=7.5, labelpad=2)
+    for spine in ax.spines.values():
+        spine.set_visible(frame is not None)
+        if frame is not None:
+            spine.set_color(frame)
+            spine.set_linewidth(2)
+
+
+def _summary_line(run: pd.Series) -> str:
+    text = (
+        f"{int(run['n_pairs'])} pairs; expected false pairs {run['expected_false_pairs']:.1f} "
+        f"(null, {int(run['n_replicas'])} replicas)"
+    )
+    share = run.get("same_subpopulation_share")
+    if share is not None and pd.notna(share):
+        text += (
+            f"; {100 * share:.0f}% [{100 * run['same_subpopulation_low']:.0f}, "
+            f"{100 * run['same_subpopulation_high']:.0f}] within one subpopulation"
+        )
+    return text
+
+
+# At most this many training images (rows) and test images each (columns) in the pairs figure.
+INFLUENCE_TRAIN = 8
+INFLUENCE_TEST = 4
+
+
+def influence_pairs(t: StudyTables) -> plt.Figure:
+    """The strongest high-influence pairs of the best powered run: each training image (rows,
+    highest influence first) beside the test images it influences most."""
+    images = {d for d, s in t.splits.items() if s.image_shape is not None}
+    tables = (t.influence_pairs, t.influence_summary)
+    present = set().union(*(set(f["dataset"]) for f in tables if "dataset" in f))
+    if not images & present:
+        return _empty("No influence analysis on image data in this study.")
+    run, pairs, why = _influence_best_run(t, images)
+    if run is None:
+        return _empty(why)
+    split = t.splits[run["dataset"]]
+    h, w = split.image_shape
+    pairs = pairs.sort_values(["influence", "test_index"], ascending=[False, True], kind="stable")
+    trains = list(dict.fromkeys(pairs["train_index"]))[:INFLUENCE_TRAIN]
+    cols = min(INFLUENCE_TEST, int(pairs.groupby("train_index").size().max()))
+    fig, axes = plt.subplots(
+        len(trains), cols + 2, figsize=(1.45 * (cols + 1) + 0.4, 1.75 * len(trains) + 0.9),
+        squeeze=False, gridspec_kw={"width_ratios": [1, 0.25, *[1] * cols]},
+        layout="constrained",
+    )  # fmt: skip
+    colour = {True: "tab:green", False: "tab:orange"}
+    for row, i in zip(axes, trains, strict=True):
+        mine = pairs[pairs["train_index"] == i].head(cols)
+        first = mine.iloc[0]
+        _image_axis(
+            row[0],
+            split.x_pool[int(i)].reshape(h, w),
+            f"train #{int(i)}: label {split.y_pool[int(i)]}\nmem {first['memorization']:.2f}",
+            None,
+        )
+        row[1].axis("off")
+        row[1].annotate("→", (0.5, 0.5), ha="center", va="center", size=14, color="0.4")
+        for ax, (_, p) in zip(row[2:], mine.iterrows(), strict=False):
+            j = int(p["test_index"])
+            same = p.get("same_subpopulation")
+            se = p.get("influence_se")
+            pm = f" ± {se:.2f}" if se is not None and pd.notna(se) else ""
+            _image_axis(
+                ax,
+                split.x_test[j].reshape(h, w),
+                f"test #{j}: label {split.y_test[j]}\ninfl {p['influence']:.2f}{pm}",
+                colour[bool(same)] if same is not None and pd.notna(same) else None,
+            )
+        for ax in row[2 + len(mine) :]:
+            ax.axis("off")
+    axes[0, 0].set_title("training image", fontsize=8)
+    axes[0, 2].set_title("test images it influences", fontsize=8, loc="left")
+    title = run_label(run.to_frame().T).iloc[0].replace("\n", ", ")
+    frames = (
+        "; frame: same subpopulation (green) or not (orange)"
+        if "same_subpopulation" in pairs and pairs["same_subpopulation"].notna().any()
+        else ""
+    )
+    fig.suptitle(
+        f"High-influence pairs: {title}\n{_summary_line(run)}\n"
+        f"influence = P[test correct | train in] − P[… | out], ± s.e.{frames}",
+        fontsize=9,
+    )
+    return fig
+
+
+def removal(t: StudyTables) -> plt.Figure:
+    """Accuracy change after removing the k most memorized training examples vs k random ones,
+    on all held-out examples and on the influenced ones; one row per run (at most 4)."""
+    r = t.removal
+    if r.empty:
+        return _empty(
+            "No removal experiment in this study: the removal stage is off (set removal.k in "
+            "the config)."
+        )
+    d = _replicated(r, "accuracy_change_se")
+    if d.empty:
+        return _empty(
+            "No removal result has 2 or more replicas, so none has an interval: add replicas "
+            "(see n_replicas in removal.csv)."
+        )
+    d = d.assign(run=run_label(d), arm=d["removed"].map(lambda a: REMOVED_LABELS.get(a, a)))
+    runs = d.groupby("run", sort=False)["n_replicas"].min().sort_values(ascending=False)
+    keep = list(runs.index[:REMOVAL_ROWS])
+    arms = [a for a in REMOVED_COLOURS if a in set(d["arm"])]
+    arms += sorted(set(d["arm"]) - set(arms))
+    extra = dict(zip(arms, sns.color_palette(n_colors=len(arms)), strict=True))
+    palette = {a: REMOVED_COLOURS.get(a, extra[a]) for a in arms}
+    splits = list(REMOVAL_SPLITS)
+    ks = sorted(d["n_removed"].unique())
+    step = float(np.min(np.diff(ks))) if len(ks) > 1 else 1.0
+    offsets = dict(zip(arms, _dodge(len(arms), 0.25 * step), strict=True))
+    fig, axes = plt.subplots(
+        len(keep), 2, figsize=(10, 2.7 * len(keep) + 1.0), squeeze=False, sharex=True,
+        sharey="col", layout="constrained",
+    )  # fmt: skip
+    for row, run in zip(axes, keep, strict=True):
+        for ax, split in zip(row, splits, strict=True):
+            p = d[(d["run"] == run) & (d["split"] == split)]
+            ax.axhline(0, color="0.3", lw=0.9)
+            for arm in arms:
+                s = p[p["arm"] == arm].sort_values("n_removed")
+                if s.empty:
+                    continue
+                ax.errorbar(
+                    s["n_removed"].to_numpy(float) + offsets[arm],
+                    100 * s["accuracy_change"].to_numpy(float),
+                    yerr=100 * _t95(s["n_replicas"]) * s["accuracy_change_se"].to_numpy(float),
+                    marker="o", ms=4, lw=1.4, capsize=3, color=palette[arm], label=arm,
+                )  # fmt: skip
+            if p.empty:
+                ax.text(
+                    0.5, 0.5, "no result (no influenced test examples?)", ha="center",
+                    va="center", transform=ax.transAxes, size=8, color="0.4",
+                )  # fmt: skip
+            ax.set_xticks(ks, [f"{k:g}" for k in ks])
+            ax.set_title(f"{run.replace(chr(10), ', ')}\n{REMOVAL_SPLITS[split]}", size=8.5)
+            ax.set_ylabel("accuracy change (points)" if split == splits[0] else "")
+        for ax in row:
+            ax.set_xlabel("")
+    for ax in axes[-1]:
+        ax.set_xlabel("training examples removed (k)")
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(
+        list(handles.values()), list(handles), title="removed", loc="outside lower center",
+        ncols=len(handles), fontsize=9, title_fontsize=9,
+    )  # fmt: skip
+    fig.suptitle(
+        "Change in test accuracy after removing the most memorized vs random training examples\n"
+        "(mean ± 95% t interval over paired replicas; 0 = nothing removed)",
+        size=10,
+    )
+    return fig
+
+
 # How to draw each figure of memlab.registry.FIGURES (a test keeps the two in step).
 DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "accuracy_vs_size": accuracy_vs_size,
@@ -785,6 +1112,9 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "double_descent": double_descent,
     "detectors": detectors,
     "grokking": grokking,
+    "long_tail": long_tail,
+    "influence_pairs": influence_pairs,
+    "removal": removal,
 }
 
 

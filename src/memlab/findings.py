@@ -355,6 +355,94 @@ def _leakage(c: _Context) -> Finding:
     return Finding("leakage", q, text, {"tpr_at_0.001_fpr": est})
 
 
+def welch_from_summary(a: pd.Series, b: pd.Series) -> Estimate:
+    """mean(a) - mean(b) of two independent runs given as rows with ``accuracy``,
+    ``accuracy_se`` and ``n_replicas`` (long_tail.csv): Welch's 95% interval from the summary
+    statistics (the Welch-Satterthwaite degrees of freedom), as welch_difference gives it from
+    the replicas."""
+    d = float(a["accuracy"] - b["accuracy"])
+    va, vb = float(a["accuracy_se"]) ** 2, float(b["accuracy_se"]) ** 2
+    n = int(min(a["n_replicas"], b["n_replicas"]))
+    if not (np.isfinite(va) and np.isfinite(vb)) or va + vb == 0:
+        lo = hi = d if n >= 2 and va + vb == 0 else math.nan
+        return Estimate(d, lo, hi, n)
+    df = (va + vb) ** 2 / (va**2 / (a["n_replicas"] - 1) + vb**2 / (b["n_replicas"] - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    return Estimate(d, max(d - half, -1.0), min(d + half, 1.0), n)
+
+
+def _bucket_estimate(row: pd.Series) -> Estimate:
+    """A bucket's accuracy with its 95% t interval across replicas."""
+    n, mean, se = int(row["n_replicas"]), float(row["accuracy"]), float(row["accuracy_se"])
+    if n < 2 or not np.isfinite(se):
+        return Estimate(mean, math.nan, math.nan, n)
+    half = stats.t.ppf(0.975, n - 1) * se
+    return Estimate(mean, max(mean - half, 0.0), min(mean + half, 1.0), n)
+
+
+def _tail_and_head(tail: pd.DataFrame, run: pd.Series) -> tuple[pd.Series, pd.Series] | None:
+    """A run's rarest and most frequent buckets of long_tail.csv, if both have intervals."""
+    rows = tail[(tail[KEYS] == run[KEYS]).all(axis=1)].sort_values("train_frequency")
+    if len(rows) < 2 or rows["n_replicas"].min() < 2:
+        return None
+    return rows.iloc[0], rows.iloc[-1]
+
+
+def _bucket_words(row: pd.Series) -> str:
+    f = int(row["train_frequency"])
+    seen = "once" if f == 1 else f"{f}-{2 * f - 1} times"
+    return f"subpopulations seen {seen} in training ({int(row['n_test'])} held-out examples)"
+
+
+def _where_it_pays(c: _Context) -> Finding:
+    q = "Where does memorizing pay?"
+    tail = c.tables.long_tail
+    why = "it needs a long-tailed dataset (datasets.&lt;name&gt;.long_tail) and 2+ replicas"
+    if tail.empty:
+        return Finding("where_it_pays", q, why=why)
+    tail = tail[tail["size"] == tail.groupby("dataset")["size"].transform("max")]
+    tail = tail[tail["label_noise"] == tail.groupby("dataset")["label_noise"].transform("min")]
+    runs = c.runs.merge(tail[KEYS].drop_duplicates(), on=KEYS)
+    nets = runs[runs["trained"]].sort_values("width", kind="stable")
+    plain = nets[nets["unregularized"]]
+    if plain.empty or _tail_and_head(tail, plain.iloc[-1]) is None:
+        return Finding("where_it_pays", q, why=why)
+    base = plain.iloc[-1]  # the widest unregularized network
+    rare, common = _tail_and_head(tail, base)
+    numbers = {"tail_accuracy": _bucket_estimate(rare), "head_accuracy": _bucket_estimate(common)}
+    text = (
+        f"On long-tailed data ({_where(base)}), {_name(base)} gets {numbers['tail_accuracy'].pct()}"
+        f" of held-out examples right in {_bucket_words(rare)}, against "
+        f"{numbers['head_accuracy'].pct()} in {_bucket_words(common)}"
+    )
+    memory = runs[(runs["kind"] == "knn") & (runs["k"] == 1)]
+    if len(memory) and _tail_and_head(tail, memory.iloc[0]) is not None:
+        rare_1nn, common_1nn = _tail_and_head(tail, memory.iloc[0])
+        numbers["tail_accuracy_1nn"] = _bucket_estimate(rare_1nn)
+        text += (
+            f"; the pure memorizer 1-NN gets {numbers['tail_accuracy_1nn'].pct()} and "
+            f"{_bucket_estimate(common_1nn).pct()}"
+        )
+    regs = nets[(nets["model"] == base["model"]) & ~nets["unregularized"]]
+    if len(regs):
+        train = _accuracy(c.tables.metrics, "train")
+        fit = regs.apply(lambda r: np.nanmean(_values(train, r)), axis=1)
+        reg = regs.loc[fit.idxmin()]  # the strongest: fits the least of its own training set
+        pair = _tail_and_head(tail, reg)
+        if pair is not None:
+            numbers["regularizer_tail_change"] = welch_from_summary(pair[0], rare)
+            numbers["regularizer_head_change"] = welch_from_summary(pair[1], common)
+            text += (
+                f". The strongest regularizer, {html.escape(str(reg['regime']))} "
+                f"({_settings(reg)}: it fits {np.nanmean(_values(train, reg)):.1%} of its "
+                f"training set), changes accuracy by "
+                f"{numbers['regularizer_tail_change'].pct(points=True)} there and by "
+                f"{numbers['regularizer_head_change'].pct(points=True)} on the most frequent "
+                f"({numbers['regularizer_tail_change'].n} replicas each, Welch)"
+            )
+    return Finding("where_it_pays", q, text + ".", numbers)
+
+
 def _gate_reason(gate: pd.DataFrame, what: str) -> str:
     if gate.empty or "status" not in gate:
         return f"no run gives {what}"
@@ -370,6 +458,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding], ...] = (
     _regularizer,
     _which_examples,
     _leakage,
+    _where_it_pays,
 )
 
 

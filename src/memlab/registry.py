@@ -30,6 +30,7 @@ class Table:
     caption: str | None = None  # workflow/report/<caption>.rst: the table is in the report
     copy_of: str | None = None  # the same frame as another table, in another format
     figures_read: bool = False  # figures and the summary read it (a StudyTables field)
+    made_by: str = "analyze"  # the rule that writes it
 
     @property
     def path(self) -> str:
@@ -68,6 +69,10 @@ TABLES: tuple[Table, ...] = (
     Table("evidence", "evidence.parquet"),
     Table("detectors", "detectors.csv", caption="detectors_table", figures_read=True),
     Table("corruption_error", "corruption_error.csv", caption="corruption_error"),
+    Table("long_tail", "long_tail.csv", figures_read=True),
+    Table("influence_pairs", "influence_pairs.csv", figures_read=True),
+    Table("influence_summary", "influence_summary.csv", figures_read=True),
+    Table("removal", "removal.csv", figures_read=True, made_by="removal_analyze"),
 )
 TABLE = {t.name: t for t in TABLES}
 FIGURE_TABLES = tuple(t.name for t in TABLES if t.figures_read)
@@ -138,6 +143,9 @@ FIGURES: tuple[Figure, ...] = (
         "grokking",
         lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),
     ),
+    Figure("long_tail", lambda s: any("long_tail" in ds.spec for ds in s.datasets.values())),
+    Figure("influence_pairs", lambda s: any(ds.image_shape for ds in _scored(s))),
+    Figure("removal", lambda s: bool(s.removals)),
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +261,41 @@ class Run:
         return {c: values[c] for c in RUN_COLUMNS}
 
 
+# The removal experiment (memlab.removal): its second-stage runs live under REMOVAL_DIR, below
+# the path of the first-stage run whose scores chose what they leave out.
+REMOVAL_DIR = "results/removal"
+REMOVAL_ARMS = ("none", "top_memorized", "random")
+REMOVAL_PATTERN = RUN_PATTERN + "/{arm}-k{k}"
+REMOVAL_BLOCK_PATTERN = REMOVAL_PATTERN + "/block{block}"
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One arm and k of the removal experiment: replicas trained on the whole pool of ``run``'s
+    dataset less k examples chosen by the arm from ``run``'s scores."""
+
+    run: Run  # the first stage
+    arm: str
+    k: int
+    blocks: tuple[Block, ...]
+
+    @property
+    def path(self) -> str:
+        return f"{self.run.path}/{self.arm}-k{self.k}"
+
+    def files(self, name: str) -> list[str]:
+        return [f"{REMOVAL_DIR}/{self.path}/block{b.index}/{name}" for b in self.blocks]
+
+    def spec(self) -> dict[str, Any]:
+        """What the removal table needs to know of it (memlab.removal.removal_table)."""
+        return {
+            "first_stage": self.run.path,
+            "arm": self.arm,
+            "k": self.k,
+            "columns": self.run.columns(),
+        }
+
+
 def run_path_of(file: str | Path) -> str:
     """The run path of a file under RUNS_DIR (inverse of :meth:`Run.file`)."""
     parts = Path(file).as_posix().removeprefix(f"{RUNS_DIR}/").split("/")
@@ -275,10 +311,13 @@ class Study:
     notes: tuple[str, ...]
     # analysis.power: which figures the study can support.
     power: PowerGates = dataclasses.field(default_factory=PowerGates)
+    removals: tuple[Removal, ...] = ()
     by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
+    removal_by_path: dict[str, Removal] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_path", {r.path: r for r in self.runs})
+        object.__setattr__(self, "removal_by_path", {r.path: r for r in self.removals})
 
     def run(self, wildcards: Mapping[str, Any]) -> Run:
         """The run of a job's wildcards (dataset, noise, size, model, regime)."""
@@ -290,6 +329,16 @@ class Study:
     def block(self, wildcards: Mapping[str, Any]) -> Block:
         """The replica block of a job's wildcards (dataset, block)."""
         return self.datasets[wildcards["dataset"]].blocks[int(wildcards["block"])]
+
+    def removal(self, wildcards: Mapping[str, Any]) -> Removal:
+        """The removal arm of a job's wildcards (a run's, arm and k)."""
+        w = wildcards
+        return self.removal_by_path[f"{self.run(w).path}/{w['arm']}-k{w['k']}"]
+
+    @property
+    def first_stages(self) -> list[Run]:
+        """The runs whose scores choose what the removal experiment leaves out."""
+        return list({r.run.path: r.run for r in self.removals}.values())
 
 
 def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
@@ -349,6 +398,16 @@ def _grid_names(grid: Mapping[str, Any], key: str, known: Mapping[str, Any], nam
     return tuple(chosen)
 
 
+@functools.cache
+def _long_tail_pool(spec: str, test_fraction: float, seed: int, root: Any, name: str) -> int:
+    """The thinned pool of a long-tailed dataset, built as rule prepare builds it: its size
+    shapes the grid, and a law its clusters cannot satisfy must fail before any job runs.
+    (Costs a scikit-learn import and a k-means per class, about 1.5 s, once per process.)"""
+    from memlab.long_tail import split_indices
+
+    return len(split_indices(json.loads(spec), test_fraction, seed, root, name)[1])
+
+
 def plan_dataset(
     name: str, entry: Mapping[str, Any], config: Mapping[str, Any], root: Any
 ) -> DatasetPlan:
@@ -359,6 +418,9 @@ def plan_dataset(
     n_examples, image_shape = data.dataset_shape(spec, root, name=name)
     test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
     n_pool = data.pool_size(n_examples, test_fraction)
+    if "long_tail" in spec:
+        key = json.dumps(spec, sort_keys=True)
+        n_pool = _long_tail_pool(key, test_fraction, config["seed"], root, name)
     sizes = grid.get("sizes", config["sizes"])
     where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
     resolved = [
@@ -457,6 +519,50 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
         raise MemlabInputError(
             "config: the study has no runs (every model was skipped); add an mlp or knn model."
         )
-    return Study(
-        datasets, variants, regimes, tuple(runs), tuple(notes), PowerGates.from_config(config)
-    )
+    gates = PowerGates.from_config(config)
+    removals = plan_removals(config.get("removal", {}), datasets, runs, gates)
+    return Study(datasets, variants, regimes, tuple(runs), tuple(notes), gates, removals)
+
+
+def plan_removals(
+    spec: Mapping[str, Any],
+    datasets: Mapping[str, DatasetPlan],
+    runs: list[Run],
+    gates: PowerGates,
+) -> tuple[Removal, ...]:
+    """The removal experiment's second stage (``removal`` in the config; none without ``k``):
+    for every first-stage run (a model of ``removal.models`` in a regime of ``removal.regimes``
+    whose subset design gives powered scores), the baseline and both arms at every k."""
+    ks = spec.get("k", [])
+    if not ks:
+        return ()
+
+    def chosen(run: Run) -> bool:
+        ds = datasets[run.dataset]
+        return (
+            run.variant.name in spec.get("models", [run.variant.name])
+            and (run.regime is None or run.regime.name in spec.get("regimes", [run.regime.name]))
+            and planned_scores_powered(gates, ds.replicas, run.size, ds.n_pool)
+        )
+
+    firsts = [r for r in runs if chosen(r)]
+    if not firsts:
+        raise MemlabInputError(
+            "config: removal.k is set, but no run can choose what to remove: the first stage "
+            "needs a size below the pool and enough replicas for powered memorization scores "
+            "(analysis.power.min_in_out), of a model in removal.models and a regime in "
+            "removal.regimes."
+        )
+    out = []
+    for run in firsts:
+        n_pool = datasets[run.dataset].n_pool
+        too_many = [k for k in ks if k >= n_pool]
+        if too_many:
+            raise MemlabInputError(
+                f"config: removal.k {too_many[0]} is larger than the pool of dataset "
+                f"'{run.dataset}' ({n_pool} examples) allows; use at most {n_pool - 1}."
+            )
+        blocks = replica_blocks(spec["replicas"], datasets[run.dataset].replicas_per_job)
+        arms = [("none", 0)] + [(arm, k) for k in ks for arm in REMOVAL_ARMS[1:]]
+        out += [Removal(run, arm, k, blocks) for arm, k in arms]
+    return tuple(out)

@@ -27,6 +27,12 @@ class StudyTables:
     chance_null: pd.DataFrame = field(default_factory=pd.DataFrame)
     noise_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
     detectors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Where memorizing pays (DESIGN 4b): accuracy per training frequency of a subpopulation,
+    # high-influence train->test pairs with their per-run summary, and the removal experiment.
+    long_tail: pd.DataFrame = field(default_factory=pd.DataFrame)
+    influence_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    influence_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    removal: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     # corruption -> its parameter per severity 1..5 (memlab.perturb.severity_table)

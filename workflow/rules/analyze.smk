@@ -25,6 +25,7 @@ rule analyze:
         seed=config["seed"],
         agreement_k=config["analysis"]["agreement_k"],
         power=config["analysis"]["power"],
+        influence=config["analysis"]["influence"],
         corruption_baselines=canonical(CORRUPTION_BASELINES),
     script:
         "../../scripts/analyze.py"

@@ -55,7 +55,15 @@ from memlab.registry import (
     TABLES,
     study_figures,
 )
-from memlab.study import BLOCK_PATTERN, RUNS_DIR, plan_study
+from memlab.study import (
+    BLOCK_PATTERN,
+    REMOVAL_ARMS,
+    REMOVAL_BLOCK_PATTERN,
+    REMOVAL_DIR,
+    RUN_PATTERN,
+    RUNS_DIR,
+    plan_study,
+)
 
 SCHEMA = memlab_file("workflow/schemas/config.schema.yaml")
 
@@ -86,11 +94,17 @@ wildcard_constraints:
     model=VARIANT_ID_PATTERN,
     regime="[A-Za-z][A-Za-z0-9_]*",
     block="[0-9]+",
+    arm="|".join(REMOVAL_ARMS),
+    k="[0-9]+",
 
 
 # A block's files are under results/runs/<Run.path>/block<index>; the path's parts are the train
 # and evaluate rules' wildcards.
 BLOCK = BLOCK_PATTERN
+# The removal experiment's files: its choice under the first-stage run's path, its blocks under
+# that path's arm and k (memlab.study.Removal).
+RUN = RUN_PATTERN
+REMOVAL_BLOCK = REMOVAL_BLOCK_PATTERN
 
 
 def canonical(obj):
@@ -213,10 +227,12 @@ def randomizations():
     }
 
 
-def table_outputs():
-    """Every table of the analyze rule by name; those with a caption go into the report."""
+def table_outputs(rule="analyze"):
+    """Every table of a rule by name; those with a caption go into the report."""
     out = {}
     for t in TABLES:
+        if t.made_by != rule:
+            continue
         caption = f"../report/{t.caption}.rst" if t.caption else None
         out[t.name] = (
             t.path if caption is None else report(t.path, caption, category="Tables")
@@ -225,8 +241,13 @@ def table_outputs():
 
 
 FIGURES = [f.name for f in study_figures(STUDY)]
-# The tables figures and the summary read (outputs of analyze).
-FIGURE_INPUTS = {name: TABLE[name].path for name in FIGURE_TABLES}
+# The tables figures and the summary read (outputs of analyze; of removal_analyze if the study
+# has a removal stage).
+FIGURE_INPUTS = {
+    name: TABLE[name].path
+    for name in FIGURE_TABLES
+    if TABLE[name].made_by == "analyze" or STUDY.removals
+}
 
 
 def figure_outputs():
@@ -238,6 +259,26 @@ def figure_outputs():
         out[figure.name] = report(png, caption, category="Figures")
         out[f"{figure.name}_svg"] = svg
     return out
+
+
+def removal_block_replicas(wildcards):
+    """The replica range [start, stop) of a removal block (its arm and k share them)."""
+    return STUDY.removal(wildcards).blocks[int(wildcards.block)].spec()
+
+
+def first_stage_evaluations(wildcards):
+    """The first-stage run's evaluations, whose scores choose what its removals leave out."""
+    return STUDY.run(wildcards).files("evaluation.npz")
+
+
+def removal_files(name):
+    """The file `name` of every block of every removal arm."""
+    return [f for r in STUDY.removals for f in r.files(name)]
+
+
+def removal_specs():
+    """Per removal arm (by path): its first stage, arm, k and the first stage's columns."""
+    return canonical({r.path: r.spec() for r in STUDY.removals})
 
 
 def final_outputs():
