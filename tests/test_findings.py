@@ -152,3 +152,90 @@ def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered
     assert answer.answer.startswith("m-w8 / memorize memorizes 20 training examples")
     share = answer.numbers["memorized_flipped_share"]
     assert share.value == 0.75 and share.n == 20 and 0.5 < share.low < 0.75 < share.high < 0.95
+
+
+def _long_tail(regime: str, rows: list[tuple[int, float, float]], n: int = 3) -> list[dict]:
+    settings = {"weight_decay": 2.0} if regime == "weight_decay" else {}
+    cols = run_columns(label_noise=0.0, regime=regime, size=100, **settings)
+    keys = ("train_frequency", "accuracy", "accuracy_se")
+    return [cols | dict(zip(keys, r, strict=True)) | {"n_test": 20, "n_replicas": n} for r in rows]
+
+
+def test_where_memorizing_pays_compares_singletons_with_the_head_and_the_regularizer():
+    tail = pd.DataFrame(
+        _long_tail("memorize", [(0, 0.5, 0.02), (1, 0.8, 0.01), (16, 1.0, 0.0)])
+        + _long_tail("weight_decay", [(1, 0.6, 0.03), (16, 0.98, 0.01)])
+    )
+    clean = {k: v for k, v in STUDY.items() if k[0] == 0.0}
+    tables = StudyTables(_metrics(clean), pd.DataFrame(), long_tail=tail)
+    found = {f.key: f for f in study_findings(tables)}["where_it_pays"]
+    num = found.numbers
+    # t(0.975, 2) = 4.3027: 0.8 +- 0.043
+    assert (num["tail_accuracy"].low, num["tail_accuracy"].high) == pytest.approx(
+        (0.757, 0.843), abs=1e-3
+    )
+    assert num["head_accuracy"].value == 1.0 and num["unseen_accuracy"].value == 0.5
+    # Welch from the means and standard errors: 0.6 - 0.8, se sqrt(0.03^2 + 0.01^2).
+    va, vb = 0.03**2, 0.01**2
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    tail_cost = num["regularizer_tail_change"]
+    assert tail_cost.value == pytest.approx(-0.2)
+    assert (tail_cost.low, tail_cost.high) == pytest.approx((-0.2 - half, -0.2 + half))
+    assert num["regularizer_head_change"].value == pytest.approx(-0.02)
+    assert "seen once in training" in found.answer and "weight_decay" in found.answer
+    # One replica per run: no intervals, so no answer.
+    one = pd.DataFrame(_long_tail("memorize", [(1, 0.8, math.nan), (16, 1.0, math.nan)], n=1))
+    tables = StudyTables(_metrics(clean), pd.DataFrame(), long_tail=one)
+    assert {f.key: f for f in study_findings(tables)}["where_it_pays"].answer is None
+
+
+def test_influence_and_removal_findings_only_from_powered_runs():
+    cols = run_columns(label_noise=0.0, regime="memorize", size=100)
+    summary = dict(min_memorization=0.25, min_influence=0.15, n_pairs=40, n_influenced=30)
+    summary |= dict(n_test=300, expected_false_pairs=0.5, n_replicas=1000, status="ok")
+    summary |= dict(same_subpopulation_share=0.75, same_subpopulation_low=0.6)
+    summary |= dict(same_subpopulation_high=0.86, powered=True)
+    removal = [
+        cols
+        | dict(removed=arm, n_removed=k, split=split, accuracy_change=d)
+        | dict(accuracy_change_se=0.01, n_replicas=4, n_test=n, top_k_in_pairs=min(k, 10))
+        for arm, split, d, n in (
+            ("top_memorized", "heldout", -0.03, 300),
+            ("top_memorized", "influenced", -0.4, 25),
+            ("random", "heldout", -0.005, 300),
+            ("random", "influenced", -0.05, 25),
+        )
+        for k in (10, 20)
+    ]
+    tables = StudyTables(
+        _metrics(STUDY),
+        pd.DataFrame(),
+        influence_summary=pd.DataFrame([cols | summary]),
+        removal=pd.DataFrame(removal),
+    )
+    found = {f.key: f for f in study_findings(tables)}
+    infl = found["influence"]
+    assert "has 40 high-influence pairs" in infl.answer and "expects 0.5" in infl.answer
+    assert infl.numbers["influenced_share"].value == pytest.approx(0.1)
+    assert infl.numbers["same_subpopulation_share"].low == 0.6
+    rem = found["removal"]
+    # k = 10: the largest k whose top k are all in pairs (20 has only 10 of 20).
+    assert "without its 10 most memorized" in rem.answer
+    top = rem.numbers["top_memorized_influenced_change"]
+    assert top.value == pytest.approx(-0.4) and top.n == 4
+    assert top.high - top.value == pytest.approx(stats_t(3) * 0.01)
+    # Underpowered pairs: a line saying why, and no removal stage: no question at all.
+    weak = pd.DataFrame([cols | summary | {"powered": False, "status": "underpowered: few"}])
+    found = {f.key: f for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame(),
+                                                          influence_summary=weak))}  # fmt: skip
+    assert found["influence"].answer is None and found["influence"].why == "few"
+    assert "removal" not in found
+
+
+def stats_t(df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, df))

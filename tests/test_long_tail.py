@@ -122,16 +122,21 @@ def _split_with_tail():
     )
 
 
-def test_accuracy_by_frequency_per_bucket_with_standard_error_across_replicas():
+def test_accuracy_by_frequency_counts_each_replicas_own_training_set():
     run = {c: 0 for c in RUN_COLUMNS} | {"dataset": "d"}
-    # 2 replicas; test examples 0 (frequency 2) and 1, 2 (singletons).
+    # Pool: subpopulation 0 twice, 1 and 2 once. Replica 0 trains on everything; replica 1
+    # leaves out pool example 2 (subpopulation 1), so for it test example 1 is unseen (0).
+    trained = np.array([[1, 1, 1, 1], [1, 1, 0, 1]], bool)
     correct = np.array([[1, 1, 0], [1, 0, 0]], bool)
-    table = long_tail_accuracy([(run, {"test_correct": correct})], lambda d: _split_with_tail())
-    singles = table[table["train_frequency"] == 1].iloc[0]
-    pairs = table[table["train_frequency"] == 2].iloc[0]
-    assert (singles["accuracy"], singles["n_test"], singles["n_replicas"]) == (0.25, 2, 2)
-    assert singles["accuracy_se"] == pytest.approx(np.std([0.5, 0.0], ddof=1) / np.sqrt(2))
-    assert (pairs["accuracy"], pairs["accuracy_se"]) == (1.0, 0.0)
+    bank = {"test_correct": correct, "train_mask": trained}
+    table = long_tail_accuracy([(run, bank)], lambda d: _split_with_tail())
+    by = table.set_index("train_frequency")
+    assert sorted(by.index) == [0, 1, 2]
+    # Singletons: replica 0 gets test examples 1, 2: 1/2; replica 1 only example 2: 0/1.
+    assert by.loc[1, "accuracy"] == 0.25 and by.loc[1, "n_replicas"] == 2
+    assert by.loc[1, "accuracy_se"] == pytest.approx(np.std([0.5, 0.0], ddof=1) / np.sqrt(2))
+    assert (by.loc[0, "accuracy"], by.loc[0, "n_replicas"], by.loc[0, "n_test"]) == (0.0, 1, 1)
+    assert (by.loc[2, "accuracy"], by.loc[2, "accuracy_se"]) == (1.0, 0.0)
 
 
 def test_per_example_tables_gain_subpopulation_and_frequency():

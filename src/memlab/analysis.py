@@ -426,20 +426,31 @@ def long_tail_accuracy(
     evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]], split_of: SplitOf
 ) -> pd.DataFrame:
     """long_tail.csv: per run on long-tailed data (``memlab.long_tail``) and power-of-two
-    frequency bucket, held-out accuracy on the test examples whose subpopulation has that
-    training frequency: the mean over replicas of each replica's accuracy, its standard error
-    across replicas (NaN with one replica), the test examples and the replicas it rests on."""
+    bucket of training frequency, held-out accuracy on the test examples whose subpopulation
+    has that many examples in the replica's own training set (0: none; at the whole pool, its
+    count in the pool). Per bucket: the mean over replicas of each replica's accuracy, its
+    standard error across replicas (NaN with one), the held-out examples per replica (mean,
+    rounded) and the replicas with any."""
     rows = []
     for run, bank in evaluations:
-        frequency = split_of(run["dataset"]).train_frequency("test")
-        if frequency is None:
+        split = split_of(run["dataset"])
+        if split.pool_subpopulation is None:
             continue
+        n_sub = len(split.subpopulation_frequency)
+        trained = np.asarray(bank["train_mask"], bool)
+        # [R, subpopulations]: each replica's training examples per subpopulation.
+        counts = np.stack(
+            [np.bincount(split.pool_subpopulation[m], minlength=n_sub) for m in trained]
+        )
+        buckets = frequency_bucket(counts[:, split.test_subpopulation])  # [R, n_test]
         correct = np.asarray(bank["test_correct"], bool)
-        buckets = frequency_bucket(frequency)
         for bucket in np.unique(buckets):
-            acc = correct[:, buckets == bucket].mean(axis=1)
+            hit = buckets == bucket
+            seen = hit.any(axis=1)
+            acc = (correct & hit).sum(1)[seen] / hit.sum(1)[seen]
             se = acc.std(ddof=1) / math.sqrt(len(acc)) if len(acc) > 1 else math.nan
-            values = (int(bucket), acc.mean(), se, int(np.sum(buckets == bucket)), len(acc))
+            n_test = round(hit.sum() / seen.sum())
+            values = (int(bucket), acc.mean(), se, n_test, int(seen.sum()))
             rows.append(
                 {c: run[c] for c in RUN_COLUMNS} | dict(zip(LONG_TAIL_COLUMNS, values, strict=True))
             )

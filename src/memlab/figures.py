@@ -803,6 +803,16 @@ def _dodge(n: int, width: float) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * (width / max(n, 1))
 
 
+# Bucket 0 (a subpopulation absent from a replica's training subset) sits two steps left of the
+# singletons on the log2 axis (one step leaves no room for both labels).
+FREQUENCY_TICKS = {0: "0\n(unseen)", 1: "1\n(singletons)"}
+
+
+def _frequency_position(frequency: pd.Series) -> np.ndarray:
+    f = frequency.to_numpy(float)
+    return np.where(f == 0, 0.25, f)
+
+
 def long_tail(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against how many training examples a test example's subpopulation has
     (log2 buckets, 1 = singletons), one line per model / regime, one panel per dataset and noise
@@ -844,7 +854,7 @@ def long_tail(t: StudyTables) -> plt.Figure:
             s = p[p["line"] == line].sort_values("train_frequency")
             if s.empty:
                 continue
-            x = s["train_frequency"].to_numpy(float) * 2 ** offsets[line]
+            x = _frequency_position(s["train_frequency"]) * 2 ** offsets[line]
             y = s["accuracy"].to_numpy(float)
             err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
             ax.errorbar(
@@ -852,16 +862,21 @@ def long_tail(t: StudyTables) -> plt.Figure:
                 color=palette[line], label=line,
             )  # fmt: skip
         ticks = sorted(p["train_frequency"].unique())
+        where = _frequency_position(pd.Series(ticks))
         ax.set_xscale("log", base=2)
-        ax.set_xticks(ticks, [f"{f:g}\n(singletons)" if f == 1 else f"{f:g}" for f in ticks])
+        ax.set_xticks(where, [FREQUENCY_TICKS.get(f, f"{f:g}") for f in ticks])
         ax.minorticks_off()
-        ax.set_xlim(min(ticks) / 1.4, max(ticks) * 1.4)
+        ax.set_xlim(min(where) / 1.4, max(where) * 1.4)
         ax.set_ylim(0, 1.02)
         ax.set_title(panel, size=9)
         ax.set_ylabel("held-out accuracy" if ax.get_subplotspec().is_first_col() else "")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.supxlabel("training examples of the test example's subpopulation (bucket from)", size=10)
+    fig.supxlabel(
+        "training examples of the test example's subpopulation in the replica's subset "
+        "(buckets: 2 = 2-3, 4 = 4-7, ...)",
+        size=10,
+    )
     handles: dict[str, Any] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -943,7 +958,7 @@ def _image_axis(ax: plt.Axes, img: np.ndarray, label: str, frame: str | None) ->
 
 def _summary_line(run: pd.Series) -> str:
     text = (
-        f"{int(run['n_pairs'])} pairs; expected false pairs {run['expected_false_pairs']:.1f} "
+        f"{int(run['n_pairs'])} pairs; expected false pairs {run['expected_false_pairs']:.2g} "
         f"(null, {int(run['n_replicas'])} replicas)"
     )
     share = run.get("same_subpopulation_share")

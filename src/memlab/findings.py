@@ -381,11 +381,19 @@ def _bucket_estimate(row: pd.Series) -> Estimate:
 
 
 def _tail_and_head(tail: pd.DataFrame, run: pd.Series) -> tuple[pd.Series, pd.Series] | None:
-    """A run's rarest and most frequent buckets of long_tail.csv, if both have intervals."""
-    rows = tail[(tail[KEYS] == run[KEYS]).all(axis=1)].sort_values("train_frequency")
-    if len(rows) < 2 or rows["n_replicas"].min() < 2:
+    """A run's rarest seen (singletons, where it has them) and most frequent buckets of
+    long_tail.csv, if both have intervals (bucket 0, unseen in a replica's subset, is neither)."""
+    rows = tail[(tail[KEYS] == run[KEYS]).all(axis=1) & (tail["train_frequency"] > 0)]
+    rows = rows.sort_values("train_frequency")
+    if len(rows) < 2 or rows["n_replicas"].iloc[[0, -1]].min() < 2:
         return None
     return rows.iloc[0], rows.iloc[-1]
+
+
+def _unseen(tail: pd.DataFrame, run: pd.Series) -> pd.Series | None:
+    """A run's bucket 0: held-out examples whose subpopulation a replica never trained on."""
+    rows = tail[(tail[KEYS] == run[KEYS]).all(axis=1) & (tail["train_frequency"] == 0)]
+    return rows.iloc[0] if len(rows) and rows["n_replicas"].iloc[0] >= 2 else None
 
 
 def _bucket_words(row: pd.Series) -> str:
@@ -415,6 +423,13 @@ def _where_it_pays(c: _Context) -> Finding:
         f" of held-out examples right in {_bucket_words(rare)}, against "
         f"{numbers['head_accuracy'].pct()} in {_bucket_words(common)}"
     )
+    unseen = _unseen(tail, base)
+    if unseen is not None:
+        numbers["unseen_accuracy"] = _bucket_estimate(unseen)
+        text += (
+            f" and {numbers['unseen_accuracy'].pct()} in subpopulations a replica never saw "
+            f"(about {int(unseen['n_test'])} held-out examples per replica)"
+        )
     memory = runs[(runs["kind"] == "knn") & (runs["k"] == 1)]
     if len(memory) and _tail_and_head(tail, memory.iloc[0]) is not None:
         rare_1nn, common_1nn = _tail_and_head(tail, memory.iloc[0])
@@ -443,6 +458,87 @@ def _where_it_pays(c: _Context) -> Finding:
     return Finding("where_it_pays", q, text + ".", numbers)
 
 
+def _change_estimate(row: pd.Series) -> Estimate:
+    """A removal arm's paired accuracy change with its 95% t interval across replicas."""
+    n, d, se = int(row["n_replicas"]), float(row["accuracy_change"]), row["accuracy_change_se"]
+    if n < 2 or not np.isfinite(se):
+        return Estimate(d, math.nan, math.nan, n)
+    half = stats.t.ppf(0.975, n - 1) * float(se)
+    return Estimate(d, max(d - half, -1.0), min(d + half, 1.0), n)
+
+
+def _influence(c: _Context) -> Finding | None:
+    q = "Which training examples does memorizing pay for, and on which test examples?"
+    summary = c.tables.influence_summary
+    if summary.empty:
+        return None  # no run with a subset design: nothing to say
+    ok = summary[summary["powered"].eq(True)]
+    if ok.empty:
+        return Finding("influence", q, why=_gate_reason(summary, "train-to-test influence"))
+    run = ok.sort_values(["n_replicas", "n_pairs"], kind="stable").iloc[-1]
+    n, hit, n_test = int(run["n_pairs"]), int(run["n_influenced"]), int(run["n_test"])
+    lo, hi = wilson_interval(hit, n_test)
+    touched = Estimate(hit / n_test, float(lo), float(hi), n_test, "held-out examples")
+    text = (
+        f"{_name(run)} has {n} high-influence pairs (a training example with memorization >= "
+        f"{run['min_memorization']:g} raising a held-out example's "
+        f"accuracy by >= {run['min_influence']:g}; {_where(run)}, "
+        f"{int(run['n_replicas'])} replicas); they touch {touched.pct()} of the held-out set, "
+        f"and the null expects {run['expected_false_pairs']:.2g} of them by chance"
+    )
+    numbers = {"influenced_share": touched}
+    if np.isfinite(run["same_subpopulation_share"]) and n:
+        share = Estimate(
+            float(run["same_subpopulation_share"]),
+            float(run["same_subpopulation_low"]),
+            float(run["same_subpopulation_high"]),
+            n,
+            "pairs",
+        )
+        text += f"; {share.pct()} of the pairs lie within one subpopulation"
+        numbers["same_subpopulation_share"] = share
+    return Finding("influence", q, text + ".", numbers)
+
+
+def _removal(c: _Context) -> Finding | None:
+    q = "What does removing the memorized examples cost?"
+    r = c.tables.removal
+    if r.empty:
+        return None  # no removal stage
+    r = r[r["n_replicas"] >= 2]
+    top = r[(r["removed"] == "top_memorized") & (r["split"] == "heldout")]
+    if top.empty:
+        return Finding("removal", q, why="the removal arms need 2 or more replicas each")
+    # The first stage with the most replicas, at its largest k whose top k are all in pairs
+    # (else its smallest k).
+    first = top.sort_values("n_replicas", kind="stable").iloc[-1]
+    mine = r[(r[KEYS] == first[KEYS]).all(axis=1)]
+    paired = mine[mine["top_k_in_pairs"] == mine["n_removed"]]
+    k = int(paired["n_removed"].max()) if len(paired) else int(mine["n_removed"].min())
+    at_k = mine[mine["n_removed"] == k].set_index(["removed", "split"])
+    numbers = {
+        f"{arm}_{split}_change": _change_estimate(at_k.loc[(arm, split)])
+        for arm in ("top_memorized", "random")
+        for split in ("heldout", "influenced")
+        if (arm, split) in at_k.index
+    }
+    text = (
+        f"Retraining {_name(first)} without its {k} most memorized, high-influence training "
+        f"examples changes held-out accuracy by "
+        f"{numbers['top_memorized_heldout_change'].pct(points=True)}, against "
+        f"{numbers['random_heldout_change'].pct(points=True)} without {k} random ones"
+    )
+    if "top_memorized_influenced_change" in numbers:
+        n_test = int(at_k.loc[("top_memorized", "influenced"), "n_test"])
+        text += (
+            f"; on the {n_test} held-out examples they influence, "
+            f"{numbers['top_memorized_influenced_change'].pct(points=True)} against "
+            f"{numbers['random_influenced_change'].pct(points=True)}"
+        )
+    text += f" ({_where(first)}; {int(first['n_replicas'])} paired replicas per arm)."
+    return Finding("removal", q, text, numbers)
+
+
 def _gate_reason(gate: pd.DataFrame, what: str) -> str:
     if gate.empty or "status" not in gate:
         return f"no run gives {what}"
@@ -451,7 +547,7 @@ def _gate_reason(gate: pd.DataFrame, what: str) -> str:
     return (under if len(under) else status).iloc[0].removeprefix("underpowered: ")
 
 
-QUESTIONS: tuple[Callable[[_Context], Finding], ...] = (
+QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _memorizes,
     _heldout_cost,
     _perturbed_cost,
@@ -459,6 +555,8 @@ QUESTIONS: tuple[Callable[[_Context], Finding], ...] = (
     _which_examples,
     _leakage,
     _where_it_pays,
+    _influence,
+    _removal,
 )
 
 
@@ -467,7 +565,7 @@ def study_findings(tables: StudyTables) -> list[Finding]:
     if tables.metrics.empty:
         return []
     c = _Context.of(tables)
-    return [ask(c) for ask in QUESTIONS]
+    return [f for f in (ask(c) for ask in QUESTIONS) if f is not None]
 
 
 def findings_metrics(findings: list[Finding]) -> dict[str, dict[str, dict[str, float | int]]]:

@@ -242,8 +242,11 @@ PAIR_COLUMNS = (
     "same_subpopulation",
 )
 SUMMARY_COLUMNS = (
+    "min_memorization",
+    "min_influence",
     "n_pairs",
     "n_influenced",
+    "n_test",
     "expected_false_pairs",
     "same_subpopulation_share",
     "same_subpopulation_low",
@@ -291,8 +294,11 @@ def run_influence(
         share = (same.mean() if len(same) else np.nan, float(low), float(high))
     candidates = memorization >= t.min_memorization - TOLERANCE
     summary = {
+        "min_memorization": t.min_memorization,
+        "min_influence": t.min_influence,
         "n_pairs": len(pairs),
         "n_influenced": int(pairs["test_index"].nunique()),
+        "n_test": int(bank["test_correct"].shape[1]),
         "expected_false_pairs": expected_false_pairs(infl, candidates, t.min_influence),
         "same_subpopulation_share": share[0],
         "same_subpopulation_low": share[1],

@@ -41,10 +41,8 @@ class LongTailSpec:
     exponent: float
 
     @classmethod
-    def from_config(cls, entry: Mapping[str, Any], dataset: str) -> LongTailSpec:
-        spec = cls(**{k: entry[k] for k in KEYS})
-        spec.frequencies(dataset)  # a law that leaves a subpopulation empty fails here
-        return spec
+    def from_config(cls, entry: Mapping[str, Any]) -> LongTailSpec:
+        return cls(**{k: entry[k] for k in KEYS})
 
     def frequencies(self, dataset: str = "dataset") -> np.ndarray:
         """Training examples per subpopulation by rank (int64 [subpopulations]), head first."""
@@ -101,20 +99,22 @@ def long_tail_split(
 ) -> LongTail:
     """Thin a pool/test split (indices into ``X``, ``y``) into a long-tailed one (module doc)."""
     n_classes, m = int(y.max()) + 1, spec.subpopulations
-    counts = spec.frequencies(dataset)
     in_pool, in_test = np.zeros(len(y), bool), np.zeros(len(y), bool)
     in_pool[pool_index], in_test[test_index] = True, True
+    where = f"datasets.{dataset}.long_tail"
+    sizes = np.bincount(y[in_pool | in_test], minlength=n_classes)
+    if sizes.min() < m:
+        c = int(np.argmin(sizes))
+        raise MemlabInputError(
+            f"{where}.subpopulations is {m} but class {c} of dataset '{dataset}' has only "
+            f"{sizes[c]} examples; use at most {sizes[c]} subpopulations."
+        )
+    counts = spec.frequencies(dataset)
     rng = np.random.default_rng(seed)
     subpopulation = np.full(len(y), -1, np.int64)
     keep, test = [], [np.asarray(test_index, np.int64)]
-    where = f"datasets.{dataset}.long_tail"
     for c in range(n_classes):
         members = np.flatnonzero((y == c) & (in_pool | in_test))
-        if len(members) < m:
-            raise MemlabInputError(
-                f"{where}.subpopulations is {m} but class {c} of dataset '{dataset}' has only "
-                f"{len(members)} examples; use at most {len(members)} subpopulations."
-            )
         clusters = _ranked_clusters(
             members, in_pool[members], _clusters(X[members], m, seed + c), m
         )
@@ -153,23 +153,6 @@ def frequency_bucket(frequency: np.ndarray) -> np.ndarray:
     return np.where(f >= 1, 2 ** np.floor(np.log2(np.maximum(f, 1))).astype(np.int64), 0)
 
 
-def bucket_label(bucket: int) -> str:
-    """How a bucket reads in a sentence: '1 (singletons)', '2-3', '4-7', ..."""
-    if bucket == 1:
-        return "1 (singletons)"
-    return f"{bucket}-{2 * bucket - 1}"
-
-
-def describe(spec: LongTailSpec, n_classes: int) -> str:
-    """One line for logs: the per-rank counts and the thinned pool."""
-    counts = spec.frequencies()
-    return (
-        f"long tail: {spec.subpopulations} subpopulations per class, training counts by rank "
-        f"{counts.tolist()} (head {spec.head}, exponent {spec.exponent:g}); pool "
-        f"{spec.pool_size(n_classes)} = {n_classes} classes x {int(counts.sum())}"
-    )
-
-
 def thin(
     X: np.ndarray,
     y: np.ndarray,
@@ -184,7 +167,7 @@ def thin(
     if not entry:
         return pool_index, test_index, {}
     tail = long_tail_split(
-        X, y, pool_index, test_index, LongTailSpec.from_config(entry, dataset), seed, dataset
+        X, y, pool_index, test_index, LongTailSpec.from_config(entry), seed, dataset
     )
     arrays = {
         "pool_subpopulation": tail.subpopulation[tail.pool_index],
