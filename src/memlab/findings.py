@@ -509,9 +509,10 @@ def _removal(c: _Context) -> Finding | None:
     top = r[(r["removed"] == "top_memorized") & (r["split"] == "heldout")]
     if top.empty:
         return Finding("removal", q, why="the removal arms need 2 or more replicas each")
-    # The first stage with the most replicas, at its largest k whose top k are all in pairs
-    # (else its smallest k).
-    first = top.sort_values("n_replicas", kind="stable").iloc[-1]
+    # An unregularized network's first stage if there is one (the memorizer the question is
+    # about), at its largest k whose top k are all in pairs (else its smallest k).
+    plain = unregularized(top)
+    first = top.assign(plain=plain).sort_values(["plain", "n_replicas"], kind="stable").iloc[-1]
     mine = r[(r[KEYS] == first[KEYS]).all(axis=1)]
     paired = mine[mine["top_k_in_pairs"] == mine["n_removed"]]
     k = int(paired["n_removed"].max()) if len(paired) else int(mine["n_removed"].min())

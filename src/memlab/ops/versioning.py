@@ -36,11 +36,12 @@ from memlab.ops import snakemake as smk
 from memlab.registry import FINDINGS_FILE
 
 FORMAT = "memlab-versioning/1"
-# What is versioned: every output under results/data/ (the datasets) and of the train rule (the
+# What is versioned: every output under results/data/ (the datasets) and of the train rules (the
 # checkpoints, with the learning curves the train job writes beside them: a train job missing an
-# output would rerun), and everything those were made from.
+# output would rerun; the removal experiment's, with the first-stage evaluations its choice was
+# made from), and everything those were made from.
 DATA_PREFIX = "results/data/"
-CHECKPOINT_RULES = frozenset({"train"})
+CHECKPOINT_RULES = frozenset({"train", "removal_train"})
 USER_DATA_DIR = "data"
 VERSIONS_DIR = "versions"
 STAGE_NAME = "study"
