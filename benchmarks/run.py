@@ -403,7 +403,10 @@ def _grid(cfg: dict[str, Any], n_widths: int) -> dict[str, Any]:
     sizes = [round(0.1 * i, 1) for i in range(1, 11)]
     widths = [8 * (i + 1) for i in range(n_widths)]
     models = {"mlp": {"kind": "mlp", "depth": 2, "widths": widths}}
-    return {**cfg, "label_noise": noise, "sizes": sizes, "models": models}
+    # The datasets on the top-level grid (a dataset with a grid of its own, like the default
+    # study's long-tailed digits, names models this grid does not have).
+    datasets = {k: v for k, v in cfg["datasets"].items() if "grid" not in v}
+    return {**cfg, "datasets": datasets, "label_noise": noise, "sizes": sizes, "models": models}
 
 
 def grid_config(target_jobs: int, workdir: Path) -> tuple[dict[str, Any], int]:

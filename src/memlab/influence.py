@@ -200,6 +200,21 @@ def expected_false_pairs(
     return float(n_i @ p @ n_j)
 
 
+def memorized(memorization: np.ndarray, min_memorization: float) -> np.ndarray:
+    """bool [n_pool]: the candidates of a pair (scores are float32 too: the same tolerance)."""
+    return _passes(memorization, min_memorization)
+
+
+def pair_mask(
+    influence: Influence, memorization: np.ndarray, min_memorization: float, min_influence: float
+) -> np.ndarray:
+    """bool [n_pool, n_test]: the high-influence pairs, the one rule every caller applies."""
+    return (
+        _passes(influence.influence, min_influence)
+        & memorized(memorization, min_memorization)[:, None]
+    )
+
+
 def high_influence_pairs(
     influence: Influence, memorization: np.ndarray, min_memorization: float, min_influence: float
 ) -> pd.DataFrame:
@@ -215,8 +230,7 @@ def high_influence_pairs(
             f"`memorization` must be one score per pool example ({influence.n_in.size}); got "
             f"shape {memorization.shape}."
         )
-    keep = _passes(influence.influence, min_influence) & (memorization >= min_memorization)[:, None]
-    i, j = np.nonzero(keep)
+    i, j = np.nonzero(pair_mask(influence, memorization, min_memorization, min_influence))
     infl = influence.influence[i, j]
     order = np.lexsort((j, i, -infl.astype(np.float64)))
     i, j = i[order], j[order]
@@ -292,7 +306,7 @@ def run_influence(
         pairs["same_subpopulation"] = same
         low, high = wilson_interval(int(same.sum()), len(same))
         share = (same.mean() if len(same) else np.nan, float(low), float(high))
-    candidates = memorization >= t.min_memorization - TOLERANCE
+    candidates = memorized(memorization, t.min_memorization)
     summary = {
         "min_memorization": t.min_memorization,
         "min_influence": t.min_influence,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from memlab.influence import TOLERANCE, Thresholds, influence_matrix
+from memlab.influence import Thresholds, influence_matrix, pair_mask
 from memlab.io import MemlabInputError
 from memlab.seeds import derive_seed
 
@@ -58,8 +58,8 @@ def choose(
     members = bank["train_mask"]
     infl = influence_matrix(members, bank["test_correct"], usable)
     memorization = memorization_scores(bank["pool_correct"], members, usable)["score"].to_numpy()
-    memorized = memorization >= thresholds.min_memorization - TOLERANCE
-    pairs = (infl.influence >= thresholds.min_influence - TOLERANCE) & memorized[:, None]
+    t = thresholds
+    pairs = pair_mask(infl, memorization, t.min_memorization, t.min_influence)
     in_pair = pairs.any(axis=1)
     # lexsort: the last key is the primary one.
     ranking = np.lexsort((np.arange(len(memorization)), -memorization, ~in_pair))

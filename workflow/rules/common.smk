@@ -271,6 +271,13 @@ def first_stage_evaluations(wildcards):
     return STUDY.run(wildcards).files("evaluation.npz")
 
 
+def pair_thresholds():
+    """What makes a high-influence pair (analysis.influence less the display gate, whose
+    change must not retrain the removal stage)."""
+    influence = config["analysis"]["influence"]
+    return {k: influence[k] for k in ("min_influence", "min_memorization")}
+
+
 def removal_files(name):
     """The file `name` of every block of every removal arm."""
     return [f for r in STUDY.removals for f in r.files(name)]

@@ -22,7 +22,7 @@ rule removal_choice:
     params:
         code=library_code("removal_choice.py"),
         run=run_columns,
-        influence=canonical(config["analysis"]["influence"]),
+        influence=pair_thresholds(),
     script:
         "../../scripts/removal_choice.py"
 
