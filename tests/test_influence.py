@@ -76,7 +76,9 @@ def test_usable_selects_replicas():
 def test_design_without_an_out_replica_is_rejected():
     members = MEMBERS.copy()
     members[:, 1] = True
-    with pytest.raises(MemlabInputError, match=r"1 pool example\(s\) \(first: \[1\]\).*never held"):
+    with pytest.raises(
+        MemlabInputError, match=r"influence: 1 example\(s\) \(first: \[1\]\).*never held"
+    ):
         influence_matrix(members, CORRECT)
     with pytest.raises(MemlabInputError, match="never in"):
         influence_matrix(MEMBERS, CORRECT, usable=np.array([0, 0, 1, 1], bool))

@@ -113,18 +113,10 @@ def influence_matrix(
     1,000-model bank on digits takes well under a second.
     """
     members, test_correct = _bank(members, test_correct, usable)
+    from memlab.memorization import in_out_counts
+
     r = members.shape[0]
-    n_in = members.sum(0, dtype=np.int64)
-    n_out = r - n_in
-    never_out, never_in = np.flatnonzero(n_out == 0), np.flatnonzero(n_in == 0)
-    if never_out.size or never_in.size:
-        bad, what = (never_out, "never held out") if never_out.size else (never_in, "never in")
-        raise MemlabInputError(
-            f"influence: {bad.size} pool example(s) (first: {bad[:5].tolist()}) are {what} of a "
-            f"subset among the {r} usable replicas, so P[correct | in] - P[correct | out] is "
-            "undefined. Use a training-set size below the pool (e.g. 0.7) and enough replicas (a "
-            "balanced design puts every example in size/pool of them)."
-        )
+    n_in, n_out = in_out_counts(members, "influence")
     # Counts are integers <= R: exact in a float32 GEMM below 2^24 replicas, float64 beyond.
     dtype = np.float32 if r < _FLOAT32_EXACT else np.float64
     k_in = np.rint(members.T.astype(dtype) @ test_correct.astype(dtype)).astype(np.int64)

@@ -50,6 +50,25 @@ def undertrained(
     return capped & (np.asarray(fit_epoch) < 0) & improving
 
 
+def in_out_counts(members: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [n]: per example, the replicas whose subset holds it and those whose does not.
+    An example never in, or never out of, a subset makes ``P[... | in] - P[... | out]`` (a
+    score, an influence) undefined: that design is rejected with a MemlabInputError."""
+    members = np.asarray(members, bool)
+    n_in = members.sum(0, dtype=np.int64)
+    n_out = members.shape[0] - n_in
+    never_out, never_in = np.flatnonzero(n_out == 0), np.flatnonzero(n_in == 0)
+    if never_out.size or never_in.size:
+        bad, how = (never_out, "never held out") if never_out.size else (never_in, "never in")
+        raise MemlabInputError(
+            f"{what}: {bad.size} example(s) (first: {bad[:5].tolist()}) are {how} of a subset "
+            f"among the {members.shape[0]} usable replicas, so P[correct | in] - "
+            "P[correct | out] is undefined. Use a training-set size below the pool (e.g. 0.7) "
+            "and enough replicas (a balanced design puts every example in size/pool of them)."
+        )
+    return n_in, n_out
+
+
 def memorization_scores(
     correct: np.ndarray, members: np.ndarray, usable: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -68,18 +87,7 @@ def memorization_scores(
             f"memorization scores need at least 2 usable replicas (trained, not under-trained), "
             f"found {correct.shape[0]}; raise `replicas` or `max_epochs`."
         )
-    n_in = members.sum(0)
-    n_out = (~members).sum(0)
-    never_out, never_in = np.flatnonzero(n_out == 0), np.flatnonzero(n_in == 0)
-    if never_out.size or never_in.size:
-        bad, what = (never_out, "never held out") if never_out.size else (never_in, "never in")
-        raise MemlabInputError(
-            f"memorization scores: {bad.size} example(s) (first: {bad[:5].tolist()}) are {what} "
-            f"of a subset among the {correct.shape[0]} usable replicas, so "
-            "P[correct | in] - P[correct | out] is undefined. Use a training-set size below the "
-            "pool (e.g. 0.7) and enough replicas (a balanced design puts every example in "
-            "size/pool of them)."
-        )
+    n_in, n_out = in_out_counts(members, "memorization scores")
     k_in, k_out = (correct & members).sum(0), (correct & ~members).sum(0)
     p_in, p_out = k_in / n_in, k_out / n_out
     se = np.sqrt(p_in * (1 - p_in) / n_in + p_out * (1 - p_out) / n_out)
