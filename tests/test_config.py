@@ -30,10 +30,26 @@ def full(config: dict) -> dict:
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config.yaml", "smoke.yaml", "memorization.yaml"):
+    for name in ("config.yaml", "smoke.yaml", "memorization.yaml", "memorization_pays.yaml"):
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         study = plan_study(full(config))
         assert study.runs
+
+
+def test_the_pays_studies_plan_what_they_promise():
+    from memlab.registry import study_figures
+
+    def planned(name):
+        return plan_study(full(yaml.safe_load((ROOT / "config" / name).read_text())))
+
+    pays = planned("memorization_pays.yaml")
+    figures = {f.name for f in study_figures(pays)}
+    assert {"long_tail", "influence_pairs", "removal"} <= figures
+    # Three first stages (MLP in two regimes, 1-NN), a baseline and two arms at 3 values of k.
+    assert len(pays.first_stages) == 3 and len(pays.removals) == 3 * 7
+    assert pays.datasets["digits_lt"].n_pool == 380
+    default = planned("config.yaml")
+    assert "long_tail" in {f.name for f in study_figures(default)} and not default.removals
 
 
 @pytest.mark.parametrize(
