@@ -65,6 +65,7 @@ with rule_job(snakemake) as log:
         "evidence": analysis.with_subpopulations(examples, split_of, "index"),
         "influence_pairs": pairs,
         "influence_summary": pair_summary,
+        "few_shot": analysis.few_shot(metrics),
         "long_tail": analysis.long_tail_accuracy(evaluations(), split_of),
         "detectors": detectors,
         "membership_slices": membership_slices,

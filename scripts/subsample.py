@@ -11,10 +11,15 @@ with rule_job(snakemake) as log:
     split = data.load_split(snakemake.input[0])
     n_pool = len(split.y_pool)
     replicas = range(*p.replicas)
-    members = data.block_subsets(n_pool, p.size, replicas, p.seed)
+    if isinstance(p.size, dict):  # few-shot: {size, per_class}, stratified by the true labels
+        members = data.block_few_shot_subsets(split.y_pool, p.size["per_class"], replicas, p.seed)
+        what = f"{p.size['per_class']} per class"
+    else:
+        members = data.block_subsets(n_pool, p.size, replicas, p.seed)
+        what = f"{p.size}/{n_pool}"
     counts = members.sum(axis=0)
     log(
-        f"replicas {replicas.start}-{replicas.stop - 1}: subsets of {p.size}/{n_pool}; each "
-        f"example in {counts.min()}-{counts.max()} of them"
+        f"replicas {replicas.start}-{replicas.stop - 1}: subsets of {what}; each example in "
+        f"{counts.min()}-{counts.max()} of them"
     )
     save_npz(snakemake.output[0], members=members, replica=np.asarray(replicas))

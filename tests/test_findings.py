@@ -239,3 +239,18 @@ def stats_t(df: int) -> float:
     from scipy import stats
 
     return float(stats.t.ppf(0.975, df))
+
+
+def test_few_shot_names_the_best_model_at_the_fewest_and_most_shots_with_its_margin():
+    rows = []
+    for model, kind, accs in (("knn-k1", "knn", (0.6, 0.9)), ("m-w8", "mlp", (0.5, 0.92))):
+        for shots, acc in zip((1, 10), accs, strict=True):
+            cols = run_columns(shots=shots, size=10 * shots, model=model, kind=kind)
+            rows.append(cols | dict(accuracy=acc, accuracy_se=0.01, n_replicas=8))
+    tables = StudyTables(_metrics(STUDY), pd.DataFrame(), few_shot=pd.DataFrame(rows))
+    found = {f.key: f for f in study_findings(tables)}["few_shot"]
+    assert found.answer.startswith("At 1 per class knn-k1")
+    assert "at 10 per class m-w8" in found.answer
+    margin = found.numbers["margin_at_1_shots"]
+    assert margin.value == pytest.approx(0.1) and margin.low > 0
+    assert found.numbers["best_at_10_shots"].value == pytest.approx(0.92)

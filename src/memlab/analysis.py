@@ -118,6 +118,19 @@ def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="std")
 
 
+FEW_SHOT_COLUMNS = ("accuracy", "accuracy_se", "n_replicas")
+
+
+def few_shot(metrics: pd.DataFrame) -> pd.DataFrame:
+    """few_shot.csv: per few-shot run (``shots`` > 0: that many training examples of every
+    class), held-out accuracy, the mean over replicas with its standard error across them."""
+    heldout = _accuracy(metrics, "heldout").reset_index()
+    heldout = heldout[heldout["shots"] > 0]
+    g = heldout.groupby(list(RUN_COLUMNS), sort=True, dropna=False)["value"]
+    out = g.agg(accuracy="mean", accuracy_se="sem", n_replicas="count").reset_index()
+    return out[[*RUN_COLUMNS, *FEW_SHOT_COLUMNS]]
+
+
 # --------------------------------------------------------------------------- per-example analyses
 # Each takes (run, evaluation arrays) pairs: run is the dict of RUN_COLUMNS, arrays what the
 # evaluate rule wrote (per-example predictions, losses, confidences and memberships).

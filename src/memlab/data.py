@@ -608,6 +608,30 @@ def block_subsets(n_pool: int, size: int, replicas: range, seed: int) -> np.ndar
     return balanced_subsets(n_pool, size, len(replicas), stream)
 
 
+def block_few_shot_subsets(
+    labels: np.ndarray, per_class: int, replicas: range, seed: int
+) -> np.ndarray:
+    """Few-shot subsets of one block of replicas (bool [len(replicas), n_pool]): exactly
+    ``per_class`` examples of every class in each, and within each class a balanced design
+    (every example of the class in the same number of the block's subsets, within one). Drawn,
+    like :func:`block_subsets`, from the study seed, the size and the replica range alone."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    mask = np.zeros((len(replicas), len(labels)), bool)
+    for c in classes:
+        members = np.flatnonzero(labels == c)
+        stream = derive_seed(
+            _check_seed(seed, "subset"),
+            "few_shot",
+            per_class * len(classes),
+            int(c),
+            replicas.start,
+            replicas.stop,
+        )
+        mask[:, members] = balanced_subsets(len(members), per_class, len(replicas), stream)
+    return mask
+
+
 def make_split(ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> Split:
     return Split(
         ds.X[pool_idx],

@@ -975,6 +975,63 @@ INFLUENCE_TRAIN = 8
 INFLUENCE_TEST = 4
 
 
+def few_shot(t: StudyTables) -> plt.Figure:
+    """Held-out accuracy against training examples per class (few-shot subsets), one line per
+    model / regime, one panel per dataset and noise rate; 95% t intervals over replicas."""
+    d = _replicated(t.few_shot, "accuracy_se").copy() if len(t.few_shot) else t.few_shot
+    if d.empty:
+        return _empty(
+            "No few-shot run with 2 or more replicas: give sizes per class (sizes: "
+            "[{per_class: 1}, {per_class: 5}]) and replicas >= 2."
+        )
+    half = _t95(d["n_replicas"]) * d["accuracy_se"]
+    d["low"], d["high"] = (d["accuracy"] - half).clip(lower=0), (d["accuracy"] + half).clip(upper=1)
+    d["line"] = _model_regime(d)
+    d["panel"] = d["dataset"] + ", label noise " + d["label_noise"].map(lambda x: f"{x:g}")
+    panels = list(dict.fromkeys(d.sort_values(["dataset", "label_noise"])["panel"]))
+    lines = list(dict.fromkeys(d.sort_values(["kind", "model"], kind="stable")["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.6 * len(panels) + 2.4, 3.6), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.25), strict=True))  # in log2 units
+    for ax, panel in zip(axes.flat, panels, strict=True):
+        p = d[d["panel"] == panel]
+        for line in lines:
+            s = p[p["line"] == line].sort_values("shots")
+            if s.empty:
+                continue
+            y = s["accuracy"].to_numpy(float)
+            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
+            ax.errorbar(
+                s["shots"].to_numpy(float) * 2 ** offsets[line], y, yerr=err, marker="o", ms=4,
+                lw=1.4, capsize=2.5, color=palette[line], label=line,
+            )  # fmt: skip
+        ticks = sorted(p["shots"].unique())
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{k:g}" for k in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(0, 1.02)
+        ax.set_title(panel, size=9)
+        ax.set_xlabel("training examples per class (shots)")
+    axes.flat[0].set_ylabel("held-out accuracy")
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(
+        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
+        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
+    )  # fmt: skip
+    fig.suptitle(
+        "Few-shot: held-out accuracy by training examples per class\n"
+        "(mean ± 95% t interval over replicas)",
+        size=10,
+    )
+    return fig
+
+
 def influence_pairs(t: StudyTables) -> plt.Figure:
     """The strongest high-influence pairs of the best powered run: each training image (rows,
     highest influence first) beside the test images it influences most."""
@@ -1128,6 +1185,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "detectors": detectors,
     "grokking": grokking,
     "long_tail": long_tail,
+    "few_shot": few_shot,
     "influence_pairs": influence_pairs,
     "removal": removal,
 }

@@ -467,6 +467,32 @@ def _change_estimate(row: pd.Series) -> Estimate:
     return Estimate(d, max(d - half, -1.0), min(d + half, 1.0), n)
 
 
+def _few_shot(c: _Context) -> Finding | None:
+    q = "Which model learns best from a few examples per class?"
+    table = c.tables.few_shot
+    if table.empty:
+        return None  # no few-shot sizes
+    table = table[(table["n_replicas"] >= 2) & table["accuracy_se"].notna()]
+    if table.empty:
+        return Finding("few_shot", q, why="the few-shot runs need 2 or more replicas each")
+    parts, numbers = [], {}
+    for shots in sorted({int(table["shots"].min()), int(table["shots"].max())}):
+        at = table[table["shots"] == shots].sort_values("accuracy", ascending=False)
+        best = at.iloc[0]
+        numbers[f"best_at_{shots}_shots"] = _bucket_estimate(best)
+        text = f"at {shots} per class {_name(best)} gets {_bucket_estimate(best).pct()}"
+        if len(at) > 1:
+            margin = welch_from_summary(best, at.iloc[1])
+            numbers[f"margin_at_{shots}_shots"] = margin
+            text += f", {margin.pct(points=True)} over {_name(at.iloc[1])} (Welch)"
+        parts.append(text)
+    first = table.iloc[0]
+    where = f"{html.escape(str(first['dataset']))}, noise {first['label_noise']:g}"
+    text = "; ".join(parts)
+    answer = f"{text[0].upper()}{text[1:]} ({where}; {int(table['n_replicas'].min())}+ replicas)."
+    return Finding("few_shot", q, answer, numbers)
+
+
 def _influence(c: _Context) -> Finding | None:
     q = "Which training examples does memorizing pay for, and on which test examples?"
     summary = c.tables.influence_summary
@@ -556,6 +582,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _which_examples,
     _leakage,
     _where_it_pays,
+    _few_shot,
     _influence,
     _removal,
 )

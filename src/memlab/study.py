@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from memlab import data
 from memlab.io import MemlabInputError
 from memlab.kinds import VARIANT_COLUMNS, Variant, expand_models
@@ -115,7 +117,8 @@ REGIME_COLUMNS = tuple(
 )
 # Columns every per-run table starts with: the run's identity, then its settings as values (0
 # where a setting does not apply to the run's model or regime).
-IDENTITY_COLUMNS = ("dataset", "label_noise", "size", "model", "model_name", "kind")
+# `shots`: examples per class of a few-shot (class-stratified) subset, 0 for a random one.
+IDENTITY_COLUMNS = ("dataset", "label_noise", "size", "shots", "model", "model_name", "kind")
 RUN_COLUMNS = (
     *IDENTITY_COLUMNS,
     "width",
@@ -178,6 +181,12 @@ class DatasetPlan:
     replicas_per_job: int
     models: tuple[str, ...]  # model names (config keys), not variant ids
     regimes: tuple[str, ...]
+    # (size, examples per class) of the sizes given per class (few-shot), in size order.
+    per_class: tuple[tuple[int, int], ...] = ()
+
+    def shots(self, size: int) -> int:
+        """Examples per class of a few-shot size; 0 for a random subset of ``size``."""
+        return dict(self.per_class).get(size, 0)
 
     @functools.cached_property
     def blocks(self) -> tuple[Block, ...]:
@@ -210,6 +219,7 @@ class Run:
     variant: Variant
     regime: Regime | None  # None: a model that does not train
     blocks: tuple[Block, ...] = ()
+    shots: int = 0  # examples per class of a few-shot subset (DatasetPlan.shots)
 
     @property
     def model(self) -> str:
@@ -251,6 +261,7 @@ class Run:
             "dataset": self.dataset,
             "label_noise": float(self.noise),
             "size": self.size,
+            "shots": self.shots,
             "model": self.model,
             "model_name": self.variant.name,
             "kind": self.variant.kind,
@@ -399,13 +410,27 @@ def _grid_names(grid: Mapping[str, Any], key: str, known: Mapping[str, Any], nam
 
 
 @functools.cache
-def _long_tail_pool(spec: str, test_fraction: float, seed: int, root: Any, name: str) -> int:
-    """The thinned pool of a long-tailed dataset, built as rule prepare builds it: its size
-    shapes the grid, and a law its clusters cannot satisfy must fail before any job runs.
-    (Costs a scikit-learn import and a k-means per class, about 1.5 s, once per process.)"""
+def _pool_classes(spec: str, test_fraction: float, seed: int, root: Any, name: str) -> tuple:
+    """Pool examples per class, from the split built as rule prepare builds it: a long-tailed
+    pool's size shapes the grid, a few-shot size must fit every class, and a long tail its
+    clusters cannot satisfy must fail before any job runs. (Costs a scikit-learn import, plus
+    a k-means per class on long-tailed data: about 1.5 s, once per process.)"""
     from memlab.long_tail import split_indices
 
-    return len(split_indices(json.loads(spec), test_fraction, seed, root, name)[1])
+    ds, pool, _, _ = split_indices(json.loads(spec), test_fraction, seed, root, name)
+    return tuple(int(c) for c in np.bincount(ds.y[pool], minlength=ds.n_classes))
+
+
+def _few_shot_size(per_class: int, classes: tuple, key: str) -> int:
+    """The subset size of ``per_class`` examples of every class; it must fit the smallest."""
+    least = min(classes)
+    if per_class > least:
+        c = classes.index(least)
+        raise MemlabInputError(
+            f"`{key}`: per_class {per_class} is more than class {c} has in the training pool "
+            f"({least} examples); use at most {least}."
+        )
+    return per_class * len(classes)
 
 
 def plan_dataset(
@@ -418,15 +443,28 @@ def plan_dataset(
     n_examples, image_shape = data.dataset_shape(spec, root, name=name)
     test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
     n_pool = data.pool_size(n_examples, test_fraction)
-    if "long_tail" in spec:
-        key = json.dumps(spec, sort_keys=True)
-        n_pool = _long_tail_pool(key, test_fraction, config["seed"], root, name)
     sizes = grid.get("sizes", config["sizes"])
+    few_shot = any(isinstance(s, Mapping) for s in sizes)
+    if "long_tail" in spec or few_shot:
+        key = json.dumps(spec, sort_keys=True)
+        classes = _pool_classes(key, test_fraction, config["seed"], root, name)
+        n_pool = sum(classes)
     where = "sizes" if "sizes" not in grid else f"datasets.{name}.grid.sizes"
-    resolved = [
-        data.resolve_size(s, n_pool, key=f"{where}[{i}] (dataset '{name}')")
-        for i, s in enumerate(sizes)
-    ]
+    resolved, per_class = [], {}
+    for i, s in enumerate(sizes):
+        key = f"{where}[{i}] (dataset '{name}')"
+        if isinstance(s, Mapping):
+            size = _few_shot_size(s["per_class"], classes, key)
+        else:
+            size = data.resolve_size(s, n_pool, key=key)
+        if size in resolved and (size in per_class or isinstance(s, Mapping)):
+            raise MemlabInputError(
+                f"`{key}`: size {size} is given twice (a per-class size counts per_class "
+                "examples of every class); drop one."
+            )
+        if isinstance(s, Mapping):
+            per_class[size] = s["per_class"]
+        resolved.append(size)
     return DatasetPlan(
         name,
         spec,
@@ -441,6 +479,7 @@ def plan_dataset(
         int(grid.get("replicas_per_job", config["replicas_per_job"])),
         _grid_names(grid, "models", config["models"], name),
         _grid_names(grid, "regimes", config["regimes"], name),
+        tuple(sorted(per_class.items())),
     )
 
 
@@ -492,7 +531,9 @@ def _dataset_runs(
                     if note:
                         notes += [] if note in notes else [note]
                         continue
-                    runs.append(Run(ds.name, noise_label(noise), size, variant, regime, ds.blocks))
+                    noise_id = noise_label(noise)
+                    shots = ds.shots(size)
+                    runs.append(Run(ds.name, noise_id, size, variant, regime, ds.blocks, shots))
     return runs
 
 

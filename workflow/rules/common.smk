@@ -151,6 +151,13 @@ def run_columns(wildcards):
     return canonical(STUDY.run(wildcards).columns())
 
 
+def subset_size(wildcards):
+    """A subset's size; a few-shot size also names its examples per class."""
+    size = int(wildcards.size)
+    shots = STUDY.datasets[wildcards.dataset].shots(size)
+    return {"size": size, "per_class": shots} if shots else size
+
+
 def block_replicas(wildcards):
     """The replica range [start, stop) of a job's block: what its subsets and seeds depend on."""
     return STUDY.block(wildcards).spec()

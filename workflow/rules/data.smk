@@ -66,7 +66,7 @@ rule subsample:
         runtime=5,
     params:
         code=library_code("subsample.py"),
-        size=lambda wc: int(wc.size),
+        size=subset_size,
         replicas=block_replicas,
         seed=config["seed"],
     script:
