@@ -813,10 +813,20 @@ def _frequency_position(frequency: pd.Series) -> np.ndarray:
     return np.where(f == 0, 0.25, f)
 
 
+def _widest_and_1nn(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each dataset's widest model of every kind that trains (all its regimes) and of
+    its smallest-k k-NN: a line per model of every width would be unreadable."""
+    nets = trained(frame["kind"])
+    widest = frame["width"] == frame.groupby(["dataset", "kind"])["width"].transform("max")
+    fewest = frame["k"] == frame.groupby(["dataset", "kind"])["k"].transform("min")
+    return frame[(nets & widest) | (~nets & fewest)]
+
+
 def long_tail(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against how many training examples a test example's subpopulation has
-    (log2 buckets, 1 = singletons), one line per model / regime, one panel per dataset and noise
-    rate at each dataset's largest training-set size; 95% t intervals over replicas."""
+    (log2 buckets, 1 = singletons), one line per regime of the widest network of each kind and
+    for the smallest-k k-NN, one panel per dataset and noise rate at each dataset's largest
+    training-set size; 95% t intervals over replicas."""
     lt = t.long_tail
     if lt.empty:
         return _empty(
@@ -824,6 +834,7 @@ def long_tail(t: StudyTables) -> plt.Figure:
             "DESIGN 4b) in this study."
         )
     lt = lt[lt["size"] == lt.groupby("dataset")["size"].transform("max")]
+    lt = _widest_and_1nn(lt)
     d = _replicated(lt, "accuracy_se").copy()
     if d.empty:
         return _empty(
@@ -873,8 +884,7 @@ def long_tail(t: StudyTables) -> plt.Figure:
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.supxlabel(
-        "training examples of the test example's subpopulation in the replica's subset "
-        "(buckets: 2 = 2-3, 4 = 4-7, ...)",
+        "training examples of its subpopulation in the replica's subset (buckets 2-3, 4-7, ...)",
         size=10,
     )
     handles: dict[str, Any] = {}

@@ -396,10 +396,32 @@ def _unseen(tail: pd.DataFrame, run: pd.Series) -> pd.Series | None:
     return rows.iloc[0] if len(rows) and rows["n_replicas"].iloc[0] >= 2 else None
 
 
-def _bucket_words(row: pd.Series) -> str:
+def _seen_words(row: pd.Series) -> str:
     f = int(row["train_frequency"])
-    seen = "once" if f == 1 else f"{f}-{2 * f - 1} times"
-    return f"subpopulations seen {seen} in training ({int(row['n_test'])} held-out examples)"
+    return "subpopulations seen " + ("once" if f == 1 else f"{f}-{2 * f - 1} times")
+
+
+def _bucket_words(row: pd.Series) -> str:
+    return f"{_seen_words(row)} in training ({int(row['n_test'])} held-out examples)"
+
+
+def _shared_buckets(
+    tail: pd.DataFrame, a: pd.Series, b: pd.Series
+) -> tuple[tuple[pd.Series, pd.Series], tuple[pd.Series, pd.Series]] | None:
+    """The rarest and the most frequent seen buckets two runs both have with intervals, as
+    (a's row, b's row) pairs: a regime that carves a validation set out of its subset (early
+    stopping) sees fewer examples per subpopulation, so its buckets differ from the base's."""
+
+    def rows(run: pd.Series) -> pd.DataFrame:
+        r = tail[(tail[KEYS] == run[KEYS]).all(axis=1)]
+        r = r[(r["train_frequency"] > 0) & (r["n_replicas"] >= 2)]
+        return r.set_index("train_frequency", drop=False)
+
+    ra, rb = rows(a), rows(b)
+    shared = sorted(set(ra.index) & set(rb.index))
+    if len(shared) < 2:
+        return None
+    return (ra.loc[shared[0]], rb.loc[shared[0]]), (ra.loc[shared[-1]], rb.loc[shared[-1]])
 
 
 def _where_it_pays(c: _Context) -> Finding:
@@ -410,7 +432,8 @@ def _where_it_pays(c: _Context) -> Finding:
         return Finding("where_it_pays", q, why=why)
     tail = tail[tail["size"] == tail.groupby("dataset")["size"].transform("max")]
     tail = tail[tail["label_noise"] == tail.groupby("dataset")["label_noise"].transform("min")]
-    runs = c.runs.merge(tail[KEYS].drop_duplicates(), on=KEYS)
+    on_tail = pd.MultiIndex.from_frame(c.runs[KEYS]).isin(pd.MultiIndex.from_frame(tail[KEYS]))
+    runs = c.runs[on_tail]
     nets = runs[runs["trained"]].sort_values("width", kind="stable")
     plain = nets[nets["unregularized"]]
     if plain.empty or _tail_and_head(tail, plain.iloc[-1]) is None:
@@ -443,16 +466,19 @@ def _where_it_pays(c: _Context) -> Finding:
         train = _accuracy(c.tables.metrics, "train")
         fit = regs.apply(lambda r: np.nanmean(_values(train, r)), axis=1)
         reg = regs.loc[fit.idxmin()]  # the strongest: fits the least of its own training set
-        pair = _tail_and_head(tail, reg)
+        pair = _shared_buckets(tail, base, reg)
         if pair is not None:
-            numbers["regularizer_tail_change"] = welch_from_summary(pair[0], rare)
-            numbers["regularizer_head_change"] = welch_from_summary(pair[1], common)
+            (base_rare, reg_rare), (base_common, reg_common) = pair
+            numbers["regularizer_tail_change"] = welch_from_summary(reg_rare, base_rare)
+            numbers["regularizer_head_change"] = welch_from_summary(reg_common, base_common)
             text += (
                 f". The strongest regularizer, {html.escape(str(reg['regime']))} "
                 f"({_settings(reg)}: it fits {np.nanmean(_values(train, reg)):.1%} of its "
                 f"training set), changes accuracy by "
-                f"{numbers['regularizer_tail_change'].pct(points=True)} there and by "
-                f"{numbers['regularizer_head_change'].pct(points=True)} on the most frequent "
+                f"{numbers['regularizer_tail_change'].pct(points=True)} on "
+                f"{_seen_words(reg_rare)} and by "
+                f"{numbers['regularizer_head_change'].pct(points=True)} on "
+                f"{_seen_words(reg_common)} "
                 f"({numbers['regularizer_tail_change'].n} replicas each, Welch)"
             )
     return Finding("where_it_pays", q, text + ".", numbers)
