@@ -66,6 +66,7 @@ with rule_job(snakemake) as log:
         "influence_pairs": pairs,
         "influence_summary": pair_summary,
         "few_shot": analysis.few_shot(metrics),
+        "recall": analysis.recall(metrics),
         "long_tail": analysis.long_tail_accuracy(evaluations(), split_of),
         "detectors": detectors,
         "membership_slices": membership_slices,

@@ -12,11 +12,13 @@ with rule_job(snakemake) as log:
     split = data.load_split(sm.input.split)
     labels = load_npz(sm.input.labels)
     pert = load_npz(sm.input.perturbed)
-    perturbed = {
-        (str(n), int(s)): x
-        for n, s, x in zip(pert["names"], pert["severities"], pert["x"], strict=True)
-    }
-    arrays, metrics = evaluate_run(load_checkpoint(sm.input.checkpoint), split, labels, perturbed)
+    keys = [(str(n), int(s)) for n, s in zip(pert["names"], pert["severities"], strict=True)]
+    perturbed = dict(zip(keys, pert["x"], strict=True))
+    # Exact recall (a dataset with `recall`): the pool's perturbed copies.
+    pool = dict(zip(keys, pert["x_pool"], strict=True)) if "x_pool" in pert else None
+    arrays, metrics = evaluate_run(
+        load_checkpoint(sm.input.checkpoint), split, labels, perturbed, pool
+    )
     metrics = with_run(metrics, sm.params.run)
     save_npz(sm.output.evaluation, **arrays)
     with atomic_path(sm.output.metrics) as tmp:

@@ -27,10 +27,28 @@ with rule_job(snakemake) as log:
     for name in sorted(set(p.get("parameters", {})) & {name for name, _ in sets}):
         log(f"{name}: configured severity table {', '.join(f'{v:g}' for v in table[name])}")
     log(f"{len(sets)} perturbed sets of {len(split.y_test)} held-out examples")
+
+    def stacked(sets, x):
+        return np.stack(list(sets.values())) if sets else np.zeros((0, *x.shape), np.float32)
+
+    # Exact recall (memlab.recall): the training pool under the same corruptions, drawn from a
+    # stream of its own.
+    pool = {}
+    if snakemake.params.recall:
+        pool = perturb.perturbed_sets(
+            split.x_pool,
+            image_shape=split.image_shape,
+            names=p["names"],
+            severities=p["severities"],
+            seed=derive_seed(snakemake.params.seed, "perturb_pool"),
+            parameters=p.get("parameters"),
+        )
+        log(f"{len(pool)} perturbed copies of the {len(split.y_pool)} pool examples (recall)")
     save_npz(
         snakemake.output[0],
         names=np.array([k[0] for k in sets], dtype=str),
         severities=np.array([k[1] for k in sets], dtype=np.int64),
         parameters=np.array(values, dtype=np.float64),
-        x=np.stack(list(sets.values())) if sets else np.zeros((0, *split.x_test.shape), np.float32),
+        x=stacked(sets, split.x_test),
+        **({"x_pool": stacked(pool, split.x_pool)} if pool else {}),
     )

@@ -44,7 +44,7 @@ def test_the_pays_studies_plan_what_they_promise():
 
     pays = planned("memorization_pays.yaml")
     figures = {f.name for f in study_figures(pays)}
-    assert {"long_tail", "few_shot", "influence_pairs", "removal"} <= figures
+    assert {"long_tail", "few_shot", "recall", "influence_pairs", "removal"} <= figures
     assert pays.datasets["digits_fs"].per_class == ((10, 1), (20, 2), (50, 5), (100, 10))
     # Three first stages (MLP in two regimes, 1-NN), a baseline and two arms at 3 values of k.
     assert len(pays.first_stages) == 3 and len(pays.removals) == 3 * 7

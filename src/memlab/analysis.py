@@ -131,6 +131,35 @@ def few_shot(metrics: pd.DataFrame) -> pd.DataFrame:
     return out[[*RUN_COLUMNS, *FEW_SHOT_COLUMNS]]
 
 
+RECALL_COLUMNS = (
+    "perturbation",
+    "severity",
+    "recall_accuracy",
+    "recall_accuracy_se",
+    "n_replicas",
+    "heldout_accuracy",
+)
+
+
+def recall(metrics: pd.DataFrame) -> pd.DataFrame:
+    """recall.csv: per run on a dataset with ``recall`` and per perturbation and severity, the
+    accuracy on perturbed copies of each replica's own training examples against the labels it
+    trained on (mean over replicas, standard error across them), with severity 0 (perturbation
+    ``none``) the unperturbed training accuracy, and the run's mean held-out accuracy."""
+    rec = metrics[(metrics["split"] == "recall") & (metrics["metric"] == "accuracy")]
+    if rec.empty:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, *RECALL_COLUMNS])
+    recalled = pd.MultiIndex.from_frame(rec[list(RUN_COLUMNS)].drop_duplicates())
+    train = metrics[(metrics["split"] == "train") & (metrics["metric"] == "accuracy")]
+    train = train[pd.MultiIndex.from_frame(train[list(RUN_COLUMNS)]).isin(recalled)]
+    both = pd.concat([train, rec])
+    g = both.groupby([*RUN_COLUMNS, "perturbation", "severity"], sort=True, dropna=False)["value"]
+    out = g.agg(recall_accuracy="mean", recall_accuracy_se="sem", n_replicas="count")
+    heldout = _accuracy(metrics, "heldout").groupby(list(RUN_COLUMNS), dropna=False).mean()
+    out = out.reset_index().join(heldout.rename("heldout_accuracy"), on=list(RUN_COLUMNS))
+    return out[[*RUN_COLUMNS, *RECALL_COLUMNS]]
+
+
 # --------------------------------------------------------------------------- per-example analyses
 # Each takes (run, evaluation arrays) pairs: run is the dict of RUN_COLUMNS, arrays what the
 # evaluate rule wrote (per-example predictions, losses, confidences and memberships).

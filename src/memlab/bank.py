@@ -35,6 +35,7 @@ PER_REPLICA = (
     "val_mask",
     "perturbed_accuracy",
     "perturbed_loss",
+    "recall_accuracy",
     "fit_epoch",
     "stop_epoch",
     "stop_reason",

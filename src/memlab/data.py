@@ -21,9 +21,10 @@ from memlab.seeds import derive_seed
 DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
 _DIGITS_N = 1797  # rows of sklearn's bundled digits; checked against load_digits in the tests
-# Every kind also takes `randomization` (applied after the split, see memlab.randomization) and
-# `long_tail` (the split thinned to a long tail, see memlab.long_tail).
-_VARIANTS = {"randomization", "long_tail"}
+# Every kind also takes `randomization` (applied after the split, see memlab.randomization),
+# `long_tail` (the split thinned to a long tail, see memlab.long_tail) and `recall` (exact
+# recall of perturbed training examples, see memlab.analysis.recall).
+_VARIANTS = {"randomization", "long_tail", "recall"}
 _ALLOWED_KEYS = {
     "digits": {"kind"},
     "gaussian": {

@@ -82,13 +82,17 @@ def evaluate_replicas(
     train_mask: np.ndarray,
     val_mask: np.ndarray,
     perturbed: Mapping[tuple[str, int], np.ndarray],
+    perturbed_pool: Mapping[tuple[str, int], np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Evaluate every replica; return per-example arrays and a tidy metrics table.
 
     Splits: ``train`` (examples trained on, with the labels trained on), ``train_clean`` and
     ``train_flipped`` (the same, split by label noise), ``val`` (carved for early stopping),
     ``unseen`` (pool examples outside the replica's subset), ``heldout`` (clean test labels) and
-    ``perturbed`` (held-out set under each perturbation and severity).
+    ``perturbed`` (held-out set under each perturbation and severity) and, given
+    ``perturbed_pool`` (the pool under each perturbation: exact recall), ``recall``: each
+    replica's accuracy on perturbed copies of the examples it trained on, against the labels it
+    trained on (memlab.recall).
     """
     pool_log_p = log_proba(x_pool)
     pool = example_outputs(pool_log_p, y_pool)
@@ -121,6 +125,14 @@ def evaluate_replicas(
     for j, key in enumerate(keys):
         add("perturbed", key[0], key[1], p_acc[:, j], p_loss[:, j])
 
+    recall_keys: Sequence[tuple[str, int]] = sorted(perturbed_pool or {})
+    r_acc = np.zeros((r, len(recall_keys)), np.float32)
+    for j, key in enumerate(recall_keys):
+        out_j = example_outputs(log_proba(perturbed_pool[key]), y_pool)
+        r_acc[:, j] = _masked_mean(out_j["pred"] == y_pool, train_mask)
+        r_loss = _masked_mean(out_j["loss"], train_mask)
+        add("recall", key[0], key[1], r_acc[:, j], r_loss)
+
     arrays = {
         "pool_correct": pool_correct,
         "test_correct": test_correct,
@@ -141,4 +153,10 @@ def evaluate_replicas(
         "perturbation": np.array([k[0] for k in keys], dtype=str),
         "severity": np.array([k[1] for k in keys], dtype=np.int64),
     }
+    if recall_keys:
+        arrays |= {
+            "recall_accuracy": r_acc,
+            "recall_perturbation": np.array([k[0] for k in recall_keys], dtype=str),
+            "recall_severity": np.array([k[1] for k in recall_keys], dtype=np.int64),
+        }
     return arrays, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))

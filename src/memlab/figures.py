@@ -1042,6 +1042,70 @@ def few_shot(t: StudyTables) -> plt.Figure:
     return fig
 
 
+def recall(t: StudyTables) -> plt.Figure:
+    """Exact recall: accuracy on perturbed copies of each replica's own training examples against
+    severity (0: unperturbed, the training accuracy), one panel per corruption, one line per
+    regime of the widest network of each kind and for the smallest-k k-NN; 95% t intervals."""
+    d = _replicated(t.recall, "recall_accuracy_se") if len(t.recall) else t.recall
+    if d.empty:
+        return _empty(
+            "No recall result with 2 or more replicas: set `recall: true` on a dataset (with "
+            "`randomization: {kind: random_labels}`, only memory can solve it) and replicas >= 2."
+        )
+    d = _widest_and_1nn(d).copy()
+    half = _t95(d["n_replicas"]) * d["recall_accuracy_se"]
+    d["low"] = (d["recall_accuracy"] - half).clip(lower=0)
+    d["high"] = (d["recall_accuracy"] + half).clip(upper=1)
+    d["line"] = _model_regime(d)
+    # Severity 0 (unperturbed) belongs in every corruption's panel.
+    names = sorted(set(d["perturbation"]) - {"none"})
+    clean = d[d["perturbation"] == "none"]
+    lines = list(dict.fromkeys(d.sort_values(["kind", "model"], kind="stable")["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    cols = min(3, max(len(names), 1))
+    rows = -(-max(len(names), 1) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols + 2.4, 3.2 * rows), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))
+    for ax, name in zip(axes.flat, names, strict=False):
+        p = pd.concat([clean, d[d["perturbation"] == name]])
+        for line in lines:
+            s = p[p["line"] == line].sort_values("severity")
+            if s.empty:
+                continue
+            y = s["recall_accuracy"].to_numpy(float)
+            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
+            ax.errorbar(
+                s["severity"].to_numpy(float) + offsets[line], y, yerr=err, marker="o", ms=4,
+                lw=1.4, capsize=2.5, color=palette[line], label=line,
+            )  # fmt: skip
+        unit = PARAMETER_AXIS.get(name, "severity")
+        ax.set_title(f"{name} ({unit} by severity)", size=9)
+        ax.set_xticks(sorted(p["severity"].unique()))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("severity (0 = the stored example itself)")
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("recall accuracy (own training examples)")
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(
+        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
+        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
+    )  # fmt: skip
+    fig.suptitle(
+        "Exact recall: perturbed copies of each replica's own training examples, mapped to the "
+        "labels it trained on\n(mean ± 95% t interval over replicas)",
+        size=10,
+    )
+    return fig
+
+
 def influence_pairs(t: StudyTables) -> plt.Figure:
     """The strongest high-influence pairs of the best powered run: each training image (rows,
     highest influence first) beside the test images it influences most."""
@@ -1196,6 +1260,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "grokking": grokking,
     "long_tail": long_tail,
     "few_shot": few_shot,
+    "recall": recall,
     "influence_pairs": influence_pairs,
     "removal": removal,
 }

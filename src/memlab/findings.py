@@ -519,6 +519,40 @@ def _few_shot(c: _Context) -> Finding | None:
     return Finding("few_shot", q, answer, numbers)
 
 
+def _recall(c: _Context) -> Finding | None:
+    q = "Which model recalls its own training examples under perturbation?"
+    table = c.tables.recall
+    if table.empty:
+        return None  # no dataset with recall
+    table = table[(table["n_replicas"] >= 2) & table["recall_accuracy_se"].notna()]
+    perturbed = table[table["severity"] > 0]
+    if perturbed.empty:
+        return Finding("recall", q, why="the recall runs need 2 or more replicas each")
+    name = sorted(perturbed["perturbation"])[0]
+    parts, numbers = [], {}
+    for sev in sorted({int(perturbed["severity"].min()), int(perturbed["severity"].max())}):
+        at = perturbed[(perturbed["perturbation"] == name) & (perturbed["severity"] == sev)]
+        at = at.sort_values("recall_accuracy", ascending=False)
+        shown = ", ".join(
+            f"{_name(r)} {_recall_estimate(r).pct()}" for _, r in at.head(OTHERS + 1).iterrows()
+        )
+        numbers[f"best_at_severity_{sev}"] = _recall_estimate(at.iloc[0])
+        parts.append(f"at severity {sev}: {shown}")
+    first = perturbed.iloc[0]
+    text = (
+        f"Recall of perturbed training examples ({html.escape(name)}; "
+        f"{html.escape(str(first['dataset']))}, n={first['size']}) "
+        + "; ".join(parts)
+        + f" ({int(perturbed['n_replicas'].min())}+ replicas)."
+    )
+    return Finding("recall", q, text, numbers)
+
+
+def _recall_estimate(row: pd.Series) -> Estimate:
+    renamed = row.rename({"recall_accuracy": "accuracy", "recall_accuracy_se": "accuracy_se"})
+    return _bucket_estimate(renamed)
+
+
 def _influence(c: _Context) -> Finding | None:
     q = "Which training examples does memorizing pay for, and on which test examples?"
     summary = c.tables.influence_summary
@@ -609,6 +643,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _leakage,
     _where_it_pays,
     _few_shot,
+    _recall,
     _influence,
     _removal,
 )

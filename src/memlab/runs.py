@@ -257,6 +257,7 @@ def evaluate_run(
     split: Split,
     labels: Mapping[str, np.ndarray],
     perturbed: Mapping[tuple[str, int], np.ndarray],
+    perturbed_pool: Mapping[tuple[str, int], np.ndarray] | None = None,
 ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """Per-example arrays and the tidy metrics (with training facts) of one run."""
     a = checkpoint["arrays"]
@@ -273,6 +274,7 @@ def evaluate_run(
         train_mask=a["train_mask"],
         val_mask=a["val_mask"],
         perturbed=perturbed,
+        perturbed_pool=perturbed_pool,
     )
     r = members.shape[0]
     replicas = checkpoint_replicas(checkpoint)

@@ -31,6 +31,7 @@ class StudyTables:
     # high-influence train->test pairs with their per-run summary, and the removal experiment.
     long_tail: pd.DataFrame = field(default_factory=pd.DataFrame)
     few_shot: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recall: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     removal: pd.DataFrame = field(default_factory=pd.DataFrame)

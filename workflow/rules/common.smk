@@ -126,8 +126,13 @@ def library_code(script):
     return library_hash(memlab_file(f"scripts/{script}"), src)
 
 
+# Dataset keys that shape only the evaluation (recall: the pool's perturbed copies), not the split.
+EVALUATION_ONLY_KEYS = ("recall",)
+
+
 def dataset_spec(wildcards):
-    return canonical(STUDY.datasets[wildcards.dataset].spec)
+    spec = STUDY.datasets[wildcards.dataset].spec
+    return canonical({k: v for k, v in spec.items() if k not in EVALUATION_ONLY_KEYS})
 
 
 def dataset_files(wildcards):

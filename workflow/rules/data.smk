@@ -92,5 +92,6 @@ rule perturb:
         code=library_code("perturb.py"),
         perturbations=perturb_settings(),
         seed=config["seed"],
+        recall=lambda wc: bool(STUDY.datasets[wc.dataset].spec.get("recall")),
     script:
         "../../scripts/perturb.py"
