@@ -1089,7 +1089,7 @@ def recall(t: StudyTables) -> plt.Figure:
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
-        ax.set_ylabel("recall accuracy (own training examples)")
+        ax.set_ylabel("recall accuracy")
     handles: dict[str, Any] = {}
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -1099,8 +1099,8 @@ def recall(t: StudyTables) -> plt.Figure:
         title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
     )  # fmt: skip
     fig.suptitle(
-        "Exact recall: perturbed copies of each replica's own training examples, mapped to the "
-        "labels it trained on\n(mean ± 95% t interval over replicas)",
+        "Exact recall: perturbed copies of each replica's own training examples\n"
+        "(mean ± 95% t interval over replicas)",
         size=10,
     )
     return fig
