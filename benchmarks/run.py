@@ -1,9 +1,11 @@
-"""memlab benchmarks: training throughput, end-to-end studies, workflow overhead, the bank.
+"""memlab benchmarks: training throughput, end-to-end studies, workflow overhead, the bank,
+train->test influence.
 
-    ./run.sh bench                      # gemm, train, e2e (smoke study), overhead
+    ./run.sh bench                      # gemm, train, e2e (smoke study), overhead, influence
     ./run.sh bench train --rounds 5     # one section, more rounds
     ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
     ./run.sh bench bank                 # config/bank.yaml from scratch, analysis vs replicas
+    ./run.sh bench influence            # a 1024-model bank's influence matrix: GEMM vs loop
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
