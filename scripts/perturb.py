@@ -31,7 +31,7 @@ with rule_job(snakemake) as log:
     def stacked(sets, x):
         return np.stack(list(sets.values())) if sets else np.zeros((0, *x.shape), np.float32)
 
-    # Exact recall (memlab.recall): the training pool under the same corruptions, drawn from a
+    # Exact recall (memlab.analysis.recall): the training pool under the same corruptions, drawn from a
     # stream of its own.
     pool = {}
     if snakemake.params.recall:

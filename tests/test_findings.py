@@ -152,6 +152,18 @@ def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered
     assert answer.answer.startswith("m-w8 / memorize memorizes 20 training examples")
     share = answer.numbers["memorized_flipped_share"]
     assert share.value == 0.75 and share.n == 20 and 0.5 < share.low < 0.75 < share.high < 0.95
+    # Clean labels only (no memorizer): the unregularized network, not the better-replicated
+    # 1-NN, and not the regularized network.
+    clean = {k: v for k, v in STUDY.items() if k[0] == 0.0}
+    wd = run_columns(label_noise=0.0, regime="weight_decay", size=100, weight_decay=2.0)
+    rows = [
+        (base | {"label_noise": 0.0}) | scores | dict(replicas=16, above_half=5),
+        (knn | {"label_noise": 0.0}) | scores | dict(replicas=32, above_half=9),
+        wd | scores | dict(replicas=64, above_half=1),
+    ]
+    tables = StudyTables(_metrics(clean), pd.DataFrame(), memorization_summary=pd.DataFrame(rows))
+    found = {f.key: f for f in study_findings(tables)}
+    assert found["which_examples"].answer.startswith("m-w8 / memorize memorizes 5 training")
 
 
 def _long_tail(regime: str, rows: list[tuple[int, float, float]], n: int = 3) -> list[dict]:

@@ -92,7 +92,7 @@ def evaluate_replicas(
     ``perturbed`` (held-out set under each perturbation and severity) and, given
     ``perturbed_pool`` (the pool under each perturbation: exact recall), ``recall``: each
     replica's accuracy on perturbed copies of the examples it trained on, against the labels it
-    trained on (memlab.recall).
+    trained on (memlab.analysis.recall).
     """
     pool_log_p = log_proba(x_pool)
     pool = example_outputs(pool_log_p, y_pool)

@@ -311,10 +311,13 @@ def _which_examples(c: _Context) -> Finding:
     noisy = ok[ok["label_noise"] > 0]
     pick = noisy if len(noisy) else ok
     # The memorizing network of the first question where its scores are powered, else the
-    # best-replicated powered run.
+    # best-replicated powered unregularized network (a clean-label study has no memorizer), else
+    # the best-replicated powered run.
     best = c.memorizer()
     mine = pick[(pick[KEYS] == best[KEYS]).all(axis=1)] if best is not None else pick.iloc[0:0]
-    run = mine.iloc[0] if len(mine) else pick.sort_values("replicas", kind="stable").iloc[-1]
+    plain = pick.assign(plain=unregularized(pick))
+    fallback = plain.sort_values(["plain", "replicas"], kind="stable").iloc[-1]
+    run = mine.iloc[0] if len(mine) else fallback
     high = int(run["above_half"])
     text = (
         f"{_name(run)} memorizes {high} training examples (Feldman–Zhang score above 0.5; "
