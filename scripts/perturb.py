@@ -13,14 +13,18 @@ with rule_job(snakemake) as log:
     skipped = [n for n in p["names"] if not perturb.applicable(n, split.image_shape)]
     if skipped:
         log(f"skipped (need image data): {', '.join(skipped)}")
-    sets = perturb.perturbed_sets(
-        split.x_test,
-        image_shape=split.image_shape,
-        names=p["names"],
-        severities=p["severities"],
-        seed=derive_seed(snakemake.params.seed, "perturb"),
-        parameters=p.get("parameters"),
-    )
+
+    def corrupted(x, stream):
+        return perturb.perturbed_sets(
+            x,
+            image_shape=split.image_shape,
+            names=p["names"],
+            severities=p["severities"],
+            seed=derive_seed(snakemake.params.seed, stream),
+            parameters=p.get("parameters"),
+        )
+
+    sets = corrupted(split.x_test, "perturb")
     # The parameter each set was made with, in SEVERITY_TABLE's units (8x8 pixels for spatial ones).
     table = perturb.severity_table(p.get("parameters"))
     values = [table[name][severity - 1] for name, severity in sets]
@@ -31,18 +35,10 @@ with rule_job(snakemake) as log:
     def stacked(sets, x):
         return np.stack(list(sets.values())) if sets else np.zeros((0, *x.shape), np.float32)
 
-    # Exact recall (memlab.analysis.recall): the training pool under the same corruptions, drawn from a
-    # stream of its own.
-    pool = {}
-    if snakemake.params.recall:
-        pool = perturb.perturbed_sets(
-            split.x_pool,
-            image_shape=split.image_shape,
-            names=p["names"],
-            severities=p["severities"],
-            seed=derive_seed(snakemake.params.seed, "perturb_pool"),
-            parameters=p.get("parameters"),
-        )
+    # Exact recall (memlab.analysis.recall): the training pool under the same corruptions,
+    # drawn from a stream of its own.
+    pool = corrupted(split.x_pool, "perturb_pool") if snakemake.params.recall else {}
+    if pool:
         log(f"{len(pool)} perturbed copies of the {len(split.y_pool)} pool examples (recall)")
     save_npz(
         snakemake.output[0],

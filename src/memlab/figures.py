@@ -813,6 +813,44 @@ def _frequency_position(frequency: pd.Series) -> np.ndarray:
     return np.where(f == 0, 0.25, f)
 
 
+def _interval_lines(
+    ax: plt.Axes,
+    p: pd.DataFrame,
+    lines: list[str],
+    palette: dict[str, Any],
+    x: Callable[[pd.DataFrame, str], np.ndarray],
+    y: str,
+) -> None:
+    """One errorbar line per ``line`` of ``p`` (columns ``line``, ``y``, ``low``, ``high``), at
+    ``x(rows, line)`` (which dodges the lines apart), in x order."""
+    for line in lines:
+        s = p[p["line"] == line]
+        if s.empty:
+            continue
+        xs = x(s, line)
+        order = np.argsort(xs, kind="stable")
+        ys = s[y].to_numpy(float)[order]
+        err = np.vstack(
+            [ys - s["low"].to_numpy(float)[order], s["high"].to_numpy(float)[order] - ys]
+        )
+        ax.errorbar(
+            xs[order], ys, yerr=err, marker="o", ms=4, lw=1.4, capsize=2.5, color=palette[line],
+            label=line,
+        )  # fmt: skip
+
+
+def _legend_by_line(fig: plt.Figure, axes: np.ndarray, lines: list[str]) -> None:
+    """One legend for every panel's lines, in ``lines`` order, right of the panels."""
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(
+        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
+        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
+    )  # fmt: skip
+
+
 def _widest_and_1nn(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows of each dataset's widest model of every kind that trains (all its regimes) and of
     its smallest-k k-NN: a line per model of every width would be unreadable."""
@@ -861,17 +899,11 @@ def long_tail(t: StudyTables) -> plt.Figure:
     offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))  # in log2 units
     for ax, panel in zip(axes.flat, panels, strict=False):
         p = d[d["panel"] == panel]
-        for line in lines:
-            s = p[p["line"] == line].sort_values("train_frequency")
-            if s.empty:
-                continue
-            x = _frequency_position(s["train_frequency"]) * 2 ** offsets[line]
-            y = s["accuracy"].to_numpy(float)
-            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
-            ax.errorbar(
-                x, y, yerr=err, marker="o", ms=4, lw=1.4, capsize=2.5,
-                color=palette[line], label=line,
-            )  # fmt: skip
+        _interval_lines(
+            ax, p, lines, palette,
+            lambda s, line: _frequency_position(s["train_frequency"]) * 2 ** offsets[line],
+            "accuracy",
+        )  # fmt: skip
         ticks = sorted(p["train_frequency"].unique())
         where = _frequency_position(pd.Series(ticks))
         ax.set_xscale("log", base=2)
@@ -887,14 +919,7 @@ def long_tail(t: StudyTables) -> plt.Figure:
         "training examples of its subpopulation in the replica's subset (buckets 2-3, 4-7, ...)",
         size=10,
     )
-    handles: dict[str, Any] = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    fig.legend(
-        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
-        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
-    )  # fmt: skip
+    _legend_by_line(fig, axes, lines)
     dropped = len(lt) - len(d)
     note = f"; {dropped} bucket(s) with under 2 replicas left out" if dropped else ""
     fig.suptitle(
@@ -1008,16 +1033,10 @@ def few_shot(t: StudyTables) -> plt.Figure:
     offsets = dict(zip(lines, _dodge(len(lines), 0.25), strict=True))  # in log2 units
     for ax, panel in zip(axes.flat, panels, strict=True):
         p = d[d["panel"] == panel]
-        for line in lines:
-            s = p[p["line"] == line].sort_values("shots")
-            if s.empty:
-                continue
-            y = s["accuracy"].to_numpy(float)
-            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
-            ax.errorbar(
-                s["shots"].to_numpy(float) * 2 ** offsets[line], y, yerr=err, marker="o", ms=4,
-                lw=1.4, capsize=2.5, color=palette[line], label=line,
-            )  # fmt: skip
+        _interval_lines(
+            ax, p, lines, palette,
+            lambda s, line: s["shots"].to_numpy(float) * 2 ** offsets[line], "accuracy",
+        )  # fmt: skip
         ticks = sorted(p["shots"].unique())
         ax.set_xscale("log", base=2)
         ax.set_xticks(ticks, [f"{k:g}" for k in ticks])
@@ -1026,14 +1045,7 @@ def few_shot(t: StudyTables) -> plt.Figure:
         ax.set_title(panel, size=9)
         ax.set_xlabel("training examples per class (shots)")
     axes.flat[0].set_ylabel("held-out accuracy")
-    handles: dict[str, Any] = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    fig.legend(
-        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
-        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
-    )  # fmt: skip
+    _legend_by_line(fig, axes, lines)
     fig.suptitle(
         "Few-shot: held-out accuracy by training examples per class\n"
         "(mean ± 95% t interval over replicas)",
@@ -1071,16 +1083,10 @@ def recall(t: StudyTables) -> plt.Figure:
     offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))
     for ax, name in zip(axes.flat, names, strict=False):
         p = pd.concat([clean, d[d["perturbation"] == name]])
-        for line in lines:
-            s = p[p["line"] == line].sort_values("severity")
-            if s.empty:
-                continue
-            y = s["recall_accuracy"].to_numpy(float)
-            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
-            ax.errorbar(
-                s["severity"].to_numpy(float) + offsets[line], y, yerr=err, marker="o", ms=4,
-                lw=1.4, capsize=2.5, color=palette[line], label=line,
-            )  # fmt: skip
+        _interval_lines(
+            ax, p, lines, palette,
+            lambda s, line: s["severity"].to_numpy(float) + offsets[line], "recall_accuracy",
+        )  # fmt: skip
         unit = PARAMETER_AXIS.get(name, "severity")
         ax.set_title(f"{name} ({unit} by severity)", size=9)
         ax.set_xticks(sorted(p["severity"].unique()))
@@ -1090,14 +1096,7 @@ def recall(t: StudyTables) -> plt.Figure:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("recall accuracy")
-    handles: dict[str, Any] = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    fig.legend(
-        [handles[k] for k in lines if k in handles], [k for k in lines if k in handles],
-        title="model / regime", loc="outside right center", fontsize=8, title_fontsize=9,
-    )  # fmt: skip
+    _legend_by_line(fig, axes, lines)
     fig.suptitle(
         "Exact recall: perturbed copies of each replica's own training examples\n"
         "(mean ± 95% t interval over replicas)",
