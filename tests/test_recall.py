@@ -108,3 +108,41 @@ def test_recall_table_figure_and_finding():
         f.key for f in study_findings(StudyTables(metrics, pd.DataFrame(), recall=recall(
             metrics[metrics["split"] != "recall"])))
     }  # fmt: skip
+
+
+def test_recall_study_end_to_end_and_turning_it_on_retrains_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from conftest import copy_workflow, snakemake
+
+    config = {
+        "datasets": {"dr": {"kind": "digits", "randomization": {"kind": "random_labels"}}},
+        "sizes": [60],
+        "replicas": 2,
+        "models": {"knn": {"kind": "knn", "k": [1]}},
+        "regimes": {"memorize": {}},
+        "perturbations": {"names": ["gaussian_noise"], "severities": [1, 5]},
+    }
+    work = copy_workflow(tmp_path / "recall")
+    (work / "config/off.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work, "--configfile", "config/off.yaml", "--cores", "2")
+    assert pd.read_csv(work / "results/tables/recall.csv").empty
+    config["datasets"]["dr"]["recall"] = True
+    (work / "config/on.yaml").write_text(yaml.safe_dump(config))
+    plan = subprocess.run(
+        [sys.executable, "-m", "memlab.ops.plan", "--configfile", "config/on.yaml"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    jobs = {line.split()[0] for line in plan.stdout.splitlines() if line.startswith("  ")}
+    assert "perturb" in jobs and "evaluate" in jobs and "train" not in jobs, plan.stdout
+    snakemake(work, "--configfile", "config/on.yaml", "--cores", "2")
+    table = pd.read_csv(work / "results/tables/recall.csv")
+    assert set(table["severity"]) == {0, 1, 5}
+    # 1-NN recalls every stored example exactly (severity 0: its training accuracy).
+    assert (table.loc[table["severity"] == 0, "recall_accuracy"] == 1.0).all()
+    assert (work / "results/figures/recall.png").stat().st_size > 10_000
