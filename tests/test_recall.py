@@ -111,11 +111,9 @@ def test_recall_table_figure_and_finding():
 
 
 def test_recall_study_end_to_end_and_turning_it_on_retrains_nothing(tmp_path):
-    import subprocess
-    import sys
-
     import yaml
     from conftest import copy_workflow, snakemake
+    from test_plan import plan
 
     config = {
         "datasets": {"dr": {"kind": "digits", "randomization": {"kind": "random_labels"}}},
@@ -130,17 +128,10 @@ def test_recall_study_end_to_end_and_turning_it_on_retrains_nothing(tmp_path):
     snakemake(work, "--configfile", "config/off.yaml", "--cores", "2")
     assert pd.read_csv(work / "results/tables/recall.csv").empty
     config["datasets"]["dr"]["recall"] = True
-    (work / "config/on.yaml").write_text(yaml.safe_dump(config))
-    plan = subprocess.run(
-        [sys.executable, "-m", "memlab.ops.plan", "--configfile", "config/on.yaml"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    jobs = {line.split()[0] for line in plan.stdout.splitlines() if line.startswith("  ")}
-    assert "perturb" in jobs and "evaluate" in jobs and "train" not in jobs, plan.stdout
-    snakemake(work, "--configfile", "config/on.yaml", "--cores", "2")
+    planned = plan(work, config)  # written as config/edited.yaml
+    jobs = {line.split()[0] for line in planned.splitlines() if line.startswith("  ")}
+    assert "perturb" in jobs and "evaluate" in jobs and "train" not in jobs, planned
+    snakemake(work, "--configfile", "config/edited.yaml", "--cores", "2")
     table = pd.read_csv(work / "results/tables/recall.csv")
     assert set(table["severity"]) == {0, 1, 5}
     # 1-NN recalls every stored example exactly (severity 0: its training accuracy).

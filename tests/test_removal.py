@@ -4,8 +4,6 @@ subsets depend on the first stage's scores."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 import yaml
 from conftest import copy_workflow, snakemake
 from test_config import full
+from test_plan import plan
 
 from memlab.influence import Thresholds
 from memlab.io import MemlabInputError, load_npz
@@ -150,16 +149,8 @@ def test_second_stage_subsets_exclude_exactly_the_chosen_examples(removal_run):
 
 
 def test_changing_k_plans_only_the_removal_stage_and_what_follows(removal_run):
-    (removal_run / "config/edited.yaml").write_text(yaml.safe_dump(_study(k=[3, 20])))
-    proc = subprocess.run(
-        [sys.executable, "-m", "memlab.ops.plan", "--configfile", "config/edited.yaml"],
-        cwd=removal_run,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    jobs = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    planned = plan(removal_run, _study(k=[3, 20]))
+    jobs = [line.split()[0] for line in planned.splitlines() if line.startswith("  ")]
     rules = set(jobs)
     assert rules <= {
         "removal_subsample",
@@ -168,6 +159,6 @@ def test_changing_k_plans_only_the_removal_stage_and_what_follows(removal_run):
         "removal_analyze",
         "figures",
         "summarize",
-    }, proc.stdout
+    }, planned
     # The new k: 2 arms x (subsample, train, evaluate), then the table and what reads it.
-    assert jobs.count("removal_train") == 2 and "removal_analyze" in rules, proc.stdout
+    assert jobs.count("removal_train") == 2 and "removal_analyze" in rules, planned

@@ -374,13 +374,20 @@ def welch_from_summary(a: pd.Series, b: pd.Series) -> Estimate:
     return Estimate(d, max(d - half, -1.0), min(d + half, 1.0), n)
 
 
-def _bucket_estimate(row: pd.Series) -> Estimate:
-    """A bucket's accuracy with its 95% t interval across replicas."""
-    n, mean, se = int(row["n_replicas"]), float(row["accuracy"]), float(row["accuracy_se"])
+def _table_estimate(row: pd.Series, value: str = "accuracy", clip: bool = True) -> Estimate:
+    """A table row's mean over replicas (column ``value``, its standard error ``value_se``,
+    ``n_replicas``) with its 95% t interval, as mean_estimate gives it from the replicas."""
+    n, mean, se = int(row["n_replicas"]), float(row[value]), float(row[f"{value}_se"])
     if n < 2 or not np.isfinite(se):
         return Estimate(mean, math.nan, math.nan, n)
     half = stats.t.ppf(0.975, n - 1) * se
-    return Estimate(mean, max(mean - half, 0.0), min(mean + half, 1.0), n)
+    low, high = (0.0, 1.0) if clip else (-1.0, 1.0)
+    return Estimate(mean, max(mean - half, low), min(mean + half, high), n)
+
+
+def _bucket_estimate(row: pd.Series) -> Estimate:
+    """A bucket's accuracy with its 95% t interval across replicas."""
+    return _table_estimate(row)
 
 
 def _tail_and_head(tail: pd.DataFrame, run: pd.Series) -> tuple[pd.Series, pd.Series] | None:
@@ -489,11 +496,7 @@ def _where_it_pays(c: _Context) -> Finding:
 
 def _change_estimate(row: pd.Series) -> Estimate:
     """A removal arm's paired accuracy change with its 95% t interval across replicas."""
-    n, d, se = int(row["n_replicas"]), float(row["accuracy_change"]), row["accuracy_change_se"]
-    if n < 2 or not np.isfinite(se):
-        return Estimate(d, math.nan, math.nan, n)
-    half = stats.t.ppf(0.975, n - 1) * float(se)
-    return Estimate(d, max(d - half, -1.0), min(d + half, 1.0), n)
+    return _table_estimate(row, "accuracy_change", clip=False)
 
 
 def _few_shot(c: _Context) -> Finding | None:
@@ -552,8 +555,7 @@ def _recall(c: _Context) -> Finding | None:
 
 
 def _recall_estimate(row: pd.Series) -> Estimate:
-    renamed = row.rename({"recall_accuracy": "accuracy", "recall_accuracy_se": "accuracy_se"})
-    return _bucket_estimate(renamed)
+    return _table_estimate(row, "recall_accuracy")
 
 
 def _influence(c: _Context) -> Finding | None:
