@@ -944,9 +944,51 @@ def section_influence(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def section_memory_net(args: argparse.Namespace) -> dict[str, Any]:
+    """The memory network (memlab.memory_net) against an MLP of the same width and depth, both
+    through memlab's engine (train_run: stacked, per-epoch evaluation), model-epochs per second
+    at subsets of 100, 400 and 1000 digits, 32 replicas, width 64, batch 64, 1 thread,
+    alternating rounds. Its read costs O(subset) per query, so the ratio grows with the subset."""
+    from memlab.kinds import MemoryNet
+
+    configure_threads(1)
+    before = loadavg()
+    split = digits_split()
+    r, width, batch = 32, 64, 64
+    rows = []
+    for size in (100, 400, 1000):
+        members = data.balanced_subsets(len(split.y_pool), size, r, 0)
+        kinds = {"mlp": MLP("mlp", width, 1), "memory_net": MemoryNet("mem", width, 1, None, 0.03)}
+
+        def fit(variant: Any, epochs: int, members: np.ndarray = members) -> None:
+            runs.train_run(
+                split, split.y_pool, np.zeros(len(split.y_pool), bool), members, variant,
+                _regime(batch, epochs), seed=0, log=lambda s: None,
+            )  # fmt: skip
+
+        fns = {k: partial(fit, v) for k, v in kinds.items()}
+        res = compare(fns, dict.fromkeys(fns, r), args.rounds, args.seconds)
+        rows.append(
+            {
+                "subset": size,
+                "mlp_model_epochs_per_s": statistics.median(res["mlp"]),
+                "memory_net_model_epochs_per_s": statistics.median(res["memory_net"]),
+                "mlp_over_memory_net": ratio(res, "mlp", "memory_net"),
+            }
+        )
+    cols = [
+        ("subset", "subset", "d"),
+        ("mlp_model_epochs_per_s", "MLP model-epochs/s", ".0f"),
+        ("memory_net_model_epochs_per_s", "memory net model-epochs/s", ".0f"),
+        ("mlp_over_memory_net", "MLP / memory net", ".1f"),
+    ]
+    print(table(rows, cols))
+    return {"rows": rows, "loadavg_before": before, "loadavg_after": loadavg()}
+
+
 # ---------------------------------------------------------------------------------------- main
 
-SECTIONS = ("gemm", "train", "e2e", "overhead", "bank", "influence")
+SECTIONS = ("gemm", "train", "e2e", "overhead", "bank", "influence", "memory_net")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1012,6 +1054,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_bank(args)
         elif s == "influence":
             res = section_influence(args)
+        elif s == "memory_net":
+            res = section_memory_net(args)
         else:
             res = section_overhead(args)
         print(f"wrote {write_json(s, res, args.out)}", flush=True)

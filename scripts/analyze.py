@@ -67,6 +67,7 @@ with rule_job(snakemake) as log:
         "influence_summary": pair_summary,
         "few_shot": analysis.few_shot(metrics),
         "recall": analysis.recall(metrics),
+        "memory_effect": analysis.memory_effect(metrics),
         "long_tail": analysis.long_tail_accuracy(evaluations(), split_of),
         "detectors": detectors,
         "membership_slices": membership_slices,

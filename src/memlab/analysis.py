@@ -160,6 +160,53 @@ def recall(metrics: pd.DataFrame) -> pd.DataFrame:
     return out[[*RUN_COLUMNS, *RECALL_COLUMNS]]
 
 
+MEMORY_EFFECT_COLUMNS = (
+    "split",
+    "perturbation",
+    "severity",
+    "accuracy_on",
+    "accuracy_off",
+    "difference",
+    "difference_se",
+    "n_replicas",
+    "mix",
+    "mix_se",
+)
+
+
+def memory_effect(metrics: pd.DataFrame) -> pd.DataFrame:
+    """memory_effect.csv: what a memory network's memory adds (memlab.memory_net), per run and
+    per held-out, recall (each perturbation and severity) and unperturbed training accuracy:
+    the accuracy with the memory on and off, and their paired difference per replica (mean,
+    standard error across replicas); ``mix`` the weight of the memory read (its mean over
+    replicas when learned). The run's columns are the model's as used (``memory`` on)."""
+    acc = metrics[
+        (metrics["metric"] == "accuracy") & metrics["split"].isin(["heldout", "recall", "train"])
+    ]
+    runs = [k for k in RUN_KEYS if k != "memory"]  # never NaN, unlike some of RUN_COLUMNS
+    at = [*runs, "split", "perturbation", "severity"]
+
+    def accuracy(memory: str) -> pd.Series:
+        return acc[acc["memory"] == memory].set_index([*at, "replica"])["value"]
+
+    wide = pd.concat({"on": accuracy("on"), "off": accuracy("off")}, axis=1).dropna()
+    if wide.empty:
+        return pd.DataFrame(columns=[*RUN_COLUMNS, *MEMORY_EFFECT_COLUMNS])
+    wide["difference"] = wide["on"] - wide["off"]
+    out = wide.groupby(level=at, sort=True).agg(
+        accuracy_on=("on", "mean"),
+        accuracy_off=("off", "mean"),
+        difference=("difference", "mean"),
+        difference_se=("difference", "sem"),
+        n_replicas=("difference", "count"),
+    )
+    mix = metrics[(metrics["memory"] == "on") & (metrics["metric"] == "mix")]
+    out = out.join(mix.groupby(runs)["value"].agg(mix="mean", mix_se="sem"), on=runs)
+    columns = metrics[metrics["memory"] == "on"].drop_duplicates(runs)[list(RUN_COLUMNS)]
+    out = columns.merge(out.reset_index(), on=runs)
+    return out[[*RUN_COLUMNS, *MEMORY_EFFECT_COLUMNS]].reset_index(drop=True)
+
+
 # --------------------------------------------------------------------------- per-example analyses
 # Each takes (run, evaluation arrays) pairs: run is the dict of RUN_COLUMNS, arrays what the
 # evaluate rule wrote (per-example predictions, losses, confidences and memberships).

@@ -365,12 +365,17 @@ def corruption_error_table(
         reason = baseline.get("reason") or "no baseline"
         b = None
         if baseline.get("regime") is not None:
-            b = runs.get((dataset, noise, size, baseline["model"], baseline["regime"]))
+            at = (dataset, noise, size, baseline["model"], baseline["regime"])
+            # The baseline as used: a memory network's with its memory on.
+            b = runs.get((*at, "")) or runs.get((*at, "on"))
             if b is None:
                 reason = (
                     f"the baseline {baseline['model']} / {baseline['regime']} has no run at "
                     f"label noise {noise:g} and size {size}"
                 )
-        run_seed = derive_seed(seed, "corruption_error", *(str(k) for k in key))
+        # The run's path names its seed; a memory network's memory (on, off) is added to it.
+        *path, memory = key
+        names = [*(str(k) for k in path), *([memory] if memory else [])]
+        run_seed = derive_seed(seed, "corruption_error", *names)
         rows += _rows(f, b, baseline, reason, run_seed)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -789,7 +789,9 @@ REMOVAL_SPLITS = {
 
 
 def _model_regime(frame: pd.DataFrame) -> pd.Series:
-    return frame["model"].astype(str) + " / " + frame["regime"].astype(str)
+    """A line's name: model / regime, and "(memory on)" or "(memory off)" for a memory net."""
+    memory = frame["memory"].map(lambda m: f" (memory {m})" if m else "")
+    return frame["model"].astype(str) + " / " + frame["regime"].astype(str) + memory
 
 
 def _replicated(frame: pd.DataFrame, se: str) -> pd.DataFrame:
@@ -1105,6 +1107,67 @@ def recall(t: StudyTables) -> plt.Figure:
     return fig
 
 
+def memory(t: StudyTables) -> plt.Figure:
+    """What a memory network's memory adds: accuracy with the memory on minus off, paired per
+    replica (95% t intervals), on held-out data (by size or shots) and in exact recall (by
+    severity; 0: the stored examples themselves), a panel per dataset, a line per run."""
+    d = _replicated(t.memory_effect, "difference_se") if len(t.memory_effect) else t.memory_effect
+    d = d[d["split"] != "train"] if len(d) else d
+    if d.empty:
+        return _empty(
+            "No memory network with 2 or more replicas: add a model of kind memory_net "
+            "(memory on and off are evaluated side by side) and replicas >= 2."
+        )
+    d = d.copy()
+    half = _t95(d["n_replicas"]) * d["difference_se"]
+    d["low"], d["high"] = d["difference"] - half, d["difference"] + half
+    d["line"] = d["model"] + " / " + d["regime"]
+    d["where"] = np.where(
+        d["split"] == "heldout",
+        np.where(d["shots"] > 0, d["shots"].astype(str) + " shot(s)", "n=" + d["size"].astype(str)),
+        "recall, sev. " + d["severity"].astype(str),
+    )
+    panels = sorted(set(d["dataset"]))
+    lines = list(dict.fromkeys(d.sort_values(["model", "regime"])["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.8 * len(panels) + 3.2, 3.4), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))
+    for ax, dataset in zip(axes.flat, panels, strict=True):
+        p = d[d["dataset"] == dataset].sort_values(["split", "shots", "size", "severity"])
+        where = list(dict.fromkeys(p["where"]))
+        position = {w: i for i, w in enumerate(where)}
+        for line in lines:
+            s = p[p["line"] == line]
+            xs = s["where"].map(position).to_numpy(float) + offsets[line]
+            ys = s["difference"].to_numpy(float)
+            err = np.vstack([ys - s["low"].to_numpy(float), s["high"].to_numpy(float) - ys])
+            # Markers only: the x positions are different quantities, not a sweep.
+            ax.errorbar(
+                xs, ys, yerr=err, marker="o", ms=4, ls="none", capsize=2.5,
+                color=palette[line], label=line,
+            )  # fmt: skip
+            for x, y, mix in zip(xs, ys, s["mix"], strict=True):
+                ax.annotate(
+                    f"{mix:.2f}", (x, y), xytext=(4, -9), textcoords="offset points",
+                    fontsize=6.5, color=palette[line],
+                )  # fmt: skip
+        ax.axhline(0, color="0.5", lw=0.8)
+        ax.set_xticks(range(len(where)), where, rotation=30, ha="right", fontsize=8)
+        ax.set_title(dataset, size=9)
+    axes.flat[0].set_ylabel("accuracy, memory on − off")
+    _legend_by_line(fig, axes, lines)
+    fig.suptitle(
+        "What the memory adds: accuracy with the memory read minus the head alone\n"
+        "(paired per replica, mean ± 95% t interval; beside each point its mean memory weight "
+        "mix)",
+        size=10,
+    )
+    return fig
+
+
 def influence_pairs(t: StudyTables) -> plt.Figure:
     """The strongest high-influence pairs of the best powered run: each training image (rows,
     highest influence first) beside the test images it influences most."""
@@ -1260,6 +1323,7 @@ DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
     "long_tail": long_tail,
     "few_shot": few_shot,
     "recall": recall,
+    "memory": memory,
     "influence_pairs": influence_pairs,
     "removal": removal,
 }

@@ -138,7 +138,9 @@ def _values(series: pd.Series, run: pd.Series) -> np.ndarray:
 
 
 def _name(run: pd.Series) -> str:
-    return f"{html.escape(str(run['model']))} / {html.escape(str(run['regime']))}"
+    memory = run.get("memory", "")
+    memory = f" (memory {memory})" if isinstance(memory, str) and memory else ""
+    return f"{html.escape(str(run['model']))} / {html.escape(str(run['regime']))}{memory}"
 
 
 def _where(run: pd.Series) -> str:
@@ -545,17 +547,81 @@ def _recall(c: _Context) -> Finding | None:
         numbers[f"best_at_severity_{sev}"] = _recall_estimate(at.iloc[0])
         parts.append(f"at severity {sev}: {shown}")
     first = perturbed.iloc[0]
+    costs = _regularization_costs(perturbed[perturbed["perturbation"] == name], numbers)
     text = (
         f"Recall of perturbed training examples ({html.escape(name)}; "
         f"{html.escape(str(first['dataset']))}, n={first['size']}) "
-        + "; ".join(parts)
+        + "; ".join([*parts, *costs])
         + f" ({int(perturbed['n_replicas'].min())}+ replicas)."
     )
     return Finding("recall", q, text, numbers)
 
 
+def _regularization_costs(rows: pd.DataFrame, numbers: dict[str, Estimate]) -> list[str]:
+    """What each regularized regime costs a network's recall against its unregularized twin
+    (same model, memory as used), at the smallest severity: Welch from the table's rows."""
+    rows = rows[rows["severity"] == rows["severity"].min()]
+    rows = rows[trained(rows["kind"]) & (rows["memory"].fillna("") != "off")]
+    rows = rows.rename(columns={"recall_accuracy": "accuracy", "recall_accuracy_se": "accuracy_se"})
+    plain = rows[unregularized(rows)]
+    out = []
+    for _, base in plain.iterrows():
+        for _, reg in rows[(rows["model"] == base["model"]) & ~unregularized(rows)].iterrows():
+            cost = welch_from_summary(reg, base)
+            numbers[f"regularization_cost_{reg['model']}_{reg['regime']}"] = cost
+            out.append(
+                f"{_name(reg)} recalls {cost.pct(points=True)} against {_name(base)} at "
+                f"severity {int(reg['severity'])} (Welch)"
+            )
+    return out
+
+
 def _recall_estimate(row: pd.Series) -> Estimate:
     return _table_estimate(row, "recall_accuracy")
+
+
+def _memory(c: _Context) -> Finding | None:
+    q = "What does a memory network's memory add?"
+    effect = c.tables.memory_effect
+    if effect.empty:
+        return None  # no memory network
+    effect = effect[(effect["n_replicas"] >= 2) & effect["difference_se"].notna()]
+    effect = effect[effect["split"] != "train"]
+    if effect.empty:
+        return Finding("memory", q, why="the memory networks need 2 or more replicas each")
+    parts, numbers = [], {}
+    # Per dataset, the unregularized run if there is one: the memory as it learns to be used.
+    for dataset, d in effect.groupby("dataset", sort=True):
+        run = d.assign(plain=unregularized(d)).sort_values("plain", kind="stable").iloc[-1]
+        d = d[(d["model"] == run["model"]) & (d["regime"] == run["regime"])]
+        parts.append(_memory_sentence(str(dataset), d, run, numbers))
+    answer = "With the memory on rather than off, " + "; ".join(parts) + " (paired per replica)."
+    return Finding("memory", q, answer, numbers)
+
+
+def _memory_sentence(
+    dataset: str, d: pd.DataFrame, run: pd.Series, numbers: dict[str, Estimate]
+) -> str:
+    """Held-out at the fewest and most shots (or sizes), recall at the smallest severity."""
+    held = d[d["split"] == "heldout"].sort_values(["shots", "size"])
+    recall = d[d["split"] == "recall"].sort_values("severity")
+    rows = [r for _, r in held.iterrows()]
+    chosen = [*rows[:1], *rows[1:][-1:], *(r for _, r in recall.head(1).iterrows())]
+    said = []
+    for row in chosen:
+        where = (
+            f"held-out at {int(row['shots'])} shot{'s' * (row['shots'] > 1)}" if row["shots"] > 0
+            else f"held-out at n={int(row['size'])}" if row["split"] == "heldout"
+            else f"recall at severity {int(row['severity'])}"
+        )  # fmt: skip
+        est = _table_estimate(row, "difference", clip=False)
+        numbers[f"{dataset}_{where.replace(' ', '_').replace('=', '')}"] = est
+        said.append(f"{est.pct(points=True)} {where}")
+    mix = f"mix {run['mix']:.2f}" if np.isfinite(run["mix"]) else "mix unknown"
+    return (
+        f"{_name(run.drop('memory'))} ({mix}) gains {', '.join(said)} "
+        f"({html.escape(dataset)}; {int(d['n_replicas'].min())}+ replicas)"
+    )
 
 
 def _influence(c: _Context) -> Finding | None:
@@ -649,6 +715,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _where_it_pays,
     _few_shot,
     _recall,
+    _memory,
     _influence,
     _removal,
 )

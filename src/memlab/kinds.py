@@ -34,6 +34,7 @@ class Variant:
     needs_images: ClassVar[bool] = False
     chunked: ClassVar[bool] = False  # stacks may be split into chunks of replicas
     solved: ClassVar[bool] = False  # trained in closed form (no epochs), not by gradient steps
+    remembers: ClassVar[bool] = False  # reads a memory of its training subset (memory on/off)
     size_letter: ClassVar[str]  # ids are "<name>-<letter><size>", e.g. mlp-w8, knn-k1
 
     @classmethod
@@ -67,6 +68,11 @@ class Variant:
     ) -> int:
         """Trainable parameters of one replica (0 for a memory)."""
         return 0
+
+    def memory_problem(self, memory_size: int, shots: int) -> str | None:
+        """Why a memory of ``memory_size`` training examples cannot be trained (None: it can,
+        or the kind has no memory)."""
+        return None
 
     def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
         """The stacked network of ``len(replica_seeds)`` replicas (trained kinds)."""
@@ -258,7 +264,73 @@ class RandomFeatures(Variant):
         )
 
 
-MODEL_KINDS: dict[str, type[Variant]] = {cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures)}
+@dataclass(frozen=True)
+class MemoryNet(Variant):
+    """An MLP (``depth`` hidden layers of ``width``) whose prediction mixes its head with an
+    attention read over its own training subset: ``p = mix p_memory + (1 - mix) p_head``
+    (``mix`` None: learned); see :mod:`memlab.memory_net`."""
+
+    width: int
+    depth: int
+    mix: float | None  # None: learned, one per replica
+    temperature: float
+
+    kind: ClassVar[str] = "memory_net"
+    chunked: ClassVar[bool] = True
+    remembers: ClassVar[bool] = True
+    size_letter: ClassVar[str] = "w"
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        mix = None if entry["mix"] == "learned" else float(entry["mix"])
+        depth, temperature = int(entry["depth"]), float(entry["temperature"])
+        return [cls(name, int(w), depth, mix, temperature) for w in entry["widths"]]
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.size_letter}{self.width}"
+
+    def parameter_count(
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
+    ) -> int:
+        mlp = MLP(self.name, self.width, self.depth).parameter_count(in_dim, n_classes, None)
+        return mlp + (self.mix is None)
+
+    def memory_problem(self, memory_size: int, shots: int) -> str | None:
+        """Why a memory of ``memory_size`` training examples (``shots`` per class, 0: random)
+        cannot be trained leave-one-out, or None."""
+        if memory_size < 2:
+            return f"its memory would hold {memory_size} example; it needs at least 2"
+        if self.mix == 1.0 and shots == 1:
+            return (
+                "with mix 1 (memory only) and 1 example per class, an example's class is never "
+                "in its leave-one-out memory, so nothing can be learned; use mix < 1 or "
+                "per_class >= 2"
+            )
+        return None
+
+    def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
+        from memlab.memory_net import StackedMemoryNet
+
+        return StackedMemoryNet(
+            split.x_pool.shape[1],
+            split.n_classes,
+            width=self.width,
+            depth=self.depth,
+            dropout=dropout,
+            replica_seeds=replica_seeds,
+            mix=self.mix,
+            temperature=self.temperature,
+        )
+
+
+MODEL_KINDS: dict[str, type[Variant]] = {
+    cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures, MemoryNet)
+}
 # The model wildcard of every run path: a config name, a kind's size letter and number, and an
 # MLP's token embedding where it has one (mlp-w8, knn-k1, rf-f400, mlp_tok-w256-e32).
 VARIANT_ID_PATTERN = (

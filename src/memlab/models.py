@@ -139,15 +139,25 @@ class StackedMLP(StackedModel):
         return z.reshape(self.n_replicas, lead[-1], -1)
 
     def forward(self, x: torch.Tensor, dropout_gen: torch.Generator | None = None) -> torch.Tensor:
+        return self.head(self.features(x, dropout_gen))
+
+    def features(self, x: torch.Tensor, dropout_gen: torch.Generator | None = None) -> torch.Tensor:
+        """The last hidden layer's activations ``[R, B, width]`` (after ReLU and dropout)."""
         if self.embedding is not None:
             x = self.embed(x)
-        n_layers = len(self.weights)
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
-            if i < n_layers - 1:
-                x = torch.relu(x)
-                x = _dropout(x, self.dropout, self.training, dropout_gen)
+        for w, b in zip(self.weights[:-1], self.biases[:-1], strict=True):
+            x = torch.relu(_dense(x, w, b))
+            x = _dropout(x, self.dropout, self.training, dropout_gen)
         return x
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The output layer: logits ``[R, B, C]`` of the last hidden activations."""
+        return _dense(h, self.weights[-1], self.biases[-1])
+
+
+def _dense(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x W + b`` per replica; ``x`` is ``[R, B, d]`` or one shared ``[B, d]``."""
+    return torch.baddbmm(b, x, w) if x.dim() == 3 else torch.matmul(x, w) + b
 
 
 def _token_blocks(

@@ -71,6 +71,7 @@ TABLES: tuple[Table, ...] = (
     Table("corruption_error", "corruption_error.csv", caption="corruption_error"),
     Table("few_shot", "few_shot.csv", figures_read=True),
     Table("recall", "recall.csv", figures_read=True),
+    Table("memory_effect", "memory_effect.csv", figures_read=True),
     Table("long_tail", "long_tail.csv", figures_read=True),
     Table("influence_pairs", "influence_pairs.csv", figures_read=True),
     Table("influence_summary", "influence_summary.csv", figures_read=True),
@@ -148,6 +149,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("long_tail", lambda s: any("long_tail" in ds.spec for ds in s.datasets.values())),
     Figure("few_shot", lambda s: any(ds.per_class for ds in s.datasets.values())),
     Figure("recall", lambda s: any(ds.spec.get("recall") for ds in s.datasets.values())),
+    Figure("memory", lambda s: any(v.remembers for v in s.variants.values())),
     Figure("influence_pairs", lambda s: any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
 )

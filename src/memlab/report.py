@@ -226,6 +226,8 @@ def summary_html(
     metrics = tables.metrics
     t = headline_table(metrics)
     shown = t.drop(columns=[c for c in t if c in RUN_COLUMNS and c not in RUN_KEYS])
+    if not shown["memory"].astype(bool).any():  # no memory network in the study
+        shown = shown.drop(columns="memory")
     shown = shown.drop(columns=["trained", "unregularized"])
     for c in ("train", "flipped fitted", "held-out", "perturbed (max severity)", "gap"):
         shown[c] = shown[c].map(_pct)

@@ -232,8 +232,14 @@ def checkpoint_replicas(checkpoint: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(checkpoint["arrays"]["replica"], np.int64)
 
 
-def model_log_proba(checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray) -> LogProba:
-    """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``."""
+def model_log_proba(
+    checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray, *, memory: bool = True
+) -> LogProba:
+    """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``.
+
+    A memory network remembers each replica's training examples with the labels it trained on
+    (``y_pool``); ``memory=False`` switches its memory off (its head alone).
+    """
     settings = checkpoint["settings"]
     variant = variant_from_spec(settings["model"])
     members = checkpoint["arrays"]["train_mask"]
@@ -249,6 +255,13 @@ def model_log_proba(checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndar
             f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Delete it "
             "and rerun the workflow to retrain."
         ) from None
+    if variant.remembers:
+        model.remember(  # type: ignore[operator]
+            torch.from_numpy(np.ascontiguousarray(split.x_pool, dtype=np.float32)),
+            torch.from_numpy(np.asarray(y_pool, dtype=np.int64)),
+            torch.from_numpy(np.stack([np.flatnonzero(m) for m in members])),
+        )
+        model.memory_on = memory
     return network_log_proba(model)
 
 
@@ -262,30 +275,68 @@ def evaluate_run(
     """Per-example arrays and the tidy metrics (with training facts) of one run."""
     a = checkpoint["arrays"]
     members = a["train_mask"] | a["val_mask"]
-    log_p = model_log_proba(checkpoint, split, labels["y_pool"])
-    arrays, metrics = evaluate_replicas(
-        log_p,
-        x_pool=split.x_pool,
-        y_pool=labels["y_pool"],
-        flipped=labels["flipped"],
-        x_test=split.x_test,
-        y_test=split.y_test,
-        members=members,
-        train_mask=a["train_mask"],
-        val_mask=a["val_mask"],
-        perturbed=perturbed,
-        perturbed_pool=perturbed_pool,
-    )
-    r = members.shape[0]
+    remembers = variant_from_spec(checkpoint["settings"]["model"]).remembers
+
+    def evaluate(memory: bool) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+        log_p = model_log_proba(checkpoint, split, labels["y_pool"], memory=memory)
+        arrays, metrics = evaluate_replicas(
+            log_p,
+            x_pool=split.x_pool,
+            y_pool=labels["y_pool"],
+            flipped=labels["flipped"],
+            x_test=split.x_test,
+            y_test=split.y_test,
+            members=members,
+            train_mask=a["train_mask"],
+            val_mask=a["val_mask"],
+            perturbed=perturbed,
+            perturbed_pool=perturbed_pool,
+        )
+        metrics = pd.concat([metrics, _training_facts(checkpoint, metrics)], ignore_index=True)
+        if remembers:  # the memory column (memlab.study.IDENTITY_COLUMNS): on or off
+            metrics.insert(0, "memory", "on" if memory else "off")
+        return arrays, metrics
+
+    # Per example: the model as it is used, with its memory; a memory network's metrics also
+    # with its memory off, so that every table shows what the memory adds.
+    arrays, metrics = evaluate(memory=True)
+    if remembers:
+        metrics = pd.concat([metrics, evaluate(memory=False)[1]], ignore_index=True)
     replicas = checkpoint_replicas(checkpoint)
     # The block's replica numbers, not its row numbers, in every table.
     metrics["replica"] = replicas[metrics["replica"].to_numpy()]
+    arrays.update(
+        replica=replicas,
+        fit_epoch=a["fit_epoch"],
+        stop_epoch=a["stop_epoch"],
+        stop_reason=a["stop_reason"],
+        loss_drop=_loss_drop(a),
+        # Training dynamics per example (memlab.dynamics), where the run trained by epochs.
+        **{k: a[k] for k in DYNAMICS_ARRAYS if k in a},
+    )
+    return arrays, metrics
+
+
+def _loss_drop(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    # A checkpoint written before loss_drop existed: unknown (memlab.memorization.undertrained).
+    r = arrays["train_mask"].shape[0]
+    return arrays.get("loss_drop", np.full(r, np.nan, np.float32))
+
+
+def _training_facts(checkpoint: Mapping[str, Any], metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per replica row: whether the model fits its training labels, and how training ended."""
+    a = checkpoint["arrays"]
+    r = a["train_mask"].shape[0]
     # "fit": the final model gets every example it was trained on right (its label as given).
     train_acc = metrics.query("split == 'train' and metric == 'accuracy'")["value"].to_numpy()
     facts = {"fit": (train_acc >= 1.0).astype(float)}
-    # A checkpoint written before loss_drop existed: unknown (memlab.memorization.undertrained).
-    drop = a.get("loss_drop", np.full(r, np.nan, np.float32))
-    if variant_from_spec(checkpoint["settings"]["model"]).trains:
+    drop = _loss_drop(a)
+    variant = variant_from_spec(checkpoint["settings"]["model"])
+    if variant.remembers:  # the weight of the memory read, learned or configured
+        logit = checkpoint["state"].get("mix_logit")
+        learned = None if logit is None else torch.sigmoid(logit).flatten().double().numpy()
+        facts["mix"] = np.full(r, getattr(variant, "mix", np.nan)) if learned is None else learned
+    if variant.trains:
         facts["epochs_to_fit"] = np.where(a["fit_epoch"] >= 0, a["fit_epoch"], np.nan)
         facts["stop_epoch"] = a["stop_epoch"].astype(float)
         # How each replica stopped (1 for its reason), and whether that left it under-trained.
@@ -293,9 +344,9 @@ def evaluate_run(
             facts[f"stopped_{reason}"] = (a["stop_reason"] == i).astype(float)
         facts["loss_drop"] = drop.astype(float)
         facts["undertrained"] = undertrained(a["stop_reason"], a["fit_epoch"], drop).astype(float)
-    facts_df = pd.DataFrame(
+    return pd.DataFrame(
         {
-            "replica": np.tile(replicas, len(facts)),
+            "replica": np.tile(np.arange(r), len(facts)),
             "split": "train",
             "perturbation": "none",
             "severity": 0,
@@ -303,13 +354,3 @@ def evaluate_run(
             "value": np.concatenate(list(facts.values())),
         }
     )
-    arrays.update(
-        replica=replicas,
-        fit_epoch=a["fit_epoch"],
-        stop_epoch=a["stop_epoch"],
-        stop_reason=a["stop_reason"],
-        loss_drop=drop,
-        # Training dynamics per example (memlab.dynamics), where the run trained by epochs.
-        **{k: a[k] for k in DYNAMICS_ARRAYS if k in a},
-    )
-    return arrays, pd.concat([metrics, facts_df], ignore_index=True)

@@ -118,7 +118,18 @@ REGIME_COLUMNS = tuple(
 # Columns every per-run table starts with: the run's identity, then its settings as values (0
 # where a setting does not apply to the run's model or regime).
 # `shots`: examples per class of a few-shot (class-stratified) subset, 0 for a random one.
-IDENTITY_COLUMNS = ("dataset", "label_noise", "size", "shots", "model", "model_name", "kind")
+# `memory`: a memory network's memory at evaluation, "on" or "off" (its metrics have both; its
+# per-example tables are "on"), "" for the kinds without one.
+IDENTITY_COLUMNS = (
+    "dataset",
+    "label_noise",
+    "size",
+    "shots",
+    "model",
+    "model_name",
+    "kind",
+    "memory",
+)
 RUN_COLUMNS = (
     *IDENTITY_COLUMNS,
     "width",
@@ -127,8 +138,9 @@ RUN_COLUMNS = (
     *(c for c in VARIANT_COLUMNS if c not in ("width", "k")),
     *REGIME_COLUMNS,
 )
-# The columns that tell runs apart (the parts of a run's path).
-RUN_KEYS = ("dataset", "label_noise", "size", "model", "regime")
+# The columns that tell runs apart: the parts of a run's path, and a memory network's memory at
+# evaluation (its metrics with the memory off are told apart as if from another run).
+RUN_KEYS = ("dataset", "label_noise", "size", "model", "regime", "memory")
 _NO_REGIME = dict.fromkeys(REGIME_COLUMNS, 0) | {"early_stopping": False, "stop_at_fit": False}
 
 
@@ -265,6 +277,7 @@ class Run:
             "model": self.model,
             "model_name": self.variant.name,
             "kind": self.variant.kind,
+            "memory": "on" if self.variant.remembers else "",
             "regime": self.regime_name,
             **self.variant.columns(),
             **(self.regime.columns() if self.regime else _NO_REGIME),
@@ -353,11 +366,13 @@ class Study:
 
 
 def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
-    """Prefix a per-run table with the run's columns (``Run.columns()``)."""
+    """Prefix a per-run table with the run's columns (``Run.columns()``); a run column the frame
+    has already (a memory network's ``memory``, on and off) keeps the frame's values."""
     import pandas as pd
 
-    coords = pd.DataFrame({k: [run[k]] * len(frame) for k in RUN_COLUMNS}, index=frame.index)
-    return pd.concat([coords, frame], axis=1)
+    coords = {k: [run[k]] * len(frame) for k in RUN_COLUMNS if k not in frame.columns}
+    out = pd.concat([pd.DataFrame(coords, index=frame.index), frame], axis=1)
+    return out[[*RUN_COLUMNS, *(c for c in frame.columns if c not in RUN_COLUMNS)]]
 
 
 # The settings that regularize (a regime without any of them is a baseline), and those a study
@@ -508,6 +523,20 @@ def _check_tokens(variant: Variant, ds: DatasetPlan) -> None:
         )
 
 
+def _check_memory(variant: Variant, ds: DatasetPlan, size: int, regime: Regime | None) -> None:
+    """A memory network trains leave-one-out on its training examples: the memory they make
+    must leave every example something to read (memlab.memory_net)."""
+    if not variant.remembers or regime is None:
+        return
+    held = round(regime.val_fraction * size) if regime.early_stopping else 0
+    problem = variant.memory_problem(size - held, ds.shots(size))
+    if problem:
+        raise MemlabInputError(
+            f"config: model {variant.id} (kind '{variant.kind}') cannot train on dataset "
+            f"'{ds.name}' at size {size} in regime '{regime.name}': {problem}."
+        )
+
+
 def _dataset_runs(
     ds: DatasetPlan, variants: Mapping[str, Variant], regimes: Mapping[str, Regime], notes: list
 ) -> list[Run]:
@@ -531,6 +560,7 @@ def _dataset_runs(
                     if note:
                         notes += [] if note in notes else [note]
                         continue
+                    _check_memory(variant, ds, size, regime)
                     noise_id = noise_label(noise)
                     shots = ds.shots(size)
                     runs.append(Run(ds.name, noise_id, size, variant, regime, ds.blocks, shots))

@@ -16,7 +16,11 @@ from memlab.study import RUN_KEYS
 
 @dataclass
 class StudyTables:
-    """The tables of ``memlab.registry.FIGURE_TABLES`` (a test keeps the two in step)."""
+    """The tables of ``memlab.registry.FIGURE_TABLES`` (a test keeps the two in step).
+
+    ``metrics`` holds the models as they are used: a memory network with its memory on. Its
+    memory-off metrics are compared in ``memory_effect``, ``few_shot`` and ``recall``.
+    """
 
     metrics: pd.DataFrame
     history: pd.DataFrame
@@ -32,6 +36,7 @@ class StudyTables:
     long_tail: pd.DataFrame = field(default_factory=pd.DataFrame)
     few_shot: pd.DataFrame = field(default_factory=pd.DataFrame)
     recall: pd.DataFrame = field(default_factory=pd.DataFrame)
+    memory_effect: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     removal: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -55,6 +60,9 @@ class StudyTables:
                 continue
             path = str(path)
             frames[name] = pd.read_parquet(path) if path.endswith(".parquet") else _csv(path)
+        if "metrics" in frames and "memory" in frames["metrics"]:
+            metrics = frames["metrics"]
+            frames["metrics"] = metrics[metrics["memory"] != "off"].reset_index(drop=True)
         loaded = {k: load_split(v) for k, v in (splits or {}).items()}
         return cls(
             **frames,
@@ -66,9 +74,12 @@ class StudyTables:
 
 def _csv(path: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+    if "memory" in frame:  # empty for the kinds without a memory: "" as written, not NaN
+        frame["memory"] = frame["memory"].fillna("")
+    return frame
 
 
 def run_label(frame: pd.DataFrame) -> pd.Series:
@@ -84,7 +95,15 @@ def run_label(frame: pd.DataFrame) -> pd.Series:
         + noise
         + ", n="
         + frame["size"].astype(str)
+        + _memory_label(frame)
     )
+
+
+def _memory_label(frame: pd.DataFrame) -> pd.Series | str:
+    """The label's memory part: ", memory on" or ", memory off" for a memory network's rows."""
+    if "memory" not in frame:
+        return ""
+    return frame["memory"].map(lambda m: f", memory {m}" if m else "")
 
 
 def powered(frame: pd.DataFrame, gate: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:

@@ -151,15 +151,33 @@ def _rows(mask: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.flatnonzero(m) for m in mask]).astype(np.int64))
 
 
+def _forward(
+    model: StackedModel,
+    x: torch.Tensor,
+    dropout_gen: torch.Generator | None = None,
+    own: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The model's logits; a memory network (memlab.memory_net) given ``own``, the pool indices
+    of the queries, reads its memory without their own slots (leave-one-out)."""
+    if own is None:
+        return model(x, dropout_gen)
+    return model(x, dropout_gen, own=own)
+
+
 @torch.no_grad()
 def _per_example(
-    model: StackedModel, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096
+    model: StackedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int = 4096,
+    own: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and correctness per (replica, example); x is [R, n, d] (own examples) or [n, d]."""
+    """Loss and correctness per (replica, example); x is [R, n, d] (own examples) or [n, d];
+    ``own`` as in :func:`_forward`."""
     losses, correct = [], []
     for s in range(0, x.shape[-2], chunk):
         xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
-        logits = model(xs)
+        logits = _forward(model, xs, own=None if own is None else own[:, s : s + chunk])
         ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
         losses.append(cross_entropy(logits, ys))
         correct.append(logits.argmax(-1) == ys)
@@ -408,9 +426,11 @@ def _autograd_step(
     xb: torch.Tensor,
     yb: torch.Tensor,
     dropout_gen: torch.Generator,
+    own: torch.Tensor | None = None,
 ) -> None:
-    """The plain training step (the reference the fast path is tested against)."""
-    logits = model(xb, dropout_gen)
+    """The plain training step (the reference the fast path is tested against); ``own`` as in
+    :func:`_forward`."""
+    logits = _forward(model, xb, dropout_gen, own)
     c = logits.shape[-1]
     loss = F.cross_entropy(logits.reshape(-1, c), yb.reshape(-1), reduction="none")
     # Sum of per-replica means: each replica's gradient is its own mean-loss gradient.
@@ -443,6 +463,8 @@ class Trainer:
         self.replicas = list(replicas)
         self.log = log
         self.fast = fast_step(state.model) if use_fast_path else None
+        # A memory network remembers each row's training examples (memlab.memory_net).
+        self.remembers = bool(getattr(state.model, "remembers", False))
         self.steps_per_epoch = math.ceil(state.train_idx.shape[1] / settings.batch_size)
         self.resume: Resume | None = None
         self.fingerprint = ""
@@ -465,6 +487,7 @@ class Trainer:
         # A state saved once every replica finished has nothing left to train.
         first = max_epochs + 1 if st.finished else st.epoch + 1
         own = RowData.gather(self.data, st)
+        self.remember()
         for epoch in range(first, max_epochs + 1):
             self.train_epoch()
             metrics = self.evaluate(own)
@@ -480,9 +503,17 @@ class Trainer:
             if done.any():
                 st.drop_rows(~done)
                 own = RowData.gather(self.data, st)
+                self.remember()
             if self.resume is not None and self.resume.due(epoch):
                 self.save()
         return self.result()
+
+    def remember(self) -> None:
+        """A memory network's memory: each stack row's training examples, keys rebuilt from the
+        current weights (at the start, after a resume, and when rows leave the stack)."""
+        if self.remembers:
+            st = self.state
+            st.model.remember(self.data.x, self.data.y, st.train_idx)  # type: ignore[operator]
 
     def train_epoch(self) -> None:
         """One pass over each row's subset, in that replica's own batch order."""
@@ -497,14 +528,20 @@ class Trainer:
             if self.fast is not None:  # hand-written forward/backward (memlab.fastpath)
                 st.opt.step(self.fast(data.x, data.y, bi, st.dropout_gen))
             else:
-                _autograd_step(st.model, st.opt, data.x[bi], data.y[bi], st.dropout_gen)
+                own = bi if self.remembers else None
+                _autograd_step(st.model, st.opt, data.x[bi], data.y[bi], st.dropout_gen, own)
 
     def evaluate(self, own: RowData) -> EpochMetrics:
         """Loss and accuracy of every row on its own subset, its validation part, the test set."""
-        model, data = self.state.model, self.data
+        model, data, st = self.state.model, self.data, self.state
         model.eval()
-        tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train)
-        st = self.state
+        own_idx = None
+        if self.remembers:
+            # The memory is rebuilt once per epoch, here, after the epoch's steps; training
+            # examples are measured leave-one-out, as the loss trains them.
+            model.refresh()  # type: ignore[operator]
+            own_idx = st.train_idx
+        tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train, own=own_idx)
         # The loss is -log p(given label) (memlab.fastpath.cross_entropy).
         dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, torch.exp(-tr_losses))
         nan = torch.full((model.n_replicas,), math.nan)
@@ -626,7 +663,8 @@ def train_stacked(
     )
     if resume is not None:
         run_id = fingerprint(
-            FORMAT, torch.__version__, type(model).__name__, settings, seed, replicas,
+            FORMAT, torch.__version__, type(model).__name__, model.extra_repr(), settings, seed,
+            replicas,
             data.x, data.y, data.x_test, data.y_test, train_mask, val_mask, flipped,
             *model.parameters(),
         )  # fmt: skip
