@@ -125,8 +125,12 @@ def test_recall_study_end_to_end_and_turning_it_on_retrains_nothing(tmp_path):
         "datasets": {"dr": {"kind": "digits", "randomization": {"kind": "random_labels"}}},
         "sizes": [60],
         "replicas": 2,
-        "models": {"knn": {"kind": "knn", "k": [1]}},
+        "models": {
+            "knn": {"kind": "knn", "k": [1]},
+            "mem": {"kind": "memory_net", "widths": [16]},
+        },
         "regimes": {"memorize": {}},
+        "training": {"max_epochs": 20},
         "perturbations": {"names": ["gaussian_noise"], "severities": [1, 5]},
     }
     work = copy_workflow(tmp_path / "recall")
@@ -141,5 +145,13 @@ def test_recall_study_end_to_end_and_turning_it_on_retrains_nothing(tmp_path):
     table = pd.read_csv(work / "results/tables/recall.csv")
     assert set(table["severity"]) == {0, 1, 5}
     # 1-NN recalls every stored example exactly (severity 0: its training accuracy).
-    assert (table.loc[table["severity"] == 0, "recall_accuracy"] == 1.0).all()
+    knn = table[table["kind"] == "knn"]
+    assert (knn.loc[knn["severity"] == 0, "recall_accuracy"] == 1.0).all()
     assert (work / "results/figures/recall.png").stat().st_size > 10_000
+    # The memory network: recall with its memory on and off, and what the memory adds.
+    mem = table[table["kind"] == "memory_net"]
+    assert sorted(mem["memory"].unique()) == ["off", "on"] and len(mem) == 6
+    effect = pd.read_csv(work / "results/tables/memory_effect.csv")
+    assert set(effect["split"]) == {"heldout", "recall", "train"} and len(effect) == 4
+    assert (effect["n_replicas"] == 2).all() and effect["mix"].between(0, 1).all()
+    assert (work / "results/figures/memory.png").stat().st_size > 10_000
