@@ -1,11 +1,12 @@
 """memlab benchmarks: training throughput, end-to-end studies, workflow overhead, the bank,
-train->test influence.
+train->test influence, the per-job fixed cost.
 
     ./run.sh bench                      # gemm, train, e2e (smoke study), overhead, influence
     ./run.sh bench train --rounds 5     # one section, more rounds
     ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
     ./run.sh bench bank                 # config/bank.yaml from scratch, analysis vs replicas
     ./run.sh bench influence            # a 1024-model bank's influence matrix: GEMM vs loop
+    ./run.sh bench fixed_cost           # each rule script's imports against python's floors
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
@@ -47,7 +48,14 @@ sys.path.insert(0, str(ROOT / "src"))  # this checkout's library, not an install
 
 sys.path.insert(0, str(ROOT / "tests"))  # the tests' helpers: copy the workflow, find snakemake
 
-from conftest import SNAKEMAKE, copy_workflow, train_regime  # noqa: E402
+from conftest import (  # noqa: E402
+    SNAKEMAKE,
+    copy_workflow,
+    fresh_imports,
+    rule_scripts,
+    script_imports,
+    train_regime,
+)
 
 from memlab import data, runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
@@ -944,6 +952,68 @@ def section_influence(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# What a job's interpreter imports before the rule script (Snakemake 9's script preamble, and
+# snakemake.io for the pickled ``snakemake`` object): memlab cannot change it, measured for scale.
+SNAKEMAKE_PREAMBLE = "\n".join(
+    (
+        "import pickle",
+        "import snakemake.io",
+        "from snakemake.logging import logger",
+        "from snakemake.iocontainers import Snakemake",
+    )
+)
+
+
+def section_fixed_cost(args: argparse.Namespace) -> dict[str, Any]:
+    """Per-job fixed cost: each rule script's module-level imports (conftest.script_imports) in a
+    fresh interpreter, against the floors ``python -c pass`` and ``python -c "import torch"`` and
+    Snakemake's script preamble, alternating rounds (median seconds, and the median of per-round
+    ratios to the torch floor); with the heavy modules each script's imports pull in."""
+    before = loadavg()
+    floors = {"python -c pass": "pass", "python -c 'import torch'": "import torch"}
+    codes = floors | {"snakemake preamble": SNAKEMAKE_PREAMBLE}
+    codes |= {name: script_imports(path) for name, path in rule_scripts().items()}
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's library
+
+    def seconds(code: str) -> Callable[[], float]:
+        def timed() -> float:
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
+            return time.perf_counter() - t0
+
+        return timed
+
+    res = alternate({name: seconds(code) for name, code in codes.items()}, args.rounds)
+    heavy = fresh_imports(codes)
+    floor, torch_floor = (statistics.median(res[k]) for k in floors)
+    rows = [
+        {
+            "rule": name,
+            "seconds": statistics.median(res[name]),
+            "over_pass": statistics.median(res[name]) - floor,
+            "over_torch": ratio(res, name, "python -c 'import torch'"),
+            "heavy": " ".join(heavy[name]) or "-",
+        }
+        for name in codes
+    ]
+    cols = [
+        ("rule", "rule", ""),
+        ("seconds", "seconds", ".3f"),
+        ("over_pass", "- python -c pass", ".3f"),
+        ("over_torch", "/ import torch", ".2f"),
+        ("heavy", "heavy modules", ""),
+    ]
+    print(table(rows, cols))
+    return {
+        "rows": rows,
+        "floor_s": floor,
+        "torch_floor_s": torch_floor,
+        "rounds": args.rounds,
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+
+
 def section_memory_net(args: argparse.Namespace) -> dict[str, Any]:
     """The memory network (memlab.memory_net) against an MLP of the same width and depth, both
     through memlab's engine (train_run: stacked, per-epoch evaluation), model-epochs per second
@@ -988,7 +1058,7 @@ def section_memory_net(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------- main
 
-SECTIONS = ("gemm", "train", "e2e", "overhead", "bank", "influence", "memory_net")
+SECTIONS = ("gemm", "train", "e2e", "overhead", "bank", "influence", "memory_net", "fixed_cost")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1056,6 +1126,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_influence(args)
         elif s == "memory_net":
             res = section_memory_net(args)
+        elif s == "fixed_cost":
+            res = section_fixed_cost(args)
         else:
             res = section_overhead(args)
         print(f"wrote {write_json(s, res, args.out)}", flush=True)

@@ -2,15 +2,15 @@
 high-influence examples first) from that run's bank."""
 
 from memlab import bank, removal
-from memlab.analysis import replica_training
 from memlab.influence import Thresholds
 from memlab.io import load_npz, save_npz
+from memlab.memorization import used_replicas
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake
     first = bank.concat_blocks([load_npz(f) for f in sm.input.evaluations], str(sm.output[0]))
-    usable = replica_training(sm.params.run, first)["used"].to_numpy()
+    usable = used_replicas(sm.params.run, first)
     choice = removal.choose(first, usable, Thresholds(**sm.params.influence))
     log(
         f"{int(usable.sum())} usable replicas; {int(choice['in_pair'].sum())} pool examples in "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -125,6 +127,53 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# Modules that cost a job a noticeable share of a second to import (torch about 1.5 s, pandas
+# 0.35 s): tests/test_import_cost.py and benchmarks/run.py (section fixed_cost) watch them.
+HEAVY_MODULES = ("torch", "pandas", "scipy", "sklearn", "matplotlib", "seaborn")
+
+
+def rule_scripts() -> dict[str, Path]:
+    """The rule scripts (scripts/) by name; each runs in the rule of the same name (and in the
+    removal experiment's copies of train and evaluate)."""
+    return {p.stem: p for p in sorted((ROOT / "scripts").glob("*.py"))}
+
+
+def script_imports(script: Path) -> str:
+    """A rule script's module-level import statements, as source: what its job imports before
+    doing any work (the rest of the script needs Snakemake's ``snakemake`` object)."""
+    tree = ast.parse(script.read_text())
+    imports = (n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom))
+    return "\n".join(ast.unparse(n) for n in imports)
+
+
+def fresh_imports(
+    codes: Mapping[str, str], modules: Sequence[str] = HEAVY_MODULES
+) -> dict[str, list[str]]:
+    """Which of ``modules`` a fresh interpreter has imported once it has run each of ``codes``
+    (one process per code, all at once), with this checkout's src/ first on the path."""
+    report = f"\nimport sys\nprint(*(m for m in {tuple(modules)!r} if m in sys.modules))"
+    path = [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", code + report],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, code in codes.items()
+    }
+    found = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            raise AssertionError(f"{name}: the imports failed:\n{err[-3000:]}")
+        found[name] = out.splitlines()[-1].split() if out.strip() else []
+    return found
 
 
 @pytest.fixture(scope="session")

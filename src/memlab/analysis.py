@@ -217,19 +217,19 @@ def replica_training(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -
     stopped (a name of STOP_REASONS; "none" for a model that does not train), whether it is
     under-trained (``memlab.memorization.undertrained``) and whether the scores use it (trained
     and not under-trained: every replica of a model that does not train)."""
-    from memlab.memorization import undertrained
+    from memlab.memorization import used_replicas
 
     tm = np.asarray(arrays["train_mask"], bool)
     r = tm.shape[0]
     accuracy = (arrays["pool_correct"] & tm).sum(1) / np.maximum(tm.sum(1), 1)
+    used = used_replicas(run, arrays)
     if MODEL_KINDS[run["kind"]].trains:
         reason = np.asarray(arrays["stop_reason"])
-        under = undertrained(reason, arrays["fit_epoch"], arrays.get("loss_drop"))
         stopped = np.array([STOP_REASONS[i] if i >= 0 else "none" for i in reason], object)
     else:
-        under, stopped = np.zeros(r, bool), np.full(r, "none", dtype=object)
+        stopped = np.full(r, "none", dtype=object)
     return pd.DataFrame(
-        {"train_accuracy": accuracy, "stopped": stopped, "undertrained": under, "used": ~under}
+        {"train_accuracy": accuracy, "stopped": stopped, "undertrained": ~used, "used": used}
     )
 
 

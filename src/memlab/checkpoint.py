@@ -11,22 +11,25 @@ import os
 import platform
 from collections.abc import Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from memlab import __version__
 from memlab.io import MemlabInputError, atomic_path
+
+if TYPE_CHECKING:  # imported where a checkpoint is written or read: summarize needs no torch
+    import torch
 
 FORMAT = "memlab-checkpoint/1"
 
 
 def software_versions() -> dict[str, str]:
-    """Versions that shape the numbers (read from metadata: importing sklearn costs 1 s)."""
+    """Versions that shape the numbers (read from metadata: importing sklearn costs 1 s, torch
+    1.5 s; the installed wheel's metadata version is the string ``torch.__version__`` gives)."""
     return {
         "memlab": __version__,
-        "torch": torch.__version__,
+        "torch": metadata.version("torch"),
         "numpy": np.__version__,
         "scikit-learn": metadata.version("scikit-learn"),
         "python": platform.python_version(),
@@ -41,6 +44,8 @@ def save_checkpoint(
     arrays: Mapping[str, np.ndarray],
 ) -> None:
     """Write a checkpoint atomically: ``state`` tensors, JSON ``settings``, extra ``arrays``."""
+    import torch
+
     payload = {
         "format": FORMAT,
         "state": {k: v.detach().contiguous() for k, v in state.items()},
@@ -55,6 +60,8 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint safely; a truncated or foreign file gives a clear MemlabInputError."""
+    import torch
+
     # --forcerun, not "delete it": Snakemake does not rebuild a missing intermediate file whose
     # downstream results are present, and this also redoes everything computed from it.
     hint = (

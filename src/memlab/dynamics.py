@@ -23,8 +23,12 @@ the checkpoint as a few compact arrays (:func:`finish`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch only where the accumulators are made: reading banks needs none
+    import torch
 
 # The checkpoint / evaluation arrays this module writes, and their meaning (see ``finish``).
 ARRAYS = (
@@ -39,6 +43,8 @@ ARRAYS = (
 
 def start(replicas: int, n_pool: int) -> dict[str, torch.Tensor]:
     """Empty accumulators for ``replicas`` replicas over a pool of ``n_pool`` examples."""
+    import torch
+
     shape = (replicas, n_pool)
     return {
         "epochs": torch.zeros(shape, dtype=torch.int32),  # evaluations seen

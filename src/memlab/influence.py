@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from memlab.io import MemlabInputError
+
+if TYPE_CHECKING:  # pandas only for the tables: the removal choice job imports none
+    import pandas as pd
 
 # Influence is stored as float32 (resolution 6e-8 near 1): a pair counts when its influence is at
 # least the threshold less this, so that an influence exactly equal to the threshold (0.7 stored
@@ -214,6 +216,8 @@ def high_influence_pairs(
     whose pool example has memorization >= ``min_memorization``: the pairs that show what
     memorizing buys on held-out data. Sorted by influence, highest first, then by position.
     """
+    import pandas as pd
+
     min_memorization = _check_threshold(min_memorization, "min_memorization")
     min_influence = _check_threshold(min_influence, "min_influence")
     memorization = np.asarray(memorization, np.float64)
@@ -281,6 +285,8 @@ def run_influence(
     power verdict, which the caller adds): one influence matrix from the bank's subsets and
     held-out correctness, scores from the same replicas, pairs within a subpopulation where the
     split has subpopulations (``memlab.long_tail``)."""
+    import pandas as pd
+
     from memlab.memorization import memorization_scores
     from memlab.power import wilson_interval
 
@@ -338,13 +344,14 @@ def influence_tables(
     """influence_pairs.csv and influence_summary.csv: per run whose memorization scores pass
     the power gate (``gates.scores_powered``), its high-influence pairs, and a summary row for
     every run with a subset design (its status says why a run has no pairs)."""
-    from memlab.analysis import replica_training
-    from memlab.memorization import design_allows_scores
+    import pandas as pd
+
+    from memlab.memorization import design_allows_scores, used_replicas
     from memlab.study import RUN_COLUMNS, with_run
 
     pairs, summary = [], []
     for run, bank in evaluations:
-        usable = replica_training(run, bank)["used"].to_numpy()
+        usable = used_replicas(run, bank)
         members = bank["train_mask"][usable]
         row = {c: run[c] for c in RUN_COLUMNS} | {"n_replicas": int(usable.sum())}
         if not design_allows_scores(members):

@@ -14,12 +14,18 @@ k-NN, which does not train, always counts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
-import pandas as pd
 
 from memlab.io import MemlabInputError
+from memlab.kinds import MODEL_KINDS
 from memlab.power import difference_interval
 from memlab.study import STOP_REASONS
+
+if TYPE_CHECKING:  # pandas only for the score table: the removal choice job imports none
+    import pandas as pd
 
 # A replica stopped by the epoch cap is still improving while its train loss falls by more than
 # this share per epoch over its last epochs (memlab.train.loss_drop): 0.25%, i.e. 5% over 20
@@ -69,6 +75,15 @@ def in_out_counts(members: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarra
     return n_in, n_out
 
 
+def used_replicas(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[R] bool: the replicas of a run's bank that the scores use: every replica of a model that
+    does not train, and the trained ones that are not :func:`undertrained`."""
+    if not MODEL_KINDS[run["kind"]].trains:
+        return np.ones(np.asarray(arrays["train_mask"], bool).shape[0], bool)
+    reason = np.asarray(arrays["stop_reason"])
+    return ~undertrained(reason, arrays["fit_epoch"], arrays.get("loss_drop"))
+
+
 def memorization_scores(
     correct: np.ndarray, members: np.ndarray, usable: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -78,6 +93,15 @@ def memorization_scores(
     example must be both in and out of at least one usable replica, or the score is undefined:
     that design is rejected with a MemlabInputError.
     """
+    import pandas as pd
+
+    return pd.DataFrame(memorization_arrays(correct, members, usable))
+
+
+def memorization_arrays(
+    correct: np.ndarray, members: np.ndarray, usable: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`memorization_scores`' columns as arrays (no pandas: the removal choice job)."""
     correct = np.asarray(correct, bool)
     members = np.asarray(members, bool)
     if usable is not None:
@@ -92,20 +116,18 @@ def memorization_scores(
     p_in, p_out = k_in / n_in, k_out / n_out
     se = np.sqrt(p_in * (1 - p_in) / n_in + p_out * (1 - p_out) / n_out)
     low, high = difference_interval(k_in, n_in, k_out, n_out)
-    return pd.DataFrame(
-        {
-            "example": np.arange(correct.shape[1]),
-            "score": (p_in - p_out).astype(np.float32),
-            "se": se.astype(np.float32),
-            # 95%, honest at 0 and 1 where the standard error is not (memlab.power).
-            "low": low.astype(np.float32),
-            "high": high.astype(np.float32),
-            "p_in": p_in.astype(np.float32),
-            "p_out": p_out.astype(np.float32),
-            "n_in": n_in,
-            "n_out": n_out,
-        }
-    )
+    return {
+        "example": np.arange(correct.shape[1]),
+        "score": (p_in - p_out).astype(np.float32),
+        "se": se.astype(np.float32),
+        # 95%, honest at 0 and 1 where the standard error is not (memlab.power).
+        "low": low.astype(np.float32),
+        "high": high.astype(np.float32),
+        "p_in": p_in.astype(np.float32),
+        "p_out": p_out.astype(np.float32),
+        "n_in": n_in,
+        "n_out": n_out,
+    }
 
 
 def design_allows_scores(members: np.ndarray) -> bool:

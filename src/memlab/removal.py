@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from memlab.influence import Thresholds, influence_matrix, pair_mask
 from memlab.io import MemlabInputError
 from memlab.seeds import derive_seed
+
+if TYPE_CHECKING:  # pandas only for the table: the choice and subsample jobs import none
+    import pandas as pd
 
 ARMS = ("none", "top_memorized", "random")
 BASELINE = "none"
@@ -53,11 +55,11 @@ def choose(
     """The first stage's ranking of its pool (module doc), with what the analysis needs later:
     each example's memorization score and whether it is in a high-influence pair, and the
     boolean [n_pool, n_test] matrix of high-influence pairs."""
-    from memlab.memorization import memorization_scores
+    from memlab.memorization import memorization_arrays
 
     members = bank["train_mask"]
     infl = influence_matrix(members, bank["test_correct"], usable)
-    memorization = memorization_scores(bank["pool_correct"], members, usable)["score"].to_numpy()
+    memorization = memorization_arrays(bank["pool_correct"], members, usable)["score"]
     t = thresholds
     pairs = pair_mask(infl, memorization, t.min_memorization, t.min_influence)
     in_pair = pairs.any(axis=1)
@@ -111,6 +113,8 @@ def removal_table(
     """removal.csv from the second stage's banks. ``runs`` yields (removal, bank) with the
     removal's ``first_stage`` (its run path), ``columns``, ``arm`` and ``k``; ``choices`` maps a
     first stage's run path to its :func:`choose` arrays."""
+    import pandas as pd
+
     groups: dict[str, dict[tuple[str, int], np.ndarray]] = {}
     columns: dict[str, Mapping[str, Any]] = {}
     for removal, bank in runs:
