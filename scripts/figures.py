@@ -1,4 +1,4 @@
-"""Rule figures: draw every study figure from the tidy tables (PNG and SVG)."""
+"""Rule figures: draw one study figure from the tidy tables (PNG and SVG)."""
 
 from pathlib import Path
 
@@ -12,8 +12,6 @@ with rule_job(snakemake) as log:
     splits = {Path(p).parent.name: p for p in sm.input.splits}
     severities = severity_table(sm.params.perturbations.get("parameters"))
     tables = StudyTables.read(dict(sm.input.items()), splits, sm.params.randomizations, severities)
-    for name in sm.params.figures:  # the figures this study can draw
-        save_figure(
-            DRAW[name](tables), sm.output[name], sm.output[f"{name}_svg"], dpi=sm.params.dpi
-        )
-        log(f"drew {name}")
+    name = sm.wildcards.figure
+    save_figure(DRAW[name](tables), sm.output.png, sm.output.svg, dpi=sm.params.dpi)
+    log(f"drew {name}")

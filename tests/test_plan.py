@@ -124,7 +124,11 @@ def test_plan_says_library_code_changed(work):
     original = figures.read_text()
     try:
         figures.write_text(original + "\n_PLANNED = 1\n")  # a real change to its syntax tree
-        assert groups(plan(work)) == {"library code changed": ["figures"]}
+        drawn = ("accuracy_vs_size", "accuracy_vs_width", "generalization_gap")
+        drawn += ("learning_curves", "robustness")
+        assert groups(plan(work)) == {
+            "library code changed": [f"figures figure={name}" for name in drawn]
+        }
     finally:
         figures.write_text(original)
 

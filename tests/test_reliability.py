@@ -105,7 +105,7 @@ def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_pat
     # 4. SIGKILL of Snakemake and every job (power loss) while figures are drawn: Snakemake's
     #    locks and incomplete markers stay behind, and the same command must still just work.
     proc = _start(work, env)
-    _wait_for(proc, results / "logs" / "figures.log")
+    _wait_for(proc, results / "logs" / "figures")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(60)
     assert list((work / ".snakemake" / "locks").glob("*.lock"))

@@ -14,7 +14,7 @@ from test_config import full, smoke
 from memlab.config import load_schema
 from memlab.io import MemlabInputError
 from memlab.kinds import CNN, KNN, MLP, MODEL_KINDS, variant_from_spec
-from memlab.ops.codehash import library_hash, library_modules
+from memlab.ops.codehash import function_hash, library_hash, library_modules
 from memlab.registry import FIGURE_TABLES, FIGURES, TABLES
 from memlab.study import RUN_COLUMNS, Regime, run_path_of, unregularized
 from memlab.tables import StudyTables
@@ -163,6 +163,30 @@ def test_code_hash_follows_imports_and_ignores_comments(tmp_path):
     train.write_text(train.read_text() + "\nEDITED = 1\n")
     after = {s: library_hash(scripts / f"{s}.py", src) for s in modules}
     assert {s for s in modules if after[s] != before[s]} == {"train", "evaluate"}
+
+
+def test_a_figure_code_hash_follows_its_function_and_what_it_calls(tmp_path):
+    src = _src_copy(tmp_path)
+    figures = src / "memlab" / "figures.py"
+    names = ("capacity", "few_shot", "recall", "long_tail", "memory", "removal")
+    before = {n: function_hash(figures, n) for n in names}
+    text = figures.read_text()
+    # A comment changes nothing; a change inside one figure's function changes its hash alone.
+    figures.write_text(
+        text.replace("def few_shot(t: StudyTables)", "# note\ndef few_shot(t: StudyTables)")
+    )
+    assert {n: function_hash(figures, n) for n in names} == before
+    edited = text.replace("Few-shot: held-out accuracy", "Few-shot: the held-out accuracy")
+    assert edited != text
+    figures.write_text(edited)
+    after = {n: function_hash(figures, n) for n in names}
+    assert {n for n in names if after[n] != before[n]} == {"few_shot"}
+    # A helper several figures call (the t quantile of their intervals) changes each of theirs.
+    figures.write_text(text.replace("ppf(0.975, n_replicas", "ppf(0.976, n_replicas"))
+    after = {n: function_hash(figures, n) for n in names}
+    assert {n for n in names if after[n] != before[n]} == set(names) - {"capacity"}
+    with pytest.raises(KeyError, match="no top-level function 'nope'"):
+        function_hash(figures, "nope")
 
 
 def test_schema_reserves_the_memory_regime():

@@ -287,6 +287,10 @@ def test_library_edits_rerun_exactly_the_rules_that_run_them(smoke_run, tmp_path
     original = figures.read_text()
     figures.write_text(original + "\nEDITED = True\n")
     assert {r for r, _ in planned_jobs(work, *args)} - {"all"} == {"figures"}
+    # One figure's code: that figure alone is redrawn.
+    figures.write_text(original.replace('"Capacity', '"The capacity', 1))
+    jobs = [(r, wc) for r, wc in planned_jobs(work, *args) if r != "all"]
+    assert jobs == [("figures", {"figure": "capacity"})]
     figures.write_text(original)
     train.write_text(train.read_text() + "\nEDITED = True\n")
     rules = [r for r, _ in planned_jobs(work, *args)]

@@ -42,7 +42,7 @@ from memlab.config import check_config, load_schema
 from memlab.corruption_error import resolve_baselines
 from memlab.io import MemlabInputError
 from memlab.kinds import VARIANT_ID_PATTERN
-from memlab.ops.codehash import library_hash
+from memlab.ops.codehash import function_hash, library_hash
 from memlab.ops.locks import release_stale_locks
 from memlab.ops.packing import block_costs, block_groups
 from memlab.ops.snakemake import executes_locally, register_group
@@ -262,15 +262,21 @@ FIGURE_INPUTS = {
 }
 
 
-def figure_outputs():
-    """PNG (in the report) and SVG of every figure this study can draw."""
-    out = {}
-    for figure in study_figures(STUDY):
-        png, svg = (figure.path(ext) for ext in FIGURE_FORMATS)
-        caption = f"../report/{figure.name}.rst"
-        out[figure.name] = report(png, caption, category="Figures")
-        out[f"{figure.name}_svg"] = svg
-    return out
+def figure_code(wildcards):
+    """The code that draws one figure: the memlab modules the figures script runs, but of
+    memlab.figures only the figure's own function and what it calls, so that editing one
+    figure's code redraws that figure alone (memlab.ops.codehash.function_hash)."""
+    src = Path(memlab.__file__).resolve().parents[1]
+    rest = library_hash(
+        memlab_file("scripts/figures.py"), src, without=("memlab.figures",)
+    )
+    return f"{rest}-{function_hash(src / 'memlab' / 'figures.py', wildcards.figure)}"
+
+
+def figure_caption(wildcards):
+    """The figure's caption (workflow/report/<figure>.rst), which the report shows under it
+    (through workflow/report/figure.rst: a report caption cannot name a wildcard)."""
+    return Path(memlab_file(f"workflow/report/{wildcards.figure}.rst")).read_text()
 
 
 def removal_block_replicas(wildcards):

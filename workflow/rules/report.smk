@@ -1,5 +1,5 @@
-# Figures and the report: seaborn figures (PNG for the report, SVG for print) and a generated
-# summary of the headline numbers; `snakemake --report` bundles them into one HTML file.
+# Figures and the report: seaborn figures (PNG for the report, SVG for print), one job each, and a
+# generated summary of the headline numbers; `snakemake --report` bundles them into one HTML file.
 
 
 rule figures:
@@ -7,11 +7,18 @@ rule figures:
         **FIGURE_INPUTS,
         splits=expand("results/data/{dataset}/split.npz", dataset=STUDY.datasets),
     output:
-        **figure_outputs(),
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+        ),
+        svg="results/figures/{figure}.svg",
     log:
-        "results/logs/figures.log",
+        "results/logs/figures/{figure}.log",
     benchmark:
-        "results/benchmarks/figures.tsv"
+        "results/benchmarks/figures/{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(FIGURES),
     conda:
         "../../environment.yml"
     threads: 1
@@ -19,11 +26,11 @@ rule figures:
         mem_mb=2000,
         runtime=10,
     params:
-        code=library_code("figures.py"),
+        code=figure_code,
+        caption=figure_caption,
         dpi=config["figures"]["dpi"],
         randomizations=randomizations(),
         perturbations=perturb_settings(),
-        figures=FIGURES,
     script:
         "../../scripts/figures.py"
 

@@ -91,10 +91,50 @@ def library_modules(script: Path, src: Path) -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def library_hash(script: str | Path, src: str | Path) -> str:
-    """sha256 over the syntax trees of the memlab modules ``script`` runs (see module doc)."""
+def library_hash(script: str | Path, src: str | Path, without: tuple[str, ...] = ()) -> str:
+    """sha256 over the syntax trees of the memlab modules ``script`` runs (see module doc), but
+    the modules named in ``without`` (hashed per function instead: :func:`function_hash`)."""
     h = hashlib.sha256()
     for name, path in library_modules(Path(script), Path(src)).items():
+        if name in without:
+            continue
         h.update(name.encode() + b"\0")
         h.update(_digest(_version(path)))
+    return h.hexdigest()[:16]
+
+
+def _definitions(module: ast.Module) -> tuple[dict[str, ast.AST], list[ast.AST]]:
+    """A module's top-level functions and classes by name, and every other top-level statement
+    (imports, constants, tables of functions: the prelude every function's hash includes)."""
+    defs: dict[str, ast.AST] = {}
+    prelude: list[ast.AST] = []
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            defs[node.name] = node
+        else:
+            prelude.append(node)
+    return defs, prelude
+
+
+def function_hash(path: str | Path, name: str) -> str:
+    """sha256 over the syntax trees of the top-level function ``name`` of the module at
+    ``path``, of every top-level function or class it names (transitively), and of the module's
+    other top-level statements: an edit of one function changes the hash of the functions that
+    reach it and no other (an edit of a constant or an import changes every hash)."""
+    defs, prelude = _definitions(_tree(_version(Path(path))))
+    if name not in defs:
+        raise KeyError(f"{path} has no top-level function {name!r}")
+    closure, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in closure:
+            continue
+        closure.add(current)
+        used = {n.id for n in ast.walk(defs[current]) if isinstance(n, ast.Name)}
+        todo.extend(sorted(used & defs.keys() - closure))
+    h = hashlib.sha256()
+    for node in prelude:
+        h.update(ast.dump(node).encode())
+    for part in sorted(closure):
+        h.update(part.encode() + b"\0" + ast.dump(defs[part]).encode())
     return h.hexdigest()[:16]
