@@ -264,6 +264,47 @@ def engine_steps(
                 opt.step(step(x, y, batches[:, s : s + batch]))
 
 
+def vmap_ensemble(
+    split: data.Split, members: np.ndarray, width: int, batch: int, epochs: int
+) -> None:
+    """PyTorch's own recipe for training many small models at once (the "model ensembling"
+    tutorial): ``torch.func.stack_module_state`` of R ``nn.Sequential`` MLPs, gradients by
+    ``vmap(grad(functional_call))``, one fused Adam over the stacked tensors; each replica draws
+    its batches from its own subset, as memlab's do. Training steps only, no evaluation."""
+    from torch import nn
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    def mlp() -> nn.Module:
+        dims = [split.x_pool.shape[1]] + [width] * DEPTH
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(dims):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        return nn.Sequential(*layers, nn.Linear(width, 10))
+
+    r = members.shape[0]
+    params, buffers = stack_module_state([mlp() for _ in range(r)])
+    base = mlp().to("meta")
+
+    def loss(p: Any, b: Any, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    grads = vmap(grad(loss))
+    opt = torch.optim.Adam(list(params.values()), fused=True)
+    x = torch.from_numpy(split.x_pool.astype(np.float32))
+    y = torch.from_numpy(split.y_pool.astype(np.int64))
+    idx = torch.from_numpy(np.stack([np.flatnonzero(m) for m in members]))
+    n = idx.shape[1]
+    for _ in range(epochs):
+        order = torch.stack([torch.randperm(n) for _ in range(r)])
+        batches = idx.gather(1, order)
+        for s in range(0, n, batch):
+            bi = batches[:, s : s + batch]
+            g = grads(params, buffers, x[bi], y[bi])
+            for k, p in params.items():
+                p.grad = g[k]
+            opt.step()
+
+
 def compare(
     fns: dict[str, Callable[[int], None]], models: dict[str, int], rounds: int, seconds: float
 ) -> dict[str, list[float]]:
@@ -308,8 +349,10 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             "sklearn": lambda e, w=width, b=batch: sklearn_mlp(x0, y0, w, b, e),
             "memlab": lambda e, w=width, b=batch: engine(split, members, w, b, e),
             "steps": lambda e, w=width, b=batch: engine_steps(split, members, w, b, e),
+            "vmap": lambda e, w=width, b=batch: vmap_ensemble(split, members, w, b, e),
         }
         models = {"textbook": 1, "sklearn": 1, "memlab": args.replicas, "steps": args.replicas}
+        models["vmap"] = args.replicas
         if batch != 64 and not args.sklearn_full_batch:
             del fns["sklearn"]
         res = compare(fns, models, args.rounds, args.seconds)
@@ -328,6 +371,8 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             "memlab_vs_sklearn": ratio(res, "memlab", "sklearn"),
             "steps_vs_textbook": ratio(res, "steps", "textbook"),
             "sklearn_vs_textbook": ratio(res, "sklearn", "textbook"),
+            "memlab_vs_vmap": ratio(res, "memlab", "vmap"),
+            "steps_vs_vmap": ratio(res, "steps", "vmap"),
             **{f"{k}_peak": v * flops_per_model_epoch / 1e9 / peak for k, v in med.items()},
         }
         rows.append(row)
@@ -347,6 +392,9 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
         ("memlab_vs_sklearn", "memlab/sklearn", ".2f"),
         ("steps_me_s", "steps me/s", ".2f"),
         ("steps_vs_textbook", "steps/textbook", ".2f"),
+        ("vmap_me_s", "vmap me/s", ".2f"),
+        ("memlab_vs_vmap", "memlab/vmap", ".2f"),
+        ("steps_vs_vmap", "steps/vmap", ".2f"),
         ("textbook_peak", "textbook %peak", ".1%"),
         ("sklearn_peak", "sklearn %peak", ".1%"),
         ("memlab_peak", "memlab %peak", ".1%"),
