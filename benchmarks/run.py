@@ -1104,9 +1104,108 @@ def section_memory_net(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "loadavg_before": before, "loadavg_after": loadavg()}
 
 
+def textbook_cnn(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: int) -> None:
+    """The CNN loop from the tutorials, memlab's architecture (conv3x3(c) - ReLU - conv3x3(2c) -
+    ReLU - maxpool2 - linear) as an ``nn.Sequential`` of ``nn.Conv2d``, a DataLoader, Adam."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    images = torch.from_numpy(x).reshape(-1, 1, 8, 8)
+    loader = DataLoader(TensorDataset(images, torch.from_numpy(y)), batch_size=batch, shuffle=True)
+    model = nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(2 * width * 16, 10),
+    )
+    opt = torch.optim.Adam(model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss_fn(model(xb), yb).backward()
+            opt.step()
+
+
+def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
+    """memlab's stacked CNN (runs.train_run: all replicas in one grouped convolution, per-epoch
+    evaluation) against the textbook CNN loop, model-epochs per second at widths 4, 8 and 16
+    (the default study's is 8), 32 replicas, batch 64, 1000 examples per model, 1 thread,
+    alternating rounds; and the MLP engine at the same FLOPs per model-epoch for reference."""
+    from memlab.kinds import CNN
+
+    configure_threads(1)
+    before = loadavg()
+    split = digits_split()
+    r, n, batch = 32, args.train_size, 64
+    members = data.balanced_subsets(len(split.y_pool), n, r, 0)
+    x0 = split.x_pool[members[0]].astype(np.float32)
+    y0 = split.y_pool[members[0]].astype(np.int64)
+    rows = []
+    for width in (4, 8, 16):
+        params = CNN("cnn", width).parameter_count(64, 10, (8, 8))
+        # Forward multiply-adds per example: conv1 + conv2 over 64 pixels, then the head.
+        macs = 64 * (9 * width + 9 * width * 2 * width) + 2 * width * 16 * 10
+
+        def memlab_cnn(epochs: int, w: int = width) -> None:
+            runs.train_run(
+                split, split.y_pool, np.zeros(len(split.y_pool), bool), members, CNN("cnn", w),
+                _regime(batch, epochs), seed=0, log=lambda s: None,
+            )  # fmt: skip
+
+        fns = {
+            "textbook": lambda e, w=width: textbook_cnn(x0, y0, w, batch, e),
+            "memlab": memlab_cnn,
+        }
+        res = compare(fns, {"textbook": 1, "memlab": r}, args.rounds, args.seconds)
+        med = {k: statistics.median(v) for k, v in res.items()}
+        gflops = {k: v * 6 * macs * n / 1e9 for k, v in med.items()}
+        rows.append(
+            {
+                "width": width,
+                "params": params,
+                "textbook_me_s": med["textbook"],
+                "memlab_me_s": med["memlab"],
+                "memlab_vs_textbook": ratio(res, "memlab", "textbook"),
+                "memlab_gflops": gflops["memlab"],
+                "textbook_gflops": gflops["textbook"],
+                "rounds": res,
+            }
+        )
+    cols = [
+        ("width", "width", "d"),
+        ("params", "params", "d"),
+        ("textbook_me_s", "textbook me/s", ".1f"),
+        ("memlab_me_s", "memlab me/s", ".1f"),
+        ("memlab_vs_textbook", "memlab/textbook", ".2f"),
+        ("textbook_gflops", "textbook GFLOP/s", ".2f"),
+        ("memlab_gflops", "memlab GFLOP/s", ".2f"),
+    ]
+    print(
+        f"CNN training throughput, model-epochs/s: digits, {n} examples per model, memlab "
+        f"trains {r} replicas with per-epoch evaluation; GFLOP/s counts 3 x the forward "
+        f"multiply-adds x 2 of the training steps"
+    )
+    print(table(rows, cols))
+    return {"rows": rows, "loadavg_before": before, "loadavg_after": loadavg()}
+
+
 # ---------------------------------------------------------------------------------------- main
 
-SECTIONS = ("gemm", "train", "e2e", "overhead", "bank", "influence", "memory_net", "fixed_cost")
+SECTIONS = (
+    "gemm",
+    "train",
+    "e2e",
+    "overhead",
+    "bank",
+    "influence",
+    "memory_net",
+    "cnn",
+    "fixed_cost",
+)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1174,6 +1273,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_influence(args)
         elif s == "memory_net":
             res = section_memory_net(args)
+        elif s == "cnn":
+            res = section_cnn(args)
         elif s == "fixed_cost":
             res = section_fixed_cost(args)
         else:
