@@ -1,12 +1,15 @@
 """memlab benchmarks: training throughput, end-to-end studies, workflow overhead, the bank,
-train->test influence, the per-job fixed cost.
+train->test influence, the memory network, the CNN, the per-job fixed cost.
 
-    ./run.sh bench                      # gemm, train, e2e (smoke study), overhead, influence
+    ./run.sh bench                      # every section but bank
+    ./run.sh bench train                # the MLP engine vs textbook, scikit-learn, vmap ensemble
     ./run.sh bench train --rounds 5     # one section, more rounds
     ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
     ./run.sh bench bank                 # config/bank.yaml from scratch, analysis vs replicas
     ./run.sh bench influence            # a 1024-model bank's influence matrix: GEMM vs loop
     ./run.sh bench fixed_cost           # each rule script's imports against python's floors
+    ./run.sh bench memory_net           # the memory network vs an MLP by subset size
+    ./run.sh bench cnn                  # the stacked CNN vs the textbook CNN loop
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
