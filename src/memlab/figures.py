@@ -23,7 +23,7 @@ from memlab.kinds import MLP, RandomFeatures, trained
 from memlab.perturb import PARAMETER_AXIS
 from memlab.randomization import RANDOMIZATIONS
 from memlab.study import RUN_KEYS, strength_sweeps, unregularized
-from memlab.tables import StudyTables, powered, run_label, stacked_images
+from memlab.tables import StudyTables, memory_note, powered, run_label, stacked_images
 
 SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
 
@@ -790,7 +790,7 @@ REMOVAL_SPLITS = {
 
 def _model_regime(frame: pd.DataFrame) -> pd.Series:
     """A line's name: model / regime, and "(memory on)" or "(memory off)" for a memory net."""
-    memory = frame["memory"].map(lambda m: f" (memory {m})" if m else "")
+    memory = frame["memory"].map(memory_note)
     return frame["model"].astype(str) + " / " + frame["regime"].astype(str) + memory
 
 

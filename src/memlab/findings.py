@@ -26,7 +26,7 @@ from scipy import stats
 from memlab.kinds import trained
 from memlab.power import wilson_interval
 from memlab.study import RUN_KEYS, unregularized
-from memlab.tables import StudyTables, powered
+from memlab.tables import StudyTables, memory_note, powered
 
 KEYS = list(RUN_KEYS)
 REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
@@ -138,8 +138,7 @@ def _values(series: pd.Series, run: pd.Series) -> np.ndarray:
 
 
 def _name(run: pd.Series) -> str:
-    memory = run.get("memory", "")
-    memory = f" (memory {memory})" if isinstance(memory, str) and memory else ""
+    memory = memory_note(run.get("memory"))
     return f"{html.escape(str(run['model']))} / {html.escape(str(run['regime']))}{memory}"
 
 

@@ -36,6 +36,7 @@ class Variant:
     solved: ClassVar[bool] = False  # trained in closed form (no epochs), not by gradient steps
     remembers: ClassVar[bool] = False  # reads a memory of its training subset (memory on/off)
     size_letter: ClassVar[str]  # ids are "<name>-<letter><size>", e.g. mlp-w8, knn-k1
+    size_field: ClassVar[str] = "width"  # the field that is the id's size (k for k-NN)
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
@@ -44,7 +45,7 @@ class Variant:
 
     @property
     def id(self) -> str:
-        raise NotImplementedError
+        return f"{self.name}-{self.size_letter}{getattr(self, self.size_field)}"
 
     def spec(self) -> dict[str, Any]:
         """The plain form of params and checkpoints: ``name``, ``kind`` and the settings."""
@@ -100,7 +101,7 @@ class MLP(Variant):
     @property
     def id(self) -> str:
         embedding = f"-e{self.embedding}" if self.embedding else ""
-        return f"{self.name}-{self.size_letter}{self.width}{embedding}"
+        return f"{super().id}{embedding}"
 
     def spec(self) -> dict[str, Any]:
         # A plain MLP keeps the spec it always had: its params and checkpoints do not change.
@@ -161,10 +162,6 @@ class CNN(Variant):
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
         return [cls(name, int(w)) for w in entry["widths"]]
 
-    @property
-    def id(self) -> str:
-        return f"{self.name}-{self.size_letter}{self.width}"
-
     def parameter_count(
         self,
         in_dim: int,
@@ -205,14 +202,11 @@ class KNN(Variant):
     kind: ClassVar[str] = "knn"
     trains: ClassVar[bool] = False
     size_letter: ClassVar[str] = "k"
+    size_field: ClassVar[str] = "k"
 
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
         return [cls(name, int(k)) for k in entry["k"]]
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-{self.size_letter}{self.k}"
 
     def predictor(self, split: Split, y_pool: Any, members: Any) -> LogProba:
         """``x -> log p [R, n, C]`` of the R k-NN classifiers remembering ``members``."""
@@ -246,10 +240,6 @@ class RandomFeatures(Variant):
     @classmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
         return [cls(name, int(f)) for f in entry["features"]]
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-{self.size_letter}{self.width}"
 
     def parameter_count(
         self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
@@ -285,10 +275,6 @@ class MemoryNet(Variant):
         mix = None if entry["mix"] == "learned" else float(entry["mix"])
         depth, temperature = int(entry["depth"]), float(entry["temperature"])
         return [cls(name, int(w), depth, mix, temperature) for w in entry["widths"]]
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}-{self.size_letter}{self.width}"
 
     def parameter_count(
         self,

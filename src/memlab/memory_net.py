@@ -71,9 +71,13 @@ class StackedMemoryNet(StackedMLP):
         mix: float | None,
         temperature: float,
     ) -> None:
-        seeds = replica_seeds
         super().__init__(
-            in_dim, n_classes, width=width, depth=depth, dropout=dropout, replica_seeds=seeds
+            in_dim,
+            n_classes,
+            width=width,
+            depth=depth,
+            dropout=dropout,
+            replica_seeds=replica_seeds,
         )
         self.n_classes = n_classes
         self.temperature = float(temperature)

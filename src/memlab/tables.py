@@ -95,15 +95,14 @@ def run_label(frame: pd.DataFrame) -> pd.Series:
         + noise
         + ", n="
         + frame["size"].astype(str)
-        + _memory_label(frame)
+        + (frame["memory"].map(memory_note) if "memory" in frame else "")
     )
 
 
-def _memory_label(frame: pd.DataFrame) -> pd.Series | str:
-    """The label's memory part: ", memory on" or ", memory off" for a memory network's rows."""
-    if "memory" not in frame:
-        return ""
-    return frame["memory"].map(lambda m: f", memory {m}" if m else "")
+def memory_note(memory: object) -> str:
+    """ " (memory on)" or " (memory off)" after a memory network's name; "" for the kinds without
+    a memory (an empty ``memory``, or NaN where a table lacks the column's value)."""
+    return f" (memory {memory})" if isinstance(memory, str) and memory else ""
 
 
 def powered(frame: pd.DataFrame, gate: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
