@@ -31,21 +31,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
-from memlab.models import StackedMLP
+from memlab.models import StackedCNN, StackedMLP
 
+CL = torch.channels_last
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], list[torch.Tensor]]
 
 
-class MLPStep:
-    """Gradients of one training step of a :class:`StackedMLP`, in ``model.parameters()`` order.
+class _Buffers:
+    """Work tensors kept between steps, reallocated when the stack or batch shape changes."""
 
-    Reads the model's parameters at every call, so it keeps working after finished replicas are
-    cut out of the stack (buffers are reallocated when the stack or batch shape changes).
-    """
-
-    def __init__(self, model: StackedMLP) -> None:
-        self.model = model
+    def __init__(self) -> None:
         self._bufs: dict[str, torch.Tensor] = {}
 
     def _buf(self, name: str, *shape: int) -> torch.Tensor:
@@ -54,6 +51,18 @@ class MLPStep:
             t = torch.empty(shape)
             self._bufs[name] = t
         return t
+
+
+class MLPStep(_Buffers):
+    """Gradients of one training step of a :class:`StackedMLP`, in ``model.parameters()`` order.
+
+    Reads the model's parameters at every call, so it keeps working after finished replicas are
+    cut out of the stack (buffers are reallocated when the stack or batch shape changes).
+    """
+
+    def __init__(self, model: StackedMLP) -> None:
+        super().__init__()
+        self.model = model
 
     @torch.no_grad()
     def __call__(
@@ -133,6 +142,82 @@ class MLPStep:
         return grads
 
 
+class CNNStep(_Buffers):
+    """Gradients of one training step of a :class:`StackedCNN`, in ``model.parameters()`` order.
+
+    The model's grouped convolutions forward and their backward kernel
+    (``aten.convolution_backward``) called directly; pooling, ReLUs, dropout, head and loss by
+    hand (the algebra in the module docstring). Reads the parameters at every call, as
+    :class:`MLPStep`.
+    """
+
+    def __init__(self, model: StackedCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        dropout_gen: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """Gradients for the batch ``x[idx], y[idx]`` (``idx`` is ``[R, B]``: a row per replica)."""
+        m = self.model
+        r, b_size = idx.shape
+        c1, c2 = m.channels
+        p = m.dropout if m.training else 0.0
+        flat = idx.reshape(-1)
+        xb = m.images(torch.index_select(x, 0, flat).view(r, b_size, -1))
+        yb = torch.index_select(y, 0, flat).view(r, b_size)
+        w1 = m.conv1_w.detach().reshape(r * c1, 1, 3, 3)
+        w2 = m.conv2_w.detach().reshape(r * c2, c1, 3, 3)
+        hw, hb = m.head_w.detach(), m.head_b.detach()
+
+        # Forward as StackedCNN.forward: [B, R c, h, w] channels-last, replicas the groups.
+        a1 = F.conv2d(xb, w1, m.conv1_b.detach().reshape(-1), padding=1, groups=r).relu_()
+        z2 = F.conv2d(a1, w2, m.conv2_b.detach().reshape(-1), padding=1, groups=r)
+        # Pool before the ReLU (they commute, and the winner is the same: see the docstring).
+        act, picks = F.max_pool2d(z2, 2, return_indices=True)
+        act.relu_()
+        feat = act.reshape(b_size, r, -1).transpose(0, 1)  # [R, B, features]
+        keep = None
+        if p > 0:
+            keep = torch.rand(feat.shape, generator=dropout_gen) >= p
+            feat = feat * keep / (1 - p)
+        logits = torch.baddbmm(hb, feat, hw)
+
+        dz = softmax(logits)
+        dz.scatter_add_(-1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0).unsqueeze(-1))
+        dz.mul_(1.0 / b_size)
+        g_hw = torch.bmm(feat.transpose(1, 2), dz)
+        g_hb = dz.sum(1, keepdim=True)
+        dfeat = torch.bmm(dz, hw.transpose(1, 2))
+        if keep is not None:
+            dfeat = dfeat / (1 - p) * keep
+        dact = dfeat.transpose(0, 1).reshape(act.shape).contiguous(memory_format=CL)
+        dpool = torch.ops.aten.threshold_backward(dact, act, 0)
+        dz2 = torch.ops.aten.max_pool2d_with_indices_backward(
+            dpool, z2, [2, 2], [2, 2], [0, 0], [1, 1], False, picks
+        )
+        da1, g_w2, g_b2 = torch.ops.aten.convolution_backward(
+            dz2, a1, w2, [r * c2], [1, 1], [1, 1], [1, 1], False, [0, 0], r, [True, True, True]
+        )
+        dz1 = torch.ops.aten.threshold_backward(da1, a1, 0)
+        _, g_w1, g_b1 = torch.ops.aten.convolution_backward(
+            dz1, xb, w1, [r * c1], [1, 1], [1, 1], [1, 1], False, [0, 0], r, [False, True, True]
+        )
+        return [
+            g_w1.reshape(m.conv1_w.shape),
+            g_b1.view(r, c1),
+            g_w2.reshape(m.conv2_w.shape).contiguous(),
+            g_b2.view(r, c2),
+            g_hw,
+            g_hb,
+        ]
+
+
 def softmax(z: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim, in place on one fresh tensor.
 
@@ -167,4 +252,6 @@ def fast_step(model: torch.nn.Module) -> Step | None:
     """The hand-written step for ``model``, or None where the plain autograd step is used."""
     if type(model) is StackedMLP:
         return MLPStep(model)
+    if type(model) is StackedCNN and all(s % 2 == 0 for s in model.image_shape):
+        return CNNStep(model)
     return None
