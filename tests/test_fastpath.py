@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import train, train_regime
 
 from memlab.data import balanced_subsets
-from memlab.fastpath import MLPStep, cross_entropy, fast_step
+from memlab.fastpath import CNNStep, MLPStep, cross_entropy, fast_step
 from memlab.kinds import MLP
 from memlab.models import StackedCNN, StackedMLP
 from memlab.train import carve_validation, init_seeds
@@ -116,11 +116,77 @@ def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, reg
     )
 
 
-def test_fast_step_only_for_mlps():
+def test_fast_step_for_mlps_and_cnns():
     assert isinstance(fast_step(_mlp(2)), MLPStep)
     assert isinstance(fast_step(_embedded(2)), MLPStep)
-    cnn = StackedCNN((8, 8), 10, width=2, dropout=0.0, replica_seeds=[1])
-    assert fast_step(cnn) is None
+    assert isinstance(fast_step(_cnn(1, width=2)), CNNStep)
+
+    class Other(StackedCNN):  # a subclass may change the forward: the plain step for it
+        pass
+
+    assert fast_step(Other((8, 8), 10, width=2, dropout=0.0, replica_seeds=[1])) is None
+
+
+def _cnn(r, width=4, dropout=0.0, shape=(8, 8)):
+    return StackedCNN(
+        shape, 10, width=width, dropout=dropout, replica_seeds=init_seeds(0, range(r))
+    )
+
+
+def _cnn_grads_equal_autograd(m, x, y, idx, seed):
+    """The autograd step's gradients (sum of per-replica mean CE) against CNNStep's."""
+    r = idx.shape[0]
+    logits = m(x[idx], torch.Generator().manual_seed(seed))
+    loss = F.cross_entropy(logits.reshape(-1, 10), y[idx].reshape(-1), reduction="none")
+    loss.view(r, -1).mean(1).sum().backward()
+    grads = CNNStep(m)(x, y, idx, torch.Generator().manual_seed(seed))
+    for p, g in zip(m.parameters(), grads, strict=True):
+        assert g.shape == p.shape
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("r", [1, 3])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(8, 8), (5, 7)])  # odd sides: the pooling drops the last row
+def test_cnn_step_gradients_equal_autograd(digits_split, r, dropout, shape):
+    h, w = shape
+    x = torch.from_numpy(digits_split.x_pool).view(-1, 8, 8)[:, :h, :w].reshape(-1, h * w)
+    y = torch.from_numpy(digits_split.y_pool)
+    # Blank images too: their uniform interior gives pooling windows of four equal positive
+    # values (ties), where the gradient must go to the first one only, as max_pool2d sends it.
+    x = torch.cat([torch.zeros(4, h * w), x]).contiguous()
+    y = torch.cat([torch.full((4,), 3), y])
+    idx = torch.randint(0, 200, (r, 9), generator=torch.Generator().manual_seed(0))
+    idx[:, :2] = torch.tensor([0, 1])
+    m = _cnn(r, width=3, dropout=dropout, shape=shape)
+    _cnn_grads_equal_autograd(m, x, y, idx, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("r", "regime"),
+    [
+        (3, {}),  # memorize: replicas leave the stack when they fit
+        (1, {"stop_at_fit": False}),
+        (2, {"dropout": 0.3, "weight_decay": 0.5}),
+    ],
+)
+def test_fast_path_trains_cnns_as_the_plain_path(digits_split, r, regime):
+    mask = balanced_subsets(len(digits_split.y_pool), 60, r, 0)
+    settings = train_regime(max_epochs=15, lr=1e-2, batch_size=16, **regime)
+    models = [_cnn(r, dropout=settings.dropout) for _ in range(2)]
+    fast = _train(models[0], digits_split, mask, settings, fast=True)
+    plain = _train(models[1], digits_split, mask, settings, fast=False)
+    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
+    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    cols = ["train_loss", "heldout_loss"]
+    torch.testing.assert_close(
+        torch.tensor(fast.history[cols].to_numpy()),
+        torch.tensor(plain.history[cols].to_numpy()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("regime", [{}, {"early_stopping": True, "patience": 2}])

@@ -252,6 +252,6 @@ def fast_step(model: torch.nn.Module) -> Step | None:
     """The hand-written step for ``model``, or None where the plain autograd step is used."""
     if type(model) is StackedMLP:
         return MLPStep(model)
-    if type(model) is StackedCNN and all(s % 2 == 0 for s in model.image_shape):
+    if type(model) is StackedCNN:
         return CNNStep(model)
     return None
