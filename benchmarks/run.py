@@ -1135,9 +1135,12 @@ def textbook_cnn(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: i
 
 def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
     """memlab's stacked CNN (runs.train_run: all replicas in one grouped convolution, per-epoch
-    evaluation) against the textbook CNN loop, model-epochs per second at widths 4, 8 and 16
-    (the default study's is 8), 32 replicas, batch 64, 1000 examples per model, 1 thread,
-    alternating rounds; and the MLP engine at the same FLOPs per model-epoch for reference."""
+    evaluation) with its hand-written step (memlab.fastpath.CNNStep) and with the plain autograd
+    step, against the textbook CNN loop, model-epochs per second at widths 4, 8 and 16 (the
+    default study's is 8), 32 replicas, batch 64, 1000 examples per model, 1 thread, alternating
+    rounds."""
+    from unittest import mock
+
     from memlab.kinds import CNN
 
     configure_threads(1)
@@ -1159,11 +1162,17 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
                 _regime(batch, epochs), seed=0, log=lambda s: None,
             )  # fmt: skip
 
+        def memlab_autograd(epochs: int, w: int = width) -> None:
+            with mock.patch("memlab.train.fast_step", lambda model: None):
+                memlab_cnn(epochs, w)
+
         fns = {
             "textbook": lambda e, w=width: textbook_cnn(x0, y0, w, batch, e),
             "memlab": memlab_cnn,
+            "autograd": memlab_autograd,
         }
-        res = compare(fns, {"textbook": 1, "memlab": r}, args.rounds, args.seconds)
+        models = {"textbook": 1, "memlab": r, "autograd": r}
+        res = compare(fns, models, args.rounds, args.seconds)
         med = {k: statistics.median(v) for k, v in res.items()}
         gflops = {k: v * 6 * macs * n / 1e9 for k, v in med.items()}
         rows.append(
@@ -1172,6 +1181,8 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
                 "params": params,
                 "textbook_me_s": med["textbook"],
                 "memlab_me_s": med["memlab"],
+                "autograd_me_s": med["autograd"],
+                "memlab_vs_autograd": ratio(res, "memlab", "autograd"),
                 "memlab_vs_textbook": ratio(res, "memlab", "textbook"),
                 "memlab_gflops": gflops["memlab"],
                 "textbook_gflops": gflops["textbook"],
@@ -1182,14 +1193,17 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
         ("width", "width", "d"),
         ("params", "params", "d"),
         ("textbook_me_s", "textbook me/s", ".1f"),
+        ("autograd_me_s", "memlab autograd me/s", ".1f"),
         ("memlab_me_s", "memlab me/s", ".1f"),
+        ("memlab_vs_autograd", "memlab/autograd", ".2f"),
         ("memlab_vs_textbook", "memlab/textbook", ".2f"),
         ("textbook_gflops", "textbook GFLOP/s", ".2f"),
         ("memlab_gflops", "memlab GFLOP/s", ".2f"),
     ]
     print(
         f"CNN training throughput, model-epochs/s: digits, {n} examples per model, memlab "
-        f"trains {r} replicas with per-epoch evaluation; GFLOP/s counts 3 x the forward "
+        f"trains {r} replicas with per-epoch evaluation (memlab: the hand-written step, "
+        f"autograd: the plain step); GFLOP/s counts 3 x the forward "
         f"multiply-adds x 2 of the training steps"
     )
     print(table(rows, cols))

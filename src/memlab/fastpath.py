@@ -1,8 +1,8 @@
-"""Fast training step for stacked MLPs: forward and backward by hand, no autograd.
+"""Fast training steps for stacked MLPs and CNNs: forward and backward by hand, no autograd.
 
-The hand-written kernel :meth:`MLPStep.__call__` is one long function on purpose (forward, loss
-gradient and backward in one place, the algebra below); it is the engine's one exception to the
-~60-line limit on functions.
+The hand-written kernels :meth:`MLPStep.__call__` and :meth:`CNNStep.__call__` are long functions
+on purpose (forward, loss gradient and backward in one place, the algebra below); they are the
+engine's exceptions to the ~60-line limit on functions.
 
 The plain step (``model(x)``, ``F.cross_entropy``, ``loss.backward()``) spends most of its time
 outside the matmuls for the small models of this study: autograd records a graph, allocates every
@@ -22,6 +22,27 @@ With one replica in the stack it runs on 2-D matrices (``addmm``/``mm``), PyTorc
 path. The gradients equal autograd's up to float rounding (summation order of the bias gradient
 and the softmax); ``tests/test_fastpath.py`` checks trained weights agree after many steps.
 
+:class:`CNNStep` (:class:`memlab.models.StackedCNN`: conv3x3 - ReLU - conv3x3 - ReLU - maxpool2
+- dropout - linear, replicas the groups of grouped convolutions on a channels-last
+``[B, R c, h, w]``) keeps the convolutions in oneDNN, forward and backward, and does the rest by
+hand:
+
+- forward: ``a1 = relu(conv1(x))``, ``z2 = conv2(a1)``, then the pooling *before* the ReLU,
+  ``f = relu(maxpool(z2))`` (``max_pool2d`` with its indices: the first maximum of each window
+  in scan order): relu is monotonic, so ``relu(max z) = max relu(z)``, on a quarter of the
+  values. The winner is autograd's too: where the window's maximum is positive it is the first
+  maximum of ``z2`` and of ``relu(z2)`` alike; where it is not, autograd routes the gradient to a
+  zero of ``relu(z2)`` and the ReLU's gradient there is 0, as ours is at ``relu(max) = 0``;
+- dropout and the head as the MLP's last layers (same masks, drawn at the same point:
+  ``[R, B, features]`` after the pooling), ``dL/dlogits = (softmax - onehot) / B``;
+- backward: ``df = relu'(dh)``, routed to each window's winner
+  (``max_pool2d_with_indices_backward``), then ``aten.convolution_backward`` for conv2 (input,
+  weight and bias gradients) and, after ``relu'``, for conv1 (weight and bias only).
+
+What it saves is autograd's graph and the ReLU/threshold work on the unpooled maps; the
+channels-last layout (``StackedCNN.images``, which the plain forward uses too) is what makes the
+convolutions and the pooling fast (measured: ``benchmarks/README.md``).
+
 Which step runs is a function of the model only (:func:`fast_step`), never of measured timings,
 so a configuration trains to the same bits on any machine and under any load.
 """
@@ -39,10 +60,15 @@ CL = torch.channels_last
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], list[torch.Tensor]]
 
 
-class _Buffers:
-    """Work tensors kept between steps, reallocated when the stack or batch shape changes."""
+class MLPStep:
+    """Gradients of one training step of a :class:`StackedMLP`, in ``model.parameters()`` order.
 
-    def __init__(self) -> None:
+    Reads the model's parameters at every call, so it keeps working after finished replicas are
+    cut out of the stack (buffers are reallocated when the stack or batch shape changes).
+    """
+
+    def __init__(self, model: StackedMLP) -> None:
+        self.model = model
         self._bufs: dict[str, torch.Tensor] = {}
 
     def _buf(self, name: str, *shape: int) -> torch.Tensor:
@@ -51,18 +77,6 @@ class _Buffers:
             t = torch.empty(shape)
             self._bufs[name] = t
         return t
-
-
-class MLPStep(_Buffers):
-    """Gradients of one training step of a :class:`StackedMLP`, in ``model.parameters()`` order.
-
-    Reads the model's parameters at every call, so it keeps working after finished replicas are
-    cut out of the stack (buffers are reallocated when the stack or batch shape changes).
-    """
-
-    def __init__(self, model: StackedMLP) -> None:
-        super().__init__()
-        self.model = model
 
     @torch.no_grad()
     def __call__(
@@ -142,7 +156,7 @@ class MLPStep(_Buffers):
         return grads
 
 
-class CNNStep(_Buffers):
+class CNNStep:
     """Gradients of one training step of a :class:`StackedCNN`, in ``model.parameters()`` order.
 
     The model's grouped convolutions forward and their backward kernel
@@ -152,7 +166,6 @@ class CNNStep(_Buffers):
     """
 
     def __init__(self, model: StackedCNN) -> None:
-        super().__init__()
         self.model = model
 
     @torch.no_grad()
@@ -181,7 +194,9 @@ class CNNStep(_Buffers):
         # Pool before the ReLU (they commute, and the winner is the same: see the docstring).
         act, picks = F.max_pool2d(z2, 2, return_indices=True)
         act.relu_()
-        feat = act.reshape(b_size, r, -1).transpose(0, 1)  # [R, B, features]
+        # [R, B, features] in the model's order (c2, y, x), contiguous for the head's GEMMs.
+        by_replica = act.view(b_size, r, c2, *act.shape[-2:]).transpose(0, 1)
+        feat = by_replica.reshape(r, b_size, -1)
         keep = None
         if p > 0:
             keep = torch.rand(feat.shape, generator=dropout_gen) >= p
@@ -196,7 +211,10 @@ class CNNStep(_Buffers):
         dfeat = torch.bmm(dz, hw.transpose(1, 2))
         if keep is not None:
             dfeat = dfeat / (1 - p) * keep
-        dact = dfeat.transpose(0, 1).reshape(act.shape).contiguous(memory_format=CL)
+        dact = torch.empty_like(act)  # channels-last as act
+        dact.view(by_replica.transpose(0, 1).shape).transpose(0, 1).copy_(
+            dfeat.view(by_replica.shape)
+        )
         dpool = torch.ops.aten.threshold_backward(dact, act, 0)
         dz2 = torch.ops.aten.max_pool2d_with_indices_backward(
             dpool, z2, [2, 2], [2, 2], [0, 0], [1, 1], False, picks
