@@ -56,7 +56,6 @@ import torch.nn.functional as F
 
 from memlab.models import StackedCNN, StackedMLP
 
-CL = torch.channels_last
 Step = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], list[torch.Tensor]]
 
 
