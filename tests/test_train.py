@@ -125,6 +125,30 @@ def test_early_stopping_keeps_best_validation_weights(digits_split):
     assert loss == pytest.approx(h[h.replica == 0].val_loss.min(), rel=1e-4)
 
 
+@pytest.mark.parametrize("make", [_mlp, _memnet], ids=["mlp", "memory_net"])
+def test_eval_every_thins_only_the_heldout_curve(digits_split, make):
+    """eval_every leaves training, stopping, train metrics and dynamics as they were; the
+    held-out curve keeps every eval_every-th epoch and each replica's last, equal to the full
+    curve's there, NaN elsewhere."""
+    mask = small_members(len(digits_split.y_pool), 50, 3, 0)
+    base = dict(max_epochs=150, lr=1e-2)
+    full = _train(make(range(3)), digits_split, mask, train_regime(**base))
+    thin = _train(make(range(3)), digits_split, mask, train_regime(**base, eval_every=7))
+    assert (thin.stop_epoch == full.stop_epoch).all() and len(set(full.stop_epoch)) > 1
+    for name in full.dynamics:
+        np.testing.assert_array_equal(thin.dynamics[name], full.dynamics[name])
+    held = ["heldout_loss", "heldout_accuracy"]
+    rest = [c for c in full.history.columns if c not in held]
+    pd.testing.assert_frame_equal(thin.history[rest], full.history[rest])
+    last = thin.history["epoch"].eq(thin.history["replica"].map(dict(enumerate(thin.stop_epoch))))
+    due = thin.history["epoch"].mod(7).eq(0) | last
+    assert due.sum() < len(due) / 3
+    pd.testing.assert_frame_equal(thin.history.loc[due, held], full.history.loc[due, held])
+    assert thin.history.loc[~due, held].isna().all().all()
+    assert train_regime(eval_every=7).settings()["eval_every"] == 7
+    assert "eval_every" not in train_regime().settings()
+
+
 def test_dropout_does_not_couple_replicas(digits_split):
     """Replica 0's result does not depend on replica 1's data, even with dropout."""
     n = len(digits_split.y_pool)

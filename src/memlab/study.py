@@ -48,8 +48,12 @@ class Regime:
 
     ``patience`` and ``val_fraction`` are None unless the regime stops early (they do not shape
     the run then). ``log_every`` only says how often to log progress and is left out of
-    :meth:`settings`, so changing it reruns nothing. ``beta1``, ``beta2`` and ``eps`` are
-    AdamW's (no defaults here: the schema's ``training`` holds them).
+    :meth:`settings`, so changing it reruns nothing. ``eval_every`` thins the held-out learning
+    curve (the history's held-out columns, measured every this many epochs and at each replica's
+    last); it changes no weight, so it is no table column, and it enters :meth:`settings` (and so
+    the train job's params) only where it is not 1, so main's params stay as they were.
+    ``beta1``, ``beta2`` and ``eps`` are AdamW's (no defaults here: the schema's ``training``
+    holds them).
     """
 
     name: str
@@ -67,6 +71,7 @@ class Regime:
     patience: int | None = None
     val_fraction: float | None = None
     log_every: int = dataclasses.field(default=10, repr=False, compare=False)
+    eval_every: int = 1
 
     @classmethod
     def from_config(
@@ -76,6 +81,8 @@ class Regime:
         settings.update(regime)
         if settings.get("early_stopping"):
             settings.update({k: training[k] for k in EARLY_STOPPING_KEYS})
+        if training["eval_every"] != 1:
+            settings["eval_every"] = training["eval_every"]
         return cls.from_settings(name, settings, log_every=training["log_every"])
 
     @classmethod
@@ -92,6 +99,8 @@ class Regime:
     def settings(self) -> dict[str, Any]:
         """The keys that shape the run (what the train rule's params carry)."""
         values = {c: getattr(self, c) for c in REGIME_COLUMNS}
+        if self.eval_every != 1:
+            values["eval_every"] = self.eval_every
         return {k: v for k, v in values.items() if v is not None}
 
     def columns(self) -> dict[str, Any]:
@@ -113,7 +122,7 @@ class Regime:
 
 
 REGIME_COLUMNS = tuple(
-    f.name for f in dataclasses.fields(Regime) if f.name not in ("name", "log_every")
+    f.name for f in dataclasses.fields(Regime) if f.name not in ("name", "log_every", "eval_every")
 )
 # Columns every per-run table starts with: the run's identity, then its settings as values (0
 # where a setting does not apply to the run's model or regime).

@@ -490,9 +490,15 @@ class Trainer:
         self.remember()
         for epoch in range(first, max_epochs + 1):
             self.train_epoch()
-            metrics = self.evaluate(own)
-            self.record(epoch, metrics)
+            due = self.heldout_due(epoch)
+            metrics = self.evaluate(own, heldout=due)
             done = self.stop(epoch, metrics)
+            if done.any() and not due:
+                # A replica's last epoch always has its held-out point (eval_every skips others).
+                loss, acc = self.heldout()
+                metrics.heldout_loss = torch.where(done, loss, math.nan)
+                metrics.heldout_accuracy = torch.where(done, acc, math.nan)
+            self.record(epoch, metrics)
             self.log_epoch(epoch, metrics, done)
             st.epoch = epoch
             if done.all():
@@ -531,9 +537,20 @@ class Trainer:
                 own = bi if self.remembers else None
                 _autograd_step(st.model, st.opt, data.x[bi], data.y[bi], st.dropout_gen, own)
 
-    def evaluate(self, own: RowData) -> EpochMetrics:
-        """Loss and accuracy of every row on its own subset, its validation part, the test set."""
-        model, data, st = self.state.model, self.data, self.state
+    def heldout_due(self, epoch: int) -> bool:
+        """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th epoch and the
+        last; a replica that stops in between gets its point in :meth:`run`)."""
+        every = getattr(self.settings, "eval_every", 1)
+        return epoch % every == 0 or epoch == self.settings.max_epochs
+
+    def heldout(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's loss and accuracy on the held-out set: one call for all rows."""
+        return _loss_acc(self.state.model, self.data.x_test, self.data.y_test)
+
+    def evaluate(self, own: RowData, heldout: bool = True) -> EpochMetrics:
+        """Loss and accuracy of every row on its own subset, its validation part and (where
+        ``heldout``) the test set; NaN where not measured."""
+        model, st = self.state.model, self.state
         model.eval()
         own_idx = None
         if self.remembers:
@@ -550,7 +567,7 @@ class Trainer:
             # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
             flipped = _masked_accuracy(tr_correct, own.flip_train)
             clean = _masked_accuracy(tr_correct, ~own.flip_train)
-        te_loss, te_acc = _loss_acc(model, data.x_test, data.y_test)
+        te_loss, te_acc = self.heldout() if heldout else (nan, nan)
         va_loss = va_acc = nan
         if own.x_val is not None and own.y_val is not None:
             va_loss, va_acc = _loss_acc(model, own.x_val, own.y_val)
