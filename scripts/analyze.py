@@ -39,8 +39,11 @@ with rule_job(snakemake) as log:
         agreement,
         gates,
     )
+    # analysis.influence.enabled: false asks no influence question (no pairs, no summary rows).
+    influence_settings = dict(sm.params.influence)
+    asked = evaluations() if influence_settings.pop("enabled") else ()
     pairs, pair_summary = influence.influence_tables(
-        evaluations(), split_of, gates, influence.Thresholds(**sm.params.influence)
+        asked, split_of, gates, influence.Thresholds(**influence_settings)
     )
     scored = int((mem_summary["status"] == "ok").sum()) if len(mem_summary) else 0
     log(f"memorization scores for {scored} runs; membership attacks: {len(membership)} rows")

@@ -150,7 +150,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("few_shot", lambda s: any(ds.per_class for ds in s.datasets.values())),
     Figure("recall", lambda s: any(ds.spec.get("recall") for ds in s.datasets.values())),
     Figure("memory", lambda s: any(v.remembers for v in s.variants.values())),
-    Figure("influence_pairs", lambda s: any(ds.image_shape for ds in _scored(s))),
+    Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
 )
 

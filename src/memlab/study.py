@@ -345,6 +345,8 @@ class Study:
     # analysis.power: which figures the study can support.
     power: PowerGates = dataclasses.field(default_factory=PowerGates)
     removals: tuple[Removal, ...] = ()
+    # analysis.influence.enabled: whether the study asks the train->test influence question.
+    influence: bool = True
     by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
     removal_by_path: dict[str, Removal] = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -600,8 +602,9 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
             "config: the study has no runs (every model was skipped); add an mlp or knn model."
         )
     gates = PowerGates.from_config(config)
-    removals = plan_removals(config.get("removal", {}), datasets, runs, gates)
-    return Study(datasets, variants, regimes, tuple(runs), tuple(notes), gates, removals)
+    influence = config.get("analysis", {}).get("influence", {}).get("enabled", True)
+    removals = plan_removals(config.get("removal", {}), datasets, runs, gates, influence)
+    return Study(datasets, variants, regimes, tuple(runs), tuple(notes), gates, removals, influence)
 
 
 def plan_removals(
@@ -609,6 +612,7 @@ def plan_removals(
     datasets: Mapping[str, DatasetPlan],
     runs: list[Run],
     gates: PowerGates,
+    influence: bool = True,
 ) -> tuple[Removal, ...]:
     """The removal experiment's second stage (``removal`` in the config; none without ``k``):
     for every first-stage run (a model of ``removal.models`` in a regime of ``removal.regimes``
@@ -616,6 +620,12 @@ def plan_removals(
     ks = spec.get("k", [])
     if not ks:
         return ()
+    if not influence:
+        raise MemlabInputError(
+            "config: removal.k is set, but analysis.influence.enabled is false: the removal "
+            "experiment removes high-influence examples. Set analysis.influence.enabled: true, "
+            "or drop removal.k."
+        )
 
     def chosen(run: Run) -> bool:
         ds = datasets[run.dataset]
