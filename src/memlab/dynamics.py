@@ -41,18 +41,23 @@ ARRAYS = (
 )
 
 
-def start(replicas: int, n_pool: int) -> dict[str, torch.Tensor]:
-    """Empty accumulators for ``replicas`` replicas over a pool of ``n_pool`` examples."""
+def start(
+    replicas: int, n_pool: int, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Empty accumulators for ``replicas`` replicas over a pool of ``n_pool`` examples, on the
+    training's device."""
     import torch
 
-    shape = (replicas, n_pool)
+    def zeros(dtype: torch.dtype) -> torch.Tensor:
+        return torch.zeros((replicas, n_pool), dtype=dtype, device=device)
+
     return {
-        "epochs": torch.zeros(shape, dtype=torch.int32),  # evaluations seen
-        "correct": torch.zeros(shape, dtype=torch.int32),  # of them correct
-        "forgotten": torch.zeros(shape, dtype=torch.int32),  # correct -> incorrect transitions
-        "last": torch.zeros(shape, dtype=torch.bool),  # correct at the last evaluation
-        "p_sum": torch.zeros(shape, dtype=torch.float64),  # sum of p(given label)
-        "p_sq": torch.zeros(shape, dtype=torch.float64),  # sum of its squares
+        "epochs": zeros(torch.int32),  # evaluations seen
+        "correct": zeros(torch.int32),  # of them correct
+        "forgotten": zeros(torch.int32),  # correct -> incorrect transitions
+        "last": zeros(torch.bool),  # correct at the last evaluation
+        "p_sum": zeros(torch.float64),  # sum of p(given label)
+        "p_sq": zeros(torch.float64),  # sum of its squares
     }
 
 
@@ -81,6 +86,7 @@ def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     ``dyn_forgotten`` (forgetting events, never-learned not yet counted: see
     :func:`forgetting_events`), ``dyn_learned`` (ever correct), ``dyn_confidence`` and
     ``dyn_variability`` (mean and population std of p(given label); NaN where not seen)."""
+    acc = {k: v.cpu() for k, v in acc.items()}  # the training's device may be a GPU
     n = acc["epochs"].double()
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (acc["p_sum"] / n).numpy()

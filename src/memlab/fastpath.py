@@ -73,7 +73,7 @@ class MLPStep:
     def _buf(self, name: str, *shape: int) -> torch.Tensor:
         t = self._bufs.get(name)
         if t is None or t.shape != shape:
-            t = torch.empty(shape)
+            t = torch.empty(shape, device=self.model.weights[0].device)
             self._bufs[name] = t
         return t
 
@@ -122,14 +122,16 @@ class MLPStep:
             h = torch.relu_(z)
             relu_out.append(h)
             if p > 0:
-                keep = torch.rand(h.shape, generator=dropout_gen) >= p
+                keep = torch.rand(h.shape, generator=dropout_gen, device=h.device) >= p
                 keeps.append(keep)
                 h = h * keep / (1 - p)
             inputs.append(h)
 
         # d(sum over replicas of mean CE)/dlogits = (softmax - onehot) / B, replica by replica.
         dz = softmax(z)
-        dz.scatter_add_(-1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0).unsqueeze(-1))
+        dz.scatter_add_(
+            -1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0, device=yb.device).unsqueeze(-1)
+        )
         dz.mul_(1.0 / b_size)
 
         gw = [self._buf(f"gw{i}", *w.shape) for i, w in enumerate(ws)]
@@ -198,12 +200,14 @@ class CNNStep:
         feat = by_replica.reshape(r, b_size, -1)
         keep = None
         if p > 0:
-            keep = torch.rand(feat.shape, generator=dropout_gen) >= p
+            keep = torch.rand(feat.shape, generator=dropout_gen, device=feat.device) >= p
             feat = feat * keep / (1 - p)
         logits = torch.baddbmm(hb, feat, hw)
 
         dz = softmax(logits)
-        dz.scatter_add_(-1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0).unsqueeze(-1))
+        dz.scatter_add_(
+            -1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0, device=yb.device).unsqueeze(-1)
+        )
         dz.mul_(1.0 / b_size)
         g_hw = torch.bmm(feat.transpose(1, 2), dz)
         g_hb = dz.sum(1, keepdim=True)

@@ -102,8 +102,9 @@ class StackedMemoryNet(StackedMLP):
             shape = tuple(slots.shape)
             raise ValueError(f"a memory needs {self.n_replicas} rows of 2+ slots, got {shape}")
         self.x_memory, self.slots = x, slots
-        self.slot_of = torch.full((slots.shape[0], len(x)), -1, dtype=torch.long)
-        self.slot_of.scatter_(1, slots, torch.arange(slots.shape[1]).expand_as(slots).contiguous())
+        self.slot_of = torch.full((slots.shape[0], len(x)), -1, dtype=torch.long, device=x.device)
+        numbers = torch.arange(slots.shape[1], device=x.device).expand_as(slots).contiguous()
+        self.slot_of.scatter_(1, slots, numbers)
         # One-hot, so that a read is one batched matrix product (a scatter of the attention
         # into classes costs 5-10 times more, forward and backward).
         self.values = F.one_hot(y[slots], self.n_classes).to(x.dtype)
@@ -122,7 +123,7 @@ class StackedMemoryNet(StackedMLP):
     def mix(self) -> torch.Tensor:
         """``lam`` per replica, ``[R, 1, 1]`` (or a scalar when configured)."""
         if self.mix_logit is None:
-            return torch.tensor(self.fixed_mix)
+            return torch.tensor(self.fixed_mix, device=self.weights[0].device)
         return torch.sigmoid(self.mix_logit)
 
     def forward(

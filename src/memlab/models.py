@@ -238,7 +238,7 @@ def _dropout(
     if not training or p <= 0:
         return x
     # Elementwise masks: replicas never share a mask entry, so dropout does not couple them.
-    keep = torch.rand(x.shape, generator=gen) >= p
+    keep = torch.rand(x.shape, generator=gen, device=x.device) >= p
     return x * keep / (1 - p)
 
 

@@ -33,7 +33,8 @@ class StackedAdamW:
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         # One step count per tensor is shared by its replicas: replicas leave the stack for good,
         # so every replica still in it has taken exactly this many steps.
-        self.steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
+        # On the parameters' device, as torch.optim's fused AdamW keeps them.
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:

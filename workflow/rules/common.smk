@@ -217,7 +217,7 @@ def all_run_columns():
 
 # Keys that never change a number: left out of every params slice, so editing them reruns nothing.
 OPERATIONAL_KEYS = {
-    "training": ("log_every", "resume_every"),
+    "training": ("log_every", "resume_every", "device"),
     "cluster": ("job_seconds", "block_seconds"),
 }
 
