@@ -2,9 +2,10 @@
 
 from memlab import data
 from memlab.checkpoint import load_checkpoint
-from memlab.io import atomic_path, load_npz, save_npz
+from memlab.columnar import write_parquet
+from memlab.io import load_npz, save_npz
 from memlab.runs import evaluate_run
-from memlab.study import with_run
+from memlab.study import with_run_columns
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
@@ -19,11 +20,11 @@ with rule_job(snakemake) as log:
     arrays, metrics = evaluate_run(
         load_checkpoint(sm.input.checkpoint), split, labels, perturbed, pool
     )
-    metrics = with_run(metrics, sm.params.run)
+    # As columns through pyarrow: the job never imports pandas (memlab.columnar).
+    metrics = with_run_columns(metrics, sm.params.run)
     save_npz(sm.output.evaluation, **arrays)
-    with atomic_path(sm.output.metrics) as tmp:
-        metrics.to_parquet(tmp, index=False)
-    heldout = metrics.query("split == 'heldout' and metric == 'accuracy'")["value"]
+    write_parquet(sm.output.metrics, metrics)
+    heldout = metrics["value"][(metrics["split"] == "heldout") & (metrics["metric"] == "accuracy")]
     log(
         f"held-out accuracy {heldout.mean():.4f} (replicas {heldout.min():.4f}-{heldout.max():.4f})"
     )

@@ -4,11 +4,12 @@ from pathlib import Path
 
 from memlab import data
 from memlab.checkpoint import save_checkpoint
-from memlab.io import atomic_path, load_npz
+from memlab.columnar import write_parquet
+from memlab.io import load_npz
 from memlab.kinds import variant_from_spec
 from memlab.resume import Resume
 from memlab.runs import train_run
-from memlab.study import Regime, with_run
+from memlab.study import Regime, with_run_columns
 from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
@@ -49,8 +50,8 @@ with rule_job(snakemake) as log:
             "wildcards": dict(sm.wildcards),
         },
     )
-    with atomic_path(sm.output.history) as tmp:
-        with_run(history, sm.params.run).to_parquet(tmp, index=False)
+    # As columns through pyarrow: the job never imports pandas (memlab.columnar).
+    write_parquet(sm.output.history, with_run_columns(history, sm.params.run))
     # Only now, with both outputs in place, is the resumable state no longer needed.
     for done in Resume(state_file).files():
         done.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ import torch
 from conftest import run_columns
 
 from memlab import analysis
+from memlab.columnar import to_frame
 from memlab.evaluate import evaluate_replicas, example_outputs
 
 
@@ -64,6 +65,7 @@ def test_split_metrics_are_exact():
         val_mask=np.zeros_like(members),
         perturbed={},
     )
+    m = to_frame(m)
     acc = m[m.metric == "accuracy"].set_index(["replica", "split"])["value"]
     assert acc[(0, "train")] == pytest.approx(4 / 5)
     assert acc[(0, "train_flipped")] == 0.0

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from conftest import train, train_regime
 
+from memlab.columnar import to_frame
 from memlab.data import balanced_subsets
 from memlab.fastpath import CNNStep, MLPStep, cross_entropy, fast_step
 from memlab.kinds import MLP
@@ -208,10 +209,12 @@ def test_chunked_replicas_equal_one_stack(digits_split, monkeypatch, regime):
         )
 
     state, arrays, hist = run()
+    hist = to_frame(hist)
     assert runs.replicas_per_chunk(variant, 1482, 5) == 5
     monkeypatch.setattr(runs, "STACK_PARAMS", 2 * 1482)  # chunks of 2, 2, 1
     assert runs.replicas_per_chunk(variant, 1482, 5) == 2
     state2, arrays2, hist2 = run()
+    hist2 = to_frame(hist2)
     for k in state:
         torch.testing.assert_close(state[k], state2[k], rtol=1e-5, atol=1e-6)
     for k in arrays:

@@ -11,6 +11,7 @@ from conftest import checkpoint_of, run_columns
 
 from memlab import analysis
 from memlab.bank import PER_REPLICA
+from memlab.columnar import to_frame
 from memlab.data import Split, balanced_subsets, load_dataset, split_pool_test
 from memlab.io import MemlabInputError
 from memlab.membership import evaluate_attacks, lira_scores
@@ -354,6 +355,7 @@ def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_spl
     labels = {"y_pool": split.y_pool, "flipped": np.zeros(len(split.y_pool), bool)}
     ev, metrics = runs.evaluate_run(checkpoint, split, labels, {})
     np.testing.assert_array_equal(ev["loss_drop"], arrays["loss_drop"])
+    metrics = to_frame(metrics)
     facts = metrics[metrics["split"] == "train"].pivot(index="replica", columns="metric")["value"]
     assert facts["stopped_max_epochs"].tolist() == [1.0, 1.0] and facts["undertrained"].all()
     assert (facts["stopped_fit"] == 0).all() and (facts["stopped_early_stopping"] == 0).all()

@@ -13,6 +13,7 @@ from conftest import checkpoint_of, run_columns, train, train_regime
 from test_config import full
 from test_few_shot import _config
 
+from memlab.columnar import to_frame
 from memlab.data import balanced_subsets
 from memlab.io import MemlabInputError
 from memlab.kinds import MemoryNet
@@ -155,7 +156,7 @@ def test_evaluation_adds_memory_off_rows_and_recall_of_the_identity_is_training_
     checkpoint = checkpoint_of(state, arrays, variant, regime)
     labels = {"y_pool": y, "flipped": np.zeros(len(y), bool)}
     identity = {("identity", 1): digits_split.x_pool}
-    _, metrics = evaluate_run(checkpoint, digits_split, labels, {}, identity)
+    metrics = to_frame(evaluate_run(checkpoint, digits_split, labels, {}, identity)[1])
     assert set(metrics["memory"]) == {"on", "off"}
     acc = metrics[metrics["metric"] == "accuracy"]
 

@@ -9,6 +9,7 @@ from conftest import checkpoint_of, train_regime
 from test_config import full, smoke
 
 from memlab import data, runs
+from memlab.columnar import to_frame
 from memlab.kinds import RandomFeatures, variant_from_spec
 from memlab.random_features import StackedRandomFeatures, readout, solve
 from memlab.study import STOP_REASONS, plan_study
@@ -82,11 +83,12 @@ def test_train_run_solves_and_evaluate_run_reads_the_checkpoint(digits_split):
         split, split.y_pool, flipped, members, variant, regime, seed=0, replicas=[5, 6],
         log=lambda s: None,
     )  # fmt: skip
-    assert history.empty and (arrays["stop_reason"] == STOP_REASONS.index("solved")).all()
+    assert to_frame(history).empty and (arrays["stop_reason"] == STOP_REASONS.index("solved")).all()
     assert (arrays["fit_epoch"] == 0).all()  # 80 features interpolate 40 examples
     checkpoint = checkpoint_of(state, arrays, variant, regime)
     labels = {"y_pool": split.y_pool, "flipped": flipped}
     _, metrics = runs.evaluate_run(checkpoint, split, labels, {})
+    metrics = to_frame(metrics)
     facts = metrics[metrics["split"] == "train"].pivot(index="replica", columns="metric")["value"]
     assert facts.index.tolist() == [5, 6]
     assert (facts["fit"] == 1).all() and (facts["stopped_solved"] == 1).all()

@@ -10,6 +10,7 @@ import torch
 from conftest import run_columns
 
 from memlab.analysis import recall
+from memlab.columnar import to_frame
 from memlab.data import balanced_subsets
 from memlab.evaluate import evaluate_replicas
 from memlab.figures import recall as recall_figure
@@ -33,7 +34,7 @@ def _knn(x_pool, y_pool, members):
 
 
 def _evaluate(log_proba, x_pool, y_pool, members, perturbed_pool):
-    return evaluate_replicas(
+    arrays, metrics = evaluate_replicas(
         log_proba,
         x_pool=x_pool,
         y_pool=y_pool,
@@ -46,6 +47,7 @@ def _evaluate(log_proba, x_pool, y_pool, members, perturbed_pool):
         perturbed={},
         perturbed_pool=perturbed_pool,
     )
+    return arrays, to_frame(metrics)
 
 
 def test_recall_of_the_identity_is_training_accuracy_and_noise_costs_1nn_recall():

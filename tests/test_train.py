@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import checkpoint_of, train, train_regime
 
+from memlab.columnar import to_frame
 from memlab.data import balanced_subsets as small_members
 from memlab.kinds import MLP
 from memlab.memory_net import StackedMemoryNet
@@ -369,7 +370,7 @@ def test_killed_chunked_run_resumes_each_chunk(digits_split, tmp_path, monkeypat
     assert any("train-state-2.pt after epoch 8" in m for m in logs)
     for k in state:
         assert torch.equal(state[k], state2[k]), k
-    pd.testing.assert_frame_equal(hist, hist2)
+    pd.testing.assert_frame_equal(to_frame(hist), to_frame(hist2))
 
 
 def test_loop_state_saves_as_plain_data_and_continues_identically(digits_split, tmp_path):
@@ -433,5 +434,5 @@ def test_modular_addition_trains_with_a_token_embedding(modular_split):
     labels = {"y_pool": split.y_pool, "flipped": no_flips}
     ev, _ = runs.evaluate_run(checkpoint, split, labels, {})
     assert ev["pool_correct"][arrays["train_mask"]].all()
-    last = history.groupby("replica")["train_accuracy"].last()
+    last = to_frame(history).groupby("replica")["train_accuracy"].last()
     assert (last == 1.0).all()

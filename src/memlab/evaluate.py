@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
+from memlab.columnar import Columns, from_rows
 from memlab.fastpath import cross_entropy
 from memlab.models import StackedModel
 
@@ -83,8 +83,9 @@ def evaluate_replicas(
     val_mask: np.ndarray,
     perturbed: Mapping[tuple[str, int], np.ndarray],
     perturbed_pool: Mapping[tuple[str, int], np.ndarray] | None = None,
-) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Evaluate every replica; return per-example arrays and a tidy metrics table.
+) -> tuple[dict[str, np.ndarray], Columns]:
+    """Evaluate every replica; return per-example arrays and a tidy metrics table (its columns,
+    METRIC_COLUMNS: :mod:`memlab.columnar`, ``columnar.to_frame`` for a DataFrame).
 
     Splits: ``train`` (examples trained on, with the labels trained on), ``train_clean`` and
     ``train_flipped`` (the same, split by label noise), ``val`` (carved for early stopping),
@@ -159,4 +160,4 @@ def evaluate_replicas(
             "recall_perturbation": np.array([k[0] for k in recall_keys], dtype=str),
             "recall_severity": np.array([k[1] for k in recall_keys], dtype=np.int64),
         }
-    return arrays, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
+    return arrays, from_rows(rows, METRIC_COLUMNS)

@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
+from memlab import columnar
+from memlab.columnar import Columns
 from memlab.data import Split
 from memlab.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
@@ -62,8 +63,9 @@ def _merge(parts: list[TrainResult]) -> TrainResult:
     if len(parts) == 1:
         return parts[0]
     model = StackedModel.concat([p.model for p in parts])
-    history = pd.concat([p.history for p in parts], ignore_index=True)
-    history = history.sort_values(["epoch", "replica"], kind="stable", ignore_index=True)
+    history = columnar.concat([p.history_columns for p in parts])
+    # By epoch, then replica: the order one stack of all the replicas writes.
+    history = columnar.take(history, np.lexsort((history["replica"], history["epoch"])))
     return TrainResult(
         model,
         history,
@@ -101,8 +103,8 @@ def _epochless_arrays(
     }
 
 
-def _no_history() -> pd.DataFrame:
-    return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+def _no_history() -> Columns:
+    return columnar.from_rows([], HISTORY_COLUMNS)
 
 
 def _solved_run(
@@ -150,8 +152,9 @@ def train_run(
     replicas: Sequence[int] | None = None,
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
-) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], pd.DataFrame]:
-    """Train every replica on its subset; return (state dict, per-replica arrays, history).
+) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], Columns]:
+    """Train every replica on its subset; return (state dict, per-replica arrays, history as
+    columns: :mod:`memlab.columnar`, ``columnar.to_frame`` for a DataFrame).
 
     ``replicas`` are the replica numbers of the rows of ``members`` (a block of the run; default
     ``0..R-1``): every seed of a replica derives from its number, so a replica trains the same in
@@ -213,10 +216,10 @@ def train_run(
         "stop_epoch": res.stop_epoch.astype(np.int64),
         "stop_reason": np.array([STOP_REASONS.index(s) for s in res.stop_reason]),
         # How much the train loss still fell at the end: the convergence check's input.
-        "loss_drop": loss_drop(res.history, numbers.tolist()),
+        "loss_drop": loss_drop(res.history_columns, numbers.tolist()),
         **res.dynamics,
     }
-    return dict(res.model.state_dict()), arrays, res.history
+    return dict(res.model.state_dict()), arrays, res.history_columns
 
 
 def checkpoint_regime(checkpoint: Mapping[str, Any]) -> Regime | None:
@@ -271,13 +274,14 @@ def evaluate_run(
     labels: Mapping[str, np.ndarray],
     perturbed: Mapping[tuple[str, int], np.ndarray],
     perturbed_pool: Mapping[tuple[str, int], np.ndarray] | None = None,
-) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """Per-example arrays and the tidy metrics (with training facts) of one run."""
+) -> tuple[dict[str, np.ndarray], Columns]:
+    """Per-example arrays and the tidy metrics (with training facts) of one run; the metrics as
+    columns (:mod:`memlab.columnar`)."""
     a = checkpoint["arrays"]
     members = a["train_mask"] | a["val_mask"]
     remembers = variant_from_spec(checkpoint["settings"]["model"]).remembers
 
-    def evaluate(memory: bool) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    def evaluate(memory: bool) -> tuple[dict[str, np.ndarray], Columns]:
         log_p = model_log_proba(checkpoint, split, labels["y_pool"], memory=memory)
         arrays, metrics = evaluate_replicas(
             log_p,
@@ -292,19 +296,20 @@ def evaluate_run(
             perturbed=perturbed,
             perturbed_pool=perturbed_pool,
         )
-        metrics = pd.concat([metrics, _training_facts(checkpoint, metrics)], ignore_index=True)
+        metrics = columnar.concat([metrics, _training_facts(checkpoint, metrics)])
         if remembers:  # the memory column (memlab.study.IDENTITY_COLUMNS): on or off
-            metrics.insert(0, "memory", "on" if memory else "off")
+            n = len(metrics["replica"])
+            metrics = {"memory": columnar.constant("on" if memory else "off", n), **metrics}
         return arrays, metrics
 
     # Per example: the model as it is used, with its memory; a memory network's metrics also
     # with its memory off, so that every table shows what the memory adds.
     arrays, metrics = evaluate(memory=True)
     if remembers:
-        metrics = pd.concat([metrics, evaluate(memory=False)[1]], ignore_index=True)
+        metrics = columnar.concat([metrics, evaluate(memory=False)[1]])
     replicas = checkpoint_replicas(checkpoint)
     # The block's replica numbers, not its row numbers, in every table.
-    metrics["replica"] = replicas[metrics["replica"].to_numpy()]
+    metrics["replica"] = replicas[metrics["replica"]]
     arrays.update(
         replica=replicas,
         fit_epoch=a["fit_epoch"],
@@ -323,12 +328,13 @@ def _loss_drop(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     return arrays.get("loss_drop", np.full(r, np.nan, np.float32))
 
 
-def _training_facts(checkpoint: Mapping[str, Any], metrics: pd.DataFrame) -> pd.DataFrame:
+def _training_facts(checkpoint: Mapping[str, Any], metrics: Columns) -> Columns:
     """Per replica row: whether the model fits its training labels, and how training ended."""
     a = checkpoint["arrays"]
     r = a["train_mask"].shape[0]
     # "fit": the final model gets every example it was trained on right (its label as given).
-    train_acc = metrics.query("split == 'train' and metric == 'accuracy'")["value"].to_numpy()
+    train = (metrics["split"] == "train") & (metrics["metric"] == "accuracy")
+    train_acc = metrics["value"][train]
     facts = {"fit": (train_acc >= 1.0).astype(float)}
     drop = _loss_drop(a)
     variant = variant_from_spec(checkpoint["settings"]["model"])
@@ -344,13 +350,12 @@ def _training_facts(checkpoint: Mapping[str, Any], metrics: pd.DataFrame) -> pd.
             facts[f"stopped_{reason}"] = (a["stop_reason"] == i).astype(float)
         facts["loss_drop"] = drop.astype(float)
         facts["undertrained"] = undertrained(a["stop_reason"], a["fit_epoch"], drop).astype(float)
-    return pd.DataFrame(
-        {
-            "replica": np.tile(np.arange(r), len(facts)),
-            "split": "train",
-            "perturbation": "none",
-            "severity": 0,
-            "metric": np.repeat(list(facts), r),
-            "value": np.concatenate(list(facts.values())),
-        }
-    )
+    n = r * len(facts)
+    return {
+        "replica": np.tile(np.arange(r), len(facts)),
+        "split": columnar.constant("train", n),
+        "perturbation": columnar.constant("none", n),
+        "severity": columnar.constant(0, n),
+        "metric": np.repeat(list(facts), r),
+        "value": np.concatenate(list(facts.values())),
+    }

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from memlab import data
+from memlab.columnar import Columns, constant
 from memlab.io import MemlabInputError
 from memlab.kinds import VARIANT_COLUMNS, Variant, expand_models
 from memlab.power import PowerGates, planned_scores_powered
@@ -383,7 +384,21 @@ def with_run(frame: Any, run: Mapping[str, Any]) -> Any:
 
     coords = {k: [run[k]] * len(frame) for k in RUN_COLUMNS if k not in frame.columns}
     out = pd.concat([pd.DataFrame(coords, index=frame.index), frame], axis=1)
-    return out[[*RUN_COLUMNS, *(c for c in frame.columns if c not in RUN_COLUMNS)]]
+    return out[_run_first(frame.columns)]
+
+
+def with_run_columns(columns: Mapping[str, np.ndarray], run: Mapping[str, Any]) -> Columns:
+    """:func:`with_run` of a table as columns (:mod:`memlab.columnar`): the same columns, order
+    and dtypes, without pandas (the train and evaluate jobs)."""
+    n = len(next(iter(columns.values())))
+    coords = {k: constant(run[k], n) for k in RUN_COLUMNS if k not in columns}
+    out = coords | dict(columns)
+    return {c: out[c] for c in _run_first(columns)}
+
+
+def _run_first(names: Any) -> list[str]:
+    """The run's columns, then the table's own."""
+    return [*RUN_COLUMNS, *(c for c in names if c not in RUN_COLUMNS)]
 
 
 # The settings that regularize (a regime without any of them is a baseline), and those a study

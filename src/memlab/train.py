@@ -24,14 +24,14 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from memlab import dynamics
+from memlab.columnar import Columns, from_rows, to_frame
 from memlab.fastpath import cross_entropy, fast_step
 from memlab.io import MemlabInputError
 from memlab.models import StackedModel
@@ -39,6 +39,9 @@ from memlab.optim import StackedAdamW
 from memlab.resume import FORMAT, Resume, fingerprint, load_state, save_state
 from memlab.seeds import derive_seed
 from memlab.study import STOP_REASONS as STOP_REASONS  # re-exported: the name the docs use
+
+if TYPE_CHECKING:  # pandas only for TrainResult.history: the train job imports none
+    import pandas as pd
 
 
 @dataclass
@@ -66,21 +69,21 @@ LOSS_WINDOW = 20
 
 
 def loss_drop(
-    history: pd.DataFrame, replicas: Sequence[int], window: int = LOSS_WINDOW
+    history: Mapping[str, Any], replicas: Sequence[int], window: int = LOSS_WINDOW
 ) -> np.ndarray:
     """Per replica of ``replicas``: how fast its train loss still fell when it stopped, as the
     relative fall per epoch ``1 - (last / before) ** (1 / w)``, where ``last`` and ``before`` are
     its mean train loss over its last ``w`` epochs and over the ``w`` before, ``w = min(window,
     epochs // 2)`` (exact for an exponential decay; positive: still falling; about 0: a
     plateau). NaN for a replica with fewer than 2 epochs in ``history`` (nothing to compare).
+    ``history``: its columns (:mod:`memlab.columnar`) or a DataFrame of them.
     """
     out = np.full(len(replicas), np.nan, np.float32)
-    by_replica = {r: g for r, g in history.groupby("replica", sort=False)}
+    replica, epoch = np.asarray(history["replica"]), np.asarray(history["epoch"])
+    train_loss = np.asarray(history["train_loss"], np.float64)
     for i, r in enumerate(replicas):
-        g = by_replica.get(r)
-        if g is None:
-            continue
-        loss = g.sort_values("epoch")["train_loss"].to_numpy(np.float64)
+        rows = np.flatnonzero(replica == r)
+        loss = train_loss[rows[np.argsort(epoch[rows], kind="stable")]]
         w = min(window, len(loss) // 2)
         if w < 1:
             continue
@@ -134,13 +137,18 @@ def carve_validation(
 @dataclass
 class TrainResult:
     model: StackedModel
-    history: pd.DataFrame
+    history_columns: Columns  # HISTORY_COLUMNS, one row per replica and epoch (memlab.columnar)
     fit_epoch: np.ndarray  # [R] first epoch with 100% train accuracy, -1 if never
     stop_epoch: np.ndarray  # [R]
     stop_reason: list[str]
     seconds: float = 0.0
     # Per (replica, pool example) forgetting and cartography statistics (memlab.dynamics.finish).
     dynamics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The history as a DataFrame (imports pandas: the train job writes the columns)."""
+        return to_frame(self.history_columns)
 
 
 def _rows(mask: np.ndarray) -> torch.Tensor:
@@ -627,7 +635,7 @@ class Trainer:
         st = self.state
         st.model.assign(st.final_weights())
         st.model.eval()
-        history = pd.DataFrame(st.history, columns=list(HISTORY_COLUMNS))
+        history = from_rows(st.history, HISTORY_COLUMNS)
         seconds = time.perf_counter() - self.t0
         return TrainResult(
             st.model,
