@@ -5,6 +5,7 @@ from pathlib import Path
 from memlab import data
 from memlab.checkpoint import save_checkpoint
 from memlab.columnar import write_parquet
+from memlab.device import resolve_device
 from memlab.io import load_npz
 from memlab.kinds import variant_from_spec
 from memlab.resume import Resume
@@ -25,6 +26,8 @@ with rule_job(snakemake) as log:
     if variant.trains:
         log_every = sm.config["training"]["log_every"]
         regime = Regime.from_settings(sm.wildcards.regime, sm.params.settings, log_every)
+    # Operational too (training.device): resolved here, on the machine that trains.
+    device = resolve_device(sm.config["training"]["device"], log)
     state_file = Path(sm.output.checkpoint).with_name("train-state.pt")
     resume = Resume(state_file, every) if every else None
     state, arrays, history = train_run(
@@ -38,6 +41,7 @@ with rule_job(snakemake) as log:
         replicas=range(*sm.params.replicas),
         resume=resume,
         log=log,
+        device=device,
     )
     save_checkpoint(
         sm.output.checkpoint,
@@ -48,6 +52,8 @@ with rule_job(snakemake) as log:
             "settings": sm.params.settings,
             "seed": sm.params.seed,
             "wildcards": dict(sm.wildcards),
+            # Where it trained, off the CPU only (a CPU checkpoint's bytes are as before).
+            **({"device": str(device)} if device.type != "cpu" else {}),
         },
     )
     # As columns through pyarrow: the job never imports pandas (memlab.columnar).

@@ -132,6 +132,19 @@ def test_changing_one_regime_reruns_only_its_jobs(smoke_run):
     assert {"analyze", "figures", "summarize"} <= set(rules)
 
 
+def test_operational_training_keys_rerun_nothing_and_eval_every_retrains(smoke_run):
+    """training.device, log_every and resume_every change no number (a GPU-less machine trains
+    a `cuda` study on the CPU); eval_every changes the held-out curve: every network retrains."""
+    ops = {"device": "cuda", "log_every": 3, "resume_every": 0}
+    cfg = _edited(smoke_run, lambda c: c["training"].update(ops))
+    assert planned_jobs(smoke_run, "--configfile", cfg) == []
+    cfg = _edited(smoke_run, lambda c: c["training"].update(eval_every=4))
+    jobs = planned_jobs(smoke_run, "--configfile", cfg)
+    trains = [wc for r, wc in jobs if r == "train"]
+    # 2 sizes x (2 MLPs + 1 CNN) x 2 regimes; k-NN does not train.
+    assert len(trains) == 12 and not any(wc["model"].startswith("knn") for wc in trains)
+
+
 def test_changing_perturbations_reevaluates_without_retraining(smoke_run):
     cfg = _edited(smoke_run, lambda c: c["perturbations"].update(severities=[2, 4]))
     rules = [r for r, _ in planned_jobs(smoke_run, "--configfile", cfg)]

@@ -92,10 +92,11 @@ def solve(
     """Fit every replica's readout on its training subset (one batched call); per-replica train
     accuracy after the fit, ``[R]``. Rows of ``train_mask`` must have equal counts."""
     idx = torch.from_numpy(np.stack([np.flatnonzero(m) for m in train_mask]).astype(np.int64))
-    x = torch.from_numpy(np.ascontiguousarray(x_pool, dtype=np.float32))[idx]  # [R, n, d]
-    y = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))[idx]  # [R, n]
+    device = model.readout.device  # the training's (memlab.device)
+    x = torch.from_numpy(np.ascontiguousarray(x_pool, dtype=np.float32))[idx].to(device)
+    y = torch.from_numpy(np.asarray(y_pool, dtype=np.int64))[idx].to(device)  # [R, n]
     phi = model.features(x)
     targets = torch.nn.functional.one_hot(y, n_classes).to(torch.float64)
     model.readout.copy_(readout(phi, targets, ridge))
     correct = torch.bmm(phi, model.readout).argmax(2) == y
-    return correct.double().mean(1).numpy()
+    return correct.double().mean(1).cpu().numpy()

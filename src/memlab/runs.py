@@ -116,18 +116,24 @@ def _solved_run(
     seed: int,
     replicas: np.ndarray,
     log: Callable[[str], None],
+    device: torch.device | str = "cpu",
 ) -> tuple:
     """A model trained in closed form: one batched solve, no epochs, nothing to resume."""
     from memlab.random_features import solve
 
-    model = _build(variant, split, regime, seed, replicas.tolist())
+    model = _build(variant, split, regime, seed, replicas.tolist()).to(device)
     r, n = members.shape[0], int(members[0].sum())
     log(f"{variant.id}: solving {r} readouts on {n} examples each, ridge {regime.ridge}")
     train_acc = solve(model, split.x_pool, y_pool, members, split.n_classes, regime.ridge)
     log(f"solved; {int((train_acc >= 1).sum())}/{r} replicas reached 100% train accuracy")
     fit_epoch = np.where(train_acc >= 1, 0, -1)
     arrays = _epochless_arrays(replicas, members, fit_epoch, STOP_REASONS.index("solved"))
-    return dict(model.state_dict()), arrays, _no_history()
+    return _cpu_state(model), arrays, _no_history()
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A model's state dict on the CPU (a checkpoint is read wherever evaluate runs)."""
+    return {name: t.cpu() for name, t in model.state_dict().items()}
 
 
 def _log_result(res: TrainResult, log: Callable[[str], None]) -> None:
@@ -152,6 +158,7 @@ def train_run(
     replicas: Sequence[int] | None = None,
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
+    device: torch.device | str = "cpu",
 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], Columns]:
     """Train every replica on its subset; return (state dict, per-replica arrays, history as
     columns: :mod:`memlab.columnar`, ``columnar.to_frame`` for a DataFrame).
@@ -159,7 +166,8 @@ def train_run(
     ``replicas`` are the replica numbers of the rows of ``members`` (a block of the run; default
     ``0..R-1``): every seed of a replica derives from its number, so a replica trains the same in
     any block (but for its dropout masks: one stream per stack). ``resume`` (networks only) saves
-    and continues from a resumable state, see ``train_stacked``.
+    and continues from a resumable state, see ``train_stacked``. ``device`` (memlab.device) is
+    where networks train and readouts are solved; the state dict returned is on the CPU.
     """
     r = members.shape[0]
     numbers = np.arange(r) if replicas is None else np.asarray(replicas, np.int64)
@@ -168,7 +176,7 @@ def train_run(
     if regime is None:
         return _memory_run(variant, members, numbers, log)
     if variant.solved:
-        return _solved_run(split, y_pool, members, variant, regime, seed, numbers, log)
+        return _solved_run(split, y_pool, members, variant, regime, seed, numbers, log, device)
     if regime.early_stopping:
         train_mask, val_mask = carve_validation(members, regime.val_fraction, seed, numbers)
     else:
@@ -204,6 +212,7 @@ def train_run(
                 flipped=flipped,
                 resume=state,
                 log=log,
+                device=device,
             )
         )
     res = _merge(parts)
@@ -219,7 +228,7 @@ def train_run(
         "loss_drop": loss_drop(res.history_columns, numbers.tolist()),
         **res.dynamics,
     }
-    return dict(res.model.state_dict()), arrays, res.history_columns
+    return _cpu_state(res.model), arrays, res.history_columns
 
 
 def checkpoint_regime(checkpoint: Mapping[str, Any]) -> Regime | None:

@@ -231,6 +231,14 @@ class TrainData:
             None if flipped is None or not flipped.any() else torch.from_numpy(flipped),
         )
 
+    def to(self, device: torch.device) -> TrainData:
+        """The same tensors on ``device`` (themselves where they are there already)."""
+        flipped = None if self.flipped is None else self.flipped.to(device)
+        return TrainData(
+            self.x.to(device), self.y.to(device), self.x_test.to(device), self.y_test.to(device),
+            flipped,
+        )  # fmt: skip
+
 
 def adamw(params: Sequence[torch.Tensor], settings: Any) -> StackedAdamW:
     """The optimizer of a regime: its lr, weight decay, betas and eps (Loshchilov & Hutter)."""
@@ -288,26 +296,28 @@ class LoopState:
         """The state before the first epoch (``val_mask`` None: no early stopping)."""
         r = train_mask.shape[0]
         params = list(model.parameters())
+        device = params[0].device
         # One dropout stream per stack, named by its first replica: masks are elementwise, so the
         # stack's replicas share nothing, and stacks (chunks, blocks) get streams of their own.
         dropout_seed = derive_seed(seed, 0xD0, replicas[0])
         return cls(
             model=model,
             opt=adamw(params, settings),
-            replica=torch.arange(r),
-            train_idx=_rows(train_mask),
-            val_idx=None if val_mask is None else _rows(val_mask),
-            best_val=torch.full((r,), math.inf),
-            since_best=torch.zeros(r, dtype=torch.long),
+            replica=torch.arange(r, device=device),
+            train_idx=_rows(train_mask).to(device),
+            val_idx=None if val_mask is None else _rows(val_mask).to(device),
+            best_val=torch.full((r,), math.inf, device=device),
+            since_best=torch.zeros(r, dtype=torch.long, device=device),
             best=[] if val_mask is None else [p.detach().clone() for p in params],
             final={name: [torch.empty(0)] * r for name, _ in model.named_parameters()},
             fit_epoch=np.full(r, -1),
             stop_epoch=np.full(r, settings.max_epochs),
             stop_reason=["max_epochs"] * r,
             history=[],
-            dynamics=dynamics.start(r, train_mask.shape[1]),
+            dynamics=dynamics.start(r, train_mask.shape[1], device),
             order_gens=[torch.Generator().manual_seed(replica_seed(seed, i, 1)) for i in replicas],
-            dropout_gen=torch.Generator().manual_seed(dropout_seed),
+            # Dropout masks are drawn where they are used: a CUDA stream on a GPU.
+            dropout_gen=torch.Generator(device).manual_seed(dropout_seed),
         )
 
     @property
@@ -536,7 +546,7 @@ class Trainer:
         n_train = st.train_idx.shape[1]
         gens = [st.order_gens[r] for r in st.replica.tolist()]
         order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
-        batches = st.train_idx.gather(1, order)
+        batches = st.train_idx.gather(1, order.to(st.train_idx.device))
         for s in range(0, n_train, size):
             bi = batches[:, s : s + size]
             if self.fast is not None:  # hand-written forward/backward (memlab.fastpath)
@@ -569,7 +579,7 @@ class Trainer:
         tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train, own=own_idx)
         # The loss is -log p(given label) (memlab.fastpath.cross_entropy).
         dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, torch.exp(-tr_losses))
-        nan = torch.full((model.n_replicas,), math.nan)
+        nan = torch.full((model.n_replicas,), math.nan, device=st.replica.device)
         clean = flipped = nan
         if own.flip_train is not None:
             # How fast clean and flipped labels are fitted (Arpit et al. 2017: real patterns first).
@@ -602,7 +612,7 @@ class Trainer:
         st, s = self.state, self.settings
         fitted = metrics.train_accuracy >= 1.0
         st.record_fit(fitted, epoch)
-        done = torch.zeros(st.model.n_replicas, dtype=torch.bool)
+        done = torch.zeros(st.model.n_replicas, dtype=torch.bool, device=st.replica.device)
         if st.use_val:
             st.track_best(metrics.val_loss)
             stopped = st.since_best >= s.patience
@@ -664,6 +674,7 @@ def train_stacked(
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
     use_fast_path: bool = True,
+    device: torch.device | str = "cpu",
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
@@ -676,9 +687,22 @@ def train_stacked(
     from a saved state of this very run; the caller removes the file once its outputs are written.
     ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
     against); otherwise :func:`memlab.fastpath.fast_step` picks the step from the model.
+    ``device`` (:mod:`memlab.device`) holds the data, the model and the whole loop state; the
+    batch order is drawn on the CPU either way (the same order on every device).
     """
     data = TrainData.from_arrays(x_pool, y_pool, x_test, y_test, flipped)
     replicas = list(range(train_mask.shape[0])) if replicas is None else list(replicas)
+    device = torch.device(device)
+    # Before anything moves to the device: the fingerprint hashes CPU tensors. A state saved on
+    # a GPU is continued only on one (the CPU fingerprint is main's, so its states stay valid).
+    on = [str(device)] if device.type != "cpu" else []
+    run_id = fingerprint(
+        FORMAT, torch.__version__, type(model).__name__, model.extra_repr(), settings, seed,
+        replicas,
+        data.x, data.y, data.x_test, data.y_test, train_mask, val_mask, flipped,
+        *model.parameters(), *on,
+    ) if resume is not None else ""  # fmt: skip
+    model, data = model.to(device), data.to(device)
     use_val = settings.early_stopping and val_mask is not None and bool(val_mask.any())
     state = LoopState.start(
         model, train_mask, val_mask if use_val else None, settings, seed=seed, replicas=replicas
@@ -687,11 +711,5 @@ def train_stacked(
         state, data, settings, replicas=replicas, log=log, use_fast_path=use_fast_path
     )
     if resume is not None:
-        run_id = fingerprint(
-            FORMAT, torch.__version__, type(model).__name__, model.extra_repr(), settings, seed,
-            replicas,
-            data.x, data.y, data.x_test, data.y_test, train_mask, val_mask, flipped,
-            *model.parameters(),
-        )  # fmt: skip
         trainer.resume_from(resume, run_id)
     return trainer.run()
