@@ -464,9 +464,14 @@ def _grid(cfg: dict[str, Any], n_widths: int) -> dict[str, Any]:
     sizes = [round(0.1 * i, 1) for i in range(1, 11)]
     widths = [8 * (i + 1) for i in range(n_widths)]
     models = {"mlp": {"kind": "mlp", "depth": 2, "widths": widths}}
-    # The datasets on the top-level grid (a dataset with a grid of its own, like the default
-    # study's long-tailed digits, names models this grid does not have).
-    datasets = {k: v for k, v in cfg["datasets"].items() if "grid" not in v}
+    # The datasets on the top-level grid, where a grid of their own only picks models (the
+    # default study's digits): one with more of a grid (the long-tailed digits, the bank) names
+    # models and sizes this grid does not have.
+    datasets = {
+        k: {key: v for key, v in spec.items() if key != "grid"}
+        for k, spec in cfg["datasets"].items()
+        if set(spec.get("grid", {})) <= {"models"}
+    }
     return {**cfg, "datasets": datasets, "label_noise": noise, "sizes": sizes, "models": models}
 
 
