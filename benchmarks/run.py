@@ -4,7 +4,7 @@ train->test influence, the memory network, the CNN, the per-job fixed cost.
     ./run.sh bench                      # every section but bank
     ./run.sh bench train                # the MLP engine vs textbook, scikit-learn, vmap ensemble
     ./run.sh bench train --rounds 5     # one section, more rounds
-    ./run.sh bench e2e --default-study  # also the default study (about 15-20 minutes)
+    ./run.sh bench e2e --default-study  # also the default study (about 12 minutes)
     ./run.sh bench bank                 # config/bank.yaml from scratch, analysis vs replicas
     ./run.sh bench influence            # a 1024-model bank's influence matrix: GEMM vs loop
     ./run.sh bench fixed_cost           # each rule script's imports against python's floors

@@ -27,6 +27,17 @@ def _train(model, split, mask, settings, val=None, fast=True):
     return train(model, split, mask, settings, val=val, use_fast_path=fast)
 
 
+def _fast_equals_plain(make, split, mask, settings):
+    """Train two copies of ``make()``, with the hand-written step and with autograd: the same
+    stop epochs and (to float tolerance) weights. Both results, for more checks."""
+    fast = _train(make(), split, mask, settings, fast=True)
+    plain = _train(make(), split, mask, settings, fast=False)
+    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    return fast, plain
+
+
 @pytest.mark.parametrize("r", [1, 3])
 @pytest.mark.parametrize("depth", [1, 2])
 def test_mlp_step_gradients_equal_autograd(r, depth):
@@ -78,12 +89,9 @@ def test_embedded_mlp_step_gradients_equal_autograd(modular_split, r, dropout):
 def test_fast_path_trains_embedded_mlps_as_the_plain_path(modular_split, r, regime):
     mask = balanced_subsets(len(modular_split.y_pool), 40, r, 0)
     settings = train_regime(max_epochs=30, lr=1e-2, batch_size=16, **regime)
-    models = [_embedded(r, dropout=settings.dropout) for _ in range(2)]
-    fast = _train(models[0], modular_split, mask, settings, fast=True)
-    plain = _train(models[1], modular_split, mask, settings, fast=False)
-    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
-    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    _fast_equals_plain(
+        lambda: _embedded(r, dropout=settings.dropout), modular_split, mask, settings
+    )
 
 
 @pytest.mark.parametrize(
@@ -174,13 +182,9 @@ def test_cnn_step_gradients_equal_autograd(digits_split, r, dropout, shape):
 def test_fast_path_trains_cnns_as_the_plain_path(digits_split, r, regime):
     mask = balanced_subsets(len(digits_split.y_pool), 60, r, 0)
     settings = train_regime(max_epochs=15, lr=1e-2, batch_size=16, **regime)
-    models = [_cnn(r, dropout=settings.dropout) for _ in range(2)]
-    fast = _train(models[0], digits_split, mask, settings, fast=True)
-    plain = _train(models[1], digits_split, mask, settings, fast=False)
-    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    make = lambda: _cnn(r, dropout=settings.dropout)  # noqa: E731
+    fast, plain = _fast_equals_plain(make, digits_split, mask, settings)
     assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
-    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     cols = ["train_loss", "heldout_loss"]
     torch.testing.assert_close(
         torch.tensor(fast.history[cols].to_numpy()),
