@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,31 @@ def test_random_features_run_with_ridge_and_skip_settings_they_cannot_use():
     notes = " ".join(study.notes)
     assert "run rf-f8/regularized skipped" in notes and "weight_decay, dropout" in notes
     assert "run mlp-w4/ridge skipped" in notes and "regularize it with weight_decay" in notes
+
+
+def test_double_descent_figure_draws_from_random_feature_runs():
+    """pandas 3 reads a tuple given to groupby as one key: the figure groups by RUN_KEYS as a
+    list (it raised KeyError for every study with random features)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+    from conftest import run_columns
+
+    from memlab.figures import double_descent
+    from memlab.tables import StudyTables
+
+    rows = []
+    for features in (50, 100, 200):
+        for regime, ridge in (("memorize", 0.0), ("ridge", 1e-5)):
+            run = run_columns(
+                model=f"rf-f{features}", model_name="rf", kind="random_features",
+                width=features, regime=regime, ridge=ridge,
+            )  # fmt: skip
+            for replica, split in itertools.product(range(3), ("heldout", "train")):
+                value = 0.5 + features / 1000 + replica / 100
+                rows.append(run | dict(replica=replica, split=split, perturbation="none",
+                                       severity=0, metric="accuracy", value=value))  # fmt: skip
+    fig = double_descent(StudyTables(pd.DataFrame(rows), pd.DataFrame()))
+    assert "over 3 replicas" in fig._suptitle.get_text()
+    assert len(fig.axes) == 1 and fig.axes[0].get_lines()

@@ -665,7 +665,7 @@ def double_descent(t: StudyTables) -> plt.Figure:
         col_title="label noise {col_name}",
         title=(
             "Double descent: random features, least-squares readout "
-            f"(mean ± s.e. over {m.groupby(RUN_KEYS)['replica'].nunique().min()} replicas)"
+            f"(mean ± s.e. over {m.groupby(list(RUN_KEYS))['replica'].nunique().min()} replicas)"
         ),
     )
     # Axes run row by row: one row per dataset (sorted), one column per noise rate.
