@@ -247,3 +247,31 @@ def test_removal_single_run_has_two_panels_and_underpowered_rows_are_left_out():
     assert all(len(a.containers) == 1 for a in panels)
     assert "removal.k" in _message(removal(_tables()))
     assert "2 or more replicas" in _message(removal(_tables(removal=r.assign(n_replicas=1))))
+
+
+def test_detectors_row_gives_the_reason_of_its_own_runs():
+    """A method missing from a noisy run's row says why for that run, not with the reason of its
+    clean-label twin (which has no flipped labels at all)."""
+    from memlab.figures import detectors
+
+    rows = []
+    wide = MLP | {"model": "m-w16", "width": 16, "label_noise": 0.2}
+    for method in ("memorization", "loss", "lira"):  # another run where every method works
+        rows.append(wide | dict(method=method, roc_auc=0.8, average_precision=0.6,
+                                precision_at_flips=0.5, flips=20, examples=100, replicas=8,
+                                status="ok"))  # fmt: skip
+    for noise, size in ((0.0, 200), (0.2, 200), (0.2, 100)):
+        run = MLP | {"label_noise": noise, "size": size}
+        for method in ("memorization", "loss", "lira"):
+            ok = noise > 0 and size == 200 and method != "lira"
+            status = "ok" if ok else "no flipped labels in this run"
+            if noise > 0 and size == 200 and method == "lira":
+                status = "needs 16 shadow models, has 3"
+            rows.append(run | dict(method=method, roc_auc=0.9 if ok else np.nan,
+                                   average_precision=0.7 if ok else np.nan,
+                                   precision_at_flips=0.6, flips=20, examples=100, replicas=4,
+                                   status=status))  # fmt: skip
+    fig = detectors(_tables(detectors=pd.DataFrame(rows)))
+    notes = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert notes == ["n/a: needs 16 shadow models, has 3"]
+    plt.close(fig)

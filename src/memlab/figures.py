@@ -754,10 +754,12 @@ def detectors(t: StudyTables) -> plt.Figure:
             ax.set_title(
                 f"{dataset}: {model} / {regime}, {int(g['replicas'].min())} replicas", size=9
             )
-        # A method this run cannot compute says why, in its row (the first noise rate's reason).
+        # A method this run cannot compute says why, in its row: the reason of one of the runs
+        # shown (same size, a noise rate drawn), not of a clean-label twin, which has no flips.
         why = full[
             (full["dataset"] == dataset) & (full["model"] == model) & (full["regime"] == regime)
-        ]
+            & full["size"].isin(set(g["size"])) & full["label_noise"].isin(set(g["label_noise"]))
+        ]  # fmt: skip
         why = why[why["status"] != "ok"].drop_duplicates("method").set_index("method")["status"]
         for method, reason in why.items():
             if method in order and method not in set(g["method"]):
