@@ -34,8 +34,17 @@ setup() {
     fi
 }
 
-cmd=${1:-study}
-shift || true
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+}
+
+# A bare ./run.sh prints the usage rather than starting a 12-minute study.
+if [[ $# -eq 0 ]]; then
+    usage
+    exit 2
+fi
+cmd=$1
+shift
 case $cmd in
     setup)
         setup
@@ -70,8 +79,12 @@ case $cmd in
         setup
         "$VENV/bin/python" benchmarks/run.py "$@"
         ;;
+    -h | --help | help)
+        usage
+        ;;
     *)
-        echo "usage: ./run.sh {study|plan|test|setup|record|restore|bench} [args]" >&2
+        echo "memlab: unknown command '$cmd'" >&2
+        usage
         exit 2
         ;;
 esac

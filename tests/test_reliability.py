@@ -312,3 +312,12 @@ def test_damaged_checkpoint_is_named_and_rebuilt_as_the_message_says(finished_st
     assert ckpt.read_bytes() == good  # retrained to the very same bytes
     assert (ckpt.parent / "evaluation.npz").exists()
     assert "Nothing to be done" in snakemake(work, "--configfile", "config/smoke.yaml", "-n").stdout
+
+
+@pytest.mark.parametrize(("args", "rc"), [([], 2), (["--help"], 0), (["stduy"], 2)])
+def test_run_sh_without_a_known_command_prints_its_usage(args, rc):
+    """A bare ./run.sh (or a typo) prints the commands instead of starting a 12-minute study."""
+    proc = subprocess.run([str(ROOT / "run.sh"), *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == rc
+    assert "./run.sh study" in proc.stderr and "./run.sh plan" in proc.stderr
+    assert "Building DAG" not in proc.stderr + proc.stdout
