@@ -27,15 +27,22 @@ def _train(model, split, mask, settings, val=None, fast=True):
     return train(model, split, mask, settings, val=val, use_fast_path=fast)
 
 
-def _fast_equals_plain(make, split, mask, settings):
+def _fast_equals_plain(make, split, mask, settings, val=None):
     """Train two copies of ``make()``, with the hand-written step and with autograd: the same
-    stop epochs and (to float tolerance) weights. Both results, for more checks."""
-    fast = _train(make(), split, mask, settings, fast=True)
-    plain = _train(make(), split, mask, settings, fast=False)
+    stop and fit epochs and (to float tolerance) weights and loss curves."""
+    fast = _train(make(), split, mask, settings, val, fast=True)
+    plain = _train(make(), split, mask, settings, val, fast=False)
     assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
+    assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
     for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    return fast, plain
+    cols = ["train_loss", "heldout_loss"]
+    torch.testing.assert_close(
+        torch.tensor(fast.history[cols].to_numpy()),
+        torch.tensor(plain.history[cols].to_numpy()),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.parametrize("r", [1, 3])
@@ -109,20 +116,8 @@ def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, reg
     val = None
     if settings.early_stopping:
         mask, val = carve_validation(mask, 0.25, seed=0)
-    dropout = settings.dropout
-    fast = _train(_mlp(r, width, dropout=dropout), digits_split, mask, settings, val, fast=True)
-    plain = _train(_mlp(r, width, dropout=dropout), digits_split, mask, settings, val, fast=False)
-    assert fast.stop_epoch.tolist() == plain.stop_epoch.tolist()
-    assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
-    for a, b in zip(fast.model.parameters(), plain.model.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-    cols = ["train_loss", "heldout_loss"]
-    torch.testing.assert_close(
-        torch.tensor(fast.history[cols].to_numpy()),
-        torch.tensor(plain.history[cols].to_numpy()),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    make = lambda: _mlp(r, width, dropout=settings.dropout)  # noqa: E731
+    _fast_equals_plain(make, digits_split, mask, settings, val)
 
 
 def test_fast_step_for_mlps_and_cnns():
@@ -182,16 +177,7 @@ def test_cnn_step_gradients_equal_autograd(digits_split, r, dropout, shape):
 def test_fast_path_trains_cnns_as_the_plain_path(digits_split, r, regime):
     mask = balanced_subsets(len(digits_split.y_pool), 60, r, 0)
     settings = train_regime(max_epochs=15, lr=1e-2, batch_size=16, **regime)
-    make = lambda: _cnn(r, dropout=settings.dropout)  # noqa: E731
-    fast, plain = _fast_equals_plain(make, digits_split, mask, settings)
-    assert fast.fit_epoch.tolist() == plain.fit_epoch.tolist()
-    cols = ["train_loss", "heldout_loss"]
-    torch.testing.assert_close(
-        torch.tensor(fast.history[cols].to_numpy()),
-        torch.tensor(plain.history[cols].to_numpy()),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    _fast_equals_plain(lambda: _cnn(r, dropout=settings.dropout), digits_split, mask, settings)
 
 
 @pytest.mark.parametrize("regime", [{}, {"early_stopping": True, "patience": 2}])
