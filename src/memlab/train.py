@@ -461,7 +461,8 @@ def _autograd_step(
 class Trainer:
     """Runs the epochs of one :class:`LoopState`: steps, evaluation, stopping, logging, saving.
 
-    ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every``
+    ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every,
+    eval_every``
     (``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``eps`` and ``early_stopping`` shaped the
     state before).
     """
@@ -558,8 +559,8 @@ class Trainer:
     def heldout_due(self, epoch: int) -> bool:
         """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th epoch and the
         last; a replica that stops in between gets its point in :meth:`run`)."""
-        every = getattr(self.settings, "eval_every", 1)
-        return epoch % every == 0 or epoch == self.settings.max_epochs
+        s = self.settings
+        return epoch % s.eval_every == 0 or epoch == s.max_epochs
 
     def heldout(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every row's loss and accuracy on the held-out set: one call for all rows."""
