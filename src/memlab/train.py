@@ -462,9 +462,8 @@ class Trainer:
     """Runs the epochs of one :class:`LoopState`: steps, evaluation, stopping, logging, saving.
 
     ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every,
-    eval_every``
-    (``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``eps`` and ``early_stopping`` shaped the
-    state before).
+    eval_every`` (``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``eps`` and ``early_stopping``
+    shaped the state before).
     """
 
     def __init__(
