@@ -53,7 +53,10 @@ case $cmd in
         setup
         # Snakemake's own message for a YAML syntax error names neither file nor line.
         "$VENV/bin/python" -m memlab.ops.precheck "$@"
-        "$VENV/bin/snakemake" "$@"
+        # Outputs damaged or missing since they were made: moved aside, remade with what depends
+        # on them (Snakemake alone would take them for results, or say "Nothing to be done").
+        mapfile -d '' -t repair < <("$VENV/bin/python" -m memlab.ops.repair "$@")
+        "$VENV/bin/snakemake" "$@" "${repair[@]}"
         "$VENV/bin/snakemake" "$@" --report results/report.html
         echo "memlab: figures in results/figures/, tables in results/tables/," \
             "report in results/report.html" >&2

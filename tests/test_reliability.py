@@ -291,29 +291,6 @@ def test_malformed_yaml_names_file_and_line(finished_study):
     assert _snapshot(work / "results") == before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign"])
-def test_damaged_checkpoint_is_named_and_rebuilt_as_the_message_says(finished_study, damage):
-    work = finished_study
-    ckpt = work / "results/runs/digits/noise0.2/n80/mlp-w8/memorize/block0/checkpoint.pt"
-    good = ckpt.read_bytes()
-    if damage == "truncated":
-        ckpt.write_bytes(good[: len(good) // 2])
-    else:
-        torch.save({"weights": torch.zeros(3)}, ckpt)
-    others = {p: p.read_bytes() for p in (work / "results/runs").rglob("checkpoint.pt")}
-    proc = snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "1", check=False)
-    rel = str(ckpt.relative_to(work))
-    out = _fails_cleanly(proc, [rel, f"snakemake --forcerun {rel}"])
-    assert "unreadable" in out or "not a memlab-checkpoint" in out
-    for p, content in others.items():
-        assert p.read_bytes() == content, p  # nothing else touched, the damaged file kept
-    # What the message says to do:
-    snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "1", "--forcerun", rel)
-    assert ckpt.read_bytes() == good  # retrained to the very same bytes
-    assert (ckpt.parent / "evaluation.npz").exists()
-    assert "Nothing to be done" in snakemake(work, "--configfile", "config/smoke.yaml", "-n").stdout
-
-
 @pytest.mark.parametrize(("args", "rc"), [([], 2), (["--help"], 0), (["stduy"], 2)])
 def test_run_sh_without_a_known_command_prints_its_usage(args, rc):
     """A bare ./run.sh (or a typo) prints the commands instead of starting a 12-minute study."""

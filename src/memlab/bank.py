@@ -58,7 +58,8 @@ def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -
             if not np.array_equal(b[name], first[name]):
                 raise MemlabInputError(
                     f"{where or 'bank'}: blocks disagree on {name!r} (they were evaluated on "
-                    "different data); rerun the workflow so that every block is evaluated again."
+                    "different data); evaluate every block again with "
+                    "./run.sh study --forcerun evaluate (add your usual --configfile)."
                 )
     bank = {k: v for k, v in first.items() if k not in PER_REPLICA and k not in SUMMED}
     for name in SUMMED:

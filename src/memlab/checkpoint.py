@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from memlab import __version__
-from memlab.io import MemlabInputError, atomic_path
+from memlab.io import MemlabInputError, atomic_path, remake_hint
 
 if TYPE_CHECKING:  # imported where a checkpoint is written or read: summarize needs no torch
     import torch
@@ -60,27 +60,40 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint safely; a truncated or foreign file gives a clear MemlabInputError."""
-    import torch
-
-    # --forcerun, not "delete it": Snakemake does not rebuild a missing intermediate file whose
-    # downstream results are present, and this also redoes everything computed from it.
-    hint = (
-        f"Retrain it and redo everything computed from it with: snakemake --forcerun {path} "
-        "(plus your usual --configfile)."
-    )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = _payload(path)
     except FileNotFoundError:
-        raise MemlabInputError(f"checkpoint {path} not found. {hint}") from None
-    except Exception as e:  # truncated zip, pickled code refused by weights_only, not torch at all
-        raise MemlabInputError(
-            f"checkpoint {path} is unreadable or not a plain-data memlab checkpoint "
-            f"({type(e).__name__}: {str(e).splitlines()[0].split('. ')[0][:200]}). {hint}"
-        ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise MemlabInputError(f"checkpoint {path} is not a {FORMAT} file. {hint}")
+        raise MemlabInputError(f"checkpoint {path} not found. {remake_hint(path)}") from None
+    except DamagedFile as e:
+        raise MemlabInputError(f"checkpoint {path} {e}. {remake_hint(path)}") from None
     return {
         "state": payload["state"],
         "arrays": {k: v.numpy() for k, v in payload["arrays"].items()},
         "settings": json.loads(payload["settings"]),
     }
+
+
+class DamagedFile(Exception):
+    """A file that is there but is not what it should be; the message says how, in a phrase."""
+
+
+def _payload(path: str | os.PathLike[str]) -> dict[str, Any]:
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated zip, pickled code refused by weights_only, not torch at all
+        first = str(e).splitlines()[0].split(". ")[0][:200] if str(e) else ""
+        raise DamagedFile(
+            f"is unreadable or not a plain-data memlab checkpoint ({type(e).__name__}: {first})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DamagedFile(f"is not a {FORMAT} file")
+    return payload
+
+
+def check_checkpoint(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`DamagedFile` unless ``path`` loads as a memlab checkpoint."""
+    _payload(path)

@@ -11,11 +11,22 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def remake_hint(path: str | os.PathLike[str]) -> str:
+    """What to do about a damaged or missing output of the study, as a command that works from
+    the project directory: the run finds such files itself (:mod:`memlab.ops.repair`)."""
+    return (
+        f"Run the study again (./run.sh study, with your usual --configfile): it moves a damaged "
+        f"{Path(path).name} aside and remakes it and everything computed from it. To remake it "
+        f"anyway: ./run.sh study --forcerun {path}"
+    )
 
 
 class MemlabInputError(ValueError):
@@ -64,6 +75,10 @@ def save_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
+# What reading a damaged .npz raises: a truncated or foreign file, a failed CRC, pickled objects.
+NPZ_ERRORS = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+
+
 def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Load every array of an ``.npz`` (no pickles) into a dict."""
     try:
@@ -71,11 +86,11 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             return {k: f[k] for k in f.files}
     except FileNotFoundError:
         raise MemlabInputError(f"{path}: file not found.") from None
-    except (ValueError, OSError, EOFError) as e:  # truncated zip, pickled objects, foreign file
-        raise MemlabInputError(
-            f"{path}: not a readable .npz of plain arrays ({e}). Delete it and rerun the step "
-            "that makes it."
-        ) from None
+    except NPZ_ERRORS as e:
+        # A study's own output is remade; a user's data file is theirs to check.
+        fix = remake_hint(path) if "results" in Path(path).parts else "Is it the file you meant?"
+        what = f"{path}: not a readable .npz of plain arrays ({e})."
+        raise MemlabInputError(f"{what} {fix}") from None
 
 
 def save_text(path: str | os.PathLike[str], text: str) -> None:

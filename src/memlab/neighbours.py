@@ -70,8 +70,9 @@ def label_agreement(x_pool: np.ndarray, labels: np.ndarray, k: int) -> np.ndarra
     n = len(labels)
     if len(x_pool) != n:
         raise MemlabInputError(
-            f"label agreement: {len(x_pool)} pool feature rows but {n} labels; rerun the "
-            "workflow so that the split and the evaluations come from the same data."
+            f"label agreement: {len(x_pool)} pool feature rows but {n} labels; remake "
+            "the evaluations from this split with ./run.sh study --forcerun evaluate (add your "
+            "usual --configfile)."
         )
     k = check_agreement_k(k, n)
     out = np.empty(n, np.float64)

@@ -264,8 +264,9 @@ def model_log_proba(
         model.load_state_dict(checkpoint["state"])
     except RuntimeError as e:
         raise MemlabInputError(
-            f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Delete it "
-            "and rerun the workflow to retrain."
+            f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Retrain it "
+            "with ./run.sh study --forcerun CHECKPOINT (this job's input checkpoint.pt, named in "
+            "its log; add your usual --configfile)."
         ) from None
     if variant.remembers:
         model.remember(  # type: ignore[operator]

@@ -45,10 +45,10 @@ def rule_job(snakemake: Any) -> Iterator[Callable[[str], None]]:
         except MemlabInputError as err:
             log(f"ERROR: {err}")
             print(f"memlab: {err}", file=sys.stderr)
-            log(f"Rerun this step with: snakemake {outputs}")
+            log(f"Rerun this step with: ./run.sh study {outputs} (add your usual --configfile)")
             raise SystemExit(1) from None
         except BaseException:
             log("ERROR:\n" + traceback.format_exc())
-            log(f"Rerun this step with: snakemake {outputs}")
+            log(f"Rerun this step with: ./run.sh study {outputs} (add your usual --configfile)")
             raise
         log("done")

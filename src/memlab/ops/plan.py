@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from memlab.ops.repair import Problem, forcerun_args, inspect, tidy
 from memlab.ops.snakemake import PlannedJob, planned_jobs
 
 # The params entry every rule carries: a hash of the library code its script runs
@@ -187,11 +189,17 @@ def params_reasons(job: PlannedJob) -> list[str]:
     return reasons
 
 
-def reasons(job: PlannedJob, makers: dict[str, str]) -> list[str]:
+def reasons(
+    job: PlannedJob, makers: dict[str, str], problems: Mapping[str, Problem] = MappingProxyType({})
+) -> list[str]:
     """Why ``job`` would run, in words, most telling first. ``makers`` maps each output of the
-    planned jobs to its rule, to say which rerun remakes an input."""
+    planned jobs to its rule, to say which rerun remakes an input; ``problems`` are the damaged
+    or missing outputs the run remakes (:mod:`memlab.ops.repair`), by path."""
     if job.missing and not job.recorded:
         return ["new"]  # whatever else holds (its inputs are made too) adds nothing
+    found = [problems[f].describe() for f in job.output if f in problems]
+    if found:
+        return found  # the run forces it for that; its other outputs go with it
     out = []
     if job.missing:
         out.append("output missing")
@@ -219,14 +227,16 @@ def job_label(job: PlannedJob) -> str:
     return " ".join([job.rule, *(f"{k}={v}" for k, v in job.wildcards.items())])
 
 
-def format_plan(jobs: Sequence[PlannedJob]) -> list[str]:
+def format_plan(jobs: Sequence[PlannedJob], problems: Sequence[Problem] = ()) -> list[str]:
     """The plan's lines: per group of jobs with the same reasons, the reasons, then one line
-    per job; a final count. Jobs without outputs (the target rule ``all``) make nothing."""
+    per job; a final count. Jobs without outputs (the target rule ``all``) make nothing; a job
+    that remakes one of ``problems`` gives that as its reason."""
     jobs = [job for job in jobs if job.output]
     makers = {f: job.rule for job in jobs for f in job.output}
+    by_path = {p.path: p for p in problems}
     groups: dict[tuple[str, ...], list[PlannedJob]] = {}
     for job in jobs:
-        groups.setdefault(tuple(reasons(job, makers)), []).append(job)
+        groups.setdefault(tuple(reasons(job, makers, by_path)), []).append(job)
     lines = []
     for why, members in groups.items():
         lines.append(f"{'; '.join(why)}:")
@@ -252,13 +262,16 @@ def main(argv: list[str]) -> int:
         )
         return 1
     try:
-        jobs = planned_jobs(root, argv)
+        found = inspect(root, argv)
+        jobs = planned_jobs(root, [*argv, *forcerun_args(argv, found.problems)])
     except Exception as err:
         # Snakemake's errors (a bad config, incomplete files, a syntax error) share no base
         # class; their messages say what is wrong.
         print(f"memlab: could not plan the run: {err}", file=sys.stderr)
         return 1
-    print("\n".join(format_plan(jobs)))
+    # What the run does first: the same lines, nothing moved.
+    before = [f"memlab: {line}" for line in tidy(root, found, dry=True)]
+    print("\n".join([*before, *format_plan(jobs, found.problems)]))
     return 0
 
 

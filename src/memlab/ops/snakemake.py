@@ -312,16 +312,11 @@ def _parse_cli(parse_args: Any, args: Sequence[str]) -> Any:
         raise SnakemakeError(lines[-1].split("error: ", 1)[-1]) from None
 
 
-def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
-    """The jobs ``snakemake ARGS`` would run in ``root``, in the DAG's order, with why.
-
-    The DAG is built in this process through ``SnakemakeApi``, as a dry run builds it (the CLI's
-    own parser reads ``args``, profile included, and the rerun triggers, targets and --forcerun
-    are the run's). Why not the CLI's output: ``--summary`` and ``--list-changes params`` name
-    only outputs and a status; the dry run's "Params have changed" line joins the changed reprs
-    with commas, which dict reprs contain too, and no output names the params (the records keep
-    only a sorted list of values). Here each job's reasons are Snakemake's own objects.
-    """
+@contextlib.contextmanager
+def _study_dag(root: Path, args: Sequence[str]) -> Iterator[Any]:
+    """The DAG ``snakemake ARGS`` builds in ``root``, built in this process as a dry run builds
+    it (the CLI's own parser reads ``args``, profile included; the rerun triggers, targets and
+    --forcerun are the run's). Valid inside the ``with`` only: the workflow is loaded there."""
     from snakemake.api import SnakemakeApi
     from snakemake.cli import parse_args, parse_config
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
@@ -346,15 +341,58 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
             wf.dag(dag_settings=_dag_settings(opts))  # sets them on the workflow
             # INTERNAL (9.27.1): the DAG API has no call that returns jobs (its summary() and
             # list_changes() print). _prepare_dag/_build_dag are what those call (with the
-            # dry run's lock_warn_only), and Workflow.dag, DAG.needrun_jobs()/reason(job),
-            # Job.params/wildcards_dict are what the dry run prints its jobs from;
-            # DAG.toposorted() gives its order (levels of the pipeline).
+            # dry run's lock_warn_only), and Workflow.dag is the DAG they build.
             workflow = wf._workflow
             workflow._prepare_dag(
                 forceall=opts.forceall, ignore_incomplete=False, lock_warn_only=True
             )
             workflow._build_dag()
-            dag = workflow.dag
-            levels = dag.toposorted(set(dag.needrun_jobs()))
-            by_output = lambda job: [str(f) for f in job.output]  # noqa: E731
-            return [_planned(dag, job) for level in levels for job in sorted(level, key=by_output)]
+            yield workflow.dag
+
+
+def cli_options(args: Sequence[str]) -> Any:
+    """The CLI's own reading of ``args`` (``.dryrun``, ``.forcerun``, ...); a bad argument is a
+    SnakemakeError with the parser's complaint."""
+    from snakemake.cli import parse_args
+
+    return _parse_cli(parse_args, args)
+
+
+def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
+    """The jobs ``snakemake ARGS`` would run in ``root``, in the DAG's order, with why.
+
+    Why not the CLI's output: ``--summary`` and ``--list-changes params`` name only outputs and
+    a status; the dry run's "Params have changed" line joins the changed reprs with commas,
+    which dict reprs contain too, and no output names the params (the records keep only a
+    sorted list of values). Here each job's reasons are Snakemake's own objects.
+    """
+    with _study_dag(root, args) as dag:
+        # INTERNAL (9.27.1): DAG.needrun_jobs()/reason(job), Job.params/wildcards_dict are what
+        # the dry run prints its jobs from; DAG.toposorted() gives its order (pipeline levels).
+        levels = dag.toposorted(set(dag.needrun_jobs()))
+        by_output = lambda job: [str(f) for f in job.output]  # noqa: E731
+        return [_planned(dag, job) for level in levels for job in sorted(level, key=by_output)]
+
+
+@dataclass(frozen=True)
+class DagOutput:
+    """One output file of the study's DAG: the rule that makes it and whether this run would."""
+
+    path: str
+    rule: str
+    will_run: bool
+
+
+def dag_outputs(root: Path, args: Sequence[str]) -> list[DagOutput]:
+    """Every output of every job in the DAG of ``snakemake ARGS``, needed by this run or not,
+    in pipeline order (a file before the files made from it)."""
+    with _study_dag(root, args) as dag:
+        # INTERNAL (9.27.1): DAG.jobs holds every job of the DAG (also those whose outputs are
+        # up to date), DAG.needrun(job) Snakemake's verdict on each.
+        levels = dag.toposorted(set(dag.jobs))
+        return [
+            DagOutput(str(f), job.rule.name, bool(dag.needrun(job)))
+            for level in levels
+            for job in sorted(level, key=lambda j: [str(f) for f in j.output])
+            for f in job.output
+        ]

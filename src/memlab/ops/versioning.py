@@ -325,7 +325,7 @@ def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
         if record is None:
             raise VersioningError(
                 f"{r.path} has no Snakemake metadata (made outside Snakemake or with --touch?): "
-                f"rebuild it with snakemake --forcerun {r.rule}, then record."
+                f"rebuild it with ./run.sh study --forcerun {r.rule}, then record."
             )
         p = root / r.path
         files[r.path] = Entry(
