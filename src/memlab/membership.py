@@ -11,7 +11,8 @@ Attacks, each giving a score per (target replica, pool example) where higher mea
   target's confidence lies against the OUT distribution: ``lira_offline`` the paper's one-sided
   tail (above it), ``lira_offline_density`` the reference code's density (away from it, either
   side). ``_fixed_variance`` uses one variance per target and distribution across all examples
-  (more stable with few shadows).
+  (more stable with few shadows); online it is the reference code's estimator, and
+  ``lira_online_pooled_variance`` memlab's (below).
 - ``rmia_online`` / ``rmia_offline`` (Zarifzadeh, Liu & Shokri 2024, "Low-Cost High-Power
   Membership Inference Attacks", ICML; RMIA): the other replicas are the reference models and the
   held-out test examples, which no replica trained on, the population samples z. With
@@ -41,15 +42,22 @@ LiRA: choices against the reference implementation (tensorflow/privacy,
   count (``equalize=True``). In a balanced design a member target otherwise leaves one IN shadow
   fewer than a non-member does, which alone moved online LiRA's AUC on pure noise to 0.42 with 8
   replicas and 0.48 with 16.
-- Per-example vs fixed variance: both, as the reference; attacks named ``_fixed_variance`` use
-  one variance per target and distribution. Default estimate ``pooled``, the mean of the
-  per-example variances (the spread about each example's own centre, which the Gaussian
-  models); ``fixed_estimate="global"`` is the reference's ``np.std(dat_in)`` over all examples
-  and shadows about one grand mean, which adds the spread of the examples' centres. Within one
-  target a variance shared by all examples ranks the offline scores alike whatever its value,
-  so the two differ offline only across targets, and online through the IN/OUT variance ratio.
-  The reference's online fixed-variance code uses the IN deviation for OUT too (``std_out =
-  np.std(dat_in)``; its offline code uses OUT's); memlab uses OUT's.
+- Per-example vs fixed variance: both, as the reference. ``lira_online_fixed_variance`` is the
+  reference's online estimator under the reference's name ("Ours (online, fixed variance)",
+  ``fixed_estimate="reference"``): one ``np.std(dat_in)`` per target, over all examples' IN
+  shadows about one grand mean, for *both* Gaussians (``std_out = np.std(dat_in)``).
+  ``lira_online_pooled_variance`` is memlab's: each side its own spread, the mean of the
+  per-example variances (``pooled``, the spread about each example's own centre, which the
+  Gaussian models); it reads higher than the reference's (measured in config/README.md). The
+  offline ``_fixed_variance`` attacks use ``pooled`` too
+  (the reference's offline code: ``np.std(dat_out)``, ``global``); within one target a variance
+  shared by all examples ranks the offline scores alike whatever its value, so the two differ
+  offline only across targets.
+- Degenerate estimates (:func:`degenerate_reason`): with equal counts every (target, example)
+  fits as many shadows as the fewest; a side without any, or a variance from one value
+  (per-example and ``pooled`` from 1 shadow per example), gives no estimate: the attack's
+  scores are NaN and its row says ``degenerate: ...`` instead of reading AUC 0.5 and TPR 0.
+  The power gate counts the IN and OUT shadows each attack fits (:func:`attack_status`).
 - Offline test: the paper's one-sided ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z >
   c])``) is ``lira_offline`` (kept name); the reference code's ``-log N(c; mu_out, sd_out)``
   (``sweep`` ranks by minus ``generate_ours_offline``'s log-density) is ``lira_offline_density``.
