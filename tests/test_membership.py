@@ -430,8 +430,11 @@ def test_degenerate_lira_says_so_instead_of_reading_as_chance():
     # from one value is undefined, so those attacks give no numbers and say why (they read AUC
     # 0.500, TPR 0 and "ok" before); the reference's global IN spread is defined (the reference
     # code reads AUC 0.77 on such a bank) but rests on 1 IN shadow per example: underpowered.
+    from conftest import run_columns
+
+    from memlab import figures
     from memlab.analysis import membership_tables
-    from memlab.study import RUN_COLUMNS
+    from memlab.tables import StudyTables
 
     members = _sparse_design(seed=4)
     r, n = members.shape
@@ -445,7 +448,7 @@ def test_degenerate_lira_says_so_instead_of_reading_as_chance():
         "pool_confidence": conf,
         "test_loss": rng.random((r, 20)),
     }
-    run = dict.fromkeys(RUN_COLUMNS, 0)
+    run = run_columns()
     res, roc, sliced = membership_tables([(run, bank)])
     by = res.set_index("attack")
     for attack in ("lira_online", "lira_online_pooled_variance"):
@@ -460,6 +463,11 @@ def test_degenerate_lira_says_so_instead_of_reading_as_chance():
     # Offline attacks fit 59 OUT shadows per (target, example): results.
     for attack in ("lira_offline", "lira_offline_density_fixed_variance", "rmia_offline"):
         assert by.loc[attack, "status"] == "ok" and by.loc[attack, "auc"] > 0.7
+    # The figure draws the run (its offline attacks pass) but only the attacks that pass.
+    tables = StudyTables(pd.DataFrame(), pd.DataFrame(), membership=res, membership_roc=roc)
+    fig = figures.membership_roc(tables)
+    drawn = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert set(by.index[by["powered"]]) == drawn - {"attack"}
 
 
 # ------------------------------------------------------------------------------- slices
