@@ -324,7 +324,150 @@ def test_attack_names_of_every_lira_variant():
         f"lira_{v}{f}"
         for v in ("online", "offline", "offline_density")
         for f in ("", "_fixed_variance")
-    } <= names
+    } | {"lira_online_pooled_variance"} <= names
+
+
+# The reference code, transcribed from tensorflow/privacy research/mi_lira_2021/plot.py
+# (generate_ours, generate_ours_offline) with scores [models, examples, queries]; sweep() ranks by
+# minus the prediction, so memlab's score (higher = member) is minus it.
+def _ref_online(keep, scores, check_keep, check_scores, fix_variance=False):
+    dat_in, dat_out = [], []
+    for j in range(scores.shape[1]):
+        dat_in.append(scores[keep[:, j], j, :])
+        dat_out.append(scores[~keep[:, j], j, :])
+    in_size = min(map(len, dat_in))
+    out_size = min(map(len, dat_out))
+    dat_in = np.array([x[:in_size] for x in dat_in])
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_in = np.median(dat_in, 1)
+    mean_out = np.median(dat_out, 1)
+    if fix_variance:
+        std_in = np.std(dat_in)
+        std_out = np.std(dat_in)
+    else:
+        std_in = np.std(dat_in, 1)
+        std_out = np.std(dat_out, 1)
+    prediction = []
+    for sc in check_scores:
+        pr_in = -norm.logpdf(sc, mean_in, std_in + 1e-30)
+        pr_out = -norm.logpdf(sc, mean_out, std_out + 1e-30)
+        prediction.extend((pr_in - pr_out).mean(1))
+    return np.array(prediction)
+
+
+def _ref_offline(keep, scores, check_keep, check_scores, fix_variance=False):
+    dat_out = [scores[~keep[:, j], j, :] for j in range(scores.shape[1])]
+    out_size = min(map(len, dat_out))
+    dat_out = np.array([x[:out_size] for x in dat_out])
+    mean_out = np.median(dat_out, 1)
+    std_out = np.std(dat_out) if fix_variance else np.std(dat_out, 1)
+    prediction = []
+    for sc in check_scores:
+        prediction.extend(norm.logpdf(sc, mean_out, std_out + 1e-30).mean(1))
+    return np.array(prediction)
+
+
+def _sparse_design(r: int = 64, n: int = 100, seed: int = 0) -> np.ndarray:
+    """Issue 26's case: every example in only 2 to 4 of 64 replicas. The last replica (the
+    reference's target) is in an example of 2 and out of one of 4, so the reference's counts
+    (1 IN, 59 OUT) equal memlab's equal counts."""
+    rng = np.random.default_rng(seed)
+    members = np.zeros((r, n), bool)
+    for i, k in enumerate(rng.integers(2, 5, n)):
+        members[rng.choice(r, k, replace=False), i] = True
+    members[:, :2] = False
+    members[[0, r - 1], 0] = True
+    members[:4, 1] = True
+    return members
+
+
+def _reference_bank(members: np.ndarray, seed: int) -> np.ndarray:
+    # IN and OUT spreads differ (0.5 vs 2), so using one side's spread for the other changes
+    # every score; example centres spread too (sd 3), so global and pooled spreads differ.
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(0, 3, members.shape[1])
+    return centre + np.where(
+        members, 2 + rng.normal(0, 0.5, members.shape), rng.normal(0, 2, members.shape)
+    )
+
+
+@pytest.mark.parametrize("design", ["balanced", "sparse"])
+def test_lira_matches_a_transcription_of_the_reference_code(design):
+    members = balanced_subsets(200, 100, 12, seed=2) if design == "balanced" else _sparse_design()
+    conf = _reference_bank(members, seed=3)
+    q = conf[:, :, None]  # one query per example
+    args = (members[:-1], q[:-1], members[-1:], q[-1:])  # do_plot: the last model is the target
+    scores = attack_scores(conf > 0, -conf, conf, members)
+    ref_fixed = -_ref_online(*args, fix_variance=True)
+    np.testing.assert_allclose(scores["lira_online_fixed_variance"][-1], ref_fixed, atol=1e-9)
+    # memlab's own fixed variance (each side's pooled spread) is not the reference's ...
+    own = scores["lira_online_pooled_variance"][-1]
+    assert np.isnan(own).all() if design == "sparse" else np.abs(own - ref_fixed).max() > 0.1
+    # ... and neither is the IN/OUT swap (OUT's global spread for both Gaussians).
+    swapped = lira_scores(
+        conf, ~members, online=True, fixed_variance=True, fixed_estimate="reference"
+    )
+    assert np.abs(-swapped[-1] - ref_fixed).max() > 0.1
+    if design == "balanced":  # per-example spreads from 1 shadow differ by the variance floor
+        np.testing.assert_allclose(scores["lira_online"][-1], -_ref_online(*args), atol=1e-9)
+        np.testing.assert_allclose(
+            scores["lira_offline_density"][-1], -_ref_offline(*args), atol=1e-9
+        )
+    glob = lira_scores(
+        conf,
+        members,
+        online=False,
+        fixed_variance=True,
+        offline_test="density",
+        fixed_estimate="reference",
+    )
+    np.testing.assert_allclose(glob[-1], -_ref_offline(*args, fix_variance=True), atol=1e-9)
+
+
+def test_degenerate_lira_says_so_instead_of_reading_as_chance():
+    # Issue 26 (b): 64 replicas, every example in 2 to 4, members' confidence raised by 2. With
+    # equal counts each (target, example) has 1 IN shadow: a per-example or pooled IN variance
+    # from one value is undefined, so those attacks give no numbers and say why (they read AUC
+    # 0.500, TPR 0 and "ok" before); the reference's global IN spread is defined (the reference
+    # code reads AUC 0.77 on such a bank) but rests on 1 IN shadow per example: underpowered.
+    from conftest import run_columns
+
+    from memlab import figures
+    from memlab.analysis import membership_tables
+    from memlab.tables import StudyTables
+
+    members = _sparse_design(seed=4)
+    r, n = members.shape
+    rng = np.random.default_rng(4)
+    conf = rng.normal(0, 1, (r, n)) + 2.0 * members
+    bank = {
+        "train_mask": members,
+        "pool_correct": conf > 0,
+        "pool_label": np.zeros(n, np.int16),
+        "pool_loss": np.log1p(np.exp(-conf)),
+        "pool_confidence": conf,
+        "test_loss": rng.random((r, 20)),
+    }
+    run = run_columns()
+    res, roc, sliced = membership_tables([(run, bank)])
+    by = res.set_index("attack")
+    for attack in ("lira_online", "lira_online_pooled_variance"):
+        row = by.loc[attack]
+        assert row["status"].startswith(f"degenerate: {attack}'s ") and "1 shadow" in row["status"]
+        assert not row["powered"] and row[["auc", "advantage", "tpr_at_0.01_fpr"]].isna().all()
+        assert attack not in set(roc["attack"])
+        assert sliced.loc[sliced["attack"] == attack, "auc"].isna().all()
+    ref = by.loc["lira_online_fixed_variance"]
+    assert ref["status"].startswith("underpowered: lira_online_fixed_variance fits 1 IN and 59 OUT")
+    assert not ref["powered"] and ref["auc"] > 0.7
+    # Offline attacks fit 59 OUT shadows per (target, example): results.
+    for attack in ("lira_offline", "lira_offline_density_fixed_variance", "rmia_offline"):
+        assert by.loc[attack, "status"] == "ok" and by.loc[attack, "auc"] > 0.7
+    # The figure draws the run (its offline attacks pass) but only the attacks that pass.
+    tables = StudyTables(pd.DataFrame(), pd.DataFrame(), membership=res, membership_roc=roc)
+    fig = figures.membership_roc(tables)
+    drawn = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert set(by.index[by["powered"]]) == drawn - {"attack"}
 
 
 # ------------------------------------------------------------------------------- slices

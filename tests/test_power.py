@@ -54,8 +54,8 @@ def test_gates_from_config_and_planning():
         assert planned_scores_powered(gates, r, size, n) == powered
 
 
-def _bank(replicas: int, n: int = 40):
-    members = balanced_subsets(n, n // 2, replicas, seed=0)
+def _bank(replicas: int, n: int = 40, size: int | None = None):
+    members = balanced_subsets(n, n // 2 if size is None else size, replicas, seed=0)
     rng = np.random.default_rng(0)
     correct = members | (rng.random(members.shape) < 0.5)
     flipped = np.zeros(n, bool)
@@ -95,3 +95,27 @@ def test_attacks_with_too_few_shadows_are_not_powered():
         by = res.set_index("attack")["powered"]
         assert by["gap"] and by["loss"]  # no shadow models needed
         assert by[[a for a in by.index if a.startswith(("lira", "rmia"))]].eq(shadowed).all()
+
+
+def test_attack_gate_counts_the_shadows_each_attack_fits_not_replicas():
+    # 17 replicas on 30% subsets: the bank has 16 shadows besides each target, but each example
+    # is in 5 or 6 of them, so online attacks fit 4 IN shadows per (target, example) at the
+    # fewest, below the 7 that 17 replicas on balanced halves give; offline ones fit 10 OUT.
+    gates = PowerGates()
+    assert gates.min_per_side == 7 and PowerGates(min_shadows=3).min_per_side == 1
+    assert gates.shadows_powered(17, {"IN": 7, "OUT": 7})
+    assert not gates.shadows_powered(17, {"IN": 6, "OUT": 7})
+    assert not gates.shadows_powered(16, {"IN": 7, "OUT": 7})  # the bank's own gate still holds
+    run = run_columns()
+    res, _, _ = analysis.membership_tables([(run, _bank(17, n=40, size=12))])
+    by = res.set_index("attack")
+    online = ["lira_online", "lira_online_fixed_variance", "rmia_online"]
+    offline = ["lira_offline", "lira_offline_density_fixed_variance", "rmia_offline"]
+    assert not by.loc[online, "powered"].any() and by.loc[offline, "powered"].all()
+    status = by.loc["lira_online", "status"]
+    assert status.startswith("underpowered: lira_online fits 4 IN and 10 OUT shadows")
+    # The printed count works as printed: that many replicas at 30% gives every side 7.
+    assert status.endswith("at 30% of the pool per subset that takes 27 replicas; this run has 17")
+    res, _, _ = analysis.membership_tables([(run, _bank(27, n=40, size=12))])
+    assert res.set_index("attack").loc[online + offline, "powered"].all()
+    assert (res["status"] == "ok").all()

@@ -398,11 +398,14 @@ def membership_tables(
     scores in ``memorization`` (:func:`memorization_tables`' first table), by
     ``memorization_quantile`` (``q1`` lowest to ``q4``). Each run's scores are computed once.
 
-    ``powered`` (``gates``, default ``PowerGates()``): the gap and loss attacks need no shadow
-    models and are always powered; LiRA and RMIA need ``gates.min_shadows`` other replicas."""
+    ``powered`` and ``status`` per attack (``gates``, default ``PowerGates()``;
+    :func:`memlab.membership.attack_status`): the gap and loss attacks need no shadow models and
+    are always powered; LiRA and RMIA need ``gates.min_shadows`` other replicas and
+    ``gates.min_per_side`` shadows on each side they fit; a degenerate estimate has no numbers."""
     from memlab.membership import (
         SLICE_COLUMNS,
         attack_scores,
+        attack_status,
         evaluate_attacks,
         quartile_slices,
         slice_attacks,
@@ -427,10 +430,9 @@ def membership_tables(
         res, curve = evaluate_attacks(
             a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, scores=scores
         )
-        shadowed = res["attack"].str.startswith(("lira", "rmia"))
-        res["powered"] = ~shadowed | gates.attacks_powered(members.shape[0])
-        why = f"underpowered: {gates.attacks_message(members.shape[0])}"
-        res["status"] = np.where(res["powered"], "ok", why)
+        gated = [attack_status(attack, members, gates) for attack in res["attack"]]
+        res["powered"] = [powered for powered, _ in gated]
+        res["status"] = [status for _, status in gated]
         results.append(with_run(res, run))
         curves.append(with_run(curve, run))
         n = members.shape[1]

@@ -404,6 +404,10 @@ def membership_roc(t: StudyTables) -> plt.Figure:
         return _empty("No run with a membership design (a size below the pool, 3+ replicas).")
     shadowed = t.membership[t.membership["attack"].str.startswith("lira")]
     roc = powered(roc[roc["fpr"] > 0], shadowed, limit=PANELS)
+    # Within a powered run, only the attacks whose own shadows power them (membership.csv).
+    keys = [*RUN_KEYS, "attack"]
+    ok = t.membership[t.membership["powered"].eq(True)]
+    roc = roc[pd.MultiIndex.from_frame(roc[keys]).isin(pd.MultiIndex.from_frame(ok[keys]))]
     if roc.empty:
         return _empty(
             "No run has enough shadow models for LiRA and RMIA (analysis.power.min_shadows): "

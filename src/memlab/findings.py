@@ -343,7 +343,7 @@ def _leakage(c: _Context) -> Finding:
         return Finding("leakage", q, why=_gate_reason(summary, "membership inference"))
     shadowed = mia[mia["attack"].str.startswith(("lira", "rmia"))]
     ok = powered(mia, shadowed)
-    ok = ok[ok["attack"].str.startswith(("lira", "rmia"))]
+    ok = ok[ok["attack"].str.startswith(("lira", "rmia")) & ok["powered"].eq(True)]
     if ok.empty:
         return Finding("leakage", q, why=_gate_reason(shadowed, "membership inference"))
     row = ok.loc[ok["tpr_at_0.001_fpr"].idxmax()]

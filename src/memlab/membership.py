@@ -11,7 +11,8 @@ Attacks, each giving a score per (target replica, pool example) where higher mea
   target's confidence lies against the OUT distribution: ``lira_offline`` the paper's one-sided
   tail (above it), ``lira_offline_density`` the reference code's density (away from it, either
   side). ``_fixed_variance`` uses one variance per target and distribution across all examples
-  (more stable with few shadows).
+  (more stable with few shadows); online it is the reference code's estimator, and
+  ``lira_online_pooled_variance`` memlab's (below).
 - ``rmia_online`` / ``rmia_offline`` (Zarifzadeh, Liu & Shokri 2024, "Low-Cost High-Power
   Membership Inference Attacks", ICML; RMIA): the other replicas are the reference models and the
   held-out test examples, which no replica trained on, the population samples z. With
@@ -41,15 +42,22 @@ LiRA: choices against the reference implementation (tensorflow/privacy,
   count (``equalize=True``). In a balanced design a member target otherwise leaves one IN shadow
   fewer than a non-member does, which alone moved online LiRA's AUC on pure noise to 0.42 with 8
   replicas and 0.48 with 16.
-- Per-example vs fixed variance: both, as the reference; attacks named ``_fixed_variance`` use
-  one variance per target and distribution. Default estimate ``pooled``, the mean of the
-  per-example variances (the spread about each example's own centre, which the Gaussian
-  models); ``fixed_estimate="global"`` is the reference's ``np.std(dat_in)`` over all examples
-  and shadows about one grand mean, which adds the spread of the examples' centres. Within one
-  target a variance shared by all examples ranks the offline scores alike whatever its value,
-  so the two differ offline only across targets, and online through the IN/OUT variance ratio.
-  The reference's online fixed-variance code uses the IN deviation for OUT too (``std_out =
-  np.std(dat_in)``; its offline code uses OUT's); memlab uses OUT's.
+- Per-example vs fixed variance: both, as the reference. ``lira_online_fixed_variance`` is the
+  reference's online estimator under the reference's name ("Ours (online, fixed variance)",
+  ``fixed_estimate="reference"``): one ``np.std(dat_in)`` per target, over all examples' IN
+  shadows about one grand mean, for *both* Gaussians (``std_out = np.std(dat_in)``).
+  ``lira_online_pooled_variance`` is memlab's: each side its own spread, the mean of the
+  per-example variances (``pooled``, the spread about each example's own centre, which the
+  Gaussian models); it reads higher than the reference's (measured in config/README.md). The
+  offline ``_fixed_variance`` attacks use ``pooled`` too
+  (the reference's offline code: ``np.std(dat_out)``, ``global``); within one target a variance
+  shared by all examples ranks the offline scores alike whatever its value, so the two differ
+  offline only across targets.
+- Degenerate estimates (:func:`degenerate_reason`): with equal counts every (target, example)
+  fits as many shadows as the fewest; a side without any, or a variance from one value
+  (per-example and ``pooled`` from 1 shadow per example), gives no estimate: the attack's
+  scores are NaN and its row says ``degenerate: ...`` instead of reading AUC 0.5 and TPR 0.
+  The power gate counts the IN and OUT shadows each attack fits (:func:`attack_status`).
 - Offline test: the paper's one-sided ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z >
   c])``) is ``lira_offline`` (kept name); the reference code's ``-log N(c; mu_out, sd_out)``
   (``sweep`` ranks by minus ``generate_ours_offline``'s log-density) is ``lira_offline_density``.
@@ -87,13 +95,33 @@ import pandas as pd
 from scipy.stats import norm
 
 from memlab.memorization import roc_curve, tpr_at_fpr
+from memlab.power import PowerGates
 
 LOW_FPRS = (0.01, 0.001)
-# LiRA's attacks in the tables: online, and offline with each test (``lira_offline`` is the
-# paper's one-sided tail, ``lira_offline_density`` the reference code's density); each also
-# ``_fixed_variance``.
-LIRA_VARIANTS = ((True, "tail"), (False, "tail"), (False, "density"))
-LIRA_TEST_SUFFIX = {"tail": "", "density": "_density"}
+# LiRA's attacks in the tables, in table order, and their :func:`lira_scores` arguments: online,
+# and offline with each test (``lira_offline`` is the paper's one-sided tail,
+# ``lira_offline_density`` the reference code's density), each with per-example and fixed
+# variance. ``lira_online_fixed_variance`` is the reference code's estimator under its name
+# ("Ours (online, fixed variance)": the IN shadows' global spread for both Gaussians);
+# ``lira_online_pooled_variance`` is memlab's (each side's own pooled spread).
+LIRA_ATTACKS: dict[str, dict[str, object]] = {
+    "lira_online": {"online": True, "fixed_variance": False},
+    "lira_online_fixed_variance": {
+        "online": True,
+        "fixed_variance": True,
+        "fixed_estimate": "reference",
+    },
+    "lira_online_pooled_variance": {"online": True, "fixed_variance": True},
+    "lira_offline": {"online": False, "fixed_variance": False},
+    "lira_offline_fixed_variance": {"online": False, "fixed_variance": True},
+    "lira_offline_density": {"online": False, "fixed_variance": False, "offline_test": "density"},
+    "lira_offline_density_fixed_variance": {
+        "online": False,
+        "fixed_variance": True,
+        "offline_test": "density",
+    },
+}
+FIXED_ESTIMATES = ("pooled", "global", "reference")
 
 
 def _loo_median(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -170,20 +198,21 @@ def _fixed_variance(stats: Mapping[str, np.ndarray], estimate: str) -> np.ndarra
     """One variance per target replica (broadcast to [R, n]) from its shadows' statistics.
 
     ``pooled``: the mean over examples of the per-example variances, i.e. the spread of a
-    shadow's confidence about the example's own mean; ``global``: the variance of all the
-    shadows' confidences on all examples about their one grand mean (the reference code's
-    ``np.std(dat_in)``), which adds the spread of the examples' means."""
+    shadow's confidence about the example's own mean (NaN for a target whose examples have
+    fewer than 2 shadows each: one value has no spread); ``global`` (or ``reference``): the
+    variance of all the shadows' confidences on all examples about their one grand mean (the
+    reference code's ``np.std(dat_in)``), which adds the spread of the examples' means."""
     var, n = stats["var"], stats["n"]
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a target without any: NaN
         if estimate == "pooled":
             per_target = np.nanmean(np.where(n >= 2, var, np.nan), axis=1)
-        elif estimate == "global":
+        elif estimate in ("global", "reference"):
             total = n.sum(1)
             grand = stats["s1"].sum(1) / total
             per_target = np.maximum(stats["s2"].sum(1) / total - grand**2, 0.0)
         else:
-            raise ValueError(f"LiRA's fixed variance is 'pooled' or 'global', got {estimate!r}")
+            raise ValueError(f"LiRA's fixed_estimate is one of {FIXED_ESTIMATES}, got {estimate!r}")
     return np.broadcast_to(per_target[:, None], var.shape)
 
 
@@ -205,12 +234,17 @@ def lira_scores(
     example: :func:`_shadow_stats`). ``center`` is the Gaussians' location over the IN (OUT)
     shadows: ``median`` (the reference code) or ``mean``; their scale is the standard deviation
     about the mean (ddof 0, as ``np.std``), per example, or with ``fixed_variance`` one per
-    target and distribution (``fixed_estimate``: :func:`_fixed_variance`), floored at
-    ``min_var``. Online: ``log N(c; mu_in, sd_in) - log N(c; mu_out, sd_out)``. Offline,
-    ``offline_test``: ``tail``, the paper's one-sided test ``log Phi((c - mu_out) / sd_out)``
-    (``log(1 - Pr[Z > c])``: higher the further the confidence lies above the OUT
-    distribution), or ``density``, the reference code's ``-log N(c; mu_out, sd_out)`` (higher
-    the further it lies from it, on either side)."""
+    target and distribution (``fixed_estimate``: :func:`_fixed_variance`; ``reference``, the
+    reference code's: ``global``, and online the IN one for both distributions, as its
+    ``std_out = np.std(dat_in)``), floored at ``min_var``. Online: ``log N(c; mu_in, sd_in) -
+    log N(c; mu_out, sd_out)``. Offline, ``offline_test``: ``tail``, the paper's one-sided test
+    ``log Phi((c - mu_out) / sd_out)`` (``log(1 - Pr[Z > c])``: higher the further the
+    confidence lies above the OUT distribution), or ``density``, the reference code's ``-log
+    N(c; mu_out, sd_out)`` (higher the further it lies from it, on either side).
+
+    A (target, example) without shadows on a side the test needs scores 0 (uninformative); a
+    variance that no shadow defines (``pooled`` from 1 shadow per example) leaves its scores NaN,
+    never a number: :func:`degenerate_reason` says why for a whole attack."""
     if center not in ("median", "mean"):
         raise ValueError(f"LiRA's center is 'median' or 'mean', got {center!r}")
     if offline_test not in ("tail", "density"):
@@ -222,7 +256,8 @@ def lira_scores(
     var_in, var_out = st_in["var"], st_out["var"]
     if fixed_variance:
         var_in = _fixed_variance(st_in, fixed_estimate)
-        var_out = _fixed_variance(st_out, fixed_estimate)
+        shared = online and fixed_estimate == "reference"  # plot.py: std_out = np.std(dat_in)
+        var_out = var_in if shared else _fixed_variance(st_out, fixed_estimate)
     mu_in, mu_out = st_in[center], st_out[center]
     with np.errstate(invalid="ignore"):
         sd_in = np.sqrt(np.maximum(var_in, min_var))
@@ -233,9 +268,54 @@ def lira_scores(
             score = norm.logcdf(conf, mu_out, sd_out)
         else:
             score = -norm.logpdf(conf, mu_out, sd_out)
-    # Without shadows on one side the test is undefined: score it as uninformative.
+    # Without shadows on one side the test is undefined: score it as uninformative. A NaN
+    # variance (no spread to estimate) stays NaN rather than reading as a score of 0.
     undefined = (st_out["n"] < 1) | ((st_in["n"] < 1) if online else False)
-    return np.where(undefined | ~np.isfinite(score), 0.0, score)
+    return np.where(undefined | np.isinf(score), 0.0, score)
+
+
+def shadow_counts(members: np.ndarray) -> dict[str, int]:
+    """The fewest IN and the fewest OUT shadows (other replicas that did, and did not, train on
+    the example) any (target, example) has: the counts LiRA fits every Gaussian on (equal
+    counts, :func:`_shadow_stats`), and the fewest references RMIA averages over."""
+    m = np.asarray(members, bool)
+    n_in, n_out = m.sum(0)[None, :] - m, (~m).sum(0)[None, :] - ~m
+    return {"IN": int(n_in.min()), "OUT": int(n_out.min())} if m.size else {"IN": 0, "OUT": 0}
+
+
+def attack_sides(attack: str) -> tuple[str, ...]:
+    """The shadow sides an attack fits: IN and OUT online, OUT offline; none for gap and loss."""
+    if not attack.startswith(("lira", "rmia")):
+        return ()
+    return ("IN", "OUT") if attack.endswith("online") or "_online_" in attack else ("OUT",)
+
+
+def degenerate_reason(attack: str, members: np.ndarray) -> str:
+    """Why an attack's estimate is degenerate on this design (``""``: it is not).
+
+    Degenerate: a side it fits has no shadow for some (target, example) (LiRA's equal counts then
+    leave every example without one; RMIA offline scores such an example 0; RMIA online averages
+    over all other replicas, IN and OUT, and needs neither side), or a LiRA variance rests on
+    fewer than 2 values: per example and ``pooled`` on the shadows of one example,
+    ``global``/``reference`` on those of all examples. Such an attack's scores are NaN."""
+    counts = shadow_counts(members)
+    sides = attack_sides(attack)
+    for side in () if attack == "rmia_online" else sides:
+        if counts[side] < 1:
+            return f"{attack} has no {side} shadow for some (target, example)"
+    kw = LIRA_ATTACKS.get(attack)
+    if kw is None:
+        return ""
+    estimate = kw.get("fixed_estimate", "pooled") if kw["fixed_variance"] else "per-example"
+    spread = ("IN",) if estimate == "reference" and kw["online"] else sides
+    per_value = np.asarray(members).shape[1] if estimate in ("global", "reference") else 1
+    for side in spread:
+        if counts[side] * per_value < 2:
+            return (
+                f"{attack}'s {estimate} {side} variance rests on {counts[side]} shadow per "
+                "(target, example) after equal counts, and one value has no spread"
+            )
+    return ""
 
 
 def _log_mean_others(logp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -328,6 +408,29 @@ def rmia_scores(
     return np.where(defined, score, 0.0)
 
 
+def attack_status(attack: str, members: np.ndarray, gates: PowerGates) -> tuple[bool, str]:
+    """Whether an attack's row is a result (``powered``) and its ``status``: ``ok``,
+    ``degenerate: ...`` (no numbers: :func:`degenerate_reason`) or ``underpowered: ...`` (too few
+    replicas for the bank, or too few shadows on a side the attack fits), each with the replica
+    count that would answer it. Gap and loss need no shadows."""
+    sides = {side: k for side, k in shadow_counts(members).items() if side in attack_sides(attack)}
+    if not sides:
+        return True, "ok"
+    replicas, share = members.shape[0], float(np.mean(members))
+    degenerate = degenerate_reason(attack, members)
+    if degenerate:
+        need = gates.replicas_for_shadows(max(gates.min_per_side, 2), share)
+        return False, (
+            f"degenerate: {degenerate}; at {share:.0%} of the pool per subset {need} replicas give "
+            f"every side enough shadows (analysis.power.min_shadows); this run has {replicas}"
+        )
+    if not gates.attacks_powered(replicas):
+        return False, f"underpowered: {gates.attacks_message(replicas)}"
+    if not gates.shadows_powered(replicas, sides):
+        return False, f"underpowered: {gates.shadows_message(attack, sides, replicas, share)}"
+    return True, "ok"
+
+
 def attack_scores(
     correct: np.ndarray,
     loss: np.ndarray,
@@ -338,18 +441,17 @@ def attack_scores(
     """Every attack's score per (replica, pool example); RMIA only given the test-set losses."""
     scores = {"gap": np.asarray(correct, float), "loss": -np.asarray(loss, float)}
     if members.shape[0] >= 3:  # LiRA and RMIA need shadows / references besides the target
-        for online, test in LIRA_VARIANTS:
-            for fixed in (False, True):
-                name = "lira_online" if online else f"lira_offline{LIRA_TEST_SUFFIX[test]}"
-                name += "_fixed_variance" if fixed else ""
-                scores[name] = lira_scores(
-                    conf, members, online=online, fixed_variance=fixed, offline_test=test
-                )
+        for name, kw in LIRA_ATTACKS.items():
+            scores[name] = lira_scores(conf, members, **kw)  # type: ignore[arg-type]
         if test_loss is not None and np.shape(test_loss)[1] > 0:
             for online in (True, False):
                 name = f"rmia_{'online' if online else 'offline'}"
                 scores[name] = rmia_scores(loss, members, test_loss, online=online)
-    return scores
+    # A degenerate estimate gives no numbers (NaN), never scores that read as chance.
+    return {
+        name: np.full(np.shape(s), np.nan) if degenerate_reason(name, members) else s
+        for name, s in scores.items()
+    }
 
 
 def _attack_row(
@@ -359,6 +461,10 @@ def _attack_row(
 
     The AUC is the area under the ROC's steps and diagonals (ties counted half): the
     Mann-Whitney ``roc_auc``, from the one sort the curve needs."""
+    if np.isnan(score).all():  # a degenerate estimate (:func:`degenerate_reason`): no numbers
+        row = {"attack": attack, "auc": np.nan, "advantage": np.nan}
+        row |= {"members": int(members.sum()), "non_members": int((~members).sum())}
+        return row | {f"tpr_at_{t:g}_fpr": np.nan for t in LOW_FPRS}, np.empty(0), np.empty(0)
     fpr, tpr = roc_curve(score, members)
     both = members.any() and (~members).any()
     # The gap attack has one decision rule (member iff correct): its advantage is that rule's
@@ -400,6 +506,8 @@ def evaluate_attacks(
     for attack, score in scores.items():
         row, fpr, tpr = _attack_row(attack, score, members)
         rows.append(row)
+        if not fpr.size:
+            continue  # degenerate: no curve
         # Step-function interpolation: the best TPR reachable at each FPR of the grid.
         idx = np.searchsorted(fpr, grid, side="right") - 1
         curves.append(pd.DataFrame({"attack": attack, "fpr": grid, "tpr": tpr[idx]}))

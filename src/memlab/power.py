@@ -9,7 +9,11 @@ sentences.
   from 2 in- and 2 out-replicas that reads 1.00 gets the interval [0.07, 1.00], not "± 0.00".
 - Gates (config ``analysis.power``, defaults in the schema): a run's memorization scores count
   only if every example is in and out of at least ``min_in_out`` replicas; its membership attacks
-  only with at least ``min_shadows`` shadow (reference) models besides the target.
+  only with at least ``min_shadows`` shadow (reference) models besides the target, and only if
+  each (target, example) fits, on every side the attack uses (IN and OUT online, OUT offline),
+  as many shadows as a balanced-halves bank of ``min_shadows + 1`` replicas gives it
+  (:attr:`PowerGates.min_per_side`: 7 at 16). The shadows an attack fits are counted, not the
+  replicas: 64 replicas with every example in 2 to 4 of them leave online LiRA 1 IN shadow.
 
 Light on purpose (numpy only): the workflow's planning (``memlab.registry``) uses the gates too.
 """
@@ -77,6 +81,38 @@ class PowerGates:
     def attacks_powered(self, replicas: int) -> bool:
         """Does every target have ``min_shadows`` other replicas as shadows?"""
         return replicas - 1 >= self.min_shadows
+
+    @property
+    def min_per_side(self) -> int:
+        """IN (and OUT) shadows each (target, example) must have on a side an attack fits: what
+        ``min_shadows + 1`` replicas on balanced halves give (each example is in and out of
+        ``ceil(min_shadows / 2)`` of them, one of which may be the target), at least 1."""
+        return max(1, math.ceil(self.min_shadows / 2) - 1)
+
+    def shadows_powered(self, replicas: int, sides: Mapping[str, int]) -> bool:
+        """Enough shadow models in the bank, and at least ``min_per_side`` on every side the
+        attack fits (``sides``: side name -> the fewest shadows any (target, example) has)?"""
+        return self.attacks_powered(replicas) and min(sides.values()) >= self.min_per_side
+
+    def replicas_for_shadows(self, per_side: int, size_share: float) -> int:
+        """Replicas a balanced design needs for ``per_side`` IN and OUT shadows besides the
+        target (every example in and out of ``per_side + 1``), and for the bank's gate."""
+        share = min(max(size_share, 1e-9), 1 - 1e-9)
+        return max(self.min_shadows + 1, math.ceil((per_side + 1) / min(share, 1 - share)))
+
+    def shadows_message(
+        self, attack: str, sides: Mapping[str, int], replicas: int, size_share: float
+    ) -> str:
+        """Why an attack's shadows do not power it, and how many replicas would."""
+        fits = " and ".join(f"{k} {side}" for side, k in sides.items())
+        need = self.replicas_for_shadows(self.min_per_side, size_share)
+        return (
+            f"{attack} fits {fits} shadows per (target, example) at the fewest; it needs "
+            f"{self.min_per_side} on each side (what {self.min_shadows + 1} replicas on balanced "
+            f"halves give, analysis.power.min_shadows = {self.min_shadows}); at "
+            f"{size_share:.0%} of the pool per subset that takes {need} replicas; this run has "
+            f"{replicas}"
+        )
 
     def replicas_for_scores(self, size_share: float) -> int:
         """Replicas a balanced design needs for ``min_in_out`` in and out at this share of the
