@@ -12,6 +12,7 @@ from conftest import ROOT, copy_workflow, snakemake
 from memlab import data, examples
 from memlab.io import MemlabInputError
 from memlab.perturb import NOT_TABULAR, not_applicable
+from memlab.registry import SUMMARY_PAGE
 
 SPEC = {"kind": "file", "path": "data/breast_cancer.csv", "label_column": "diagnosis"}
 
@@ -193,9 +194,10 @@ def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     metrics = pd.read_parquet(work / "results/tables/metrics.parquet")
     assert set(metrics["kind"]) == {"mlp", "knn"} and set(metrics["label_noise"]) == {0.0, 0.2}
     heldout = metrics[(metrics.split == "heldout") & (metrics.metric == "accuracy")]
-    assert heldout.groupby("model")["value"].mean().min() > 0.85  # standardized: it learns
+    clean = heldout[heldout.label_noise == 0].groupby("model")["value"].mean()
+    assert clean.min() > 0.9, clean  # every model learns the table
     assert set(metrics.loc[metrics.split == "perturbed", "perturbation"]) == {"gaussian_noise"}
-    page = (work / "results/summary.html").read_text()
+    page = (work / SUMMARY_PAGE).read_text()
     assert "blur, translate, occlusion on breast_cancer (tabular data): needs a 2-D" in page
     assert (work / "results/figures/robustness.png").stat().st_size > 0
 
