@@ -11,13 +11,16 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from memlab.examples import example_frame, example_named_by
 from memlab.io import MemlabInputError, load_npz, save_npz
 from memlab.seeds import derive_seed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
@@ -310,7 +313,7 @@ def _load_npz_file(spec: Mapping[str, Any], path: Path, name: str) -> Dataset:
     return Dataset(X=X32, y=labels, n_classes=k, image_shape=shape, name=name)
 
 
-def _read_csv(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> Any:
+def _read_csv(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> pd.DataFrame:
     """The CSV as a DataFrame; a shipped example not yet written is built in memory (the same
     table rule example_data writes: planning needs its shape before that job runs)."""
     import pandas as pd
