@@ -201,13 +201,16 @@ def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     assert "blur, translate, occlusion on breast_cancer (tabular data): needs a 2-D" in page
     assert (work / "results/figures/robustness.png").stat().st_size > 0
 
-    # Run again: nothing to do, and the CSV is never remade, even when its maker is newer than it
-    # (Snakemake's code trigger) or the file is a user's own table at the example's path.
+    rerun = snakemake(work, *args, "-n")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    # The CSV is never remade once there, even when its maker is newer than it (Snakemake's code
+    # trigger) and the file is a user's own table at the example's path: the user's edit reruns
+    # the study on it.
     own = pd.read_csv(made).iloc[:300]
     own.to_csv(made, index=False)
     (work / "scripts/example_data.py").touch()
     dry = snakemake(work, *args, "-n").stdout
-    assert "rule example_data" not in dry and "rule prepare" in dry  # the user's edit reruns
+    assert "rule example_data" not in dry and "rule prepare" in dry
     pd.testing.assert_frame_equal(pd.read_csv(made), own)
 
 
