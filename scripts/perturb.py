@@ -10,9 +10,8 @@ from memlab.workflow import rule_job
 with rule_job(snakemake) as log:
     p = snakemake.params.perturbations
     split = data.load_split(snakemake.input[0])
-    skipped = [n for n in p["names"] if not perturb.applicable(n, split.image_shape)]
-    if skipped:
-        log(f"skipped (need image data): {', '.join(skipped)}")
+    for name, why in perturb.not_applicable(p["names"], split.image_shape).items():
+        log(f"skipped (need image data): {name}: {why}")
 
     def corrupted(x, stream):
         return perturb.perturbed_sets(

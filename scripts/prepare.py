@@ -27,6 +27,10 @@ with rule_job(snakemake) as log:
     )
     if randomization:
         log(f"randomization {randomization}: {int(changed.sum())} pool labels changed")
+    # Last, so the models see standardized inputs whatever the randomization did to them.
+    if data.standardizes(p.dataset, ds, name):
+        split = data.standardize(split)
+        log(f"{ds.X.shape[1]} features standardized with the training pool's mean and std")
     data.save_split(
         snakemake.output[0],
         split,

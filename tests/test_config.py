@@ -30,7 +30,13 @@ def full(config: dict) -> dict:
 
 
 def test_shipped_configs_are_valid():
-    for name in ("config.yaml", "smoke.yaml", "memorization.yaml", "memorization_pays.yaml"):
+    for name in (
+        "config.yaml",
+        "smoke.yaml",
+        "memorization.yaml",
+        "memorization_pays.yaml",
+        "tabular.yaml",
+    ):
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         study = plan_study(full(config))
         assert study.runs

@@ -19,6 +19,7 @@ from conftest import HEAVY_MODULES, ROOT, fresh_imports, rule_scripts, script_im
 # Of HEAVY_MODULES, what each rule script's job uses (and so may import up front). A job that uses
 # none of them starts in a fraction of a second.
 USES = {
+    "example_data": (),  # pandas and scikit-learn inside memlab.examples, once per fresh clone
     "prepare": (),
     "label_noise": (),
     "subsample": (),

@@ -9,14 +9,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from memlab.examples import example_frame, example_named_by
 from memlab.io import MemlabInputError, load_npz, save_npz
 from memlab.seeds import derive_seed
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
 
@@ -34,8 +38,9 @@ _ALLOWED_KEYS = {
         "n_classes",
         "separation",
         "seed",
+        "standardize",
     },
-    "file": {"kind", "path", "label_column", "image_shape"},
+    "file": {"kind", "path", "label_column", "image_shape", "standardize"},
     "modular_addition": {"kind", "p"},
 }
 _ALLOWED_KEYS = {kind: keys | _VARIANTS for kind, keys in _ALLOWED_KEYS.items()}
@@ -179,6 +184,8 @@ def _resolve_path(spec: Mapping[str, Any], name: str, root: str | Path) -> Path:
     path = Path(raw).expanduser()
     if not path.is_absolute():
         path = Path(root) / path
+    if not path.exists() and example_named_by(path, root):
+        return path  # rule example_data writes it before any job reads it
     if not path.is_file():
         what = "is a directory, not a file" if path.is_dir() else "was not found"
         raise MemlabInputError(
@@ -306,17 +313,28 @@ def _load_npz_file(spec: Mapping[str, Any], path: Path, name: str) -> Dataset:
     return Dataset(X=X32, y=labels, n_classes=k, image_shape=shape, name=name)
 
 
-def _load_csv_file(spec: Mapping[str, Any], path: Path, name: str) -> Dataset:
+def _read_csv(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> pd.DataFrame:
+    """The CSV as a DataFrame; a shipped example not yet written is built in memory (the same
+    table rule example_data writes: planning needs its shape before that job runs)."""
     import pandas as pd
 
-    label_col = spec.get("label_column", "label")
+    example = example_named_by(path, root)
+    if example and not path.exists():
+        return example_frame(example)
     try:
-        df = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise MemlabInputError(
             f"dataset '{name}': {path} is not a readable CSV ({e}). Expected a header row, a "
-            f"label column `{label_col}` and numeric feature columns."
+            f"label column `{spec.get('label_column', 'label')}` and numeric feature columns."
         ) from None
+
+
+def _load_csv_file(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> Dataset:
+    import pandas as pd
+
+    label_col = spec.get("label_column", "label")
+    df = _read_csv(spec, path, name, root)
     columns = [str(c) for c in df.columns]
     if label_col not in df.columns:
         shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
@@ -368,7 +386,7 @@ def load_dataset(
     path = _resolve_path(spec, name, root)
     if path.suffix.lower() == ".npz":
         return _load_npz_file(spec, path, name)
-    return _load_csv_file(spec, path, name)
+    return _load_csv_file(spec, path, name, root)
 
 
 def dataset_shape(
@@ -384,6 +402,7 @@ def dataset_shape(
     if kind == "modular_addition":
         return _modulus(spec, name) ** 2, None
     ds = load_dataset(spec, name=name, root=root)
+    standardizes(spec, ds, name)  # a `standardize` the data cannot take fails before any job
     return len(ds.y), ds.image_shape
 
 
@@ -587,6 +606,10 @@ class Split:
     pool_subpopulation: np.ndarray | None = None
     test_subpopulation: np.ndarray | None = None
     subpopulation_frequency: np.ndarray | None = None
+    # Standardized tabular data only (:func:`standardize`; None otherwise): the pool's per-feature
+    # mean and the scale each feature was divided by, so raw values can be recovered.
+    feature_mean: np.ndarray | None = None
+    feature_scale: np.ndarray | None = None
 
     def train_frequency(self, part: str) -> np.ndarray | None:
         """The training frequency of each ``part`` ('pool' or 'test') example's subpopulation."""
@@ -645,6 +668,52 @@ def make_split(ds: Dataset, pool_idx: np.ndarray, test_idx: np.ndarray) -> Split
     )
 
 
+def standardizes(spec: Mapping[str, Any], ds: Dataset, name: str = "dataset") -> bool:
+    """Whether ``spec``'s features are standardized: its `standardize` key, by default on for
+    tabular user files (csv, npz without an image shape) and off for every other kind (digits'
+    pixel scale is what the perturbations corrupt; gaussian and modular_addition data are kept as
+    generated, so the shipped studies' tables stay as they were)."""
+    value = spec.get("standardize", spec.get("kind") == "file" and ds.image_shape is None)
+    if not isinstance(value, bool):
+        raise MemlabInputError(
+            f"dataset '{name}': `standardize` is {value!r}; it must be true or false."
+        )
+    if value and ds.image_shape is not None:
+        raise MemlabInputError(
+            f"dataset '{name}': `standardize: true` on image data (image_shape "
+            f"{list(ds.image_shape)}): the perturbations need pixels in [0, 1]. Remove the "
+            "`standardize` key (images are never standardized); if the data are not images, "
+            "remove `image_shape` instead (or save X as 2-D [n, features])."
+        )
+    return value
+
+
+def standardize(split: Split) -> Split:
+    """Pool and held-out features centred and scaled by the training pool's per-feature mean and
+    standard deviation: held-out rows never enter the statistics, so nothing about the test set
+    leaks into training. A constant feature (std 0) is only centred."""
+    mean = split.x_pool.mean(axis=0, dtype=np.float64)
+    std = split.x_pool.std(axis=0, dtype=np.float64)
+    scale = np.where(std > 0, std, 1.0)
+
+    def scaled(x: np.ndarray) -> np.ndarray:
+        return ((x.astype(np.float64) - mean) / scale).astype(np.float32)
+
+    return replace(
+        split,
+        x_pool=scaled(split.x_pool),
+        x_test=scaled(split.x_test),
+        feature_mean=mean,
+        feature_scale=scale,
+    )
+
+
+def _optional(split: Split) -> dict[str, np.ndarray]:
+    """The split's optional arrays that are set (a split without them is saved as before)."""
+    names = ("feature_mean", "feature_scale")
+    return {n: getattr(split, n) for n in names if getattr(split, n) is not None}
+
+
 def save_split(path: str | Path, split: Split, **extra: np.ndarray) -> None:
     """Write the split atomically ((0, 0) stands for no image shape, no token shape)."""
     save_npz(
@@ -656,6 +725,7 @@ def save_split(path: str | Path, split: Split, **extra: np.ndarray) -> None:
         n_classes=np.int64(split.n_classes),
         image_shape=np.array(split.image_shape or (0, 0), dtype=np.int64),
         token_shape=np.array(split.token_shape or (0, 0), dtype=np.int64),
+        **_optional(split),
         **extra,
     )
 
@@ -679,6 +749,8 @@ def load_split(path: str | Path) -> Split:
         a.get("pool_subpopulation"),
         a.get("test_subpopulation"),
         a.get("subpopulation_frequency"),
+        a.get("feature_mean"),
+        a.get("feature_scale"),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from itertools import pairwise
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -181,7 +182,8 @@ def robustness(t: StudyTables) -> plt.Figure:
         row="model",
         facet_kws={"sharex": False},  # each column its own tick labels (set below)
         height=2.2,
-        aspect=1.1,
+        # Wider panels when there are few (a table has gaussian_noise only): room for the ticks.
+        aspect=1.1 if len(names) > 2 else 1.8,
         xlabel="severity (0 = clean)",
         ylabel="held-out accuracy",
         title=f"Robustness at training-set size {size}, label noise {noise:g}",
@@ -206,6 +208,22 @@ def _severity_units(
         ax.set_xticks(range(len(table[name]) + 1), labels, fontsize=7)
         if bottom:
             ax.set_xlabel(PARAMETER_AXIS[name])
+    _unclash_ticks(fig)
+
+
+def _unclash_ticks(fig: plt.Figure) -> None:
+    """Tilt the x tick labels of every panel where two of them would touch: a study of one
+    corruption (a table: gaussian_noise only) draws one narrow column of panels."""
+    renderer = fig.canvas.get_renderer()
+    fig.canvas.draw()  # tick labels get their positions when drawn
+    for ax in fig.axes:
+        labels = [t for t in ax.get_xticklabels() if t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        if any(a.x1 + 2 > b.x0 for a, b in pairwise(boxes)):
+            ax.tick_params(axis="x", labelrotation=45)
+            for t in labels:
+                t.set_horizontalalignment("right")
+                t.set_rotation_mode("anchor")
 
 
 def learning_curves(t: StudyTables) -> plt.Figure:

@@ -104,6 +104,22 @@ PARAMETER_MEANING: Mapping[str, str] = MappingProxyType(
 )
 _SPATIAL = frozenset({"blur", "translate", "occlusion"})
 _TABULAR_OK = frozenset({"gaussian_noise"})
+# Why each image corruption cannot apply to tabular data (image_shape None): what it needs that a
+# table lacks. The perturb log and the findings page say it.
+_GRID = "needs a 2-D pixel grid; the columns of a table have no neighbours"
+NOT_TABULAR: Mapping[str, str] = MappingProxyType(
+    {
+        "shot_noise": "photon counts of pixel brightness in [0, 1]; table features have no such "
+        "scale",
+        "impulse_noise": "sets pixels to black or white (0 or 1); table features have no such "
+        "extremes",
+        "blur": _GRID,
+        "contrast": "scales pixel intensities about each image's mean brightness; a row of a "
+        "table has no common unit to average",
+        "translate": _GRID,
+        "occlusion": _GRID,
+    }
+)
 _RANGE_TOL = 1e-6  # slack for pixel ranges produced by float32 rounding
 
 
@@ -192,6 +208,11 @@ def applicable(name: str, image_shape: tuple[int, int] | None) -> bool:
     """Whether corruption ``name`` can be applied: ``gaussian_noise`` always, others need images."""
     _check_name(name)
     return image_shape is not None or name in _TABULAR_OK
+
+
+def not_applicable(names: Iterable[str], image_shape: tuple[int, int] | None) -> dict[str, str]:
+    """The corruptions of ``names`` that cannot apply to the data, each with the reason."""
+    return {n: NOT_TABULAR[n] for n in dict.fromkeys(names) if not applicable(n, image_shape)}
 
 
 def _interval(name: str) -> str:

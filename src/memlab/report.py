@@ -215,6 +215,36 @@ def findings_html(found: list[Finding]) -> str:
     return out
 
 
+def skipped_corruptions_html(metrics: pd.DataFrame, config: Mapping[str, Any] | None) -> str:
+    """The configured corruptions that could not apply to a dataset, each with the reason: the
+    image corruptions on a table (a dataset with none of them in the metrics; image data get
+    them all); empty when every corruption applied."""
+    from memlab.perturb import not_applicable
+
+    names = ((config or {}).get("perturbations") or {}).get("names") or []
+    image_only = not_applicable(names, None)
+    perturbed = metrics[metrics["split"] == "perturbed"]
+    items = []
+    for dataset in sorted(set(metrics["dataset"])):
+        present = set(perturbed.loc[perturbed["dataset"] == dataset, "perturbation"])
+        if present & set(image_only):  # image data: every corruption applied
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for name, why in image_only.items():
+            by_reason.setdefault(why, []).append(name)
+        items += [
+            f"<li>{html.escape(', '.join(skipped))} on {html.escape(dataset)} (tabular data): "
+            f"{html.escape(why)}.</li>"
+            for why, skipped in by_reason.items()
+        ]
+    if not items:
+        return ""
+    return (
+        "<p><b>Corruptions that cannot apply</b> (configured under perturbations.names, "
+        f'skipped; no result stands for them)</p><ul class="skipped">{"".join(items)}</ul>'
+    )
+
+
 def summary_html(
     tables: StudyTables,
     config: Mapping[str, Any] | None = None,
@@ -253,6 +283,7 @@ table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;te
 <h2>memlab: findings</h2>
 <p>{n_runs} runs of {n_rep} replicas each. {FINDINGS_NOTE}</p>
 {findings_html(found)}
+{skipped_corruptions_html(metrics, config)}
 <details><summary><b>Headline numbers per run</b> (sentences and table)</summary>
 <p>Accuracies are means over replicas at the largest training-set size; "train" uses the labels
 as given (noisy where label noise is on), "flipped fitted" is the share of flipped training

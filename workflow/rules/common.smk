@@ -40,6 +40,7 @@ os.environ.update(
 import memlab
 from memlab.config import check_config, load_schema
 from memlab.corruption_error import resolve_baselines
+from memlab.examples import EXAMPLE_DIR, missing_examples
 from memlab.io import MemlabInputError
 from memlab.kinds import VARIANT_ID_PATTERN
 from memlab.ops.codehash import function_hash, library_hash

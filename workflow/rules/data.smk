@@ -1,6 +1,28 @@
 # Data: one fixed split per dataset, label noise per rate, balanced subsets per training-set size
 # and block of replicas, and perturbed held-out sets generated once (never trained on).
 
+# The shipped example CSVs (memlab.examples) that are missing here: only those can be written,
+# so a file already at an example's path (written before, or a user's own table) and any file
+# at another path are never replaced, whatever changed since.
+MISSING_EXAMPLES = missing_examples(os.getcwd())
+
+
+rule example_data:
+    output:
+        f"{EXAMPLE_DIR}/{{example}}.csv",
+    log:
+        "results/logs/example_data/{example}.log",
+    wildcard_constraints:
+        example="|".join(MISSING_EXAMPLES) or "(?!)",  # (?!) matches nothing
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../../scripts/example_data.py"
+
 
 rule prepare:
     input:

@@ -1,0 +1,9 @@
+"""Rule example_data: write a shipped example CSV (memlab.examples) where it is missing."""
+
+from memlab.examples import write_example
+from memlab.workflow import rule_job
+
+with rule_job(snakemake) as log:
+    name = snakemake.wildcards.example
+    rows = write_example(name, snakemake.output[0])
+    log(f"{snakemake.output[0]}: example {name!r}, {rows} rows, from scikit-learn (offline)")
