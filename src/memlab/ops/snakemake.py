@@ -322,6 +322,13 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
     with commas, which dict reprs contain too, and no output names the params (the records keep
     only a sorted list of values). Here each job's reasons are Snakemake's own objects.
     """
+    return [_planned(dag, job) for job, dag in dag_jobs(root, args)]
+
+
+def dag_jobs(root: Path, args: Sequence[str]) -> Iterator[tuple[Any, Any]]:
+    """Each job ``snakemake ARGS`` would run in ``root``, with the DAG, in the DAG's order (a job
+    comes after every job it needs). While it iterates, this process is set up as the workflow
+    sets up a job (working directory ``root``, memlab imported from its ``src/``)."""
     from snakemake.api import SnakemakeApi
     from snakemake.cli import parse_args, parse_config
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
@@ -357,4 +364,6 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
             dag = workflow.dag
             levels = dag.toposorted(set(dag.needrun_jobs()))
             by_output = lambda job: [str(f) for f in job.output]  # noqa: E731
-            return [_planned(dag, job) for level in levels for job in sorted(level, key=by_output)]
+            for level in levels:
+                for job in sorted(level, key=by_output):
+                    yield job, dag
