@@ -340,3 +340,58 @@ def test_run_sh_without_a_known_command_prints_its_usage(args, rc):
     assert proc.returncode == rc
     assert "./run.sh study" in proc.stderr and "./run.sh plan" in proc.stderr
     assert "Building DAG" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("flag", ["-n", "--dry-run", "-pn"])
+def test_run_sh_dry_run_writes_nothing(tmp_path, flag):
+    """`./run.sh study -n` plans only: no job runs, and no report is built after it."""
+    work = copy_workflow(tmp_path / "work")
+    shutil.copy2(ROOT / "run.sh", work / "run.sh")
+    proc = subprocess.run(
+        ["./run.sh", "study", "--configfile", "config/smoke.yaml", flag],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **RUN_SH_ENV},
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "This was a dry-run" in out
+    assert "Creating report" not in out
+    assert not (work / "results").exists()
+
+
+def test_run_sh_setup_says_each_step(tmp_path):
+    """A first `./run.sh setup` names each step as it starts; a second one has nothing to do."""
+    calls = tmp_path / "calls"
+    # A stand-in for python3: `-m venv DIR` makes DIR/bin/python, which records its arguments.
+    fake = tmp_path / "python3"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'mkdir -p "$3/bin"\n'
+        f'printf \'#!/bin/sh\\necho "$*" >> {calls}\\n\' > "$3/bin/python"\n'
+        'chmod +x "$3/bin/python"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "MEMLAB_VENV": str(tmp_path / "venv")}
+    env.pop("MEMLAB_SKIP_SETUP", None)
+
+    def setup() -> str:
+        run = [str(ROOT / "run.sh"), "setup"]
+        proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    said = setup().splitlines()
+    assert [line.split()[1] for line in said] == [
+        "creating",
+        "upgrading",
+        "installing",
+        "installing",
+        "environment",
+    ], said
+    assert "torch" in said[2] and "CPU" in said[2] and "memlab" in said[3]
+    pip = calls.read_text().splitlines()
+    assert [c.split()[-1] for c in pip] == ["pip", "torch==2.13.0", ".[dev,slurm]"]
+    assert setup() == ""

@@ -9,16 +9,15 @@ def _quiet_ctrl_c_in_rule_jobs() -> None:
     KeyboardInterrupt traceback per running job. Snakemake reports the job as interrupted, keeps
     every finished output and reruns this one next time. Done here, on the first memlab import,
     so that it also covers the seconds a job spends importing torch."""
+    import contextlib
     import signal
     import sys
 
     main = sys.modules.get("__main__")
     if type(getattr(main, "snakemake", None)).__name__ != "Snakemake":
         return
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread: not a job's script
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-    except ValueError:  # not the main thread: not a job's script
-        pass
 
 
 _quiet_ctrl_c_in_rule_jobs()
