@@ -50,7 +50,8 @@ is_dry_run() {
 # Ctrl-C: every job stops at once (a job dies quietly: src/memlab/__init__.py), Snakemake keeps
 # what finished, and the same command resumes from there.
 on_interrupt() {
-    echo "memlab: interrupted. Finished steps are kept; resume with: ./run.sh$(printf ' %q' "$@")" >&2
+    echo "memlab: interrupted. Finished steps are kept;" \
+        "resume with: ./run.sh$(printf ' %q' "$@")" >&2
     exit 130
 }
 
