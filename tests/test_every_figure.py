@@ -4,8 +4,8 @@ A figure that only some configs draw (double descent needs random features, grok
 addition, removal its second stage...) must not break unseen. The study is the real workflow:
 its DAG is built by Snakemake in this process (``memlab.ops.snakemake``), and each job runs its
 own rule script here, with the ``snakemake`` object Snakemake would hand it. Only the separate
-Python process per job is skipped (about 1.5 s of imports per job): the whole study takes
-seconds instead of the two minutes the CLI needs for it.
+Python process per job is skipped: about 1.5 s of imports for each of the study's 142 jobs.
+Measured 2026-12-05 on 2 busy cores: the jobs 38 s, drawing and saving the 22 figures 27 s.
 """
 
 from __future__ import annotations
