@@ -17,7 +17,7 @@ setup() {
     # An environment someone else manages (a test, a cluster image): use it as it is.
     [[ ${MEMLAB_SKIP_SETUP:-} == 1 ]] && return 0
     if [[ ! -x $VENV/bin/python ]]; then
-        echo "memlab: creating $VENV" >&2
+        echo "memlab: creating the virtual environment $VENV" >&2
         "$PY" -m venv "$VENV"
     fi
     # Reinstall only when the dependency list changed.
@@ -25,13 +25,34 @@ setup() {
     local want
     want=$(sha256sum pyproject.toml | cut -d' ' -f1)
     if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+        echo "memlab: upgrading pip in $VENV" >&2
         "$VENV/bin/python" -m pip install -q --upgrade pip
         # The CPU build of torch first: left to choose, pip would fetch a multi-GB CUDA build.
+        echo "memlab: installing torch 2.13.0 (CPU build; the longest step)" >&2
         "$VENV/bin/python" -m pip install -q "torch==2.13.0"
         # Core (study, report, DVC) + development tools + the SLURM plugin (CI runs its test).
+        echo "memlab: installing memlab and its dependencies (pyproject.toml)" >&2
         "$VENV/bin/python" -m pip install -q -e ".[dev,slurm]"
         echo "$want" > "$stamp"
+        echo "memlab: environment ready in $VENV" >&2
     fi
+}
+
+# Snakemake's -n/--dry-run (also inside short flags such as -pn): plan only, write nothing.
+is_dry_run() {
+    local a
+    for a in "$@"; do
+        [[ $a == --dry-run || $a == --dryrun || $a =~ ^-[a-zA-Z]*n[a-zA-Z]*$ ]] && return 0
+    done
+    return 1
+}
+
+# Ctrl-C: every job stops at once (a job dies quietly: src/memlab/__init__.py), Snakemake keeps
+# what finished, and the same command resumes from there.
+on_interrupt() {
+    echo "memlab: interrupted. Finished steps are kept;" \
+        "resume with: ./run.sh$(printf ' %q' "$@")" >&2
+    exit 130
 }
 
 usage() {
@@ -51,11 +72,15 @@ case $cmd in
         ;;
     study)
         setup
+        trap 'on_interrupt study "$@"' INT
         # Snakemake's own message for a YAML syntax error names neither file nor line.
         "$VENV/bin/python" -m memlab.ops.precheck "$@"
         # Outputs damaged or missing since they were made: moved aside, remade with what depends
         # on them (Snakemake alone would take them for results, or say "Nothing to be done").
         mapfile -d '' -t repair < <("$VENV/bin/python" -m memlab.ops.repair "$@")
+        is_dry_run "$@" && exec "$VENV/bin/snakemake" "$@" "${repair[@]}"
+        echo "memlab: Snakemake prints 'N of M steps (x%) done' after each job; a train job" \
+            "logs its epochs to the log file it names (follow it with tail -f)" >&2
         "$VENV/bin/snakemake" "$@" "${repair[@]}"
         "$VENV/bin/snakemake" "$@" --report results/report.html
         echo "memlab: figures in results/figures/, tables in results/tables/," \

@@ -2,9 +2,11 @@
 
 The clean run is the shared smoke study (``--cores 2``, never interrupted). Here the same config
 runs one job at a time (``--cores 1``) and is killed four times, four ways: Ctrl-C during
-prepare, SIGTERM to Snakemake during evaluation, SIGKILL of a training job right after it saved
-its resumable state, and SIGKILL of everything (power loss) while figures are drawn. Each time
-the very same command is run again; no ``--unlock`` or ``--rerun-incomplete`` by hand.
+prepare, SIGKILL of a training job right after it saved its resumable state, SIGTERM to Snakemake
+during evaluation, and SIGKILL of everything (power loss) while figures are drawn. Each step has
+its own deterministic trigger (tests/faults/sitecustomize.py: the job of that rule waits at a
+known point until signalled, or kills itself), armed for that step alone. Then the command that
+Ctrl-C printed is run as printed; no ``--unlock`` or ``--rerun-incomplete`` by hand.
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ from memlab.ops.locks import release_stale_locks
 pytestmark = pytest.mark.e2e
 
 FAULTS = ROOT / "tests" / "faults"
+# run.sh in this test's environment as it is: no install from the copy into it.
+RUN_SH_ENV = {"MEMLAB_VENV": str(Path(sys.executable).parents[1]), "MEMLAB_SKIP_SETUP": "1"}
 
 
-def _start(work: Path, env: dict[str, str]) -> subprocess.Popen:
-    cmd = [SNAKEMAKE, "--configfile", "config/killed.yaml", "--cores", "1"]
+def _start(work: Path, env: dict[str, str], fault: str, *, run_sh: bool = False):
+    """The killed study, with one fault armed (tests/faults/sitecustomize.py)."""
+    args = ["--configfile", "config/killed.yaml", "--cores", "1"]
+    cmd = ["./run.sh", "study", *args] if run_sh else [SNAKEMAKE, *args]
     log = open(work / "snakemake.out", "a")  # noqa: SIM115 (closed by the child's exit)
+    env = {**env, "MEMLAB_FAULT": fault}
     return subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=log, start_new_session=True)
 
 
@@ -66,55 +73,72 @@ def _check_no_half_files(results: Path) -> None:
 def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_path):
     clean = smoke_study[0]
     work = copy_workflow(tmp_path / "work")
+    shutil.copy2(ROOT / "run.sh", work / "run.sh")
     config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
     # Save resumable state every 5 epochs; not a rerun trigger, so results must not change.
     config["training"]["resume_every"] = 5
     # Key order kept: tables list runs in the config's order.
     (work / "config" / "killed.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    faults = tmp_path / "faults"
+    faults.mkdir()
     env = {
         **os.environ,
+        **RUN_SH_ENV,
         "PYTHONPATH": os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]),
-        "MEMLAB_FAULT_DIR": str(tmp_path),
+        "MEMLAB_FAULT_DIR": str(faults),
     }
     results = work / "results"
+    out = work / "snakemake.out"
 
-    # 1. Ctrl-C (SIGINT to the whole process group) while the dataset is prepared.
-    proc = _start(work, env)
-    _wait_for(proc, results / "logs" / "prepare" / "digits.log")
+    # 1. Ctrl-C (SIGINT to the whole process group of ./run.sh) while the dataset is prepared:
+    #    no traceback, one line with the command that resumes.
+    proc = _start(work, env, "pause:prepare", run_sh=True)
+    _wait_for(proc, faults / "paused-prepare")
     os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(120) != 0
+    assert proc.wait(120) == 130
+    printed = out.read_text()
+    assert "Traceback" not in printed, printed[-3000:]
+    resume = re.findall(r"memlab: interrupted\. .*resume with: (.*)", printed)
+    assert resume == ["./run.sh study --configfile config/killed.yaml --cores 1"], printed[-2000:]
+    assert not (results / "data" / "digits" / "split.npz").exists()
     _check_no_half_files(results)
 
-    # 2. SIGKILL of a training job just after it saved its state (tests/faults/sitecustomize.py);
-    #    Snakemake sees the job fail and stops. The rerun resumes that job from its state.
-    proc = _start(work, env)
-    assert proc.wait(300) != 0
-    killed = (tmp_path / "killed-mid-training").read_text().split()
+    # 2. SIGKILL of a training job just after it saved its state; Snakemake sees the job fail
+    #    and stops. The rerun resumes that job from its state.
+    proc = _start(work, env, "kill-after-save")
+    assert proc.wait(300) != 0, out.read_text()[-3000:]
+    killed = (faults / "killed-mid-training").read_text().split()
     state_name, epoch = killed[0], int(killed[-1])  # relative to the working directory
     state = work / state_name
     assert state.exists() and not (state.parent / "checkpoint.pt").exists()
     _check_no_half_files(results)
 
-    # 3. SIGTERM to Snakemake alone while runs are evaluated.
-    proc = _start(work, env)
-    _wait_for(proc, results / "logs" / "evaluate")
+    # 3. SIGTERM to Snakemake alone while a run is evaluated: it lets that job finish, then stops.
+    proc = _start(work, env, "pause:evaluate")
+    _wait_for(proc, faults / "paused-evaluate")
     os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(1)
+    (faults / "release-evaluate").touch()
     assert proc.wait(120) != 0
     _check_no_half_files(results)
 
     # 4. SIGKILL of Snakemake and every job (power loss) while figures are drawn: Snakemake's
     #    locks and incomplete markers stay behind, and the same command must still just work.
-    proc = _start(work, env)
-    _wait_for(proc, results / "logs" / "figures")
+    proc = _start(work, env, "pause:figures")
+    _wait_for(proc, faults / "paused-figures")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(60)
     assert list((work / ".snakemake" / "locks").glob("*.lock"))
     _check_no_half_files(results)
 
-    proc = _start(work, env)
-    assert proc.wait(600) == 0, (work / "snakemake.out").read_text()[-3000:]
-    out = (work / "snakemake.out").read_text()
-    assert "removed the locks left by an earlier Snakemake run that was killed" in out
+    # 5. The command Ctrl-C printed, as printed.
+    out.write_text("")
+    rerun = subprocess.run(
+        resume[0], shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=600
+    )
+    printed = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, printed[-3000:]
+    assert "removed the locks left by an earlier Snakemake run that was killed" in printed
     # The job killed mid-training continued from its saved state (the log is the last attempt's).
     run = state.parent.relative_to(results / "runs")
     train_log = (results / "logs" / "train" / run).with_suffix(".log").read_text()
@@ -270,12 +294,7 @@ def test_malformed_yaml_names_file_and_line(finished_study):
     bad = work / "config" / "malformed.yaml"
     bad.write_text("seed: 0\ndatasets:\n  digits: {kind: digits\nsizes: [80]\n")
     before = _snapshot(work / "results")
-    # This test's environment as it is: no install from the copy into it.
-    env = {
-        **os.environ,
-        "MEMLAB_VENV": str(Path(sys.executable).parents[1]),
-        "MEMLAB_SKIP_SETUP": "1",
-    }
+    env = {**os.environ, **RUN_SH_ENV}
     proc = subprocess.run(
         ["./run.sh", "study", "--configfile", "config/malformed.yaml", "--cores", "1"],
         cwd=work,
@@ -298,3 +317,58 @@ def test_run_sh_without_a_known_command_prints_its_usage(args, rc):
     assert proc.returncode == rc
     assert "./run.sh study" in proc.stderr and "./run.sh plan" in proc.stderr
     assert "Building DAG" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("flag", ["-n", "--dry-run", "-pn"])
+def test_run_sh_dry_run_writes_nothing(tmp_path, flag):
+    """`./run.sh study -n` plans only: no job runs, and no report is built after it."""
+    work = copy_workflow(tmp_path / "work")
+    shutil.copy2(ROOT / "run.sh", work / "run.sh")
+    proc = subprocess.run(
+        ["./run.sh", "study", "--configfile", "config/smoke.yaml", flag],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **RUN_SH_ENV},
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "This was a dry-run" in out
+    assert "Creating report" not in out
+    assert not (work / "results").exists()
+
+
+def test_run_sh_setup_says_each_step(tmp_path):
+    """A first `./run.sh setup` names each step as it starts; a second one has nothing to do."""
+    calls = tmp_path / "calls"
+    # A stand-in for python3: `-m venv DIR` makes DIR/bin/python, which records its arguments.
+    fake = tmp_path / "python3"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'mkdir -p "$3/bin"\n'
+        f'printf \'#!/bin/sh\\necho "$*" >> {calls}\\n\' > "$3/bin/python"\n'
+        'chmod +x "$3/bin/python"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "MEMLAB_VENV": str(tmp_path / "venv")}
+    env.pop("MEMLAB_SKIP_SETUP", None)
+
+    def setup() -> str:
+        run = [str(ROOT / "run.sh"), "setup"]
+        proc = subprocess.run(run, capture_output=True, text=True, env=env, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    said = setup().splitlines()
+    assert [line.split()[1] for line in said] == [
+        "creating",
+        "upgrading",
+        "installing",
+        "installing",
+        "environment",
+    ], said
+    assert "torch" in said[2] and "CPU" in said[2] and "memlab" in said[3]
+    pip = calls.read_text().splitlines()
+    assert [c.split()[-1] for c in pip] == ["pip", "torch==2.13.0", ".[dev,slurm]"]
+    assert setup() == ""

@@ -436,3 +436,20 @@ def test_modular_addition_trains_with_a_token_embedding(modular_split):
     assert ev["pool_correct"][arrays["train_mask"]].all()
     last = to_frame(history).groupby("replica")["train_accuracy"].last()
     assert (last == 1.0).all()
+
+
+def test_a_slow_job_logs_progress_every_progress_seconds(digits_split, monkeypatch):
+    """Besides every `log_every` epochs, a line at least every PROGRESS_SECONDS (0 here)."""
+    import memlab.train
+
+    mask = small_members(len(digits_split.y_pool), 40, 2, 0)
+    settings = train_regime(max_epochs=5, batch_size=16, stop_at_fit=False, log_every=1000)
+
+    def epochs_logged() -> list[str]:
+        logs: list[str] = []
+        train(_mlp(range(2)), digits_split, mask, settings, log=logs.append)
+        return [m.split()[1] for m in logs if m.startswith("epoch")]
+
+    assert epochs_logged() == ["1/5", "5/5"]  # the first, and the last (every replica done)
+    monkeypatch.setattr(memlab.train, "PROGRESS_SECONDS", 0.0)
+    assert epochs_logged() == ["1/5", "2/5", "3/5", "4/5", "5/5"]

@@ -30,6 +30,8 @@ from memlab.ops.versioning import Entry, Manifest
 pytestmark = pytest.mark.e2e
 
 CONFIG = "config/tiny.yaml"
+# A broken file under data/ that no dataset of the study names.
+STRAY = "data/broken.csv"
 DATA_RULES = {"prepare", "label_noise", "subsample", "perturb"}
 # As in a fresh clone: results/ exists (with its README) while what lands in it is git-ignored.
 DVC_FILES = (".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore", "results/README.md")
@@ -130,6 +132,7 @@ def repo(tmp_path_factory) -> dict:
     git(work, "add", "-A")
     git(work, "commit", "-qm", "workflow")
     write_table(work / "data/table.csv")  # user data: versioned by DVC, not git
+    (work / STRAY).write_text("not a table\x00")  # never read by the study: never versioned
 
     facts: dict = {"work": work, "remote": remote, "base": base}
     snakemake(work, "--configfile", CONFIG, "--cores", "2")
@@ -167,6 +170,8 @@ def test_record_leaves_dvc_and_snakemake_clean(repo):
     }
     md5 = repo["md5_A"]
     assert "data/table.csv" in md5
+    assert STRAY not in md5 and STRAY not in Manifest.read(repo["work"]).files
+    assert "broken.csv" not in (repo["work"] / "data/.gitignore").read_text()
     assert {p for p in md5 if p.endswith("checkpoint.pt")} == set(repo["ckpt_A"])
     # 2 datasets x (MLP x 2 regimes + 1-NN), each checkpoint beside its learning curves.
     assert len(repo["ckpt_A"]) == 6

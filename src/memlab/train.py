@@ -44,6 +44,10 @@ if TYPE_CHECKING:  # pandas only for TrainResult.history: the train job imports 
     import pandas as pd
 
 
+# A progress line in the train log at least this often (besides every `log_every` epochs).
+PROGRESS_SECONDS = 30.0
+
+
 @dataclass
 class EpochMetrics:
     """Per-row metrics of one epoch ``[rows]`` (NaN where not measured), in history order."""
@@ -476,7 +480,7 @@ class Trainer:
         log: Callable[[str], None] = print,
         use_fast_path: bool = True,
     ) -> None:
-        self.t0 = time.perf_counter()
+        self.t0 = self.logged_at = time.perf_counter()
         self.state, self.data, self.settings = state, data, settings
         self.replicas = list(replicas)
         self.log = log
@@ -628,8 +632,12 @@ class Trainer:
 
     def log_epoch(self, epoch: int, metrics: EpochMetrics, done: torch.Tensor) -> None:
         s, st = self.settings, self.state
-        if not (epoch == 1 or epoch % s.log_every == 0 or done.any()):
+        now = time.perf_counter()
+        # A slow job also logs every PROGRESS_SECONDS: someone following the log sees it move.
+        quiet_too_long = now - self.logged_at >= PROGRESS_SECONDS
+        if not (epoch == 1 or epoch % s.log_every == 0 or done.any() or quiet_too_long):
             return
+        self.logged_at = now
         r_total = len(st.stop_reason)
         self.log(
             f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics.train_loss.mean():.4f}  "

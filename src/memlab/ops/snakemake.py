@@ -366,12 +366,21 @@ def planned_jobs(root: Path, args: Sequence[str]) -> list[PlannedJob]:
     which dict reprs contain too, and no output names the params (the records keep only a
     sorted list of values). Here each job's reasons are Snakemake's own objects.
     """
+    return [_planned(dag, job) for job, dag in dag_jobs(root, args)]
+
+
+def dag_jobs(root: Path, args: Sequence[str]) -> Iterator[tuple[Any, Any]]:
+    """Each job ``snakemake ARGS`` would run in ``root``, with the DAG, in the DAG's order (a job
+    comes after every job it needs). While it iterates, this process is set up as the workflow
+    sets up a job (working directory ``root``, memlab imported from its ``src/``)."""
     with _study_dag(root, args) as dag:
         # INTERNAL (9.27.1): DAG.needrun_jobs()/reason(job), Job.params/wildcards_dict are what
         # the dry run prints its jobs from; DAG.toposorted() gives its order (pipeline levels).
         levels = dag.toposorted(set(dag.needrun_jobs()))
         by_output = lambda job: [str(f) for f in job.output]  # noqa: E731
-        return [_planned(dag, job) for level in levels for job in sorted(level, key=by_output)]
+        for level in levels:
+            for job in sorted(level, key=by_output):
+                yield job, dag
 
 
 @dataclass(frozen=True)

@@ -260,27 +260,21 @@ def versioned_rows(rows: Sequence[smk.SummaryRow], meta: smk.Metadata) -> list[s
     return [r for r in rows if r.path in chosen]
 
 
-def user_data_files(root: Path) -> list[str]:
-    """Files under ``data/`` that git does not track (those DVC versions)."""
-    base = root / USER_DATA_DIR
-    if not base.is_dir():
+def user_data_files(root: Path, files: Mapping[str, Entry]) -> list[str]:
+    """The user data the study read: inputs of ``files`` under ``data/`` that git does not track
+    (those DVC versions). Anything else under ``data/`` (a stray or broken file no dataset of
+    the study names) is not the study's, and is left alone."""
+    prefix = USER_DATA_DIR + "/"
+    read = {os.path.normpath(i) for e in files.values() for i in e.inputs}
+    read = {i for i in read if i.startswith(prefix) and (root / i).is_file()}
+    if not read:
         return []
     tracked = set(
         _run(["git", "ls-files", "-z", USER_DATA_DIR], root, "git ls-files")
         .stdout.strip("\0")
         .split("\0")
     )
-    found = []
-    for path in sorted(base.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if (
-            path.is_file()
-            and not path.name.startswith(".")
-            and not path.name.endswith(".dvc")
-            and rel not in tracked
-        ):
-            found.append(rel)
-    return found
+    return sorted(read - tracked)
 
 
 STATE_DIR = ".snakemake"
@@ -337,7 +331,7 @@ def build_manifest(root: Path, snakemake_args: Sequence[str]) -> Manifest:
             script=scripts.get(r.rule),
             metadata=record,
         )
-    for rel in user_data_files(root):
+    for rel in user_data_files(root, files):
         files[rel] = Entry(path=rel, md5=md5_file(root / rel), size=(root / rel).stat().st_size)
     sources: dict[str, str] = {}
     for e in files.values():
