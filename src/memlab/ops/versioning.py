@@ -386,7 +386,10 @@ def record(
     """Record the study's datasets, checkpoints and user data in DVC (and push them)."""
     root = root.absolute()
     if not (root / ".dvc").is_dir():
-        raise VersioningError(f"{root} is not a DVC repository (no .dvc/): run `dvc init`.")
+        raise VersioningError(
+            f"{root} is not a DVC repository (no .dvc/): run .venv/bin/dvc init (DVC comes with "
+            "memlab's environment)."
+        )
     manifest = build_manifest(root, snakemake_args)
     (root / VERSIONS_DIR).mkdir(exist_ok=True)
     findings = root / FINDINGS_FILE
