@@ -35,7 +35,7 @@ def test_truncated_checkpoint_is_refused(tmp_path):
     path = tmp_path / "c.pt"
     _save(path)
     path.write_bytes(path.read_bytes()[: os.path.getsize(path) // 2])
-    with pytest.raises(MemlabInputError, match=r"c\.pt.*snakemake --forcerun .*c\.pt"):
+    with pytest.raises(MemlabInputError, match=r"c\.pt.*\./run\.sh study --forcerun .*c\.pt"):
         load_checkpoint(path)
 
 
