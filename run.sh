@@ -55,6 +55,7 @@ case $cmd in
         "$VENV/bin/python" -m memlab.ops.precheck "$@"
         "$VENV/bin/snakemake" "$@"
         "$VENV/bin/snakemake" "$@" --report results/report.html
+        "$VENV/bin/python" -m memlab.ops.answers "$@"
         echo "memlab: figures in results/figures/, tables in results/tables/," \
             "report in results/report.html" >&2
         ;;
