@@ -344,3 +344,14 @@ def test_answers_prints_the_findings_and_the_page_to_open(tmp_path, capsys):
     assert answers.main([str(findings), "-n"]) == 0 and capsys.readouterr().out == ""
     assert answers.main([str(tmp_path / "none.txt")]) == 0
     assert "is missing" in capsys.readouterr().err
+
+
+def test_every_finding_figure_is_a_registered_figure_of_a_finding():
+    import inspect
+
+    from memlab import findings
+    from memlab.registry import FIGURES, FINDING_FIGURES
+
+    keys = set(re.findall(r'Finding\(\s*"(\w+)"', inspect.getsource(findings)))
+    assert set(FINDING_FIGURES) == keys
+    assert {n for names in FINDING_FIGURES.values() for n in names} <= {f.name for f in FIGURES}

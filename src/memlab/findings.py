@@ -163,7 +163,8 @@ def _values(series: pd.Series, run: pd.Series) -> np.ndarray:
 def _model(run: pd.Series) -> str:
     """A model in plain words: "the MLP of width 16", "1-NN (no training)"."""
     if run["regime"] == MEMORY_REGIME or run["kind"] == "knn":
-        return f"{int(run['k'])}-NN (no training)"
+        k = run.get("k")
+        return f"{int(k) if pd.notna(k) and k > 0 else 'k'}-NN (no training)"
     kind = KIND_NAMES.get(run["kind"], str(run["kind"]))
     width = int(run["width"])
     size = f"with {width} features" if run["kind"] == "random_features" else f"of width {width}"
