@@ -292,7 +292,10 @@ def test_an_answer_from_under_trained_runs_is_held_back_with_its_reason_and_fix(
         f = found[key]
         assert f.answer is None and f.held_back, key
         assert "is under-trained: 1 of 3 replicas stopped at max_epochs=" in f.why, f.why
-        assert "Raise training.max_epochs in the config (e.g. to " in f.why
+        assert (
+            "Raise training.max_epochs (or the regime's max_epochs) in the config (e.g. to "
+            in f.why
+        )
         assert "./run.sh study" in f.why
     assert findings_metrics(list(found.values())) == {}
     page = findings_html(list(found.values()))

@@ -190,10 +190,6 @@ def _key(run: pd.Series) -> tuple:
     return tuple(run[k] for k in KEYS)
 
 
-def _key(run: pd.Series) -> tuple:
-    return tuple(run[k] for k in KEYS)
-
-
 def _where(run: pd.Series) -> str:
     return f"{html.escape(str(run['dataset']))}, noise {run['label_noise']:g}, n={run['size']}"
 
@@ -251,7 +247,8 @@ class _Context:
         return _cap(
             f"{_name(row)} ({_where(row)}) is under-trained: {n_under} of {len(sel)} replicas "
             f"stopped at max_epochs={cap} while the training loss still fell. Raise "
-            f"training.max_epochs in the config (e.g. to {2 * cap}) and rerun ./run.sh study"
+            f"training.max_epochs (or the regime's max_epochs) in the config (e.g. to {2 * cap}) "
+            "and rerun ./run.sh study"
         )
 
     def noisy_nets(self) -> pd.DataFrame:
