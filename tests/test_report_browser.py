@@ -22,10 +22,11 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-from browser import Browser, Page, find_chromium
+from browser import Browser, BrowserError, Page, find_chromium
 from conftest import snakemake
 
 pytestmark = pytest.mark.e2e
@@ -117,10 +118,23 @@ IFRAME_JS = """(() => { const f = document.querySelector('#app iframe');
     return !!f && f.src.startsWith('data:text/html') })()"""
 
 
+def frame_context(page: Page, url_prefix: str, seconds: float = 30.0) -> int:
+    """page.frame_context, once the frame exists: an iframe whose src is set (React re-mounts it
+    on every view) shows in the frame tree only when its document commits, later under load."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return page.frame_context(url_prefix)
+        except BrowserError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def read_findings(page: Page) -> dict:
     """What the report's findings iframe shows (waits for it to load)."""
     page.wait_for(IFRAME_JS, "the findings page's iframe")
-    frame = page.frame_context("data:text/html")
+    frame = frame_context(page, "data:text/html")
     page.wait_for("document.readyState === 'complete'", "the findings to load", context=frame)
     seen = {"broken": broken_images(page, frame), **page.evaluate(FINDINGS_JS, context=frame)}
     seen["iframe_size"] = page.evaluate(
