@@ -9,7 +9,8 @@ an image that decoded (natural size > 0) and is laid out with a non-zero size, t
 menu item must show the same page, and the page must log no console error, uncaught exception
 or failed load on the way. summary.html opened on its own shows its figures too. It saves
 screenshots of the start page, the findings and one figure page (under the test's tmp dir; also
-copied to $MEMLAB_BROWSER_SHOTS if set) and checks none is blank.
+copied to $MEMLAB_BROWSER_SHOTS if set) and checks none is blank. Last, `./run.sh study` on the
+finished study must end by printing the answers and the page to open.
 
 Skipped where no Chromium is installed (apt-get install chromium); under CI (CI=true) that
 fails the test instead, and .ci/run installs the package as root.
@@ -22,12 +23,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from browser import Browser, BrowserError, Page, find_chromium
-from conftest import snakemake
+from conftest import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -283,3 +286,26 @@ def test_checks_catch_broken_images_and_errors(chromium, tmp_path):
     assert any(p == "console.error: boom" for p in problems), problems
     assert any("Error: late" in p for p in problems), problems
     assert any("ERR_FILE_NOT_FOUND" in p for p in problems), problems
+
+
+def test_a_study_ends_by_printing_its_answers_and_the_page(smoke_study, tmp_path):
+    """`./run.sh study` on the finished smoke study (nothing to train): its last lines are the
+    numbered answers with intervals, one line each, and the page to open."""
+    work = copy_workflow(tmp_path / "work")
+    shutil.copytree(smoke_study[0] / "results", work / "results")
+    shutil.copytree(smoke_study[0] / ".snakemake", work / ".snakemake", symlinks=True)
+    shutil.copy2(ROOT / "run.sh", work / "run.sh")
+    env = {**os.environ, "MEMLAB_VENV": str(Path(sys.executable).parents[1])}
+    proc = subprocess.run(
+        ["./run.sh", "study", "--configfile", "config/smoke.yaml"],
+        cwd=work, capture_output=True, text=True, env=env | {"MEMLAB_SKIP_SETUP": "1"}, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index("memlab: findings (results/findings.txt):")
+    answers = [ln for ln in lines[start:] if re.match(r"\d+\. ", ln)]
+    assert answers[0].startswith("1. Does the model memorize? ")
+    assert all(
+        re.search(r"\[-?\d+\.\d, -?\d+\.\d\]|the same in all \d+ replicas", a) for a in answers
+    )
+    assert lines[-1].startswith("memlab: open results/report/summary.html")
