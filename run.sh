@@ -83,6 +83,7 @@ case $cmd in
             "logs its epochs to the log file it names (follow it with tail -f)" >&2
         "$VENV/bin/snakemake" "$@" "${repair[@]}"
         "$VENV/bin/snakemake" "$@" --report results/report.html
+        "$VENV/bin/python" -m memlab.ops.answers "$@"
         echo "memlab: figures in results/figures/, tables in results/tables/," \
             "report in results/report.html" >&2
         ;;

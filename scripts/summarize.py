@@ -1,4 +1,5 @@
-"""Rule summarize: the study's findings and headline numbers (summary page, findings.json)."""
+"""Rule summarize: the study's findings and headline numbers (summary page, findings.json, the
+findings as text and as the report's front-page list)."""
 
 import json
 from importlib.metadata import version
@@ -6,7 +7,7 @@ from importlib.metadata import version
 from memlab.checkpoint import software_versions
 from memlab.findings import findings_metrics, study_findings
 from memlab.io import save_text
-from memlab.report import summary_html
+from memlab.report import figure_uris, findings_front, findings_text, summary_html
 from memlab.tables import StudyTables
 from memlab.workflow import rule_job
 
@@ -16,8 +17,11 @@ with rule_job(snakemake) as log:
     )
     found = study_findings(tables)
     versions = {**software_versions(), "snakemake": version("snakemake")}
-    page = summary_html(tables, snakemake.params.study, versions, found)
+    figures = figure_uris(snakemake.input.figures)
+    page = summary_html(tables, snakemake.params.study, versions, found, figures)
     save_text(snakemake.output.summary, page)
     metrics = json.dumps(findings_metrics(found), indent=2, sort_keys=True)
     save_text(snakemake.output.findings, metrics + "\n")
+    save_text(snakemake.output.text, findings_text(found))
+    save_text(snakemake.output.front, findings_front(found))
     log(f"{sum(f.answer is not None for f in found)} of {len(found)} questions answered")

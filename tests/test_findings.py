@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,13 +11,16 @@ import pytest
 from conftest import run_columns
 
 from memlab.findings import (
+    MIN_REPLICAS,
     Estimate,
+    _uninformative,
     findings_metrics,
     mean_estimate,
     study_findings,
     welch_difference,
 )
-from memlab.report import findings_html
+from memlab.ops import answers
+from memlab.report import findings_html, findings_text
 from memlab.tables import StudyTables
 
 
@@ -34,7 +38,7 @@ def test_one_replica_has_no_interval_and_identical_replicas_say_so():
     one = mean_estimate(np.array([1.0]))
     assert math.isnan(one.low) and one.pct() == "100.0% (1 replicas: no interval)"
     same = mean_estimate(np.array([1.0, 1.0, 1.0, 1.0]))
-    assert same.pct() == "100.0% in all 4 replicas"
+    assert same.pct() == "100.0% (the same in all 4 replicas)"
     assert mean_estimate(np.array([0.5, 0.7])).pct() == "60.0% [0.0, 100.0]"
 
 
@@ -86,7 +90,10 @@ STUDY = {
 def test_each_question_is_answered_from_the_right_runs():
     found = {f.key: f for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame()))}
     memorizes = found["memorizes"]
-    assert "m-w8 / memorize reproduces 99.0% [96.5, 100.0] of the flipped" in memorizes.answer
+    assert (
+        "the MLP of width 8 (no regularization) reproduces 99.0% [96.5, 100.0] of the flipped"
+        in memorizes.answer
+    )
     assert memorizes.numbers["flipped_fitted"].n == 3
     # Noisy vs clean labels, same model and regime: 0.71 - 0.91 = -20 points.
     cost = found["heldout_cost"].numbers["accuracy_change"]
@@ -96,13 +103,13 @@ def test_each_question_is_answered_from_the_right_runs():
     # Weight decay fits fewest flipped labels (11%, not dropout's 55%); on clean labels it costs
     # 0.89 - 0.91 = -2 points.
     reg = found["regularizer"]
-    assert reg.answer.startswith("weight_decay (weight decay 2) does most")
+    assert reg.answer.startswith("The regime weight_decay (weight decay 2) does most")
     assert reg.numbers["flipped_fitted"].value == pytest.approx(0.11)
     assert reg.numbers["clean_heldout_change"].value == pytest.approx(-0.02)
     # No per-example tables: the two per-example questions say why instead of a number.
     assert found["which_examples"].answer is None and found["leakage"].answer is None
     page = findings_html(list(found.values()))
-    assert page.count("<li><b>") == 4 and "What this study cannot answer" in page
+    assert page.count('<li><div class="finding">') == 4 and "What this study cannot answer" in page
     assert set(findings_metrics(list(found.values()))) == {
         "memorizes",
         "heldout_cost",
@@ -135,7 +142,7 @@ def test_clean_labels_only_cannot_answer_the_memorization_questions():
 def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered():
     metrics = _metrics(STUDY)
     base = run_columns(label_noise=0.2, regime="memorize", size=100)
-    knn = base | {"model": "knn-k1", "kind": "knn", "regime": "memory"}
+    knn = base | {"model": "knn-k1", "kind": "knn", "regime": "memory", "k": 1}
     scores = dict(powered=True, status="ok", replicas_trained=16, auc_flipped=0.9)
     summary = pd.DataFrame(
         [
@@ -149,7 +156,7 @@ def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered
     }
     answer = found["which_examples"]
     # The memorizing MLP, not the better-replicated 1-NN; 15 of 20 flipped, Wilson interval.
-    assert answer.answer.startswith("m-w8 / memorize memorizes 20 training examples")
+    assert answer.answer.startswith("The MLP of width 8 (no regularization) memorizes 20 training")
     share = answer.numbers["memorized_flipped_share"]
     assert share.value == 0.75 and share.n == 20 and 0.5 < share.low < 0.75 < share.high < 0.95
     # Clean labels only (no memorizer): the unregularized network, not the better-replicated
@@ -163,7 +170,7 @@ def test_the_memorized_examples_are_those_of_the_memorizing_network_when_powered
     ]
     tables = StudyTables(_metrics(clean), pd.DataFrame(), memorization_summary=pd.DataFrame(rows))
     found = {f.key: f for f in study_findings(tables)}
-    assert found["which_examples"].answer.startswith("m-w8 / memorize memorizes 5 training")
+    assert found["which_examples"].answer.startswith("The MLP of width 8 (no regularization) memo")
 
 
 def _long_tail(regime: str, rows: list[tuple[int, float, float]], n: int = 3) -> list[dict]:
@@ -258,11 +265,96 @@ def test_few_shot_names_the_best_model_at_the_fewest_and_most_shots_with_its_mar
     for model, kind, accs in (("knn-k1", "knn", (0.6, 0.9)), ("m-w8", "mlp", (0.5, 0.92))):
         for shots, acc in zip((1, 10), accs, strict=True):
             cols = run_columns(shots=shots, size=10 * shots, model=model, kind=kind)
+            cols |= {"k": 1, "regime": "memory"} if kind == "knn" else {}
             rows.append(cols | dict(accuracy=acc, accuracy_se=0.01, n_replicas=8))
     tables = StudyTables(_metrics(STUDY), pd.DataFrame(), few_shot=pd.DataFrame(rows))
     found = {f.key: f for f in study_findings(tables)}["few_shot"]
-    assert found.answer.startswith("At 1 per class knn-k1")
-    assert "at 10 per class m-w8" in found.answer
+    assert found.answer.startswith("At 1 per class 1-NN (no training)")
+    assert "at 10 per class the MLP of width 8 (no regularization)" in found.answer
     margin = found.numbers["margin_at_1_shots"]
     assert margin.value == pytest.approx(0.1) and margin.low > 0
     assert found.numbers["best_at_10_shots"].value == pytest.approx(0.92)
+
+
+def _undertrained(noise: float, regime: str, flags: list[int]) -> pd.DataFrame:
+    """The metrics rows that say which replicas of a run stopped at max_epochs while improving."""
+    cols = run_columns(label_noise=noise, regime=regime, size=100)
+    keys = dict(split="train", perturbation="none", severity=0, metric="undertrained")
+    return pd.DataFrame([cols | keys | dict(replica=r, value=v) for r, v in enumerate(flags)])
+
+
+def test_an_answer_from_under_trained_runs_is_held_back_with_its_reason_and_fix():
+    # One of the memorizing network's 3 replicas hit max_epochs while its loss still fell: every
+    # answer that rests on it is held back, saying why and what to change; the others stand.
+    metrics = pd.concat([_metrics(STUDY), _undertrained(0.2, "memorize", [0, 1, 0])])
+    found = {f.key: f for f in study_findings(StudyTables(metrics, pd.DataFrame()))}
+    for key in ("memorizes", "heldout_cost", "perturbed_cost", "regularizer"):
+        f = found[key]
+        assert f.answer is None and f.held_back, key
+        assert "is under-trained: 1 of 3 replicas stopped at max_epochs=" in f.why, f.why
+        assert (
+            "Raise training.max_epochs (or the regime's max_epochs) in the config (e.g. to "
+            in f.why
+        )
+        assert "./run.sh study" in f.why
+    assert findings_metrics(list(found.values())) == {}
+    page = findings_html(list(found.values()))
+    assert "Does the model memorize? Held back: The MLP of width 8" in page
+    text = findings_text(list(found.values()))
+    assert "Held back: Does the model memorize? The MLP of width 8 (no regularization)" in text
+    # Fully trained replicas (all flags 0) change nothing.
+    metrics = pd.concat([_metrics(STUDY), _undertrained(0.2, "memorize", [0, 0, 0])])
+    assert all(f.answer for f in study_findings(StudyTables(metrics, pd.DataFrame()))[:4])
+
+
+def test_too_few_replicas_or_too_wide_an_interval_is_held_back_with_its_reason():
+    # 2 replicas: below MIN_REPLICAS, whatever the interval says.
+    two = {k: {s: v[:2] for s, v in splits.items()} for k, splits in STUDY.items()}
+    found = {f.key: f for f in study_findings(StudyTables(_metrics(two), pd.DataFrame()))}
+    memorizes = found["memorizes"]
+    assert memorizes.answer is None and memorizes.held_back
+    assert f"rest on 2 replicas per run, fewer than the {MIN_REPLICAS}" in memorizes.why
+    assert f"Set replicas: {MIN_REPLICAS} (or more) in the config" in memorizes.why
+    # 3 replicas that disagree: 0.5 +- t(0.975, 2) * 0.4 / sqrt(3) = 0.5 +- 0.99, clipped to
+    # [0, 1]: wider than MAX_WIDTH, held back; the other answers stand.
+    wide = dict(STUDY)
+    wide[(0.2, "memorize")] = STUDY[(0.2, "memorize")] | {"train_flipped": [0.1, 0.9, 0.5]}
+    found = {f.key: f for f in study_findings(StudyTables(_metrics(wide), pd.DataFrame()))}
+    memorizes = found["memorizes"]
+    assert memorizes.answer is None and memorizes.held_back
+    assert "Its 95% interval [0.0, 100.0] (3 replicas) spans more than 50 percentage" in (
+        memorizes.why
+    )
+    assert "Raise replicas in the config" in memorizes.why
+    assert found["perturbed_cost"].answer and not found["perturbed_cost"].held_back
+    # A narrow interval from enough replicas passes; the rule's edges.
+    assert _uninformative(Estimate(0.5, 0.3, 0.7, 3)) is None
+    assert _uninformative(Estimate(0.5, 0.2, 0.75, 3)) is not None
+    assert _uninformative(Estimate(0.5, 0.2, 0.75, 200, "examples")).endswith("./run.sh study")
+
+
+def test_answers_prints_the_findings_and_the_page_to_open(tmp_path, capsys):
+    found = study_findings(StudyTables(_metrics(STUDY), pd.DataFrame()))
+    findings = tmp_path / "results" / "findings.txt"
+    findings.parent.mkdir()
+    findings.write_text(findings_text(found))
+    assert answers.main([str(findings), "--configfile", "config/smoke.yaml"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("1. Does the model memorize? Unregularized networks memorize: the ")
+    assert re.match(r"4\. Which regularizer prevents it.*\[-?\d+\.\d, -?\d+\.\d\]", out[4])
+    assert out[-1].startswith(f"memlab: open {tmp_path}/results/report/summary.html")
+    # A dry run made no findings; a missing file says so (and is no error: the study ran).
+    assert answers.main([str(findings), "-n"]) == 0 and capsys.readouterr().out == ""
+    assert answers.main([str(tmp_path / "none.txt")]) == 0
+    assert "is missing" in capsys.readouterr().err
+
+
+def test_every_finding_figure_is_a_registered_figure_of_a_finding():
+    import inspect
+
+    from memlab import findings
+    from memlab.registry import FIGURES, FINDING_FIGURES
+
+    keys = set(re.findall(r'Finding\(\s*"(\w+)"', inspect.getsource(findings)))
+    assert set(FINDING_FIGURES) == keys
+    assert {n for names in FINDING_FIGURES.values() for n in names} <= {f.name for f in FIGURES}

@@ -225,7 +225,10 @@ def test_memory_effect_table_figure_and_finding():
     assert len(fig.axes[0].containers) == 1  # one run, one errorbar series
     found = {f.key: f for f in study_findings(tables)}
     answer = found["memory"].answer
-    start = "With the memory on rather than off, mem-w8 / memorize (mix 0.60) gains +20.0 points ["
+    start = (
+        "With the memory on rather than off, the memory network of width 8 (no regularization) "
+        "(mix 0.60) gains +20.0 points ["
+    )
     assert answer.startswith(start)
     assert "held-out at 1 shot" in answer
     assert found["memory"].numbers["d_held-out_at_1_shot"].value == pytest.approx(0.2)

@@ -100,8 +100,8 @@ def test_plan_names_the_changed_setting(work):
     assert not [j for j in jobs if "regime=memorize" in j or "knn" in j]
     assert not {j.split()[0] for j in jobs} & {"prepare", "label_noise", "subsample", "perturb"}
     assert (
-        "study.regimes.regularized.weight_decay: 1.0 -> 0.5; input changed: remade by analyze"
-        in found
+        "study.regimes.regularized.weight_decay: 1.0 -> 0.5; input changed: remade by analyze, "
+        "figures" in found
     )
     assert count(out) == len(jobs)
 
@@ -114,7 +114,7 @@ def test_plan_calls_a_new_size_new(work):
     assert new[0] == "subsample dataset=digits size=120 block=0"
     assert all("size=120" in job for job in new)
     assert [job.split()[0] for job in new] == ["subsample"] + ["train"] * 3 + ["evaluate"] * 3
-    assert "study.sizes: [80] -> [80, 120]; input changed: remade by analyze" in found
+    assert "study.sizes: [80] -> [80, 120]; input changed: remade by analyze, figures" in found
     assert not [j for members in found.values() for j in members if "size=80" in j]
 
 
@@ -126,8 +126,10 @@ def test_plan_says_library_code_changed(work):
         figures.write_text(original + "\n_PLANNED = 1\n")  # a real change to its syntax tree
         drawn = ("accuracy_vs_size", "accuracy_vs_width", "generalization_gap")
         drawn += ("learning_curves", "robustness")
+        # The findings page shows figures inline: it is remade with them.
         assert groups(plan(work)) == {
-            "library code changed": [f"figures figure={name}" for name in drawn]
+            "library code changed": [f"figures figure={name}" for name in drawn],
+            "input changed: remade by figures": ["summarize"],
         }
     finally:
         figures.write_text(original)

@@ -104,11 +104,11 @@ def test_recall_table_figure_and_finding():
     assert len(fig.axes[0].containers) == 2  # a line per regime
     found = {f.key: f for f in study_findings(StudyTables(metrics, pd.DataFrame(), recall=table))}
     answer = found["recall"].answer
-    assert "at severity 1: m-w8 / memorize 95.0%" in answer
-    assert "at severity 5: m-w8 / weight_decay 45.0%" in answer
+    assert "at severity 1: the MLP of width 8 (no regularization) 95.0%" in answer
+    assert "at severity 5: the MLP of width 8 (weight decay 4) 45.0%" in answer
     # What regularization costs recall: the same model unregularized, Welch from the table.
-    assert "m-w8 / weight_decay recalls -45.0 points [" in answer
-    assert "against m-w8 / memorize at severity 1 (Welch)" in answer
+    assert "the MLP of width 8 (weight decay 4) recalls -45.0 points [" in answer
+    assert "against the MLP of width 8 (no regularization) at severity 1 (Welch)" in answer
     assert found["recall"].numbers["regularization_cost_m-w8_weight_decay"].value == pytest.approx(
         -0.45
     )

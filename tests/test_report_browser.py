@@ -2,12 +2,15 @@
 
 The report (`snakemake --report results/report.html`, as `./run.sh study` makes it) is a React
 app with every result embedded as a data: URL. The test opens it like a reader would, by
-clicking: the start page must render, every figure of the "Figures" category must show as an
-image that decoded (natural size > 0) and is laid out with a non-zero size, the "Summary" item
-(results/report/summary.html, shown in a data: iframe) must show its headline numbers, and the
-page must log no console error, uncaught exception or failed load on the way. It saves a
-screenshot of the summary and of one figure page (under the test's tmp dir; also copied to
-$MEMLAB_BROWSER_SHOTS if set) and checks neither is blank.
+clicking: the start page must list the findings and link to them, one click on that link must
+show the findings page (results/report/summary.html, in a data: iframe) with its answers and
+their figures as inline images that decode, every figure of the "Figures" category must show as
+an image that decoded (natural size > 0) and is laid out with a non-zero size, the "Findings"
+menu item must show the same page, and the page must log no console error, uncaught exception
+or failed load on the way. summary.html opened on its own shows its figures too. It saves
+screenshots of the start page, the findings and one figure page (under the test's tmp dir; also
+copied to $MEMLAB_BROWSER_SHOTS if set) and checks none is blank. Last, `./run.sh study` on the
+finished study must end by printing the answers and the page to open.
 
 Skipped where no Chromium is installed (apt-get install chromium); under CI (CI=true) that
 fails the test instead, and .ci/run installs the package as root.
@@ -20,11 +23,14 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from browser import Browser, Page, find_chromium
-from conftest import snakemake
+from browser import Browser, BrowserError, Page, find_chromium
+from conftest import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -101,10 +107,52 @@ def report(smoke_study) -> Path:
     return work / "results" / "report.html"
 
 
+# JS: the findings page in the report's iframe: visible headings and list items, and its images.
+FINDINGS_JS = """(() => {
+    const visible = el => { const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+        return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'
+            && s.display !== 'none' && r.top < innerHeight; };
+    const h = [...document.querySelectorAll('h2')].filter(visible).map(e => e.innerText);
+    const li = [...document.querySelectorAll('li')].filter(visible).map(e => e.innerText);
+    const img = [...document.querySelectorAll('ol.findings img')].map(i => i.naturalWidth);
+    return {headings: h, findings: li, inline: img};
+    })()"""
+IFRAME_JS = """(() => { const f = document.querySelector('#app iframe');
+    return !!f && f.src.startsWith('data:text/html') })()"""
+
+
+def frame_context(page: Page, url_prefix: str, seconds: float = 30.0) -> int:
+    """page.frame_context, once the frame exists: an iframe whose src is set (React re-mounts it
+    on every view) shows in the frame tree only when its document commits, later under load."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return page.frame_context(url_prefix)
+        except BrowserError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def read_findings(page: Page) -> dict:
+    """What the report's findings iframe shows (waits for it to load)."""
+    page.wait_for(IFRAME_JS, "the findings page's iframe")
+    frame = frame_context(page, "data:text/html")
+    page.wait_for("document.readyState === 'complete'", "the findings to load", context=frame)
+    seen = {"broken": broken_images(page, frame), **page.evaluate(FINDINGS_JS, context=frame)}
+    seen["iframe_size"] = page.evaluate(
+        "(() => { const r = document.querySelector('#app iframe').getBoundingClientRect();"
+        " return [r.width, r.height] })()"
+    )
+    return seen
+
+
 def visit_report(page: Page, report: Path, shots: Path | None = None) -> dict:
-    """Open the report and click through its figures and its summary, as a reader would.
-    What was seen: figures {path: broken <img>s of its page (empty: fine)}, the summary's
-    heading, findings and broken images, and the page's problems; screenshots into shots."""
+    """Open the report and click through its findings and figures, as a reader would.
+    What was seen: the start page's menu and text, the findings page reached by one click on
+    the start page's link (headings, visible items, inline images), figures {path: broken
+    <img>s of its page (empty: fine)}, the Findings menu item's page, and the page's problems;
+    screenshots into shots."""
     page.goto(report.resolve().as_uri())
     page.wait_for("document.querySelectorAll('#app a').length > 0", "the report's menu")
     seen: dict = {
@@ -112,6 +160,19 @@ def visit_report(page: Page, report: Path, shots: Path | None = None) -> dict:
         "text": page.evaluate("document.body.innerText"),
         "figures": {},
     }
+    # The start page links to the findings: one click shows them.
+    seen["link_top"] = page.evaluate(
+        "(() => { const a = document.querySelector('#memlab-findings');"
+        " return a ? a.getBoundingClientRect().top : null })()"
+    )
+    if shots:
+        seen["front_shot"] = page.screenshot(shots / "front.png")
+    assert page.evaluate("(() => { document.querySelector('#memlab-findings').click(); "
+                         "return true })()")  # fmt: skip
+    seen["one_click"] = read_findings(page)
+    if shots:
+        seen["summary_shot"] = page.screenshot(shots / "summary.png")
+    assert page.evaluate(HOME_JS), "no link back to the menu"
     # The Figures category (one subcategory, so its results are listed at once).
     figures = page.evaluate("(categories.Figures && Object.values(categories.Figures).flat())")
     seen["category"] = figures
@@ -125,37 +186,23 @@ def visit_report(page: Page, report: Path, shots: Path | None = None) -> dict:
         seen["figures"][path] = broken_images(page)
         if shots and i == 0:
             seen["figure_shot"] = page.screenshot(shots / "figure.png")
-    # The Summary: a data: iframe with summary.html.
+    # The same page from the menu: Findings, then its row's eye button.
     assert page.evaluate(HOME_JS), "no link back to the menu"
-    page.wait_for(f"!!{_click('Summary')}", "the Summary menu item")
-    page.wait_for(f"!!{_click('results/report/summary.html')}", "the summary's row")
-    page.wait_for(
-        "(() => { const f = document.querySelector('#app iframe');"
-        " return !!f && f.src.startsWith('data:text/html') })()",
-        "the summary's iframe",
-    )
-    frame = page.frame_context("data:text/html")
-    page.wait_for("document.readyState === 'complete'", "the summary to load", context=frame)
-    seen["iframe_size"] = page.evaluate(
-        "(() => { const r = document.querySelector('#app iframe').getBoundingClientRect();"
-        " return [r.width, r.height] })()"
-    )
-    seen["summary"] = page.evaluate(
-        """(() => {
-        const visible = el => { const r = el.getBoundingClientRect(), s = getComputedStyle(el);
-            return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'
-                && s.display !== 'none' && r.top < innerHeight; };
-        const h = [...document.querySelectorAll('h2')].filter(visible).map(e => e.innerText);
-        const li = [...document.querySelectorAll('li')].filter(visible).map(e => e.innerText);
-        return {headings: h, findings: li};
-        })()""",
-        context=frame,
-    )
-    seen["summary_broken"] = broken_images(page, frame)
-    if shots:
-        seen["summary_shot"] = page.screenshot(shots / "summary.png")
+    page.wait_for(f"!!{_click('Findings')}", "the Findings menu item")
+    page.wait_for(f"!!{_click('results/report/summary.html')}", "the findings page's row")
+    seen["menu_findings"] = read_findings(page)
     seen["problems"] = page.problems()
     return seen
+
+
+def check_findings(seen: dict) -> None:
+    """The findings page as shown: its heading, the first answer with a number, visible
+    without scrolling or unfolding anything, and its figures inline, every one decoded."""
+    assert min(seen["iframe_size"]) > 100, seen["iframe_size"]
+    assert any("memlab: findings" in h for h in seen["headings"]), seen
+    assert any(re.search(r"Does the model memorize\? .*\d%", f) for f in seen["findings"]), seen
+    assert seen["inline"] and all(w > 0 for w in seen["inline"]), seen["inline"]
+    assert not seen["broken"], seen["broken"]
 
 
 def _copy_shots(*pngs: Path) -> None:
@@ -170,22 +217,46 @@ def test_report_in_a_browser(chromium, report, smoke_study, tmp_path):
     work = smoke_study[0]
     with Browser(chromium) as browser:
         seen = visit_report(browser.new_page(), report, tmp_path)
-    _copy_shots(seen["figure_shot"], seen["summary_shot"])
-    assert {"Workflow", "Figures", "Summary", "Tables"} <= set(seen["menu"])
+    _copy_shots(seen["front_shot"], seen["figure_shot"], seen["summary_shot"])
+    assert {"Workflow", "Figures", "Findings", "Tables"} <= set(seen["menu"])
     assert "memlab asks when a model memorizes" in seen["text"]  # the workflow description
+    # The start page: the findings first, their link in the window, the questions answered.
+    text = seen["text"]
+    assert text.index("Findings") < text.index("memlab asks"), text
+    assert "Open the findings page" in text and "Does the model memorize?" in text
+    assert seen["link_top"] is not None and 0 <= seen["link_top"] < 900, seen["link_top"]
+    # One click from it, and from the menu: the answers beside their figures.
+    check_findings(seen["one_click"])
+    check_findings(seen["menu_findings"])
     # Every figure the study made is in the report, and every one shows.
     made = sorted(str(p.relative_to(work)) for p in (work / "results/figures").glob("*.png"))
     assert sorted(seen["category"]) == made
     assert all(not broken for broken in seen["figures"].values()), seen["figures"]
-    assert min(seen["iframe_size"]) > 100, seen["iframe_size"]
-    assert any("memlab: findings" in h for h in seen["summary"]["headings"]), seen["summary"]
-    # The findings open the page, visible without scrolling or unfolding anything.
-    findings = seen["summary"]["findings"]
-    assert any(re.search(r"Does the model memorize\? .*\d%", f) for f in findings), findings
-    assert not seen["summary_broken"]
     assert seen["problems"] == []
-    for shot in (seen["figure_shot"], seen["summary_shot"]):
+    for shot in (seen["front_shot"], seen["figure_shot"], seen["summary_shot"]):
         assert not_blank(shot), f"{shot} is blank"
+
+
+def test_the_findings_page_alone_shows_each_answer_beside_its_figure(chromium, smoke_study):
+    """summary.html opened as a file: every answer's figure is an inline image that decodes,
+    the page loads nothing else, and the answers are the findings file's."""
+    work = smoke_study[0]
+    answered = [ln for ln in (work / "results/findings.txt").read_text().splitlines()
+                if re.match(r"\d+\. ", ln)]  # fmt: skip
+    with Browser(chromium) as browser:
+        page = browser.new_page()
+        page.goto((work / "results/report/summary.html").resolve().as_uri())
+        page.wait_for("document.readyState === 'complete'", "the findings page")
+        broken = broken_images(page)
+        figures = page.evaluate(
+            "[...document.querySelectorAll('ol.findings > li')].map(li => "
+            "[...li.querySelectorAll('img')].map(i => [i.src.slice(0, 22), i.naturalWidth]))"
+        )
+        problems = page.problems()
+    assert answered and len(figures) == len(answered), (figures, answered)
+    assert not broken and problems == [], (broken, problems)
+    # In the smoke study every answered question has a figure the study draws beside it.
+    assert all(f and f[0] == ["data:image/png;base64,", f[0][1]] and f[0][1] > 0 for f in figures)
 
 
 def test_checks_catch_broken_images_and_errors(chromium, tmp_path):
@@ -215,3 +286,26 @@ def test_checks_catch_broken_images_and_errors(chromium, tmp_path):
     assert any(p == "console.error: boom" for p in problems), problems
     assert any("Error: late" in p for p in problems), problems
     assert any("ERR_FILE_NOT_FOUND" in p for p in problems), problems
+
+
+def test_a_study_ends_by_printing_its_answers_and_the_page(smoke_study, tmp_path):
+    """`./run.sh study` on the finished smoke study (nothing to train): its last lines are the
+    numbered answers with intervals, one line each, and the page to open."""
+    work = copy_workflow(tmp_path / "work")
+    shutil.copytree(smoke_study[0] / "results", work / "results")
+    shutil.copytree(smoke_study[0] / ".snakemake", work / ".snakemake", symlinks=True)
+    shutil.copy2(ROOT / "run.sh", work / "run.sh")
+    env = {**os.environ, "MEMLAB_VENV": str(Path(sys.executable).parents[1])}
+    proc = subprocess.run(
+        ["./run.sh", "study", "--configfile", "config/smoke.yaml"],
+        cwd=work, capture_output=True, text=True, env=env | {"MEMLAB_SKIP_SETUP": "1"}, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    start = lines.index("memlab: findings (results/findings.txt):")
+    answers = [ln for ln in lines[start:] if re.match(r"\d+\. ", ln)]
+    assert answers[0].startswith("1. Does the model memorize? ")
+    assert all(
+        re.search(r"\[-?\d+\.\d, -?\d+\.\d\]|the same in all \d+ replicas", a) for a in answers
+    )
+    assert lines[-1].startswith("memlab: open results/report/summary.html")

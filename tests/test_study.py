@@ -52,8 +52,8 @@ def test_regime_is_merged_once_and_refuses_unknown_keys():
     plain, reg = study_regimes["memorize"], study_regimes["regularized"]
     assert plain.settings() == {
         "batch_size": 32,
-        "lr": 0.003,
-        "max_epochs": 15,
+        "lr": 0.01,
+        "max_epochs": 500,
         "weight_decay": 0.0,
         "dropout": 0.0,
         "early_stopping": False,

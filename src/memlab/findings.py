@@ -10,6 +10,11 @@ between independent runs (clean vs noisy labels, one regime vs another) gets Wel
 Proportions of examples (TPR at a low FPR) get a Wilson interval. Accuracy intervals are clipped
 to [0, 1]. Per-example results (memorization scores, membership inference) enter only from runs
 that pass the power gates (``memlab.power``).
+
+Held back (config/README.md, "Findings"): an answer that rests on an under-trained run (a replica
+stopped by ``max_epochs`` while its training loss still fell: it measures the epoch budget, not the
+model), on fewer than MIN_REPLICAS replicas, or on a 95% interval wider than MAX_WIDTH says
+nothing; it is listed with its reason and the setting that would answer it instead.
 """
 
 from __future__ import annotations
@@ -25,12 +30,25 @@ from scipy import stats
 
 from memlab.kinds import trained
 from memlab.power import wilson_interval
-from memlab.study import RUN_KEYS, unregularized
+from memlab.study import MEMORY_REGIME, RUN_KEYS, unregularized
 from memlab.tables import StudyTables, memory_note, powered
 
 KEYS = list(RUN_KEYS)
 REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
 OTHERS = 3  # unregularized networks named besides the strongest memorizer
+# An answer needs this many replicas per run: with 2, the t interval's half width is 12.7
+# standard errors (t(0.975, 1)), and an interval that wide says nothing.
+MIN_REPLICAS = 3
+# An interval wider than this (50 percentage points, half an accuracy's range) cannot tell a
+# small effect from a large one: the answer is held back.
+MAX_WIDTH = 0.5
+# Plain names of the model kinds in sentences (the config's run ids are for file paths).
+KIND_NAMES = {
+    "mlp": "MLP",
+    "cnn": "CNN",
+    "random_features": "random-features model",
+    "memory_net": "memory network",
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +68,7 @@ class Estimate:
             return f"{v} ({self.n} {self.unit}: no interval)"
         if self.low == self.high == self.value and self.unit == "replicas":
             # Every replica gave the same number: a t interval would read zero-width.
-            return f"{v} in all {self.n} replicas"
+            return f"{v} (the same in all {self.n} replicas)"
         return f"{v} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
 
     def json(self) -> dict[str, float | int]:
@@ -104,6 +122,11 @@ class Finding:
     answer: str | None = None  # HTML
     numbers: dict[str, Estimate] = field(default_factory=dict)
     why: str | None = None
+    # The runs the answer rests on (their RUN_KEYS values) and intervals it quotes beyond
+    # ``numbers``: both are checked before the answer is shown (``_hold_back``).
+    runs: tuple[tuple, ...] = ()
+    quoted: tuple[Estimate, ...] = ()
+    held_back: bool = False  # answered, but under-trained or too uncertain to say (``why``)
 
 
 # ------------------------------------------------------------------------------ selecting runs
@@ -137,9 +160,34 @@ def _values(series: pd.Series, run: pd.Series) -> np.ndarray:
         return np.array([])
 
 
+def _model(run: pd.Series) -> str:
+    """A model in plain words: "the MLP of width 16", "1-NN (no training)"."""
+    if run["regime"] == MEMORY_REGIME or run["kind"] == "knn":
+        k = run.get("k")
+        return f"{int(k) if pd.notna(k) and k > 0 else 'k'}-NN (no training)"
+    kind = KIND_NAMES.get(run["kind"], str(run["kind"]))
+    width = int(run["width"])
+    size = f"with {width} features" if run["kind"] == "random_features" else f"of width {width}"
+    return html.escape(f"the {kind} {size}")
+
+
 def _name(run: pd.Series) -> str:
+    """A run in plain words: "the MLP of width 16 (no regularization)", "1-NN (no training)"."""
     memory = memory_note(run.get("memory"))
-    return f"{html.escape(str(run['model']))} / {html.escape(str(run['regime']))}{memory}"
+    if run["regime"] == MEMORY_REGIME or run["kind"] == "knn":
+        return f"{_model(run)}{memory}"
+    settings = _settings(run)
+    regime = "no regularization" if settings == "none" else settings
+    return f"{_model(run)} ({html.escape(regime)}{memory.replace(' (', '; ').rstrip(')')})"
+
+
+def _cap(text: str) -> str:
+    """A sentence that opens with a run's name starts with a capital."""
+    return text[:1].upper() + text[1:]
+
+
+def _key(run: pd.Series) -> tuple:
+    return tuple(run[k] for k in KEYS)
 
 
 def _where(run: pd.Series) -> str:
@@ -151,6 +199,8 @@ def _settings(run: pd.Series) -> str:
     parts = []
     for k in REGULARIZERS:
         v = run.get(k, 0)
+        if pd.isna(v):
+            continue
         if k == "early_stopping" and bool(v):
             parts.append("early stopping")
         elif k != "early_stopping" and v:
@@ -176,11 +226,30 @@ class _Context:
     runs: pd.DataFrame
     flipped: pd.Series
     heldout: pd.Series
+    stopped: pd.DataFrame  # per trained replica: 1 where under-trained (metric "undertrained")
 
     @classmethod
     def of(cls, tables: StudyTables) -> _Context:
         m = tables.metrics
-        return cls(tables, _runs(m), _accuracy(m, "train_flipped"), _accuracy(m, "heldout"))
+        stopped = m[m["metric"] == "undertrained"]
+        flipped, heldout = _accuracy(m, "train_flipped"), _accuracy(m, "heldout")
+        return cls(tables, _runs(m), flipped, heldout, stopped)
+
+    def undertrained(self, run: tuple) -> str | None:
+        """Why a run (its RUN_KEYS values) cannot answer, if some of its replicas stopped at
+        max_epochs while still improving (memlab.memorization.undertrained); else None."""
+        sel = self.stopped[(self.stopped[KEYS] == pd.Series(run, KEYS)).all(axis=1)]
+        n_under = int(sel["value"].sum())
+        if not n_under:
+            return None
+        row = sel.iloc[0]
+        cap = int(row["max_epochs"])
+        return _cap(
+            f"{_name(row)} ({_where(row)}) is under-trained: {n_under} of {len(sel)} replicas "
+            f"stopped at max_epochs={cap} while the training loss still fell. Raise "
+            f"training.max_epochs (or the regime's max_epochs) in the config (e.g. to {2 * cap}) "
+            "and rerun ./run.sh study"
+        )
 
     def noisy_nets(self) -> pd.DataFrame:
         """Trained runs at each dataset's highest noise rate, if above 0."""
@@ -214,13 +283,21 @@ def _memorizes(c: _Context) -> Finding:
         f"Unregularized networks {verb}: {_name(best)} reproduces {top.pct()} of the flipped "
         f"training labels ({_where(best)}; {top.n} replicas)"
     )
-    # The others, most memorizing first (the widths of one kind side by side), at most OTHERS.
+    # The others, most memorizing first (the widths of one kind side by side), at most OTHERS;
+    # an under-trained one is named as left out (its fit measures the epoch budget).
+    under = [i for i in fits if i != best.name and c.undertrained(_key(plain.loc[i]))]
     others = sorted((i for i in fits if i != best.name), key=lambda i: -fits[i].value)
+    others = [i for i in others if i not in under]
     shown = others[:OTHERS]
-    if low_i not in shown and low_i != best.name:
+    if low_i not in shown and low_i in others:
         shown[-1:] = [low_i]
     text += "".join(f", {_name(plain.loc[i])} {fits[i].pct()}" for i in shown)
-    return Finding("memorizes", q, text + ".", {"flipped_fitted": top})
+    if under:
+        names = ", ".join(_name(plain.loc[i]) for i in under)
+        text += f"; left out as under-trained (stopped at max_epochs while improving): {names}"
+    runs = tuple(_key(plain.loc[i]) for i in [best.name, *shown])
+    quoted = tuple(fits[i] for i in shown)
+    return Finding("memorizes", q, text + ".", {"flipped_fitted": top}, runs=runs, quoted=quoted)
 
 
 def _heldout_cost(c: _Context) -> Finding:
@@ -233,16 +310,18 @@ def _heldout_cost(c: _Context) -> Finding:
     if clean is None:
         gap = _values(_accuracy(c.tables.metrics, "train"), run) - noisy
         est = mean_estimate(gap, clip=False)
-        text = f"{_name(run)}'s train accuracy minus held-out accuracy is {est.pct(points=True)}"
-        return Finding("heldout_cost", q, f"{text} ({_where(run)}).", {"gap": est})
+        text = f"For {_name(run)}, train minus held-out accuracy is {est.pct(points=True)}"
+        answer = f"{text} ({_where(run)}; {est.n} replicas)."
+        return Finding("heldout_cost", q, answer, {"gap": est}, runs=(_key(run),))
     est = welch_difference(noisy, _values(c.heldout, clean))
     acc = mean_estimate(noisy)
     text = (
-        f"Fitting the flipped labels changes {_name(run)}'s held-out accuracy by "
+        f"Fitting the flipped labels changes the held-out accuracy of {_name(run)} by "
         f"{est.pct(points=True)} (to {acc.pct()}, against clean labels; {_where(run)}; "
         f"{est.n} replicas each)."
     )
-    return Finding("heldout_cost", q, text, {"accuracy_change": est, "heldout_accuracy": acc})
+    numbers = {"accuracy_change": est, "heldout_accuracy": acc}
+    return Finding("heldout_cost", q, text, numbers, runs=(_key(run), _key(clean)))
 
 
 def _perturbed_cost(c: _Context) -> Finding:
@@ -266,10 +345,11 @@ def _perturbed_cost(c: _Context) -> Finding:
     order = sorted(drops, key=lambda k: drops[k].value)
     parts = ", ".join(f"{html.escape(k)} {drops[k].pct(points=True)}" for k in order)
     text = (
-        f"At severity {sev}, {_name(run)}'s held-out accuracy changes by {parts} "
+        f"At severity {sev}, the held-out accuracy of {_name(run)} changes by {parts} "
         f"({_where(run)}; {drops[order[0]].n} replicas, paired)."
     )
-    return Finding("perturbed_cost", q, text, {f"{k}_change": v for k, v in drops.items()})
+    numbers = {f"{k}_change": v for k, v in drops.items()}
+    return Finding("perturbed_cost", q, text, numbers, runs=(_key(run),))
 
 
 def _regularizer(c: _Context) -> Finding:
@@ -289,18 +369,21 @@ def _regularizer(c: _Context) -> Finding:
         why = f"no regularized regime of {_name(base)} fits fewer flipped labels than it does"
         return Finding("regularizer", q, why=why)
     text = (
-        f"{html.escape(str(reg['regime']))} ({_settings(reg)}) does most: "
-        f"{html.escape(str(base['model']))} reproduces {fits[best_i].pct()} of the flipped "
-        f"labels instead of {plain.pct()}"
+        f"The regime {html.escape(str(reg['regime']))} ({html.escape(_settings(reg))}) does "
+        f"most: with it {_model(base)} reproduces {fits[best_i].pct()} of the flipped labels "
+        f"instead of {plain.pct()} without regularization"
     )
     numbers = {"flipped_fitted": fits[best_i]}
+    runs = [_key(reg), _key(base)]
     reg_clean = _twin(c.runs, reg, label_noise=0.0)
     base_clean = _twin(c.runs, base, label_noise=0.0)
     if reg_clean is not None and base_clean is not None:
         cost = welch_difference(_values(c.heldout, reg_clean), _values(c.heldout, base_clean))
         text += f"; with clean labels it changes held-out accuracy by {cost.pct(points=True)}"
         numbers["clean_heldout_change"] = cost
-    return Finding("regularizer", q, f"{text} ({_where(reg)}).", numbers)
+        runs += [_key(reg_clean), _key(base_clean)]
+    answer = f"{text} ({_where(reg)}; {plain.n} replicas each)."
+    return Finding("regularizer", q, answer, numbers, runs=tuple(runs), quoted=(plain,))
 
 
 def _which_examples(c: _Context) -> Finding:
@@ -321,7 +404,7 @@ def _which_examples(c: _Context) -> Finding:
     run = mine.iloc[0] if len(mine) else fallback
     high = int(run["above_half"])
     text = (
-        f"{_name(run)} memorizes {high} training examples (Feldman–Zhang score above 0.5; "
+        f"{_cap(_name(run))} memorizes {high} training examples (Feldman–Zhang score above 0.5; "
         f"{_where(run)}, {int(run['replicas_trained'])} replicas)"
     )
     numbers = {}
@@ -352,8 +435,8 @@ def _leakage(c: _Context) -> Finding:
     lo, hi = wilson_interval(round(tpr * members), members)
     est = Estimate(tpr, float(lo), float(hi), members, "members")
     text = (
-        f"The strongest attack ({html.escape(str(row['attack']))}) finds {est.pct()} of "
-        f"{_name(row)}'s training examples at 0.1% false positives (AUC {row['auc']:.3f}; "
+        f"The strongest attack ({html.escape(str(row['attack']))}) finds {est.pct()} of the "
+        f"training examples of {_name(row)} at 0.1% false positives (AUC {row['auc']:.3f}; "
         f"{_where(row)}; {members} member pairs)."
     )
     return Finding("leakage", q, text, {"tpr_at_0.001_fpr": est})
@@ -450,6 +533,7 @@ def _where_it_pays(c: _Context) -> Finding:
     if plain.empty or _tail_and_head(tail, plain.iloc[-1]) is None:
         return Finding("where_it_pays", q, why=why)
     base = plain.iloc[-1]  # the widest unregularized network
+    rests_on = [_key(base)]
     rare, common = _tail_and_head(tail, base)
     numbers = {"tail_accuracy": _bucket_estimate(rare), "head_accuracy": _bucket_estimate(common)}
     text = (
@@ -479,6 +563,7 @@ def _where_it_pays(c: _Context) -> Finding:
         reg = regs.loc[fit.idxmin()]  # the strongest: fits the least of its own training set
         pair = _shared_buckets(tail, base, reg)
         if pair is not None:
+            rests_on.append(_key(reg))
             (base_rare, reg_rare), (base_common, reg_common) = pair
             numbers["regularizer_tail_change"] = welch_from_summary(reg_rare, base_rare)
             numbers["regularizer_head_change"] = welch_from_summary(reg_common, base_common)
@@ -492,7 +577,7 @@ def _where_it_pays(c: _Context) -> Finding:
                 f"{_seen_words(reg_common)} "
                 f"({numbers['regularizer_tail_change'].n} replicas each, Welch)"
             )
-    return Finding("where_it_pays", q, text + ".", numbers)
+    return Finding("where_it_pays", q, text + ".", numbers, runs=tuple(rests_on))
 
 
 def _change_estimate(row: pd.Series) -> Estimate:
@@ -636,7 +721,7 @@ def _influence(c: _Context) -> Finding | None:
     lo, hi = wilson_interval(hit, n_test)
     touched = Estimate(hit / n_test, float(lo), float(hi), n_test, "held-out examples")
     text = (
-        f"{_name(run)} has {n} high-influence pairs (a training example with memorization >= "
+        f"{_cap(_name(run))} has {n} high-influence pairs (a training example with memorization >= "
         f"{run['min_memorization']:g} raising a held-out example's "
         f"accuracy by >= {run['min_influence']:g}; {_where(run)}, "
         f"{int(run['n_replicas'])} replicas); they touch {touched.pct()} of the held-out set, "
@@ -701,7 +786,8 @@ def _gate_reason(gate: pd.DataFrame, what: str) -> str:
         return f"no run gives {what}"
     status = gate["status"].dropna()
     under = status[status.str.startswith("underpowered")]
-    return (under if len(under) else status).iloc[0].removeprefix("underpowered: ")
+    # A table's status is text; a Finding's ``why`` is HTML.
+    return html.escape((under if len(under) else status).iloc[0].removeprefix("underpowered: "))
 
 
 QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
@@ -721,11 +807,42 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
 
 
 def study_findings(tables: StudyTables) -> list[Finding]:
-    """Every question of the study, answered where it can be, in the summary's order."""
+    """Every question of the study, answered where it can be, in the summary's order (an answer
+    that cannot say anything is held back: ``_hold_back``)."""
     if tables.metrics.empty:
         return []
     c = _Context.of(tables)
-    return [f for f in (ask(c) for ask in QUESTIONS) if f is not None]
+    return [_hold_back(f, c) for f in (ask(c) for ask in QUESTIONS) if f is not None]
+
+
+def _hold_back(f: Finding, c: _Context) -> Finding:
+    """The finding, or in its place the reason it says nothing: a run it rests on is
+    under-trained, or an interval it quotes rests on too few replicas or is too wide."""
+    if f.answer is None:
+        return f
+    why = next((w for w in map(c.undertrained, f.runs) if w), None)
+    why = why or next(filter(None, map(_uninformative, [*f.numbers.values(), *f.quoted])), None)
+    return f if why is None else Finding(f.key, f.question, why=why, held_back=True)
+
+
+def _uninformative(est: Estimate) -> str | None:
+    """Why an interval says nothing (config/README.md, "Findings"), with the fix; else None."""
+    if est.unit == "replicas" and est.n < MIN_REPLICAS:
+        return (
+            f"Its numbers rest on {est.n} replicas per run, fewer than the {MIN_REPLICAS} an "
+            f"answer needs. Set replicas: {MIN_REPLICAS} (or more) in the config and rerun "
+            "./run.sh study"
+        )
+    if not np.isfinite(est.low) or est.high - est.low <= MAX_WIDTH:
+        return None
+    more = "replicas" if est.unit == "replicas" else "replicas or sizes"
+    return (
+        f"Its 95% interval [{100 * est.low:.1f}, {100 * est.high:.1f}] ({est.n} {est.unit}) "
+        f"spans more than "
+        f"{100 * MAX_WIDTH:.0f} percentage points: too wide to tell a small effect from a large "
+        f"one. Raise {more} in the config (4x the replicas halves an interval) and rerun "
+        "./run.sh study"
+    )
 
 
 def findings_metrics(findings: list[Finding]) -> dict[str, dict[str, dict[str, float | int]]]:

@@ -19,6 +19,10 @@ FIGURE_FORMATS = ("png", "svg")  # PNG for the report, SVG (vector) for print
 SUMMARY_PAGE = "results/report/summary.html"
 # The findings' numbers in DVC's metrics format; `./run.sh record` versions a copy (versions/).
 FINDINGS_FILE = "results/findings.json"
+# The findings as text, one line each (`python -m memlab.ops.answers` prints it after a study),
+# and as an HTML list for the report's front page (workflow/report/workflow.rst includes it).
+FINDINGS_TEXT = "results/findings.txt"
+FINDINGS_FRONT = "results/report/front.html"
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,31 @@ FIGURES: tuple[Figure, ...] = (
 )
 
 
+# The figures that support each finding (memlab.findings keys), best first: the summary page
+# shows an answer next to the first of them the study draws.
+FINDING_FIGURES: dict[str, tuple[str, ...]] = {
+    "memorizes": ("noise_sweep", "capacity", "accuracy_vs_size"),
+    "heldout_cost": ("generalization_gap",),
+    "perturbed_cost": ("robustness",),
+    "regularizer": ("regularization", "learning_curves"),
+    "which_examples": ("memorization_scores",),
+    "leakage": ("membership_roc",),
+    "where_it_pays": ("long_tail",),
+    "few_shot": ("few_shot",),
+    "recall": ("recall",),
+    "memory": ("memory",),
+    "influence": ("influence_pairs",),
+    "removal": ("removal",),
+}
+
+
 def study_figures(study: Study) -> list[Figure]:
     """The figures this study can draw (an analysis without its runs is left out)."""
     return [f for f in FIGURES if f.drawable(study)]
+
+
+def finding_figures(study: Study) -> list[Figure]:
+    """The figures the summary page shows beside the findings: those the study draws that
+    support one (FINDING_FIGURES)."""
+    wanted = {name for names in FINDING_FIGURES.values() for name in names}
+    return [f for f in study_figures(study) if f.name in wanted]

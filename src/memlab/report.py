@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import html
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,6 +16,7 @@ import yaml
 from memlab.analysis import summarize
 from memlab.findings import Finding, study_findings
 from memlab.kinds import trained
+from memlab.registry import FINDING_FIGURES
 from memlab.study import RUN_COLUMNS, RUN_KEYS, unregularized
 from memlab.tables import StudyTables, powered
 
@@ -198,17 +203,43 @@ FINDINGS_NOTE = (
 )
 
 
-def findings_html(found: list[Finding]) -> str:
-    """The answered questions as a numbered list, then one line per question the study cannot
-    answer."""
+def figure_uris(pngs: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """Figure name (the PNG's stem) -> its PNG as a data: URI, to inline in a page."""
+    return {
+        Path(p).stem: "data:image/png;base64," + base64.b64encode(Path(p).read_bytes()).decode()
+        for p in pngs
+    }
+
+
+def _figure(key: str, figures: Mapping[str, str]) -> str:
+    """The first figure that supports a finding (FINDING_FIGURES) as an inline image, or ""."""
+    name = next((n for n in FINDING_FIGURES.get(key, ()) if n in figures), None)
+    if name is None:
+        return ""
+    return (
+        f'<figure><img src="{figures[name]}" alt="{name}">'
+        f"<figcaption>{name} (results/figures/{name}.png)</figcaption></figure>"
+    )
+
+
+def _unanswered(f: Finding) -> str:
+    # ``why`` is HTML, like ``answer`` (it names runs with escaped text).
+    how = "Held back" if f.held_back else "Not answered"
+    return f"<li>{html.escape(f.question)} {how}: {f.why or ''}.</li>"
+
+
+def findings_html(found: list[Finding], figures: Mapping[str, str] | None = None) -> str:
+    """The answered questions as a numbered list, each beside the figure that supports it
+    (``figures``: name -> image URI, e.g. from figure_uris), then one line per question the
+    study cannot answer or holds back (and why)."""
+    figures = figures or {}
     answered = "".join(
-        f"<li><b>{html.escape(f.question)}</b> {f.answer}</li>" for f in found if f.answer
-    )
-    missing = "".join(
-        f"<li>{html.escape(f.question)} Not answered: {html.escape(f.why or '')}.</li>"
+        f'<li><div class="finding"><div><b>{html.escape(f.question)}</b> {f.answer}</div>'
+        f"{_figure(f.key, figures)}</div></li>"
         for f in found
-        if not f.answer
+        if f.answer
     )
+    missing = "".join(_unanswered(f) for f in found if not f.answer)
     out = f'<ol class="findings">{answered}</ol>' if answered else ""
     if missing:
         out += f'<p><b>What this study cannot answer</b></p><ul class="unanswered">{missing}</ul>'
@@ -245,14 +276,45 @@ def skipped_corruptions_html(metrics: pd.DataFrame, config: Mapping[str, Any] | 
     )
 
 
+def findings_front(found: list[Finding]) -> str:
+    """The report's front page list (results/report/front.html): the questions answered, then
+    how many are not. Short on purpose: Snakemake centres the front page vertically, so a text
+    taller than the window loses its top (with the link to the findings page) out of reach."""
+    answered = "".join(f"<li>{html.escape(f.question)}</li>" for f in found if f.answer)
+    rest = sum(not f.answer for f in found)
+    out = f"<p>Answered, with 95% intervals:</p><ol>{answered}</ol>" if answered else ""
+    if rest:
+        out += f"<p>{rest} more question(s) held back or not answered, each with its reason.</p>"
+    return out
+
+
+def _plain(text: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
+
+
+def findings_text(found: list[Finding]) -> str:
+    """The findings as plain text, one line each: the numbered answers with their intervals,
+    then the questions held back or not answered, with the reason (results/findings.txt)."""
+    answered = [f for f in found if f.answer]
+    lines = [f"{i}. {f.question} {_plain(f.answer or '')}" for i, f in enumerate(answered, 1)]
+    lines += [
+        f"{'Held back' if f.held_back else 'Not answered'}: {f.question} {_plain(f.why or '')}."
+        for f in found
+        if not f.answer
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def summary_html(
     tables: StudyTables,
     config: Mapping[str, Any] | None = None,
     versions: Mapping[str, str] | None = None,
     found: list[Finding] | None = None,
+    figures: Mapping[str, str] | None = None,
 ) -> str:
-    """A small self-contained HTML page: the study's findings (``found``, else computed), then
-    the headline numbers per run and provenance, collapsed."""
+    """A small self-contained HTML page: the study's findings (``found``, else computed), each
+    beside its figure (``figures``: name -> image URI), then the headline numbers per run and
+    provenance, collapsed."""
     metrics = tables.metrics
     t = headline_table(metrics)
     shown = t.drop(columns=[c for c in t if c in RUN_COLUMNS and c not in RUN_KEYS])
@@ -279,10 +341,16 @@ def summary_html(
 <style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}
 table.memlab{{border-collapse:collapse;font-size:90%}}
 table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+ol.findings li{{margin-bottom:1em}}
+div.finding{{display:flex;gap:1em;align-items:flex-start}}
+div.finding>div{{flex:1}}
+div.finding figure{{flex:0 0 48%;margin:0}}
+div.finding img{{width:100%;height:auto;border:1px solid #eee}}
+div.finding figcaption{{font-size:80%;color:#777}}
 </style></head><body>
 <h2>memlab: findings</h2>
 <p>{n_runs} runs of {n_rep} replicas each. {FINDINGS_NOTE}</p>
-{findings_html(found)}
+{findings_html(found, figures)}
 {skipped_corruptions_html(metrics, config)}
 <details><summary><b>Headline numbers per run</b> (sentences and table)</summary>
 <p>Accuracies are means over replicas at the largest training-set size; "train" uses the labels

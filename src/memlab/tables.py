@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,11 @@ import pandas as pd
 
 from memlab.data import Split, load_split
 from memlab.registry import FIGURE_TABLES
-from memlab.study import RUN_KEYS
+from memlab.study import MEMORY_REGIME, RUN_KEYS
+
+# Display names of regimes in figures: the k-NN's pseudo-regime is no training regime at all, and
+# "memory" beside "memorize" read like one. The tables keep the run ids (paths, joins).
+REGIME_LABELS = {MEMORY_REGIME: "k-NN (no training)"}
 
 
 @dataclass
@@ -70,6 +75,17 @@ class StudyTables:
             randomizations=dict(randomizations or {}),
             severity_table=dict(severity_table or {}),
         )
+
+    def for_display(self) -> StudyTables:
+        """The same tables with the regimes' display names (REGIME_LABELS) in ``regime``, for
+        figures: legends and titles read them, nothing is joined on them afterwards."""
+        frames = {}
+        for name in FIGURE_TABLES:
+            frame = getattr(self, name)
+            if "regime" in frame:
+                frame = frame.assign(regime=frame["regime"].replace(REGIME_LABELS))
+            frames[name] = frame
+        return dataclasses.replace(self, **frames)
 
 
 def _csv(path: str) -> pd.DataFrame:

@@ -51,9 +51,12 @@ from memlab.registry import (
     FIGURE_FORMATS,
     FIGURE_TABLES,
     FINDINGS_FILE,
+    FINDINGS_FRONT,
+    FINDINGS_TEXT,
     SUMMARY_PAGE,
     TABLE,
     TABLES,
+    finding_figures,
     study_figures,
 )
 from memlab.study import (
@@ -313,6 +316,8 @@ def final_outputs():
         *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
         SUMMARY_PAGE,
         FINDINGS_FILE,
+        FINDINGS_TEXT,
+        FINDINGS_FRONT,
     ]
 
 

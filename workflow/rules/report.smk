@@ -35,14 +35,19 @@ rule figures:
         "../../scripts/figures.py"
 
 
+# The findings page shows each answer beside the figure that supports it (inline PNG), so it
+# waits for those figures (only the ones the study draws: memlab.registry.finding_figures).
 rule summarize:
     input:
         **FIGURE_INPUTS,
+        figures=[f.path("png") for f in finding_figures(STUDY)],
     output:
         summary=report(
-            SUMMARY_PAGE, caption="../report/summary.rst", category="Summary"
+            SUMMARY_PAGE, caption="../report/summary.rst", category="Findings"
         ),
         findings=FINDINGS_FILE,
+        text=FINDINGS_TEXT,
+        front=FINDINGS_FRONT,
     log:
         "results/logs/summarize.log",
     benchmark:
