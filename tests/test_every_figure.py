@@ -10,6 +10,7 @@ Measured 2026-12-05 on 2 busy cores: the jobs 38 s, drawing and saving the 22 fi
 
 from __future__ import annotations
 
+import contextlib
 import runpy
 import time
 from pathlib import Path
@@ -107,7 +108,8 @@ STUDY = {
 def run_in_process(work: Path, args: list[str], skip: tuple[str, ...] = ()) -> list[Any]:
     """Run every job ``snakemake ARGS`` would run in ``work`` (but those of the rules ``skip``),
     in DAG order, each through its rule script in this process, with the ``snakemake`` object
-    Snakemake would pickle for it; those objects, in order (skipped jobs' too)."""
+    Snakemake would pickle for it; those objects, in order (skipped jobs' too), each with its
+    script as ``.script`` (to run a skipped one later: :func:`run_job`)."""
     from snakemake.iocontainers import Snakemake
 
     ran = []
@@ -131,10 +133,16 @@ def run_in_process(work: Path, args: list[str], skip: tuple[str, ...] = ()) -> l
             None,
             str(script.parent),
         )
+        sm.script = script
         if rule.name not in skip:
-            runpy.run_path(str(script), init_globals={"snakemake": sm}, run_name="__rule__")
+            run_job(sm)
         ran.append(sm)
     return ran
+
+
+def run_job(sm: Any) -> None:
+    """Run one job's rule script in this process, as :func:`run_in_process` does."""
+    runpy.run_path(str(sm.script), init_globals={"snakemake": sm}, run_name="__rule__")
 
 
 def is_blank(fig: plt.Figure) -> str | None:
@@ -150,8 +158,9 @@ def test_every_registered_figure_draws_from_one_study_holding_every_analysis(tmp
     (work / CONFIG).write_text(yaml.safe_dump(STUDY, sort_keys=False))
     t0 = time.perf_counter()
     # The figures jobs are drawn below, all from one reading of the tables (as each job reads
-    # them: scripts/figures.py), to look inside each figure before it is saved.
-    jobs = run_in_process(work, ["--configfile", CONFIG], skip=("figures",))
+    # them: scripts/figures.py), to look inside each figure before it is saved; the findings
+    # page (summarize), which shows some of them, after them.
+    jobs = run_in_process(work, ["--configfile", CONFIG], skip=("figures", "summarize"))
     took = time.perf_counter() - t0
     assert {sm.rule for sm in jobs} >= {"train", "analyze", "removal_analyze", "summarize"}
     # The study holds every analysis: the workflow asks for every registered figure.
@@ -174,6 +183,11 @@ def test_every_registered_figure_draws_from_one_study_holding_every_analysis(tmp
         with Image.open(png) as img:
             assert min(img.size) > 50, name
         assert svg.stat().st_size > 1000, name
+    with contextlib.chdir(work):  # its paths are relative to the workflow, as in a job
+        for job in jobs:
+            if job.rule == "summarize":
+                run_job(job)
+                assert "data:image/png;base64," in Path(job.output.summary).read_text()
     print(
         f"{len(jobs)} jobs in {took:.1f} s, {len(figure_jobs)} figures in "
         f"{time.perf_counter() - t1:.1f} s"

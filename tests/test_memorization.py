@@ -15,7 +15,13 @@ from memlab.columnar import to_frame
 from memlab.data import Split, balanced_subsets, load_dataset, split_pool_test
 from memlab.io import MemlabInputError
 from memlab.membership import evaluate_attacks, lira_scores
-from memlab.memorization import memorization_scores, roc_auc, roc_curve, tpr_at_fpr
+from memlab.memorization import (
+    design_allows_scores,
+    memorization_scores,
+    roc_auc,
+    roc_curve,
+    tpr_at_fpr,
+)
 from memlab.models import knn_log_proba
 from memlab.power import PowerGates
 from memlab.randomization import randomize
@@ -313,7 +319,14 @@ def test_memorization_tables_say_why_a_run_has_no_scores():
     assert scores.empty and summary.loc[0, "status"] == "no example is ever held out"
     one = {k: (v[:1] if k in PER_REPLICA else v) for k, v in a.items()}  # a single replica
     _, summary = analysis.memorization_tables([(_run(), one)], gates=ANY_POWER)
-    assert summary.loc[0, "status"].startswith("too few replicas to hold every example")
+    status = summary.loc[0, "status"]
+    assert status.startswith("too few replicas to hold every example")
+    # The count it names works as printed: that many balanced subsets hold every example in
+    # and out, one fewer do not.
+    need = int(status.rsplit("replicas: ", 1)[1])
+    size = int(one["train_mask"].sum(1).max())
+    assert design_allows_scores(balanced_subsets(40, size, need, seed=0))
+    assert not design_allows_scores(balanced_subsets(40, size, need - 1, seed=0))
 
 
 def test_memorization_tables_count_every_knn_replica():

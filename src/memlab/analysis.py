@@ -245,9 +245,14 @@ def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
             f"of {len(used)} under-trained (stopped by max_epochs while still improving; raise "
             "max_epochs)"
         )
+    n = members.shape[1]
+    size = int(members.sum(1).max())
+    # Balanced subsets hold every example in (and out of) at least one replica once replicas x
+    # size (and replicas x (pool - size)) reach the pool.
+    need = -(-n // max(1, min(size, n - size)))
     return (
-        f"too few replicas to hold every example both in and out ({len(used)}; raise replicas "
-        "so that replicas x size >= pool)"
+        f"too few replicas to hold every example both in and out: {len(used)}; at {size} of "
+        f"{n} pool examples per subset that takes replicas: {need}"
     )
 
 
