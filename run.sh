@@ -82,7 +82,14 @@ case $cmd in
         echo "memlab: Snakemake prints 'N of M steps (x%) done' after each job; a train job" \
             "logs its epochs to the log file it names (follow it with tail -f)" >&2
         "$VENV/bin/snakemake" "$@" "${repair[@]}"
-        "$VENV/bin/snakemake" "$@" --report results/report.html
+        # The report's own output (a line per file and rule) goes to its log, shown if it fails:
+        # the study's last lines are its answers.
+        mkdir -p results/logs
+        if ! "$VENV/bin/snakemake" "$@" --report results/report.html >results/logs/report.log 2>&1
+        then
+            cat results/logs/report.log >&2
+            exit 1
+        fi
         "$VENV/bin/python" -m memlab.ops.answers "$@"
         echo "memlab: figures in results/figures/, tables in results/tables/," \
             "report in results/report.html" >&2
