@@ -323,7 +323,7 @@ def test_memorization_tables_say_why_a_run_has_no_scores():
     assert status.startswith("too few replicas to hold every example")
     # The count it names works as printed: that many balanced subsets hold every example in
     # and out, one fewer do not.
-    need = int(status.rsplit("replicas: ", 1)[1])
+    need = int(status.split("takes ", 1)[1].split(" replicas")[0])
     size = int(one["train_mask"].sum(1).max())
     assert design_allows_scores(balanced_subsets(40, size, need, seed=0))
     assert not design_allows_scores(balanced_subsets(40, size, need - 1, seed=0))

@@ -233,8 +233,8 @@ def replica_training(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -
     )
 
 
-def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
-    """Why a run's design gives no scores (its status)."""
+def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int, gates: PowerGates) -> str:
+    """Why a run's design gives no scores (its status), with the replica count that would."""
     from memlab.memorization import design_allows_scores
 
     if members.all():
@@ -245,15 +245,10 @@ def _no_scores(members: np.ndarray, used: np.ndarray, undertrained: int) -> str:
             f"of {len(used)} under-trained (stopped by max_epochs while still improving; raise "
             "max_epochs)"
         )
-    n = members.shape[1]
-    size = int(members.sum(1).max())
-    # Balanced subsets hold every example in (and out of) at least one replica once replicas x
-    # size (and replicas x (pool - size)) reach the pool.
-    need = -(-n // max(1, min(size, n - size)))
-    return (
-        f"too few replicas to hold every example both in and out: {len(used)}; at {size} of "
-        f"{n} pool examples per subset that takes replicas: {need}"
-    )
+    n_in, n_out = int(members.sum(0).min()), int((~members).sum(0).min())
+    share = float(members.sum(1).max()) / members.shape[1]
+    why = gates.scores_message(n_in, n_out, len(used), share)
+    return f"too few replicas to hold every example both in and out: {why}"
 
 
 def memorization_tables(
@@ -297,7 +292,7 @@ def memorization_tables(
             **{f"stopped_{s}": int((reps["stopped"] == s).sum()) for s in STOP_REASONS},
         }
         if not design_allows_scores(members[usable]):
-            row["status"] = _no_scores(members, usable, row["replicas_undertrained"])
+            row["status"] = _no_scores(members, usable, row["replicas_undertrained"], gates)
             summary.append(row)
             continue
         s = memorization_scores(a["pool_correct"], members, usable)
