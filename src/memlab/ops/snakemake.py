@@ -18,7 +18,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,18 +165,20 @@ def _isolated(root: Path) -> Iterator[None]:
         sys.modules.update(ours)
 
 
-def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
-    """Each rule's ``script:`` as a path relative to ``root`` (rules without one, or whose script
-    lies outside ``root``, are left out). ``args`` are the study's snakemake arguments: the
-    workflow is loaded (not run) with the same config, through ``SnakemakeApi``."""
+@contextlib.contextmanager
+def _loaded_workflow(
+    root: Path, args: Sequence[str], parse: Callable[[Sequence[str]], Any]
+) -> Iterator[tuple[Any, Any]]:
+    """The workflow ``snakemake ARGS`` loads in ``root`` (a ``WorkflowApi``: loaded, not run)
+    and the CLI's options, ``parse(args)``; valid inside the ``with`` only. The CLI's own
+    parser, so --configfile/--config/--snakefile (and the profile) mean what they mean there."""
     from snakemake.api import SnakemakeApi
-    from snakemake.cli import parse_args, parse_config
+    from snakemake.cli import parse_config
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
 
     root = root.absolute()
     with _isolated(root):
-        # The CLI's own parser, so --configfile/--config/--snakefile mean what they mean there.
-        _, opts = parse_args(list(args))
+        opts = parse(args)
         config = ConfigSettings(
             config=parse_config(opts.config),
             configfiles=opts.configfile or [],
@@ -191,10 +193,21 @@ def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
                 snakefile=snakefile,
                 workdir=root,
             )
-            # INTERNAL (9.27.1): WorkflowApi exposes no rules (list_rules() only prints them);
-            # _workflow is the parsed workflow its own methods use, and Rule.script/.basedir
-            # are what Snakemake's script directive resolves the script from.
-            rules = [(r.name, r.script, r.basedir) for r in wf._workflow.rules]
+            yield wf, opts
+
+
+def rule_scripts(root: Path, args: Sequence[str]) -> dict[str, str]:
+    """Each rule's ``script:`` as a path relative to ``root`` (rules without one, or whose script
+    lies outside ``root``, are left out). ``args`` are the study's snakemake arguments: the
+    workflow is loaded (not run) with the same config, through ``SnakemakeApi``."""
+    from snakemake.cli import parse_args
+
+    root = root.absolute()
+    with _loaded_workflow(root, args, lambda a: parse_args(list(a))[1]) as (wf, _):
+        # INTERNAL (9.27.1): WorkflowApi exposes no rules (list_rules() only prints them);
+        # _workflow is the parsed workflow its own methods use, and Rule.script/.basedir are
+        # what Snakemake's script directive resolves the script from.
+        rules = [(r.name, r.script, r.basedir) for r in wf._workflow.rules]
     scripts = {}
     for name, script, basedir in rules:
         if script is None or basedir is None:
@@ -317,37 +330,17 @@ def _study_dag(root: Path, args: Sequence[str]) -> Iterator[Any]:
     """The DAG ``snakemake ARGS`` builds in ``root``, built in this process as a dry run builds
     it (the CLI's own parser reads ``args``, profile included; the rerun triggers, targets and
     --forcerun are the run's). Valid inside the ``with`` only: the workflow is loaded there."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.cli import parse_args, parse_config
-    from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+    from snakemake.cli import parse_args
 
-    root = root.absolute()
-    with _isolated(root):
-        opts = _parse_cli(parse_args, args)
-        config = ConfigSettings(
-            config=parse_config(opts.config),
-            configfiles=opts.configfile or [],
-            config_args=opts.config,
-            replace_workflow_config=opts.replace_workflow_config,
-        )
-        snakefile = Path(opts.snakefile) if opts.snakefile else None
-        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-            wf = api.workflow(
-                resource_settings=ResourceSettings(cores=1),
-                config_settings=config,
-                snakefile=snakefile,
-                workdir=root,
-            )
-            wf.dag(dag_settings=_dag_settings(opts))  # sets them on the workflow
-            # INTERNAL (9.27.1): the DAG API has no call that returns jobs (its summary() and
-            # list_changes() print). _prepare_dag/_build_dag are what those call (with the
-            # dry run's lock_warn_only), and Workflow.dag is the DAG they build.
-            workflow = wf._workflow
-            workflow._prepare_dag(
-                forceall=opts.forceall, ignore_incomplete=False, lock_warn_only=True
-            )
-            workflow._build_dag()
-            yield workflow.dag
+    with _loaded_workflow(root, args, lambda a: _parse_cli(parse_args, a)) as (wf, opts):
+        wf.dag(dag_settings=_dag_settings(opts))  # sets them on the workflow
+        # INTERNAL (9.27.1): the DAG API has no call that returns jobs (its summary() and
+        # list_changes() print). _prepare_dag/_build_dag are what those call (with the dry
+        # run's lock_warn_only), and Workflow.dag is the DAG they build.
+        workflow = wf._workflow
+        workflow._prepare_dag(forceall=opts.forceall, ignore_incomplete=False, lock_warn_only=True)
+        workflow._build_dag()
+        yield workflow.dag
 
 
 def cli_options(args: Sequence[str]) -> Any:
