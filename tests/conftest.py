@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 # One OpenMP thread, here and in every subprocess the tests start (Snakemake sets it for its
 # jobs itself, in workflow/rules/common.smk): two cores, and results must not depend on threads.
@@ -184,3 +186,61 @@ def smoke_study(tmp_path_factory) -> tuple[Path, float]:
     t0 = time.monotonic()
     snakemake(work, "--configfile", "config/smoke.yaml", "--cores", "2")
     return work, time.monotonic() - t0
+
+
+# --------------------------------------------------------------------------- configs and plans
+
+
+def smoke() -> dict:
+    """config/smoke.yaml as loaded (no defaults filled in)."""
+    return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+
+
+def full(config: dict) -> dict:
+    """Validate and fill defaults the way the Snakefile does."""
+    from snakemake.utils import validate
+
+    from memlab.config import check_config, load_schema
+
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    check_config(config, load_schema(schema))
+    validate(config, str(schema))
+    return config
+
+
+def smoke_with_sizes(*sizes) -> dict:
+    """The smoke study on digits alone at ``sizes``, defaults filled in."""
+    config = smoke()
+    config["datasets"] = {"digits": {"kind": "digits"}}
+    config["sizes"] = list(sizes)
+    return full(config)
+
+
+def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run plans."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", out):
+        m = re.match(r"rule (\w+):", block)
+        if not m:
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        pairs = dict(p.split("=", 1) for p in wc.group(1).split(", ")) if wc else {}
+        jobs.append((m.group(1), pairs))
+    return jobs
+
+
+def plan_stdout(work: Path, config: dict | None, name: str = "config/edited.yaml") -> str:
+    """``./run.sh plan``'s stdout (``python -m memlab.ops.plan``) for ``config`` written to
+    ``work / name`` (None: the config file already there)."""
+    if config is not None:
+        (work / name).write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, "-m", "memlab.ops.plan", "--configfile", name],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout

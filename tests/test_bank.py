@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake, train_regime
+from conftest import copy_workflow, planned_jobs, snakemake, train_regime
 
 from memlab import data, runs
 from memlab.bank import concat_blocks, read_runs
@@ -145,8 +145,6 @@ def test_adding_replicas_trains_only_the_new_blocks(tmp_path):
     snakemake(work, "--configfile", small, "--cores", "2")
     before = _files(work)
     assert {p.name for p in before} >= set(BLOCK_FILES)
-
-    from test_workflow import planned_jobs
 
     plan = planned_jobs(work, "--configfile", large)
     per_block = [(rule, wc) for rule, wc in plan if "block" in wc]

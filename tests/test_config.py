@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import full, smoke
 
 from memlab.config import check_config, load_schema
 from memlab.io import MemlabInputError
@@ -14,19 +15,6 @@ from memlab.study import plan_study
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
-
-
-def smoke() -> dict:
-    return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-
-
-def full(config: dict) -> dict:
-    """Validate and fill defaults the way the Snakefile does."""
-    from snakemake.utils import validate
-
-    check_config(config, SCHEMA)
-    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    return config
 
 
 def test_shipped_configs_are_valid():

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_columns
-from test_config import full, smoke
+from conftest import full, run_columns, smoke
 
 from memlab.corruption_error import (
     COLUMNS,

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from conftest import ROOT, run_columns
-from test_config import full
+from conftest import run_columns, smoke_with_sizes
 
 from memlab.analysis import few_shot
 from memlab.data import block_few_shot_subsets
@@ -33,15 +31,8 @@ def test_few_shot_subsets_hold_exactly_k_of_every_class_balanced_across_replicas
     assert not np.array_equal(mask[:4], block_few_shot_subsets(labels, 2, range(4, 8), seed=3))
 
 
-def _config(*sizes):
-    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    config["datasets"] = {"digits": {"kind": "digits"}}
-    config["sizes"] = list(sizes)
-    return full(config)
-
-
 def test_the_plan_gives_per_class_sizes_their_counts_and_shots(tmp_path):
-    study = plan_study(_config({"per_class": 1}, {"per_class": 5}, 0.5), tmp_path)
+    study = plan_study(smoke_with_sizes({"per_class": 1}, {"per_class": 5}, 0.5), tmp_path)
     ds = study.datasets["digits"]
     assert ds.sizes == (10, 50, 674) and ds.shots(10) == 1 and ds.shots(674) == 0
     shots = {(r.size, r.shots) for r in study.runs}
@@ -51,15 +42,15 @@ def test_the_plan_gives_per_class_sizes_their_counts_and_shots(tmp_path):
 
 def test_per_class_above_the_smallest_class_and_a_clash_are_one_clear_line(tmp_path):
     # Digits' smallest class in the pool (25% held out): class 8, 131 examples.
-    plan_study(_config({"per_class": 131}), tmp_path)
+    plan_study(smoke_with_sizes({"per_class": 131}), tmp_path)
     with pytest.raises(
         MemlabInputError,
         match=r"per_class 132 is more than class 8 has in the training pool \(131 "
         r"examples\); use at most 131",
     ):
-        plan_study(_config({"per_class": 132}), tmp_path)
+        plan_study(smoke_with_sizes({"per_class": 132}), tmp_path)
     with pytest.raises(MemlabInputError, match="size 10 is given twice"):
-        plan_study(_config(10, {"per_class": 1}), tmp_path)
+        plan_study(smoke_with_sizes(10, {"per_class": 1}), tmp_path)
 
 
 def test_few_shot_table_is_heldout_accuracy_of_the_few_shot_runs():

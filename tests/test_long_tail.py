@@ -4,7 +4,7 @@ out, clear errors for laws the data cannot satisfy, and accuracy per training fr
 import numpy as np
 import pandas as pd
 import pytest
-from test_config import full, smoke
+from conftest import full, smoke
 
 from memlab import data
 from memlab.analysis import long_tail_accuracy, with_subpopulations

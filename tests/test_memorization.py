@@ -231,7 +231,7 @@ def _trained_design():
 
 
 def test_undertrained_is_capped_unfitted_and_still_improving():
-    from memlab.memorization import STILL_IMPROVING, undertrained
+    from memlab.study import STILL_IMPROVING, undertrained
 
     a = _trained_design()
     np.testing.assert_array_equal(
@@ -351,7 +351,7 @@ def test_train_run_stores_the_loss_drop_and_evaluate_run_passes_it_on(digits_spl
 
     from memlab import runs
     from memlab.kinds import MLP
-    from memlab.memorization import STILL_IMPROVING
+    from memlab.study import STILL_IMPROVING
     from memlab.train import loss_drop
 
     split = digits_split

@@ -9,9 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import checkpoint_of, run_columns, train, train_regime
-from test_config import full
-from test_few_shot import _config
+from conftest import checkpoint_of, full, run_columns, smoke_with_sizes, train, train_regime
 
 from memlab.columnar import to_frame
 from memlab.data import balanced_subsets
@@ -171,7 +169,7 @@ def test_evaluation_adds_memory_off_rows_and_recall_of_the_identity_is_training_
 
 
 def _memory_config(*sizes, **model):
-    config = _config(*sizes)
+    config = smoke_with_sizes(*sizes)
     config["models"] = {"mem": {"kind": "memory_net", "widths": [16], **model}}
     return full(config)
 

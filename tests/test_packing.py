@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_config import full, smoke
+from conftest import full, smoke
 
 from memlab.ops.packing import block_costs, block_groups, measured_seconds, pack
 from memlab.study import plan_study

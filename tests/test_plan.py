@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, plan_stdout, snakemake
 
 from memlab.ops.plan import ABSENT, Change, describe_changes, diff, pair_params, params_reasons
 from memlab.ops.snakemake import PlannedJob
@@ -49,19 +49,7 @@ def work(tmp_path_factory) -> Path:
 
 def plan(work: Path, config: dict | None = None) -> str:
     """The plan's stdout for ``config`` (the study's own when None)."""
-    name = CONFIG
-    if config is not None:
-        name = "config/edited.yaml"
-        (work / name).write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "memlab.ops.plan", "--configfile", name],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return plan_stdout(work, config, CONFIG if config is None else "config/edited.yaml")
 
 
 def groups(out: str) -> dict[str, list[str]]:

@@ -7,8 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import checkpoint_of, train_regime
-from test_config import full, smoke
+from conftest import checkpoint_of, full, smoke, train_regime
 
 from memlab import data, runs
 from memlab.columnar import to_frame

@@ -10,9 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_workflow, snakemake
-from test_config import full
-from test_plan import plan
+from conftest import copy_workflow, full, plan_stdout, snakemake
 
 from memlab.influence import Thresholds
 from memlab.io import MemlabInputError, load_npz
@@ -149,7 +147,7 @@ def test_second_stage_subsets_exclude_exactly_the_chosen_examples(removal_run):
 
 
 def test_changing_k_plans_only_the_removal_stage_and_what_follows(removal_run):
-    planned = plan(removal_run, _study(k=[3, 20]))
+    planned = plan_stdout(removal_run, _study(k=[3, 20]))
     jobs = [line.split()[0] for line in planned.splitlines() if line.startswith("  ")]
     rules = set(jobs)
     assert rules <= {

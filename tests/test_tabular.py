@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, planned_jobs, snakemake
 
 from memlab import data, examples
 from memlab.io import MemlabInputError
@@ -163,6 +163,7 @@ FAST = {  # config/tabular.yaml made small: the data, models and regimes kept, f
     "replicas_per_job": 4,
     "models": {
         "mlp": {"kind": "mlp", "depth": 2, "widths": [16]},
+        "cnn": {"kind": "cnn", "widths": [4]},  # skipped: it needs images
         "knn": {"kind": "knn", "k": [1]},
     },
     "regimes": {
@@ -175,6 +176,25 @@ FAST = {  # config/tabular.yaml made small: the data, models and regimes kept, f
 }
 
 
+GAUSS = {"kind": "gaussian", "n_samples": 300, "n_features": 8, "n_classes": 3}
+
+
+def _balanced_halves_give_scores_and_attacks(work) -> None:
+    """Halves with 4 replicas: every example is in 2 subsets and out of 2, so k-NN (never
+    trained, always counted) gets memorization scores and membership attacks."""
+    summary = pd.read_csv(work / "results/tables/memorization_summary.csv")
+    assert set(summary.loc[summary.status == "ok", "model"]) >= {"knn-k1"}
+    scores = pd.read_parquet(work / "results/tables/memorization.parquet")
+    assert scores["score"].between(-1, 1).all() and (scores[["n_in", "n_out"]] >= 1).all().all()
+    # The table's pool (426 rows) splits evenly: k-NN (all 4 replicas count) has each in 2,
+    # at each of the two label-noise rates.
+    knn_table = scores[(scores.model == "knn-k1") & (scores.dataset == "breast_cancer")]
+    assert len(knn_table) == 2 * 426 and (knn_table["n_in"] == 2).all()
+    mia = pd.read_csv(work / "results/tables/membership.csv")
+    assert {"gap", "loss", "lira_online", "lira_offline"} <= set(mia["attack"])
+    assert (work / "results/figures/membership_roc.png").exists()
+
+
 @pytest.mark.e2e
 def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     work = copy_workflow(tmp_path / "work")
@@ -182,9 +202,12 @@ def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     config = yaml.safe_load((ROOT / "config/tabular.yaml").read_text())
     assert config["datasets"]["breast_cancer"] == SPEC
     config |= FAST
+    # A synthetic task beside the user's table goes through the same path.
+    config["datasets"]["gauss"] = GAUSS
     (work / "config/fast.yaml").write_text(yaml.safe_dump(config))
     args = ("--configfile", "config/fast.yaml")
-    snakemake(work, *args, "--cores", "2")
+    proc = snakemake(work, *args, "--cores", "2")
+    assert "cnn-w4 skipped on dataset 'gauss'" in proc.stderr
 
     made = work / "data/breast_cancer.csv"
     pd.testing.assert_frame_equal(pd.read_csv(made), examples.example_frame("breast_cancer"))
@@ -193,10 +216,16 @@ def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     assert split.feature_mean is not None and split.feature_mean.max() > 100  # raw areas ~ 10^2
     metrics = pd.read_parquet(work / "results/tables/metrics.parquet")
     assert set(metrics["kind"]) == {"mlp", "knn"} and set(metrics["label_noise"]) == {0.0, 0.2}
-    heldout = metrics[(metrics.split == "heldout") & (metrics.metric == "accuracy")]
+    heldout = metrics[
+        (metrics.split == "heldout") & (metrics.metric == "accuracy") & (metrics.dataset != "gauss")
+    ]
     clean = heldout[heldout.label_noise == 0].groupby("model")["value"].mean()
     assert clean.min() > 0.9, clean  # every model learns the table
     assert set(metrics.loc[metrics.split == "perturbed", "perturbation"]) == {"gaussian_noise"}
+    assert set(metrics["dataset"]) == {"breast_cancer", "gauss"}
+    perturb_log = (work / "results/logs/perturb/gauss.log").read_text()
+    assert "skipped (need image data): blur" in perturb_log
+    _balanced_halves_give_scores_and_attacks(work)
     page = (work / SUMMARY_PAGE).read_text()
     assert "blur, translate, occlusion on breast_cancer (tabular data): needs a 2-D" in page
     assert (work / "results/figures/robustness.png").stat().st_size > 0
@@ -209,8 +238,9 @@ def test_the_tabular_study_runs_from_a_fresh_copy(tmp_path):
     own = pd.read_csv(made).iloc[:300]
     own.to_csv(made, index=False)
     (work / "scripts/example_data.py").touch()
-    dry = snakemake(work, *args, "-n").stdout
-    assert "rule example_data" not in dry and "rule prepare" in dry
+    rules = planned_jobs(work, *args)
+    assert ("example_data", {}) not in rules and ("prepare", {"dataset": "breast_cancer"}) in rules
+    assert all(wc.get("dataset") != "gauss" for _, wc in rules)  # only the edited table reruns
     pd.testing.assert_frame_equal(pd.read_csv(made), own)
 
 

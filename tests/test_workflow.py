@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, planned_jobs, snakemake
 
 from memlab.study import RUN_COLUMNS
 
@@ -28,20 +28,6 @@ METRIC_COLUMNS = [
     "metric",
     "value",
 ]
-
-
-def planned_jobs(workdir: Path, *args: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    out = snakemake(workdir, "-n", *args).stdout
-    jobs = []
-    for block in re.split(r"\n(?=rule \w+:)", out):
-        m = re.match(r"rule (\w+):", block)
-        if not m:
-            continue
-        wc = re.search(r"wildcards: (.*)", block)
-        pairs = dict(p.split("=", 1) for p in wc.group(1).split(", ")) if wc else {}
-        jobs.append((m.group(1), pairs))
-    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -231,57 +217,6 @@ def test_lint_and_format_are_clean():
         [snakefmt, "--check", "Snakefile", "workflow"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
-
-
-def test_tabular_datasets_go_through_the_same_path(tmp_path):
-    """A synthetic task and a user CSV: image-only models and perturbations are skipped."""
-    work = copy_workflow(tmp_path)
-    rng = __import__("numpy").random.default_rng(0)
-    x = rng.normal(size=(200, 5))
-    y = (x[:, 0] + x[:, 1] > 0).astype(int)
-    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)]).assign(target=y)
-    (work / "data").mkdir()
-    frame.to_csv(work / "data" / "table.csv", index=False)
-    config = yaml.safe_load((work / "config/smoke.yaml").read_text())
-    config.update(
-        datasets={
-            "gauss": {"kind": "gaussian", "n_samples": 300, "n_features": 8, "n_classes": 3},
-            "table": {"kind": "file", "path": "data/table.csv", "label_column": "target"},
-        },
-        sizes=[0.5],
-        replicas=4,
-        regimes={"memorize": {}},
-        perturbations={"names": ["gaussian_noise", "blur"], "severities": [1, 5]},
-        # 2 in and 2 out per example: below the default power gates, which this test is not about.
-        analysis={"power": {"min_in_out": 2, "min_shadows": 3}},
-    )
-    (work / "config/tabular.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(work, "--configfile", "config/tabular.yaml", "--cores", "2")
-    assert "cnn-w4 skipped on dataset 'gauss'" in proc.stderr
-    metrics = pd.read_parquet(work / "results/tables/metrics.parquet")
-    assert set(metrics["dataset"]) == {"gauss", "table"}
-    assert set(metrics["kind"]) == {"mlp", "knn"}
-    assert set(metrics.loc[metrics.split == "perturbed", "perturbation"]) == {"gaussian_noise"}
-    assert (
-        "skipped (need image data): blur" in (work / "results/logs/perturb/table.log").read_text()
-    )
-    # Balanced halves with 4 replicas: every example is in 2 subsets and out of 2, so k-NN
-    # (never trained, always counted) gets memorization scores and membership attacks.
-    summary = pd.read_csv(work / "results/tables/memorization_summary.csv")
-    assert set(summary.loc[summary.status == "ok", "model"]) >= {"knn-k1"}
-    scores = pd.read_parquet(work / "results/tables/memorization.parquet")
-    assert scores["score"].between(-1, 1).all() and (scores[["n_in", "n_out"]] >= 1).all().all()
-    # The table's pool (150) splits evenly: k-NN (all 4 replicas count) has each example in 2.
-    knn_table = scores[(scores.model == "knn-k1") & (scores.dataset == "table")]
-    assert len(knn_table) == 150 and (knn_table["n_in"] == 2).all()
-    mia = pd.read_csv(work / "results/tables/membership.csv")
-    assert {"gap", "loss", "lira_online", "lira_offline"} <= set(mia["attack"])
-    assert (work / "results/figures/membership_roc.png").exists()
-    # Editing the user's data file reruns the study on it (the file is an input of prepare).
-    frame.iloc[:150].to_csv(work / "data" / "table.csv", index=False)
-    rules = planned_jobs(work, "--configfile", "config/tabular.yaml")
-    assert ("prepare", {"dataset": "table"}) in rules
-    assert all(wc.get("dataset") != "gauss" for _, wc in rules)
 
 
 def _finished_copy(smoke_run: Path, dest: Path) -> Path:

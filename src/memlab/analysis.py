@@ -215,7 +215,7 @@ def memory_effect(metrics: pd.DataFrame) -> pd.DataFrame:
 def replica_training(run: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """Per replica of a bank: its train accuracy (subset as trained on, labels as given), how it
     stopped (a name of STOP_REASONS; "none" for a model that does not train), whether it is
-    under-trained (``memlab.memorization.undertrained``) and whether the scores use it (trained
+    under-trained (``memlab.study.undertrained``) and whether the scores use it (trained
     and not under-trained: every replica of a model that does not train)."""
     from memlab.memorization import used_replicas
 

@@ -237,7 +237,7 @@ class _Context:
 
     def undertrained(self, run: tuple) -> str | None:
         """Why a run (its RUN_KEYS values) cannot answer, if some of its replicas stopped at
-        max_epochs while still improving (memlab.memorization.undertrained); else None."""
+        max_epochs while still improving (memlab.study.undertrained); else None."""
         sel = self.stopped[(self.stopped[KEYS] == pd.Series(run, KEYS)).all(axis=1)]
         n_under = int(sel["value"].sum())
         if not n_under:

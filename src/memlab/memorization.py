@@ -7,9 +7,9 @@ fraction of "out" models that do. Each estimate carries the standard error of a 
 binomial proportions and Newcombe's 95% score interval (``memlab.power``), which stays honest
 where the standard error is 0 (a score of 1.00 from 2 in- and 2 out-replicas: [0.07, 1.00]).
 The estimator is defined for any training algorithm, regularized ones included: scores mean nothing
-for *under-trained* models only (:func:`undertrained`), so every replica that reached its stopping
-rule counts whatever its train accuracy (a weight-decayed model that converges at 95% does), and
-k-NN, which does not train, always counts.
+for *under-trained* models only (:func:`memlab.study.undertrained`), so every replica that
+reached its stopping rule counts whatever its train accuracy (a weight-decayed model that
+converges at 95% does), and k-NN, which does not train, always counts.
 """
 
 from __future__ import annotations
@@ -22,38 +22,10 @@ import numpy as np
 from memlab.io import MemlabInputError
 from memlab.kinds import MODEL_KINDS
 from memlab.power import difference_interval
-from memlab.study import STOP_REASONS
+from memlab.study import undertrained
 
 if TYPE_CHECKING:  # pandas only for the score table: the removal choice job imports none
     import pandas as pd
-
-# A replica stopped by the epoch cap is still improving while its train loss falls by more than
-# this share per epoch over its last epochs (memlab.train.loss_drop): 0.25%, i.e. 5% over 20
-# epochs (measured on digits, config/README.md: a plateau moves by under 0.1% per epoch, an
-# unregularized MLP capped while it fits noisy labels falls by 1.7-3.4%).
-STILL_IMPROVING = 0.0025
-
-
-def undertrained(
-    stop_reason: np.ndarray, fit_epoch: np.ndarray, loss_drop: np.ndarray | None
-) -> np.ndarray:
-    """[R] bool: replicas stopped by the epoch cap while still improving (their scores would
-    measure the budget, not the model), the only trained replicas the scores leave out.
-
-    Every replica of a model that trains reached a stopping rule by construction; the ones that
-    reached it by fitting their subset or by early stopping are trained, and so are those stopped
-    by ``max_epochs`` once they fit their subset (stop_at_fit false) or had stopped improving:
-    ``loss_drop`` (``memlab.train.loss_drop``, stored per replica at train time) at most
-    STILL_IMPROVING. A capped replica whose drop is unknown (NaN: fewer than 2 epochs, or a bank
-    written before ``loss_drop`` existed) cannot show it converged and counts as under-trained.
-    ``stop_reason`` is the index into ``STOP_REASONS`` (-1: not trained, never under-trained).
-    """
-    stop_reason = np.asarray(stop_reason)
-    capped = stop_reason == STOP_REASONS.index("max_epochs")
-    if loss_drop is None:
-        loss_drop = np.full(stop_reason.shape, np.nan)
-    improving = ~(np.asarray(loss_drop, np.float64) <= STILL_IMPROVING)  # NaN: improving
-    return capped & (np.asarray(fit_epoch) < 0) & improving
 
 
 def in_out_counts(members: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -22,22 +22,9 @@ from typing import Any
 import numpy as np
 
 from memlab.io import MemlabInputError
+from memlab.study import check_agreement_k
 
-AGREEMENT_KEY = "analysis.agreement_k"
 _WORKING_MEMORY_MB = 64  # per chunk of distance rows (scikit-learn's working_memory)
-
-
-def check_agreement_k(k: Any, n_pool: int, where: str = "the pool") -> int:
-    """``k`` as an int; a MemlabInputError naming the key unless 1 <= k <= n_pool - 1."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise MemlabInputError(f"config: {AGREEMENT_KEY} must be an integer >= 1, got {k!r}.")
-    if k > n_pool - 1:
-        raise MemlabInputError(
-            f"config: {AGREEMENT_KEY} = {k} neighbours, but {where} has {n_pool} examples "
-            f"(at most {n_pool - 1} other examples); set {AGREEMENT_KEY} to at most "
-            f"{max(n_pool - 1, 1)}."
-        )
-    return int(k)
 
 
 def nearest_others(x_pool: np.ndarray, k: int) -> Iterable[tuple[slice, np.ndarray]]:

@@ -19,9 +19,8 @@ from memlab.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
 from memlab.io import MemlabInputError
 from memlab.kinds import Variant, variant_from_spec
-from memlab.memorization import undertrained
 from memlab.models import StackedModel
-from memlab.study import Regime
+from memlab.study import Regime, undertrained
 from memlab.train import (
     HISTORY_COLUMNS,
     STOP_REASONS,
@@ -333,7 +332,7 @@ def evaluate_run(
 
 
 def _loss_drop(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    # A checkpoint written before loss_drop existed: unknown (memlab.memorization.undertrained).
+    # A checkpoint written before loss_drop existed: unknown (memlab.study.undertrained).
     r = arrays["train_mask"].shape[0]
     return arrays.get("loss_drop", np.full(r, np.nan, np.float32))
 

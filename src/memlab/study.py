@@ -42,6 +42,34 @@ EARLY_STOPPING_KEYS = ("patience", "val_fraction")
 # "solved": a closed-form fit (random features), which has no epochs and is always trained.
 STOP_REASONS = ("fit", "early_stopping", "max_epochs", "solved")
 
+# A replica stopped by the epoch cap is still improving while its train loss falls by more than
+# this share per epoch over its last epochs (memlab.train.loss_drop): 0.25%, i.e. 5% over 20
+# epochs (measured on digits, config/README.md: a plateau moves by under 0.1% per epoch, an
+# unregularized MLP capped while it fits noisy labels falls by 1.7-3.4%).
+STILL_IMPROVING = 0.0025
+
+
+def undertrained(
+    stop_reason: np.ndarray, fit_epoch: np.ndarray, loss_drop: np.ndarray | None
+) -> np.ndarray:
+    """[R] bool: replicas stopped by the epoch cap while still improving (their scores would
+    measure the budget, not the model), the only trained replicas the scores leave out.
+
+    Every replica of a model that trains reached a stopping rule by construction; the ones that
+    reached it by fitting their subset or by early stopping are trained, and so are those stopped
+    by ``max_epochs`` once they fit their subset (stop_at_fit false) or had stopped improving:
+    ``loss_drop`` (``memlab.train.loss_drop``, stored per replica at train time) at most
+    STILL_IMPROVING. A capped replica whose drop is unknown (NaN: fewer than 2 epochs, or a bank
+    written before ``loss_drop`` existed) cannot show it converged and counts as under-trained.
+    ``stop_reason`` is the index into ``STOP_REASONS`` (-1: not trained, never under-trained).
+    """
+    stop_reason = np.asarray(stop_reason)
+    capped = stop_reason == STOP_REASONS.index("max_epochs")
+    if loss_drop is None:
+        loss_drop = np.full(stop_reason.shape, np.nan)
+    improving = ~(np.asarray(loss_drop, np.float64) <= STILL_IMPROVING)  # NaN: improving
+    return capped & (np.asarray(fit_epoch) < 0) & improving
+
 
 @dataclass(frozen=True)
 class Regime:
@@ -593,6 +621,22 @@ def _dataset_runs(
     return runs
 
 
+AGREEMENT_KEY = "analysis.agreement_k"
+
+
+def check_agreement_k(k: Any, n_pool: int, where: str = "the pool") -> int:
+    """``k`` as an int; a MemlabInputError naming the key unless 1 <= k <= n_pool - 1."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MemlabInputError(f"config: {AGREEMENT_KEY} must be an integer >= 1, got {k!r}.")
+    if k > n_pool - 1:
+        raise MemlabInputError(
+            f"config: {AGREEMENT_KEY} = {k} neighbours, but {where} has {n_pool} examples "
+            f"(at most {n_pool - 1} other examples); set {AGREEMENT_KEY} to at most "
+            f"{max(n_pool - 1, 1)}."
+        )
+    return int(k)
+
+
 def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
     """Resolve the study grid of a schema-validated config (defaults filled in)."""
     variants = expand_models(config["models"])
@@ -605,8 +649,6 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
     }
     agreement_k = config.get("analysis", {}).get("agreement_k")
     if agreement_k is not None:
-        from memlab.neighbours import check_agreement_k
-
         for ds in datasets.values():  # the datasets whose runs get per-example scores
             if ds.scores_possible:
                 check_agreement_k(agreement_k, ds.n_pool, f"the pool of dataset '{ds.name}'")

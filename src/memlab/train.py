@@ -67,7 +67,7 @@ class EpochMetrics:
 
 
 HISTORY_COLUMNS = ("epoch", "step", "replica", *(f.name for f in fields(EpochMetrics)))
-# How far back the convergence check looks (memlab.memorization.undertrained): a replica's mean
+# How far back the convergence check looks (memlab.study.undertrained): a replica's mean
 # train loss over its last LOSS_WINDOW epochs against that over the LOSS_WINDOW epochs before.
 LOSS_WINDOW = 20
 
