@@ -53,7 +53,7 @@ def test_core_holds_what_the_main_job_needs_and_dev_only_tools():
     assert {"torch", "snakemake", "pygments", "dvc"} <= set(core)  # study, report, versioning
     extras = {k: dict(_split(r) for r in v) for k, v in project["optional-dependencies"].items()}
     assert set(extras) == {"dev", "slurm"}
-    assert set(extras["dev"]) == {"pytest", "ruff", "snakefmt"}
+    assert set(extras["dev"]) == {"pytest", "ruff", "snakefmt", "mypy", "selenium"}
     assert set(extras["slurm"]) == {"snakemake-executor-plugin-slurm"}
 
 

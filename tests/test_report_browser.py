@@ -1,4 +1,4 @@
-"""The smoke study's Snakemake report in a real browser (headless Chromium over CDP).
+"""The smoke study's Snakemake report in a real browser (headless Chromium through Selenium).
 
 The report (`snakemake --report results/report.html`, as `./run.sh study` makes it) is a React
 app with every result embedded as a data: URL. The test opens it like a reader would, by
@@ -12,8 +12,9 @@ screenshots of the start page, the findings and one figure page (under the test'
 copied to $MEMLAB_BROWSER_SHOTS if set) and checks none is blank. Last, `./run.sh study` on the
 finished study must end by printing the answers and the page to open.
 
-Skipped where no Chromium is installed (apt-get install chromium); under CI (CI=true) that
-fails the test instead, and .ci/run installs the package as root.
+Skipped where Chromium or its driver is not installed (apt-get install chromium
+chromium-driver); under CI (CI=true) that fails the test instead, and .ci/run installs the
+packages as root.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import Browser, BrowserError, Page, find_chromium
+from browser import Browser, find_chromium
 from conftest import ROOT, copy_workflow, snakemake
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.remote.webelement import WebElement
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +76,10 @@ HOME_JS = """(() => { const a = document.querySelector('#app nav ol li:first-chi
     if (a) a.click(); return !!a; })()"""
 
 
-def broken_images(page: Page, context: int | None = None) -> list[dict]:
+def broken_images(page: Browser, frame: WebElement | None = None) -> list[dict]:
     """Every <img> that failed to decode or is laid out with no size (waits for all to end)."""
-    page.wait_for("[...document.images].every(i => i.complete)", "images", context=context)
-    images = page.evaluate(IMAGES_JS, context=context)
+    page.wait_for("[...document.images].every(i => i.complete)", "images", frame=frame)
+    images = page.evaluate(IMAGES_JS, frame=frame)
     return [i for i in images if 0 in i["natural"] or 0 in i["shown"]]
 
 
@@ -90,14 +93,13 @@ def not_blank(png: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    exe = find_chromium()
-    if exe is None:
-        reason = "no Chromium installed (apt-get install chromium)"
+def chromium() -> tuple[str, str]:
+    found = find_chromium()
+    if isinstance(found, str):
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser test, but: {reason}")
-        pytest.skip(reason)
-    return exe
+            pytest.fail(f"CI must run the browser test, but: {found}")
+        pytest.skip(found)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -121,25 +123,21 @@ IFRAME_JS = """(() => { const f = document.querySelector('#app iframe');
     return !!f && f.src.startsWith('data:text/html') })()"""
 
 
-def frame_context(page: Page, url_prefix: str, seconds: float = 30.0) -> int:
-    """page.frame_context, once the frame exists: an iframe whose src is set (React re-mounts it
-    on every view) shows in the frame tree only when its document commits, later under load."""
+def read_findings(page: Browser, seconds: float = 30.0) -> dict:
+    """What the report's findings iframe shows (waits for it to load; React may re-mount the
+    iframe meanwhile, so a stale one is looked up again)."""
     deadline = time.monotonic() + seconds
     while True:
+        page.wait_for(IFRAME_JS, "the findings page's iframe")
         try:
-            return page.frame_context(url_prefix)
-        except BrowserError:
+            frame = page.frame("data:text/html")
+            page.wait_for("document.readyState === 'complete'", "the findings", frame=frame)
+            seen = {"broken": broken_images(page, frame), **page.evaluate(FINDINGS_JS, frame=frame)}
+            break
+        except StaleElementReferenceException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-
-
-def read_findings(page: Page) -> dict:
-    """What the report's findings iframe shows (waits for it to load)."""
-    page.wait_for(IFRAME_JS, "the findings page's iframe")
-    frame = frame_context(page, "data:text/html")
-    page.wait_for("document.readyState === 'complete'", "the findings to load", context=frame)
-    seen = {"broken": broken_images(page, frame), **page.evaluate(FINDINGS_JS, context=frame)}
     seen["iframe_size"] = page.evaluate(
         "(() => { const r = document.querySelector('#app iframe').getBoundingClientRect();"
         " return [r.width, r.height] })()"
@@ -147,7 +145,7 @@ def read_findings(page: Page) -> dict:
     return seen
 
 
-def visit_report(page: Page, report: Path, shots: Path | None = None) -> dict:
+def visit_report(page: Browser, report: Path, shots: Path | None = None) -> dict:
     """Open the report and click through its findings and figures, as a reader would.
     What was seen: the start page's menu and text, the findings page reached by one click on
     the start page's link (headings, visible items, inline images), figures {path: broken
@@ -215,8 +213,8 @@ def _copy_shots(*pngs: Path) -> None:
 
 def test_report_in_a_browser(chromium, report, smoke_study, tmp_path):
     work = smoke_study[0]
-    with Browser(chromium) as browser:
-        seen = visit_report(browser.new_page(), report, tmp_path)
+    with Browser(chromium) as page:
+        seen = visit_report(page, report, tmp_path)
     _copy_shots(seen["front_shot"], seen["figure_shot"], seen["summary_shot"])
     assert {"Workflow", "Figures", "Findings", "Tables"} <= set(seen["menu"])
     assert "memlab asks when a model memorizes" in seen["text"]  # the workflow description
@@ -243,8 +241,7 @@ def test_the_findings_page_alone_shows_each_answer_beside_its_figure(chromium, s
     work = smoke_study[0]
     answered = [ln for ln in (work / "results/findings.txt").read_text().splitlines()
                 if re.match(r"\d+\. ", ln)]  # fmt: skip
-    with Browser(chromium) as browser:
-        page = browser.new_page()
+    with Browser(chromium) as page:
         page.goto((work / "results/report/summary.html").resolve().as_uri())
         page.wait_for("document.readyState === 'complete'", "the findings page")
         broken = broken_images(page)
@@ -271,21 +268,20 @@ def test_checks_catch_broken_images_and_errors(chromium, tmp_path):
     <script>console.error("boom"); setTimeout(() => {{ throw new Error("late") }}, 0);</script>
     </body></html>"""
     (tmp_path / "bad.html").write_text(page_html)
-    with Browser(chromium) as browser:
-        page = browser.new_page()
+    with Browser(chromium) as page:
         page.goto((tmp_path / "bad.html").as_uri())
         broken = broken_images(page)
-        frame = page.frame_context("data:text/html")
-        page.wait_for("document.readyState === 'complete'", "the iframe", context=frame)
+        frame = page.frame("data:text/html")
+        page.wait_for("document.readyState === 'complete'", "the iframe", frame=frame)
         in_frame = broken_images(page, frame)
         page.wait_for(
             "new Promise(r => setTimeout(() => r(true), 50))", "the late exception to be thrown"
         )
         problems = page.problems()
     assert len(broken) == 2 and len(in_frame) == 1, (broken, in_frame)
-    assert any(p == "console.error: boom" for p in problems), problems
-    assert any("Error: late" in p for p in problems), problems
-    assert any("ERR_FILE_NOT_FOUND" in p for p in problems), problems
+    assert any(p.startswith("console-api: ") and '"boom"' in p for p in problems), problems
+    assert any(p.startswith("javascript: ") and "Uncaught Error: late" in p for p in problems)
+    assert any(p.startswith("network: ") and "ERR_FILE_NOT_FOUND" in p for p in problems)
 
 
 def test_a_study_ends_by_printing_its_answers_and_the_page(smoke_study, tmp_path):

@@ -354,7 +354,7 @@ def example_correlations(memorization: pd.DataFrame) -> pd.DataFrame:
     or one measure is constant over them."""
     from scipy.stats import spearmanr
 
-    rows = []
+    rows: list[tuple] = []
     if memorization.empty:
         return pd.DataFrame(rows, columns=EXAMPLE_CORRELATION_COLUMNS)
     pool = ["dataset", "label_noise", "size"]

@@ -10,6 +10,7 @@ not depend on how the replicas were split into jobs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -64,7 +65,7 @@ def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -
     bank = {k: v for k, v in first.items() if k not in PER_REPLICA and k not in SUMMED}
     for name in SUMMED:
         if all(name in b for b in blocks):
-            bank[name] = sum(b[name] for b in blocks)
+            bank[name] = functools.reduce(np.add, [b[name] for b in blocks])
     order = np.argsort(np.concatenate([b["replica"] for b in blocks]), kind="stable")
     for name in PER_REPLICA:
         # An array a later version added is read only when every block has it.

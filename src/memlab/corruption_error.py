@@ -117,10 +117,8 @@ def mean_corruption_errors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """mCE and relative mCE (``[...]``): the means of :func:`corruption_errors` over the
     corruptions where they are defined (NaN where none is)."""
-    return tuple(
-        _defined_mean(v)
-        for v in corruption_errors(error, clean_error, baseline_error, baseline_clean_error)
-    )
+    ce, relative = corruption_errors(error, clean_error, baseline_error, baseline_clean_error)
+    return _defined_mean(ce), _defined_mean(relative)
 
 
 def _defined_mean(values: np.ndarray) -> np.ndarray:

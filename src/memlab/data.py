@@ -112,7 +112,7 @@ def _int_key(spec: Mapping[str, Any], key: str, name: str, minimum: int) -> int:
 
 def _gaussian_params(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
     n_classes = _int_key(spec, "n_classes", name, 2)
-    params = {
+    params: dict[str, Any] = {
         "n_samples": _int_key(spec, "n_samples", name, n_classes),
         "n_features": _int_key(spec, "n_features", name, 1),
         "n_classes": n_classes,

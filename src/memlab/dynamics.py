@@ -23,6 +23,7 @@ the checkpoint as a few compact arrays (:func:`finish`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -101,7 +102,7 @@ def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     }
 
 
-def forgetting_events(arrays: dict[str, np.ndarray]) -> np.ndarray:
+def forgetting_events(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """[R, n] float: Toneva et al.'s count per (replica, example), a never-learned example
     counting one per evaluation; NaN where the replica did not train on the example."""
     epochs = arrays["dyn_epochs"]
@@ -109,7 +110,7 @@ def forgetting_events(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(epochs > 0, count, np.nan)
 
 
-def correctness(arrays: dict[str, np.ndarray]) -> np.ndarray:
+def correctness(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """[R, n] float: share of evaluations correct; NaN where not trained on."""
     epochs = arrays["dyn_epochs"]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -126,10 +126,11 @@ def evaluate_replicas(
     for j, key in enumerate(keys):
         add("perturbed", key[0], key[1], p_acc[:, j], p_loss[:, j])
 
-    recall_keys: Sequence[tuple[str, int]] = sorted(perturbed_pool or {})
+    pool_perturbed = perturbed_pool or {}
+    recall_keys: Sequence[tuple[str, int]] = sorted(pool_perturbed)
     r_acc = np.zeros((r, len(recall_keys)), np.float32)
     for j, key in enumerate(recall_keys):
-        out_j = example_outputs(log_proba(perturbed_pool[key]), y_pool)
+        out_j = example_outputs(log_proba(pool_perturbed[key]), y_pool)
         r_acc[:, j] = _masked_mean(out_j["pred"] == y_pool, train_mask)
         r_loss = _masked_mean(out_j["loss"], train_mask)
         add("recall", key[0], key[1], r_acc[:, j], r_loss)

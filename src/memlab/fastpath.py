@@ -56,7 +56,10 @@ import torch.nn.functional as F
 
 from memlab.models import StackedCNN, StackedMLP
 
-Step = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None], list[torch.Tensor]]
+# (x, y, idx [R, B], dropout generator) -> gradients in ``model.parameters()`` order.
+Step = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator | None], list[torch.Tensor]
+]
 
 
 class MLPStep:

@@ -192,6 +192,14 @@ def robustness(t: StudyTables) -> plt.Figure:
     return fig
 
 
+def _column(ax: plt.Axes) -> int:
+    """The grid column of a panel (of a figure made by plt.subplots)."""
+    spec = ax.get_subplotspec()
+    if spec is None:
+        raise ValueError("a panel outside the figure's grid")
+    return spec.colspan.start
+
+
 def _severity_units(
     fig: plt.Figure, names: list[str], table: Mapping[str, tuple[float, ...]]
 ) -> None:
@@ -200,7 +208,7 @@ def _severity_units(
     if not table:
         return
     for ax in fig.axes:
-        name = names[ax.get_subplotspec().colspan.start]
+        name = names[_column(ax)]
         if name not in table:
             continue
         bottom = bool(ax.get_xlabel())
@@ -214,11 +222,10 @@ def _severity_units(
 def _unclash_ticks(fig: plt.Figure) -> None:
     """Tilt the x tick labels of every panel where two of them would touch: a study of one
     corruption (a table: gaussian_noise only) draws one narrow column of panels."""
-    renderer = fig.canvas.get_renderer()
-    fig.canvas.draw()  # tick labels get their positions when drawn
+    fig.canvas.draw()  # tick labels get their positions (and the renderer they measure with)
     for ax in fig.axes:
         labels = [t for t in ax.get_xticklabels() if t.get_text()]
-        boxes = [t.get_window_extent(renderer) for t in labels]
+        boxes = [t.get_window_extent() for t in labels]
         if any(a.x1 + 2 > b.x0 for a, b in pairwise(boxes)):
             ax.tick_params(axis="x", labelrotation=45)
             for t in labels:
@@ -654,7 +661,7 @@ def regularization(t: StudyTables) -> plt.Figure:
     swept = list(strength_sweeps(m))  # the columns, in order
     for ax in fig.axes:
         if ax.get_xlabel():  # the bottom row
-            ax.set_xlabel(STRENGTH_LABELS[swept[ax.get_subplotspec().colspan.start]][1])
+            ax.set_xlabel(STRENGTH_LABELS[swept[_column(ax)]][1])
     return fig
 
 
@@ -1204,6 +1211,8 @@ def influence_pairs(t: StudyTables) -> plt.Figure:
     if run is None:
         return _empty(why)
     split = t.splits[run["dataset"]]
+    if split.image_shape is None:  # `images` holds the datasets with images only
+        raise ValueError(f"dataset {run['dataset']!r} has no images")
     h, w = split.image_shape
     pairs = pairs.sort_values(["influence", "test_index"], ascending=[False, True], kind="stable")
     trains = list(dict.fromkeys(pairs["train_index"]))[:INFLUENCE_TRAIN]

@@ -71,7 +71,7 @@ class Estimate:
             return f"{v} (the same in all {self.n} replicas)"
         return f"{v} [{100 * self.low:.1f}, {100 * self.high:.1f}]"
 
-    def json(self) -> dict[str, float | int]:
+    def json(self) -> dict[str, float | int | None]:
         return {
             "value": _num(self.value),
             "low": _num(self.low),
@@ -409,8 +409,8 @@ def _which_examples(c: _Context) -> Finding:
     )
     numbers = {}
     if run["label_noise"] > 0 and high:
-        share = wilson_interval(run["above_half_flipped"], high)
-        est = Estimate(run["above_half_flipped"] / high, *map(float, share), high, "examples")
+        low, hi = wilson_interval(run["above_half_flipped"], high)
+        est = Estimate(run["above_half_flipped"] / high, float(low), float(hi), high, "examples")
         text += (
             f"; {est.pct()} of them are flipped labels (separation AUC {run['auc_flipped']:.3f})"
         )
@@ -530,11 +530,11 @@ def _where_it_pays(c: _Context) -> Finding:
     runs = c.runs[on_tail]
     nets = runs[runs["trained"]].sort_values("width", kind="stable")
     plain = nets[nets["unregularized"]]
-    if plain.empty or _tail_and_head(tail, plain.iloc[-1]) is None:
+    if plain.empty or (buckets := _tail_and_head(tail, plain.iloc[-1])) is None:
         return Finding("where_it_pays", q, why=why)
     base = plain.iloc[-1]  # the widest unregularized network
     rests_on = [_key(base)]
-    rare, common = _tail_and_head(tail, base)
+    rare, common = buckets
     numbers = {"tail_accuracy": _bucket_estimate(rare), "head_accuracy": _bucket_estimate(common)}
     text = (
         f"On long-tailed data ({_where(base)}), {_name(base)} gets {numbers['tail_accuracy'].pct()}"
@@ -549,8 +549,8 @@ def _where_it_pays(c: _Context) -> Finding:
             f"(about {int(unseen['n_test'])} held-out examples per replica)"
         )
     memory = runs[(runs["kind"] == "knn") & (runs["k"] == 1)]
-    if len(memory) and _tail_and_head(tail, memory.iloc[0]) is not None:
-        rare_1nn, common_1nn = _tail_and_head(tail, memory.iloc[0])
+    if len(memory) and (buckets_1nn := _tail_and_head(tail, memory.iloc[0])) is not None:
+        rare_1nn, common_1nn = buckets_1nn
         numbers["tail_accuracy_1nn"] = _bucket_estimate(rare_1nn)
         text += (
             f"; the pure memorizer 1-NN gets {numbers['tail_accuracy_1nn'].pct()} and "
@@ -673,7 +673,8 @@ def _memory(c: _Context) -> Finding | None:
     effect = effect[effect["split"] != "train"]
     if effect.empty:
         return Finding("memory", q, why="the memory networks need 2 or more replicas each")
-    parts, numbers = [], {}
+    parts: list[str] = []
+    numbers: dict[str, Estimate] = {}
     # Per dataset, the unregularized run if there is one: the memory as it learns to be used.
     for dataset, d in effect.groupby("dataset", sort=True):
         run = d.assign(plain=unregularized(d)).sort_values("plain", kind="stable").iloc[-1]
@@ -845,7 +846,9 @@ def _uninformative(est: Estimate) -> str | None:
     )
 
 
-def findings_metrics(findings: list[Finding]) -> dict[str, dict[str, dict[str, float | int]]]:
+def findings_metrics(
+    findings: list[Finding],
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
     """The answered findings' numbers, for results/findings.json (DVC metrics: nested keys)."""
     return {
         f.key: {name: est.json() for name, est in f.numbers.items()}

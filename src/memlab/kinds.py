@@ -10,11 +10,14 @@ carry. This module imports no torch: the workflow plans a study with it on every
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from memlab.data import Split
     from memlab.evaluate import LogProba
     from memlab.models import StackedModel
@@ -24,8 +27,11 @@ VARIANT_COLUMNS = ("width", "depth", "embedding", "k")
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One model variant; subclasses are the kinds."""
+class Variant(ABC):
+    """One model variant; subclasses are the kinds. Every kind says how its config entry expands
+    and how many parameters it trains; a kind that trains builds its network (:meth:`build`),
+    one that does not (``trains`` False, no regime) predicts straight from its training subset
+    (:meth:`predictor`)."""
 
     name: str  # the config key of the entry it came from
 
@@ -39,9 +45,9 @@ class Variant:
     size_field: ClassVar[str] = "width"  # the field that is the id's size (k for k-NN)
 
     @classmethod
+    @abstractmethod
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
         """The variants of one schema-validated config entry."""
-        raise NotImplementedError
 
     @property
     def id(self) -> str:
@@ -60,6 +66,7 @@ class Variant:
         """Whether it reads its inputs as token blocks (``Split.token_shape``)."""
         return False
 
+    @abstractmethod
     def parameter_count(
         self,
         in_dim: int,
@@ -68,7 +75,6 @@ class Variant:
         token_shape: Sequence[int] | None = None,
     ) -> int:
         """Trainable parameters of one replica (0 for a memory)."""
-        return 0
 
     def memory_problem(self, memory_size: int, shots: int) -> str | None:
         """Why a memory of ``memory_size`` training examples cannot be trained (None: it can,
@@ -76,8 +82,13 @@ class Variant:
         return None
 
     def build(self, split: Split, *, dropout: float, replica_seeds: Sequence[int]) -> StackedModel:
-        """The stacked network of ``len(replica_seeds)`` replicas (trained kinds)."""
+        """The stacked network of ``len(replica_seeds)`` replicas (kinds that train)."""
         raise TypeError(f"model kind {self.kind!r} is not trained")
+
+    def predictor(self, split: Split, y_pool: np.ndarray, members: np.ndarray) -> LogProba:
+        """``x -> log p [R, n, C]`` of the R models remembering ``members`` (boolean
+        [R, n_pool]) with labels ``y_pool`` (kinds that do not train)."""
+        raise TypeError(f"model kind {self.kind!r} trains: rebuild it from its checkpoint")
 
 
 @dataclass(frozen=True)
@@ -208,7 +219,16 @@ class KNN(Variant):
     def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
         return [cls(name, int(k)) for k in entry["k"]]
 
-    def predictor(self, split: Split, y_pool: Any, members: Any) -> LogProba:
+    def parameter_count(
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
+    ) -> int:
+        return 0  # a memory: nothing is trained
+
+    def predictor(self, split: Split, y_pool: np.ndarray, members: np.ndarray) -> LogProba:
         """``x -> log p [R, n, C]`` of the R k-NN classifiers remembering ``members``."""
         import numpy as np
         import torch
@@ -242,7 +262,11 @@ class RandomFeatures(Variant):
         return [cls(name, int(f)) for f in entry["features"]]
 
     def parameter_count(
-        self, in_dim: int, n_classes: int, image_shape: Sequence[int] | None
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
     ) -> int:
         return self.width * n_classes  # the readout; the features are drawn, not trained
 

@@ -91,6 +91,7 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy.stats import norm
 
@@ -318,7 +319,7 @@ def degenerate_reason(attack: str, members: np.ndarray) -> str:
     return ""
 
 
-def _log_mean_others(logp: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _log_mean_others(logp: np.ndarray, mask: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """log of the mean of ``exp(logp)`` over the *other* replicas in ``mask`` (broadcast to
     ``logp``'s [R, n]), and their count, for every (t, i); NaN where the count is 0.
 
@@ -462,9 +463,9 @@ def _attack_row(
     The AUC is the area under the ROC's steps and diagonals (ties counted half): the
     Mann-Whitney ``roc_auc``, from the one sort the curve needs."""
     if np.isnan(score).all():  # a degenerate estimate (:func:`degenerate_reason`): no numbers
-        row = {"attack": attack, "auc": np.nan, "advantage": np.nan}
-        row |= {"members": int(members.sum()), "non_members": int((~members).sum())}
-        return row | {f"tpr_at_{t:g}_fpr": np.nan for t in LOW_FPRS}, np.empty(0), np.empty(0)
+        empty: dict[str, object] = {"attack": attack, "auc": np.nan, "advantage": np.nan}
+        empty |= {"members": int(members.sum()), "non_members": int((~members).sum())}
+        return empty | {f"tpr_at_{t:g}_fpr": np.nan for t in LOW_FPRS}, np.empty(0), np.empty(0)
     fpr, tpr = roc_curve(score, members)
     both = members.any() and (~members).any()
     # The gap attack has one decision rule (member iff correct): its advantage is that rule's

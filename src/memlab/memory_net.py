@@ -57,6 +57,8 @@ class StackedMemoryNet(StackedMLP):
     it from the training data, :meth:`refresh` rebuilds its keys.
     """
 
+    mix_logit: nn.Parameter | None  # registered with register_parameter (None: mix configured)
+
     remembers = True
 
     def __init__(

@@ -92,6 +92,10 @@ class StackedMLP(StackedModel):
     layers, N(0, 1) as ``nn.Embedding``, so ``embedding=0`` draws what it always drew.
     """
 
+    # Registered with register_parameter (None: no parameter), so nn.Module would type it
+    # `Tensor | Module`.
+    embedding: nn.Parameter | None
+
     def __init__(
         self,
         in_dim: int,
@@ -107,8 +111,8 @@ class StackedMLP(StackedModel):
         super().__init__()
         self.n_replicas = len(replica_seeds)
         self.dropout = dropout
-        self.tokens = _token_blocks(in_dim, embedding, tokens)
-        first = in_dim if not embedding else self.tokens[0] * embedding
+        self.tokens = blocks = _token_blocks(in_dim, embedding, tokens)
+        first = in_dim if blocks is None else blocks[0] * embedding
         dims = [first] + [width] * depth + [n_classes]
         gens = [torch.Generator().manual_seed(int(s)) for s in replica_seeds]
         self.weights = nn.ParameterList()
@@ -121,8 +125,8 @@ class StackedMLP(StackedModel):
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
         table = None
-        if embedding:
-            vocab = self.tokens[1]
+        if blocks is not None:
+            vocab = blocks[1]
             table = torch.stack([torch.randn((vocab, embedding), generator=g) for g in gens])
         # None registers no parameter: a plain MLP's parameters and checkpoints are as before.
         self.register_parameter("embedding", None if table is None else nn.Parameter(table))
@@ -133,6 +137,8 @@ class StackedMLP(StackedModel):
         A matmul of each one-hot block with the table is its row lookup, exactly (the other
         terms are zeros); on non-one-hot inputs (randomized ones) it is the same linear map.
         """
+        if self.tokens is None or self.embedding is None:
+            raise TypeError("this MLP has no token embedding")
         t, v = self.tokens
         lead = x.shape[:-1]
         z = torch.matmul(x.reshape(*lead[:-1], lead[-1] * t, v), self.embedding)

@@ -11,7 +11,7 @@ fused step over the stack is R independent optimizers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -45,7 +45,9 @@ class StackedAdamW:
         """One step from the parameters' ``.grad`` or from ``grads`` (same order as params)."""
         torch._foreach_add_(self.steps, 1)
         if grads is None:
-            grads = [p.grad for p in self.params]
+            grads = [p.grad for p in self.params if p.grad is not None]
+            if len(grads) != len(self.params):
+                raise RuntimeError("step() before backward(): a parameter has no gradient")
         torch._fused_adamw_(
             self.params,
             grads,
@@ -62,7 +64,7 @@ class StackedAdamW:
             maximize=False,
         )
 
-    def keep(self, params: list[torch.Tensor], rows: torch.Tensor) -> None:
+    def keep(self, params: Sequence[torch.Tensor], rows: torch.Tensor) -> None:
         """Continue with ``params`` (the model's sliced parameters) and the same rows of state."""
         self.params = list(params)
         self.exp_avg = [m[rows].clone() for m in self.exp_avg]

@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 Z95 = 1.959963984540054  # the two-sided 95% normal quantile
 INTERVAL_NAME = "95% Newcombe score interval"
 
 
 def wilson_interval(
-    successes: np.ndarray, trials: np.ndarray, z: float = Z95
+    successes: npt.ArrayLike, trials: npt.ArrayLike, z: float = Z95
 ) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval (low, high) of ``successes / trials``, elementwise; NaN where
     ``trials`` is 0."""

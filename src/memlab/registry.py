@@ -92,7 +92,7 @@ def _has_mlp_and_1nn(study: Study) -> bool:
 
 def _sweeps_width(study: Study, kind: str) -> bool:
     """Does the study have models of ``kind`` at two or more widths (feature counts)?"""
-    return len({v.width for v in study.variants.values() if v.kind == kind}) >= 2
+    return len({v.columns()["width"] for v in study.variants.values() if v.kind == kind}) >= 2
 
 
 def _sweeps_a_regularizer(study: Study) -> bool:

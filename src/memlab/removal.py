@@ -62,7 +62,7 @@ def choose(
     memorization = memorization_arrays(bank["pool_correct"], members, usable)["score"]
     t = thresholds
     pairs = pair_mask(infl, memorization, t.min_memorization, t.min_influence)
-    in_pair = pairs.any(axis=1)
+    in_pair = np.any(pairs, axis=1)
     # lexsort: the last key is the primary one.
     ranking = np.lexsort((np.arange(len(memorization)), -memorization, ~in_pair))
     return {

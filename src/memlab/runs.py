@@ -19,6 +19,7 @@ from memlab.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.evaluate import LogProba, evaluate_replicas, network_log_proba
 from memlab.io import MemlabInputError
 from memlab.kinds import Variant, variant_from_spec
+from memlab.memory_net import StackedMemoryNet
 from memlab.models import StackedModel
 from memlab.study import Regime, undertrained
 from memlab.train import (
@@ -118,9 +119,11 @@ def _solved_run(
     device: torch.device | str = "cpu",
 ) -> tuple:
     """A model trained in closed form: one batched solve, no epochs, nothing to resume."""
-    from memlab.random_features import solve
+    from memlab.random_features import StackedRandomFeatures, solve
 
     model = _build(variant, split, regime, seed, replicas.tolist()).to(device)
+    if not isinstance(model, StackedRandomFeatures):
+        raise TypeError(f"{variant.id} is solved in closed form but builds {type(model).__name__}")
     r, n = members.shape[0], int(members[0].sum())
     log(f"{variant.id}: solving {r} readouts on {n} examples each, ridge {regime.ridge}")
     train_acc = solve(model, split.x_pool, y_pool, members, split.n_classes, regime.ridge)
@@ -177,7 +180,9 @@ def train_run(
     if variant.solved:
         return _solved_run(split, y_pool, members, variant, regime, seed, numbers, log, device)
     if regime.early_stopping:
-        train_mask, val_mask = carve_validation(members, regime.val_fraction, seed, numbers)
+        assert regime.val_fraction is not None  # set wherever a regime stops early
+        fraction = regime.val_fraction
+        train_mask, val_mask = carve_validation(members, fraction, seed, numbers.tolist())
     else:
         train_mask, val_mask = members, np.zeros_like(members)
     n_params = variant.parameter_count(
@@ -267,8 +272,8 @@ def model_log_proba(
             "with ./run.sh study --forcerun CHECKPOINT (this job's input checkpoint.pt, named in "
             "its log; add your usual --configfile)."
         ) from None
-    if variant.remembers:
-        model.remember(  # type: ignore[operator]
+    if isinstance(model, StackedMemoryNet):  # a kind that remembers (variant.remembers)
+        model.remember(
             torch.from_numpy(np.ascontiguousarray(split.x_pool, dtype=np.float32)),
             torch.from_numpy(np.asarray(y_pool, dtype=np.int64)),
             torch.from_numpy(np.stack([np.flatnonzero(m) for m in members])),

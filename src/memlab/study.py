@@ -554,8 +554,7 @@ def plan_dataset(
 
 def _incompatible(dataset: str, variant: Variant, regime: Regime | None) -> str | None:
     """Why ``variant`` cannot train in ``regime`` (a note: the run is skipped), or None."""
-    conflicts = [] if regime is None else regime.conflicts(variant)
-    if not conflicts:
+    if regime is None or not (conflicts := regime.conflicts(variant)):
         return None
     how = "is solved in closed form" if variant.solved else "trains by gradient steps"
     fix = "ridge" if variant.solved else "weight_decay"
@@ -582,7 +581,10 @@ def _check_memory(variant: Variant, ds: DatasetPlan, size: int, regime: Regime |
     must leave every example something to read (memlab.memory_net)."""
     if not variant.remembers or regime is None:
         return
-    held = round(regime.val_fraction * size) if regime.early_stopping else 0
+    held = 0
+    if regime.early_stopping:
+        assert regime.val_fraction is not None  # set wherever a regime stops early
+        held = round(regime.val_fraction * size)
     problem = variant.memory_problem(size - held, ds.shots(size))
     if problem:
         raise MemlabInputError(
@@ -610,9 +612,9 @@ def _dataset_runs(
                     continue
                 chosen = [regimes[r] for r in ds.regimes] if variant.trains else [None]
                 for regime in chosen:
-                    note = _incompatible(ds.name, variant, regime)
-                    if note:
-                        notes += [] if note in notes else [note]
+                    skip = _incompatible(ds.name, variant, regime)
+                    if skip:
+                        notes += [] if skip in notes else [skip]
                         continue
                     _check_memory(variant, ds, size, regime)
                     noise_id = noise_label(noise)

@@ -68,7 +68,7 @@ class StudyTables:
         if "metrics" in frames and "memory" in frames["metrics"]:
             metrics = frames["metrics"]
             frames["metrics"] = metrics[metrics["memory"] != "off"].reset_index(drop=True)
-        loaded = {k: load_split(v) for k, v in (splits or {}).items()}
+        loaded = {k: load_split(os.fspath(v)) for k, v in (splits or {}).items()}
         return cls(
             **frames,
             splits=loaded,

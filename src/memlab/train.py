@@ -43,6 +43,8 @@ from memlab.study import STOP_REASONS as STOP_REASONS  # re-exported: the name t
 if TYPE_CHECKING:  # pandas only for TrainResult.history: the train job imports none
     import pandas as pd
 
+    from memlab.study import Regime
+
 
 # A progress line in the train log at least this often (besides every `log_every` epochs).
 PROGRESS_SECONDS = 30.0
@@ -244,7 +246,7 @@ class TrainData:
         )  # fmt: skip
 
 
-def adamw(params: Sequence[torch.Tensor], settings: Any) -> StackedAdamW:
+def adamw(params: Sequence[torch.Tensor], settings: Regime) -> StackedAdamW:
     """The optimizer of a regime: its lr, weight decay, betas and eps (Loshchilov & Hutter)."""
     return StackedAdamW(
         params,
@@ -292,7 +294,7 @@ class LoopState:
         model: StackedModel,
         train_mask: np.ndarray,
         val_mask: np.ndarray | None,
-        settings: Any,
+        settings: Regime,
         *,
         seed: int,
         replicas: Sequence[int],
@@ -474,7 +476,7 @@ class Trainer:
         self,
         state: LoopState,
         data: TrainData,
-        settings: Any,
+        settings: Regime,
         *,
         replicas: Sequence[int],
         log: Callable[[str], None] = print,
@@ -619,6 +621,7 @@ class Trainer:
         done = torch.zeros(st.model.n_replicas, dtype=torch.bool, device=st.replica.device)
         if st.use_val:
             st.track_best(metrics.val_loss)
+            assert s.patience is not None  # set wherever a regime stops early
             stopped = st.since_best >= s.patience
             st.finish(stopped, "early_stopping", epoch)
             done |= stopped
@@ -674,7 +677,7 @@ def train_stacked(
     val_mask: np.ndarray | None,
     x_test: np.ndarray,
     y_test: np.ndarray,
-    settings: Any,
+    settings: Regime,
     *,
     seed: int,
     replicas: Sequence[int] | None = None,

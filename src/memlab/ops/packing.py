@@ -35,10 +35,12 @@ def measured_seconds(tsv: Path) -> float | None:
 
 def _block_measured(root: Path, run: Run, block: Block) -> float | None:
     times = [
-        measured_seconds(root / f"results/benchmarks/{rule}/{run.block_path(block)}.tsv")
+        t
         for rule in BLOCK_RULES
+        if (t := measured_seconds(root / f"results/benchmarks/{rule}/{run.block_path(block)}.tsv"))
+        is not None
     ]
-    return None if any(t is None for t in times) else sum(times)
+    return sum(times) if len(times) == len(BLOCK_RULES) else None
 
 
 def block_costs(study: Study, root: Path, block_seconds: float) -> dict[tuple[str, int], float]:
@@ -49,9 +51,9 @@ def block_costs(study: Study, root: Path, block_seconds: float) -> dict[tuple[st
 
     def per_replica(pairs: Iterable[tuple[Run, Block]]) -> float | None:
         rates = [
-            measured[(r.path, b.index)] / len(b.replicas)
+            seconds / len(b.replicas)
             for r, b in pairs
-            if measured[(r.path, b.index)] is not None
+            if (seconds := measured[(r.path, b.index)]) is not None
         ]
         return statistics.median(rates) if rates else None
 
