@@ -67,19 +67,22 @@ def train(model, split: data.Split, mask, settings, *, val=None, **kw):
 
 
 def train_regime(**settings):
-    """A Regime for engine tests: the schema's training and regime defaults unless given."""
+    """A Regime for engine tests, made as the study makes its regimes (``Regime.from_config``):
+    ``settings`` that are ``training`` keys override the schema's training defaults, the others
+    the schema's regime defaults (a regime's own training keys merge the same either way)."""
     from memlab.config import load_schema
-    from memlab.study import EARLY_STOPPING_KEYS, TRAINING_KEYS, Regime
+    from memlab.study import Regime
 
     schema = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
-    training = {k: v["default"] for k, v in schema["properties"]["training"]["properties"].items()}
-    regime = schema["$defs"]["regime"]["properties"]
-    base = {k: training[k] for k in TRAINING_KEYS}
-    base |= {k: v["default"] for k, v in regime.items() if "default" in v}
-    if settings.get("early_stopping"):
-        base |= {k: training[k] for k in EARLY_STOPPING_KEYS}
-    log_every = settings.pop("log_every", training["log_every"])
-    return Regime.from_settings("test", base | settings, log_every=log_every)
+
+    def defaults(node):
+        return {k: v["default"] for k, v in node["properties"].items() if "default" in v}
+
+    training = defaults(schema["properties"]["training"])
+    regime = defaults(schema["$defs"]["regime"])
+    for key, value in settings.items():
+        (training if key in training else regime)[key] = value
+    return Regime.from_config("test", regime, training)
 
 
 def checkpoint_of(state, arrays, variant, regime, seed: int = 0) -> dict:

@@ -112,8 +112,7 @@ def test_plan_says_library_code_changed(work):
     original = figures.read_text()
     try:
         figures.write_text(original + "\n_PLANNED = 1\n")  # a real change to its syntax tree
-        drawn = ("accuracy_vs_size", "accuracy_vs_width", "generalization_gap")
-        drawn += ("learning_curves", "robustness")
+        drawn = ("accuracy_vs_size", "generalization_gap", "learning_curves", "robustness")
         # The findings page shows figures inline: it is remade with them.
         assert groups(plan(work)) == {
             "library code changed": [f"figures figure={name}" for name in drawn],

@@ -77,11 +77,45 @@ def test_runs_know_their_path_columns_and_wildcards():
     for run in study.runs:
         assert tuple(run.columns()) == RUN_COLUMNS
         assert study.run(run.wildcards()) is run
+        # A job's wildcards are text, and a block's job has one more.
+        as_job = {k: str(v) for k, v in run.wildcards().items()} | {"block": "0"}
+        assert study.run(as_job) is run
         assert all(run_path_of(f) == run.path for f in run.files("evaluation.npz"))
     knn = next(r for r in study.runs if r.variant.kind == "knn")
     assert knn.regime is None and knn.columns()["lr"] == 0 and knn.path.endswith("/memory")
     reg = next(r for r in study.runs if r.regime and r.regime.name == "regularized")
     assert reg.columns()["weight_decay"] == 1.0 and reg.columns()["early_stopping"]
+
+
+def test_removal_arms_know_their_paths_from_the_patterns():
+    from memlab.study import REMOVAL_DIR, plan_study
+
+    config = smoke()
+    config["removal"] = {"k": [2], "replicas": 2, "models": ["mlp"], "regimes": ["memorize"]}
+    # Scores to choose by: half the pool in each replica, a low power gate.
+    config |= {"sizes": [0.5], "replicas": 4, "analysis": {"power": {"min_in_out": 1}}}
+    study = plan_study(full(config))
+    assert study.removals
+    for removal in study.removals:
+        assert removal.path == f"{removal.run.path}/{removal.arm}-k{removal.k}"
+        as_job = {k: str(v) for k, v in removal.wildcards().items()} | {"block": "0"}
+        assert study.removal(as_job) is removal
+        assert removal.files("evaluation.npz")[0] == (
+            f"{REMOVAL_DIR}/{removal.path}/block0/evaluation.npz"
+        )
+
+
+def test_log_every_has_one_default_the_schemas():
+    """A regime that trains takes training.log_every from the config, whose default the schema
+    fills in; a regime read back to rebuild a model has none (it trains no more)."""
+    from conftest import train_regime
+
+    default = SCHEMA["properties"]["training"]["properties"]["log_every"]["default"]
+    config = full(smoke())
+    regime = Regime.from_config("memorize", config["regimes"]["memorize"], config["training"])
+    assert regime.log_every == default
+    assert train_regime().log_every == default and train_regime(log_every=3).log_every == 3
+    assert Regime.from_settings("memorize", train_regime().settings()).log_every is None
 
 
 def test_unregularized_is_chosen_by_settings_not_by_name():
@@ -126,13 +160,19 @@ def test_a_regularizer_swept_alone_is_found_in_runs_and_in_the_plan():
 def test_registry_matches_figures_tables_and_captions():
     from memlab.figures import DRAW
 
+    # Each declared figure has one drawing function, of its name (memlab.figures.draws).
     assert [f.name for f in FIGURES] == list(DRAW)
+    assert all(draw.__name__ == name for name, draw in DRAW.items())
     report = ROOT / "workflow" / "report"
     for figure in FIGURES:
         assert (report / f"{figure.name}.rst").is_file(), figure.name
     for table in TABLES:
         assert table.caption is None or (report / f"{table.caption}.rst").is_file(), table.name
         assert table.format in ("csv", "parquet")
+    # No caption of a figure or table that is gone (the report's own pages besides).
+    captions = {f.name for f in FIGURES} | {t.caption for t in TABLES if t.caption}
+    pages = {"figure", "summary", "workflow"}
+    assert {p.stem for p in report.glob("*.rst")} == captions | pages
     assert len({t.path for t in TABLES}) == len(TABLES)
     fields = [f.name for f in dataclasses.fields(StudyTables)]
     assert {f for f in fields if f not in ("splits", "randomizations", "severity_table")} == set(
@@ -144,6 +184,37 @@ def _src_copy(tmp_path: Path) -> Path:
     src = tmp_path / "src"
     shutil.copytree(ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     return src
+
+
+def test_figures_register_themselves_once_each_as_the_registry_declares(monkeypatch):
+    from memlab import figures
+    from memlab.registry import Figure
+
+    def not_a_figure(t):
+        return None
+
+    with pytest.raises(ValueError, match="not_a_figure draws no figure"):
+        figures.draws(not_a_figure)
+
+    def capacity(t):  # a second drawing of a figure that has one
+        return None
+
+    with pytest.raises(ValueError, match="'capacity' has two drawing functions"):
+        figures.draws(capacity)
+    assert figures.DRAW["capacity"] is figures.capacity
+    # A declared figure without a drawing function: memlab.figures does not import.
+    monkeypatch.setattr(figures, "FIGURES", (*FIGURES, Figure("undrawn")))
+    with pytest.raises(ValueError, match=r"no drawing function .* undrawn"):
+        figures._drawings()
+
+
+def test_analyze_computes_every_table_of_the_registry_it_writes():
+    from memlab.analyze import FRAMES, analyze_tables
+
+    tables = analyze_tables()
+    assert {t.frame for t in tables} == set(FRAMES)
+    assert {t.name for t in tables} == {t.name for t in TABLES} - {"removal"}
+    assert all(t.copy_of is None or t.copy_of in FRAMES for t in TABLES)
 
 
 def test_code_hash_follows_imports_and_ignores_comments(tmp_path):

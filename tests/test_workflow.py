@@ -42,7 +42,7 @@ def test_smoke_study_outputs(smoke_run):
         "generalization_gap",
         "robustness",
         "learning_curves",
-        "accuracy_vs_width",
+        "capacity",
     ]
     for name in figures:
         for ext in ("png", "svg"):

@@ -23,6 +23,7 @@ from memlab.io import atomic_path
 from memlab.kinds import MLP, RandomFeatures, trained
 from memlab.perturb import PARAMETER_AXIS
 from memlab.randomization import RANDOMIZATIONS
+from memlab.registry import FIGURE, FIGURES
 from memlab.study import RUN_KEYS, strength_sweeps, unregularized
 from memlab.tables import StudyTables, memory_note, powered, run_label, stacked_images
 
@@ -31,6 +32,31 @@ SPLIT_LABELS = {"train": "train (labels as given)", "heldout": "held-out"}
 sns.set_theme(context="notebook", style="whitegrid")
 # SVG text stays text and files are reproducible byte for byte (no random ids, no date).
 plt.rcParams.update({"svg.hashsalt": "memlab", "svg.fonttype": "none"})
+
+Drawing = Callable[[StudyTables], plt.Figure]
+_DRAWN: dict[str, Drawing] = {}
+
+
+def draws(function: Drawing) -> Drawing:
+    """Register ``function`` as the drawing of the figure of its name: memlab.registry.FIGURES
+    declares each figure (its name, and when a study can draw it: the workflow reads them without
+    matplotlib), this module how to draw it. The name is the function's, as the figures rule's
+    code hash has it (memlab.ops.codehash.function_hash hashes the function of that name)."""
+    name = function.__name__
+    if name not in FIGURE:
+        raise ValueError(f"{name} draws no figure of memlab.registry.FIGURES: declare it there")
+    if name in _DRAWN:
+        raise ValueError(f"figure {name!r} has two drawing functions")
+    _DRAWN[name] = function
+    return function
+
+
+def _drawings() -> dict[str, Drawing]:
+    """The registered drawings in the registry's order; every declared figure must have one."""
+    missing = [f.name for f in FIGURES if f.name not in _DRAWN]
+    if missing:
+        raise ValueError(f"no drawing function (@draws) for the figures {', '.join(missing)}")
+    return {f.name: _DRAWN[f.name] for f in FIGURES}
 
 
 def _regime_order(frame: pd.DataFrame) -> list[str]:
@@ -115,6 +141,7 @@ def _empty(message: str) -> plt.Figure:
     return fig
 
 
+@draws
 def accuracy_vs_size(t: StudyTables) -> plt.Figure:
     """Train vs held-out accuracy against training-set size, a panel per regime and noise."""
     metrics = t.metrics
@@ -135,6 +162,7 @@ def accuracy_vs_size(t: StudyTables) -> plt.Figure:
     )
 
 
+@draws
 def generalization_gap(t: StudyTables) -> plt.Figure:
     """Train minus held-out accuracy against size, a panel per model and noise."""
     metrics = t.metrics
@@ -157,6 +185,7 @@ def generalization_gap(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def robustness(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against severity, a panel per (model, perturbation); largest size."""
     metrics = t.metrics
@@ -233,6 +262,7 @@ def _unclash_ticks(fig: plt.Figure) -> None:
                 t.set_rotation_mode("anchor")
 
 
+@draws
 def learning_curves(t: StudyTables) -> plt.Figure:
     """Train vs held-out accuracy over epochs per regime: widest MLP, largest size, most noise."""
     history = t.history
@@ -267,33 +297,6 @@ def learning_curves(t: StudyTables) -> plt.Figure:
     )
 
 
-def accuracy_vs_width(t: StudyTables) -> plt.Figure:
-    """MLP train and held-out accuracy against width at the largest size, a panel per noise."""
-    metrics = t.metrics
-    d = _accuracy(metrics, ("train", "heldout"))
-    d = d[d["kind"] == MLP.kind]
-    if d.empty:
-        return _empty("No MLP in this study.")
-    size = d["size"].max()
-    d = d[d["size"] == size]
-    return _lines(
-        d,
-        x="width",
-        y="value",
-        hue="regime",
-        hue_order=_regime_order(d),
-        style="split",
-        col="label noise",
-        logx=True,
-        height=3.0,
-        aspect=1.1,
-        xlabel="hidden width (units per layer)",
-        ylabel="accuracy",
-        col_title="label noise {col_name}",
-        title=f"MLP capacity at training-set size {size}",
-    )
-
-
 def _pick(frame: pd.DataFrame, kind: str = MLP.kind) -> pd.DataFrame:
     """Rows of the widest model of ``kind`` (any kind if absent), unregularized if it has such
     runs (chosen by settings, not by a regime's name)."""
@@ -311,6 +314,7 @@ _UNDERPOWERED_SCORES = (
 )
 
 
+@draws
 def memorization_scores(t: StudyTables) -> plt.Figure:
     """Distribution of Feldman-Zhang scores, flipped vs clean labels, one panel per run."""
     m = t.memorization
@@ -347,6 +351,7 @@ def memorization_scores(t: StudyTables) -> plt.Figure:
     return g.figure
 
 
+@draws
 def memorized_gallery(t: StudyTables) -> plt.Figure:
     """The most-memorized images of the widest MLP: given label, what models that did not
     train on it predict, and the score."""
@@ -386,6 +391,7 @@ def memorized_gallery(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def memorization_scatter(t: StudyTables) -> plt.Figure:
     """Per-example memorization of the widest MLP against 1-NN's (same data and subsets size)."""
     m = t.memorization
@@ -422,6 +428,7 @@ def memorization_scatter(t: StudyTables) -> plt.Figure:
     return g.figure
 
 
+@draws
 def membership_roc(t: StudyTables) -> plt.Figure:
     """Membership-inference ROC curves on log-log axes, one panel per run."""
     roc = t.membership_roc
@@ -459,6 +466,7 @@ def membership_roc(t: StudyTables) -> plt.Figure:
     return g.figure
 
 
+@draws
 def randomization_tests(t: StudyTables) -> plt.Figure:
     """Epochs to fit and held-out accuracy per randomization, with the chance-level null."""
     if not t.randomizations:
@@ -554,6 +562,7 @@ def _clean_vs_flipped(h: pd.DataFrame, ns: pd.DataFrame, a2: plt.Axes) -> None:
     a2.legend(fontsize=7)
 
 
+@draws
 def noise_sweep(t: StudyTables) -> plt.Figure:
     """Final vs best-during-training held-out accuracy against the noise rate, and how fast
     clean vs flipped training labels are fitted."""
@@ -579,21 +588,26 @@ def noise_sweep(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def capacity(t: StudyTables) -> plt.Figure:
-    """Held-out error and memorized noise against MLP width, with and without noise and
-    regularization (where a double-descent peak exists, it shows here)."""
+    """Train error, held-out error and memorized noise against MLP width, a panel per dataset
+    and noise rate, a line per regime: where the network starts to fit every label (train error
+    0), what that costs held-out, and any double-descent peak near it."""
     m = t.metrics[(t.metrics["kind"] == MLP.kind) & (t.metrics["metric"] == "accuracy")]
+    m = m[m["perturbation"] == "none"]
     # The datasets that sweep width (several MLP widths), at their smallest size.
     widths = m.groupby("dataset")["width"].nunique()
     m = m[m["dataset"].isin(widths[widths >= 2].index)]
     if m.empty:
         return _empty("Needs MLPs of at least two widths.")
     m = m[m["size"] == m.groupby("dataset")["size"].transform("min")].sort_values("label_noise")
-    err = m[m["split"] == "heldout"].assign(
-        value=lambda f: 1 - f["value"], quantity="held-out error"
-    )
-    mem = m[m["split"] == "train_flipped"].assign(quantity="flipped labels fitted")
-    d = _with_noise_label(pd.concat([err, mem], ignore_index=True))
+    errors = {"train": "train error", "heldout": "held-out error"}
+    parts = [
+        m[m["split"] == split].assign(value=lambda f: 1 - f["value"], quantity=quantity)
+        for split, quantity in errors.items()
+    ]
+    parts.append(m[m["split"] == "train_flipped"].assign(quantity="flipped labels fitted"))
+    d = _with_noise_label(pd.concat(parts, ignore_index=True))
     return _lines(
         d,
         x="width",
@@ -601,6 +615,7 @@ def capacity(t: StudyTables) -> plt.Figure:
         hue="regime",
         hue_order=_regime_order(d),
         style="quantity",
+        style_order=[*errors.values(), "flipped labels fitted"],
         col="label noise",
         row="dataset",
         logx=True,
@@ -620,6 +635,7 @@ STRENGTH_LABELS = {
 }
 
 
+@draws
 def regularization(t: StudyTables) -> plt.Figure:
     """Held-out accuracy and flipped labels fitted against the value of each regularizer the
     study sweeps alone (the other regularizers off; 0 is the unregularized baseline)."""
@@ -665,6 +681,7 @@ def regularization(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def double_descent(t: StudyTables) -> plt.Figure:
     """Random features: held-out and train error against the number of features, a dotted line
     at the number of training examples (the interpolation threshold), per noise rate."""
@@ -706,6 +723,7 @@ def double_descent(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def grokking(t: StudyTables) -> plt.Figure:
     """Train and held-out accuracy on the algorithmic task against optimizer steps (log)."""
     h = t.history
@@ -745,6 +763,7 @@ def grokking(t: StudyTables) -> plt.Figure:
 DETECTOR_PANELS = 3
 
 
+@draws
 def detectors(t: StudyTables) -> plt.Figure:
     """Each per-example method as a detector of the flipped labels: average precision (chance:
     the flip rate) and ROC AUC (chance: 0.5) per method, one row of panels per run, one marker
@@ -893,6 +912,7 @@ def _widest_and_1nn(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(nets & widest) | (~nets & fewest)]
 
 
+@draws
 def long_tail(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against how many training examples a test example's subpopulation has
     (log2 buckets, 1 = singletons), one line per regime of the widest network of each kind and
@@ -1043,6 +1063,7 @@ INFLUENCE_TRAIN = 8
 INFLUENCE_TEST = 4
 
 
+@draws
 def few_shot(t: StudyTables) -> plt.Figure:
     """Held-out accuracy against training examples per class (few-shot subsets), one line per
     model / regime, one panel per dataset and noise rate; 95% t intervals over replicas."""
@@ -1087,6 +1108,7 @@ def few_shot(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def recall(t: StudyTables) -> plt.Figure:
     """Exact recall: accuracy on perturbed copies of each replica's own training examples against
     severity (0: unperturbed, the training accuracy), one panel per corruption, one line per
@@ -1138,6 +1160,7 @@ def recall(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def memory(t: StudyTables) -> plt.Figure:
     """What a memory network's memory adds: accuracy with the memory on minus off, paired per
     replica (95% t intervals), on held-out data (by size or shots) and in exact recall (by
@@ -1199,6 +1222,7 @@ def memory(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def influence_pairs(t: StudyTables) -> plt.Figure:
     """The strongest high-influence pairs of the best powered run: each training image (rows,
     highest influence first) beside the test images it influences most."""
@@ -1263,6 +1287,7 @@ def influence_pairs(t: StudyTables) -> plt.Figure:
     return fig
 
 
+@draws
 def removal(t: StudyTables) -> plt.Figure:
     """Accuracy change after removing the k most memorized training examples vs k random ones,
     on all held-out examples and on the influenced ones; one row per run (at most 4)."""
@@ -1335,31 +1360,9 @@ def removal(t: StudyTables) -> plt.Figure:
     return fig
 
 
-# How to draw each figure of memlab.registry.FIGURES (a test keeps the two in step).
-DRAW: dict[str, Callable[[StudyTables], plt.Figure]] = {
-    "accuracy_vs_size": accuracy_vs_size,
-    "generalization_gap": generalization_gap,
-    "robustness": robustness,
-    "learning_curves": learning_curves,
-    "accuracy_vs_width": accuracy_vs_width,
-    "memorization_scores": memorization_scores,
-    "memorized_gallery": memorized_gallery,
-    "memorization_scatter": memorization_scatter,
-    "membership_roc": membership_roc,
-    "randomization_tests": randomization_tests,
-    "noise_sweep": noise_sweep,
-    "capacity": capacity,
-    "regularization": regularization,
-    "double_descent": double_descent,
-    "detectors": detectors,
-    "grokking": grokking,
-    "long_tail": long_tail,
-    "few_shot": few_shot,
-    "recall": recall,
-    "memory": memory,
-    "influence_pairs": influence_pairs,
-    "removal": removal,
-}
+# Every figure of memlab.registry.FIGURES with its drawing, in the registry's order (drawing
+# functions register themselves: @draws).
+DRAW = _drawings()
 
 
 def save_figure(

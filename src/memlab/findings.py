@@ -30,11 +30,10 @@ from scipy import stats
 
 from memlab.kinds import trained
 from memlab.power import wilson_interval
-from memlab.study import MEMORY_REGIME, RUN_KEYS, unregularized
+from memlab.study import MEMORY_REGIME, REGULARIZERS, RUN_KEYS, unregularized
 from memlab.tables import StudyTables, memory_note, powered
 
 KEYS = list(RUN_KEYS)
-REGULARIZERS = ("weight_decay", "dropout", "early_stopping", "ridge")
 OTHERS = 3  # unregularized networks named besides the strongest memorizer
 # An answer needs this many replicas per run: with 2, the t interval's half width is 12.7
 # standard errors (t(0.975, 1)), and an interval that wide says nothing.

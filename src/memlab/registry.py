@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memlab.kinds import KNN, MLP, RandomFeatures, Variant
 from memlab.study import REGULARIZERS, Study, strength_sweeps
 
 TABLES_DIR = "results/tables"
@@ -86,13 +87,15 @@ FIGURE_TABLES = tuple(t.name for t in TABLES if t.figures_read)
 
 
 def _has_mlp_and_1nn(study: Study) -> bool:
-    kinds = {v.kind for v in study.variants.values()}
-    return "mlp" in kinds and any(getattr(v, "k", 0) == 1 for v in study.variants.values())
+    variants = study.variants.values()
+    return any(v.kind == MLP.kind for v in variants) and any(
+        isinstance(v, KNN) and v.k == 1 for v in variants
+    )
 
 
-def _sweeps_width(study: Study, kind: str) -> bool:
+def _sweeps_width(study: Study, kind: type[Variant]) -> bool:
     """Does the study have models of ``kind`` at two or more widths (feature counts)?"""
-    return len({v.columns()["width"] for v in study.variants.values() if v.kind == kind}) >= 2
+    return len({v.columns()["width"] for v in study.variants.values() if v.kind == kind.kind}) >= 2
 
 
 def _sweeps_a_regularizer(study: Study) -> bool:
@@ -110,7 +113,9 @@ def _scored(study: Study) -> list:
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure (caption workflow/report/<name>.rst) and whether a study can draw it."""
+    """One figure (caption workflow/report/<name>.rst) and whether a study can draw it. How to
+    draw it is the function of the same name in memlab.figures (``@draws``, which refuses a
+    function of no figure here; importing memlab.figures fails while a figure here has none)."""
 
     name: str
     drawable: Callable[[Study], bool] = lambda study: True
@@ -124,7 +129,6 @@ FIGURES: tuple[Figure, ...] = (
     Figure("generalization_gap"),
     Figure("robustness"),
     Figure("learning_curves"),
-    Figure("accuracy_vs_width"),
     Figure("memorization_scores", lambda s: bool(_scored(s))),
     Figure("memorized_gallery", lambda s: any(ds.image_shape for ds in _scored(s))),
     Figure("memorization_scatter", lambda s: bool(_scored(s)) and _has_mlp_and_1nn(s)),
@@ -137,9 +141,9 @@ FIGURES: tuple[Figure, ...] = (
         lambda s: any("randomization" in ds.spec for ds in s.datasets.values()),
     ),
     Figure("noise_sweep", lambda s: any(len(ds.label_noise) >= 2 for ds in s.datasets.values())),
-    Figure("capacity", lambda s: _sweeps_width(s, "mlp")),
+    Figure("capacity", lambda s: _sweeps_width(s, MLP)),
     Figure("regularization", _sweeps_a_regularizer),
-    Figure("double_descent", lambda s: _sweeps_width(s, "random_features")),
+    Figure("double_descent", lambda s: _sweeps_width(s, RandomFeatures)),
     Figure(
         "detectors",
         lambda s: any(
@@ -157,6 +161,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
 )
+
+
+FIGURE = {f.name: f for f in FIGURES}
 
 
 # The figures that support each finding (memlab.findings keys), best first: the summary page

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,14 @@ class Regime:
     """Everything that shapes a training run: a regime merged over ``training``, once.
 
     ``patience`` and ``val_fraction`` are None unless the regime stops early (they do not shape
-    the run then). ``log_every`` only says how often to log progress and is left out of
-    :meth:`settings`, so changing it reruns nothing. ``eval_every`` thins the held-out learning
-    curve (the history's held-out columns, measured every this many epochs and at each replica's
-    last); it changes no weight, so it is no table column, and it enters :meth:`settings` (and so
-    the train job's params) only where it is not 1, so main's params stay as they were.
-    ``beta1``, ``beta2`` and ``eps`` are AdamW's (no defaults here: the schema's ``training``
-    holds them).
+    the run then). ``log_every`` (the config's ``training.log_every``, whose default is the
+    schema's) only says how often to log progress and is left out of :meth:`settings`, so
+    changing it reruns nothing; it is None in a regime that trains no more (one read back from a
+    checkpoint). ``eval_every`` thins the held-out learning curve (the history's held-out
+    columns, measured every this many epochs and at each replica's last); it changes no weight,
+    so it is no table column, and it enters :meth:`settings` (and so the train job's params) only
+    where it is not 1, so main's params stay as they were. ``beta1``, ``beta2`` and ``eps`` are
+    AdamW's (no defaults here: the schema's ``training`` holds them).
     """
 
     name: str
@@ -99,7 +101,7 @@ class Regime:
     eps: float
     patience: int | None = None
     val_fraction: float | None = None
-    log_every: int = dataclasses.field(default=10, repr=False, compare=False)
+    log_every: int | None = dataclasses.field(default=None, repr=False, compare=False)
     eval_every: int = 1
 
     @classmethod
@@ -115,8 +117,11 @@ class Regime:
         return cls.from_settings(name, settings, log_every=training["log_every"])
 
     @classmethod
-    def from_settings(cls, name: str, settings: Mapping[str, Any], log_every: int = 10) -> Regime:
-        """The regime whose :meth:`settings` are ``settings``; an unknown key is an error."""
+    def from_settings(
+        cls, name: str, settings: Mapping[str, Any], log_every: int | None = None
+    ) -> Regime:
+        """The regime whose :meth:`settings` are ``settings``; an unknown key is an error.
+        A regime that trains needs ``log_every`` (``training.log_every``)."""
         try:
             return cls(name=name, log_every=log_every, **settings)
         except TypeError as e:
@@ -341,12 +346,20 @@ class Removal:
     k: int
     blocks: tuple[Block, ...]
 
+    def wildcards(self) -> dict[str, Any]:
+        return {**self.run.wildcards(), "arm": self.arm, "k": self.k}
+
     @property
     def path(self) -> str:
-        return f"{self.run.path}/{self.arm}-k{self.k}"
+        """Where its files live under REMOVAL_DIR: below its first stage's run path."""
+        return REMOVAL_PATTERN.format(**self.wildcards())
 
     def files(self, name: str) -> list[str]:
-        return [f"{REMOVAL_DIR}/{self.path}/block{b.index}/{name}" for b in self.blocks]
+        """The file ``name`` of every block, in replica order."""
+        blocks = (
+            REMOVAL_BLOCK_PATTERN.format(**self.wildcards(), block=b.index) for b in self.blocks
+        )
+        return [f"{REMOVAL_DIR}/{block}/{name}" for block in blocks]
 
     def spec(self) -> dict[str, Any]:
         """What the removal table needs to know of it (memlab.removal.removal_table)."""
@@ -356,6 +369,13 @@ class Removal:
             "k": self.k,
             "columns": self.run.columns(),
         }
+
+
+def fill(pattern: str, wildcards: Mapping[str, Any]) -> str:
+    """``pattern`` (RUN_PATTERN, REMOVAL_PATTERN...) with its fields from ``wildcards``, which may
+    hold more (a job's wildcards: Snakemake's, or a dict)."""
+    fields = (f for _, f, _, _ in string.Formatter().parse(pattern) if f)
+    return pattern.format(**{f: wildcards[f] for f in fields})
 
 
 def run_path_of(file: str | Path) -> str:
@@ -385,10 +405,7 @@ class Study:
 
     def run(self, wildcards: Mapping[str, Any]) -> Run:
         """The run of a job's wildcards (dataset, noise, size, model, regime)."""
-        w = wildcards
-        return self.by_path[
-            f"{w['dataset']}/noise{w['noise']}/n{w['size']}/{w['model']}/{w['regime']}"
-        ]
+        return self.by_path[fill(RUN_PATTERN, wildcards)]
 
     def block(self, wildcards: Mapping[str, Any]) -> Block:
         """The replica block of a job's wildcards (dataset, block)."""
@@ -396,8 +413,7 @@ class Study:
 
     def removal(self, wildcards: Mapping[str, Any]) -> Removal:
         """The removal arm of a job's wildcards (a run's, arm and k)."""
-        w = wildcards
-        return self.removal_by_path[f"{self.run(w).path}/{w['arm']}-k{w['k']}"]
+        return self.removal_by_path[fill(REMOVAL_PATTERN, wildcards)]
 
     @property
     def first_stages(self) -> list[Run]:

@@ -635,6 +635,7 @@ class Trainer:
 
     def log_epoch(self, epoch: int, metrics: EpochMetrics, done: torch.Tensor) -> None:
         s, st = self.settings, self.state
+        assert s.log_every is not None, "a regime that trains carries the config's log_every"
         now = time.perf_counter()
         # A slow job also logs every PROGRESS_SECONDS: someone following the log sees it move.
         quiet_too_long = now - self.logged_at >= PROGRESS_SECONDS
