@@ -26,12 +26,171 @@ from memlab.io import MemlabInputError
 # --------------------------------------------------------------------------- built-in kinds
 
 
-def test_dataset_kinds_are_the_schemas():
+SCHEMA_PATH = Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml"
+# One spec per kind (tests/test_data.py's own files under tmp_path), for the checks every kind
+# must pass; a kind without one fails test_every_kind_has_a_spec_here.
+KIND_SPECS = {
+    "digits": {"kind": "digits"},
+    "gaussian": {"kind": "gaussian"},
+    "gaussian_set": {
+        "kind": "gaussian",
+        "n_samples": 103,
+        "n_features": 4,
+        "n_classes": 7,
+        "separation": 2,
+        "seed": 5,
+    },
+    "modular_addition": {"kind": "modular_addition"},
+    "file_csv": {"kind": "file", "path": "data/breast_cancer.csv", "label_column": "diagnosis"},
+    "file_npz": {"kind": "file", "path": "imgs.npz"},
+}
+# sha256 of X and y as the code before the kinds were classes built them (prefix): the data,
+# and so every split and subset drawn from them, must never change unnoticed.
+KIND_DIGESTS = {
+    "digits": "8b3b6ae90863430b",
+    "gaussian": "6b99e0bbd7af8f13",
+    "gaussian_set": "8ca7afe84818f9d2",
+    "modular_addition": "ba1a0cfbbf32410c",
+    "file_csv": "65ae6105ad08b046",
+    "file_npz": "29f4b308991e588d",
+}
+
+
+@pytest.fixture
+def kind_root(tmp_path: Path) -> Path:
+    """A project directory with the npz images of KIND_SPECS (the CSV is the shipped example,
+    built in memory)."""
+    X = np.arange(40 * 20).reshape(40, 4, 5) % 7
+    np.savez(tmp_path / "imgs.npz", X=X, y=np.arange(40) % 3)
+    return tmp_path
+
+
+def _schema() -> dict:
     from memlab.config import load_schema
 
-    schema = load_schema(Path(__file__).parents[1] / "workflow/schemas/config.schema.yaml")
-    kinds = schema["properties"]["datasets"]["additionalProperties"]["properties"]["kind"]
-    assert list(DATASET_KINDS) == kinds["enum"]
+    return load_schema(SCHEMA_PATH)
+
+
+def _resolve(schema: dict, node: dict) -> dict:
+    """``node``, or what its local ``$ref`` points at."""
+    if "$ref" not in node:
+        return node
+    target = schema
+    for part in node["$ref"].removeprefix("#/").split("/"):
+        target = target[part]
+    return _resolve(schema, target)
+
+
+def test_dataset_kinds_are_the_schemas():
+    schema = _schema()
+    entry = schema["properties"]["datasets"]["additionalProperties"]
+    assert list(DATASET_KINDS) == entry["properties"]["kind"]["enum"]
+    chosen = {c["if"]["properties"]["kind"]["const"]: c["then"]["$ref"] for c in entry["allOf"]}
+    assert chosen == {kind: f"#/$defs/dataset_{kind}" for kind in DATASET_KINDS}
+
+
+@pytest.mark.parametrize("kind", DATASET_KINDS)
+def test_each_kinds_keys_and_defaults_are_its_schema_entry(kind):
+    """The class and its schema entry state the same keys, defaults and required keys; every
+    key has a description (`grid` is the study's, not the data's: the schema's only)."""
+    from memlab.dataset_kinds import KINDS, VARIANT_KEYS
+
+    schema, cls = _schema(), KINDS[kind]
+    entry = schema["$defs"][f"dataset_{kind}"]
+    assert entry["description"] and cls.__doc__
+    assert entry["additionalProperties"] is False
+    assert set(entry["properties"]) == {*cls.allowed_keys(), "grid"}
+    assert entry["properties"]["kind"] == {"const": kind}
+    assert set(entry.get("required", ())) == set(cls.required)
+    for key in VARIANT_KEYS:
+        assert entry["properties"][key] == {"$ref": f"#/$defs/{key}"}
+    for key in (*cls.required, *cls.defaults):
+        ref = entry["properties"][key]
+        # Behind a $ref, so Snakemake's validate() does not write the default into the config.
+        assert ref == {"$ref": f"#/$defs/dataset_keys/{kind}/{key}"}, key
+        own = _resolve(schema, ref)
+        assert own["description"], key
+        if key in cls.required:
+            assert "default" not in own, key
+        else:
+            assert own["default"] == cls.defaults[key], key
+            assert type(own["default"]) is type(cls.defaults[key]), key
+    assert set(schema["$defs"]["dataset_keys"].get(kind, {})) == {*cls.required, *cls.defaults}
+
+
+def test_validate_writes_no_dataset_default():
+    """A dataset's keys travel whole to rule prepare as its params: defaults written into them
+    would change those params, and rerun every study written without them."""
+    import copy
+
+    import yaml
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((SCHEMA_PATH.parents[2] / "config" / "smoke.yaml").read_text())
+    specs = {k: s for k, s in KIND_SPECS.items() if k != "gaussian_set"}
+    config["datasets"] = copy.deepcopy(specs)
+    config["datasets"]["tail"] = {"kind": "gaussian", "long_tail": {"head": 4}}
+    validate(config, str(SCHEMA_PATH))
+    assert {k: config["datasets"][k] for k in specs} == specs
+    # The long tail's own defaults are filled in, as they always were.
+    assert config["datasets"]["tail"] == {
+        "kind": "gaussian",
+        "long_tail": {"subpopulations": 8, "head": 4, "exponent": 1.5},
+    }
+
+
+def test_every_kind_has_a_spec_here():
+    assert {s["kind"] for s in KIND_SPECS.values()} == set(DATASET_KINDS)
+
+
+@pytest.mark.parametrize("key", sorted(KIND_SPECS))
+def test_every_kind_builds_the_data_it_always_built(kind_root, key):
+    import hashlib
+
+    ds = load_dataset(KIND_SPECS[key], root=kind_root)
+    digest = hashlib.sha256(ds.X.tobytes() + ds.y.tobytes()).hexdigest()
+    assert digest[:16] == KIND_DIGESTS[key]
+    assert (ds.X.dtype, ds.y.dtype) == (np.float32, np.int64)
+
+
+@pytest.mark.parametrize("key", sorted(KIND_SPECS))
+def test_shapes_known_before_loading_are_the_loaded_ones(kind_root, key):
+    spec = KIND_SPECS[key]
+    ds = load_dataset(spec, name=key, root=kind_root)
+    assert dataset_shape(spec, kind_root, name=key) == (len(ds.y), ds.image_shape)
+    assert token_shape(spec, key) == ds.token_shape
+    assert ds.name == key
+
+
+def test_a_kind_fills_in_its_defaults_and_keeps_what_was_given():
+    from memlab.dataset_kinds import DataFile, Gaussian, ModularAddition, from_spec
+
+    assert from_spec({"kind": "gaussian", "seed": 2}, "g") == Gaussian(
+        "g", n_samples=1000, n_features=20, n_classes=5, separation=3.0, seed=2, standardize=False
+    )
+    assert from_spec({"kind": "modular_addition"}) == ModularAddition("dataset", p=23)
+    file = from_spec({"kind": "file", "path": "x.csv", "long_tail": {}}, "f")
+    assert file == DataFile("f", "x.csv", label_column="label", image_shape=None, standardize=None)
+
+
+@pytest.mark.parametrize("kind", DATASET_KINDS)
+def test_an_unknown_key_names_the_dataset_and_the_kinds_keys(kind):
+    """Both where the data are loaded and where the config is checked (the schema)."""
+    from memlab.config import check_config
+    from memlab.dataset_kinds import KINDS
+
+    spec = {"kind": kind, "path": "x.csv"} if kind == "file" else {"kind": kind}
+    spec["sead"] = 1
+    with pytest.raises(MemlabInputError) as e:
+        load_dataset(spec, name="mine")
+    for part in ("'mine'", "sead", *KINDS[kind].allowed_keys()):
+        assert part in str(e.value), part
+    models = {"m": {"kind": "knn", "k": [1]}}
+    config = {"datasets": {"mine": spec}, "sizes": [1], "models": models, "regimes": {"r": {}}}
+    with pytest.raises(MemlabInputError) as e:
+        check_config(config, _schema())
+    for part in ("datasets.mine.sead", *KINDS[kind].allowed_keys()):
+        assert part in str(e.value), part
 
 
 def test_modular_addition_is_every_pair_once():
@@ -133,6 +292,10 @@ def test_gaussian_separation_controls_difficulty():
         ({"kind": "gaussian", "seed": True}, "seed"),
         ({"kind": "gaussian", "n_sample": 10}, "n_sample"),
         ({"kind": "digits", "path": "x.csv"}, "path"),
+        ({"kind": "gaussian", "standardize": None}, "standardize"),
+        ({"kind": "gaussian", "standardize": "yes"}, "standardize"),
+        ({"kind": "file", "path": "x.csv", "standardize": 1}, "standardize"),
+        ({"kind": "modular_addition", "p": 1}, "`p` is 1"),
     ],
 )
 def test_bad_builtin_specs(spec, key):

@@ -1,5 +1,9 @@
 """Datasets, the fixed pool/test split, label noise and balanced training subsets.
 
+The dataset kinds (their keys, defaults, shapes and loading) are the classes of
+:mod:`memlab.dataset_kinds`; :func:`load_dataset` and its siblings take a spec as the config gives
+it.
+
 Everything random here takes an explicit seed and draws from ``np.random.default_rng`` (or, for
 the stratified split, scikit-learn seeded with that integer), so a config fully determines the data.
 """
@@ -7,386 +11,28 @@ the stratified split, scikit-learn seeded with that integer), so a config fully 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from memlab.examples import example_frame, example_named_by
+# Dataset and DATASET_KINDS live with the kinds, and are imported from here as they always were.
+from memlab.dataset_kinds import DATASET_KINDS as DATASET_KINDS
+from memlab.dataset_kinds import Dataset, _is_int, _is_real, from_spec
 from memlab.io import MemlabInputError, load_npz, save_npz
 from memlab.seeds import derive_seed
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-DATASET_KINDS = ("digits", "gaussian", "file", "modular_addition")
-
-_DIGITS_N = 1797  # rows of sklearn's bundled digits; checked against load_digits in the tests
-# Every kind also takes `randomization` (applied after the split, see memlab.randomization),
-# `long_tail` (the split thinned to a long tail, see memlab.long_tail) and `recall` (exact
-# recall of perturbed training examples, see memlab.analysis.recall).
-_VARIANTS = {"randomization", "long_tail", "recall"}
-_ALLOWED_KEYS = {
-    "digits": {"kind"},
-    "gaussian": {
-        "kind",
-        "n_samples",
-        "n_features",
-        "n_classes",
-        "separation",
-        "seed",
-        "standardize",
-    },
-    "file": {"kind", "path", "label_column", "image_shape", "standardize"},
-    "modular_addition": {"kind", "p"},
-}
-_ALLOWED_KEYS = {kind: keys | _VARIANTS for kind, keys in _ALLOWED_KEYS.items()}
-_GAUSSIAN_DEFAULTS: dict[str, Any] = {
-    "n_samples": 1000,
-    "n_features": 20,
-    "n_classes": 5,
-    "separation": 3.0,
-    "seed": 0,
-}
-_FILE_SUFFIXES = (".npz", ".csv")
-
-
-# eq=False: the generated __eq__/__hash__ would compare/hash arrays elementwise and fail.
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A classification dataset held in memory."""
-
-    X: np.ndarray  # float32 [n, d]; digits scaled to [0, 1]
-    y: np.ndarray  # int64 [n], labels 0..n_classes-1
-    n_classes: int
-    image_shape: tuple[int, int] | None  # (h, w) with h * w == d, or None for tabular data
-    name: str
-    # (n_tokens, vocab) with n_tokens * vocab == d: X is n_tokens one-hot blocks of a vocabulary
-    # (what a model's token embedding looks up); None for data without tokens.
-    token_shape: tuple[int, int] | None = None
-
-
-# --------------------------------------------------------------------------- spec validation
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _kind(spec: Mapping[str, Any], name: str) -> str:
-    if not isinstance(spec, Mapping):
-        raise MemlabInputError(
-            f"dataset '{name}': the spec must be a mapping with a `kind` key, found "
-            f"{type(spec).__name__} {spec!r}. Allowed kinds: {', '.join(DATASET_KINDS)}."
-        )
-    kind = spec.get("kind")
-    if kind not in DATASET_KINDS:
-        found = "no `kind` key" if "kind" not in spec else f"unknown kind {kind!r}"
-        raise MemlabInputError(
-            f"dataset '{name}': {found}. Set `kind` to one of: {', '.join(DATASET_KINDS)}."
-        )
-    unknown = sorted(str(k) for k in spec if k not in _ALLOWED_KEYS[kind])
-    if unknown:
-        raise MemlabInputError(
-            f"dataset '{name}' (kind {kind!r}): unknown key(s) {', '.join(unknown)}. Allowed keys "
-            f"for this kind: {', '.join(sorted(_ALLOWED_KEYS[kind]))}; check for typos."
-        )
-    return kind
-
-
-def _int_key(spec: Mapping[str, Any], key: str, name: str, minimum: int) -> int:
-    value = spec.get(key, _GAUSSIAN_DEFAULTS.get(key))
-    if not _is_int(value) or value < minimum:
-        raise MemlabInputError(
-            f"dataset '{name}': `{key}` is {value!r}; it must be an integer >= {minimum}."
-        )
-    return int(value)
-
-
-def _gaussian_params(spec: Mapping[str, Any], name: str) -> dict[str, Any]:
-    n_classes = _int_key(spec, "n_classes", name, 2)
-    params: dict[str, Any] = {
-        "n_samples": _int_key(spec, "n_samples", name, n_classes),
-        "n_features": _int_key(spec, "n_features", name, 1),
-        "n_classes": n_classes,
-        "seed": _int_key(spec, "seed", name, 0),
-    }
-    sep = spec.get("separation", _GAUSSIAN_DEFAULTS["separation"])
-    if not _is_real(sep) or not math.isfinite(sep) or sep < 0:
-        raise MemlabInputError(
-            f"dataset '{name}': `separation` is {sep!r}; it must be a finite number >= 0 "
-            "(larger means easier; around 3 is moderately hard)."
-        )
-    params["separation"] = float(sep)
-    return params
-
-
-# --------------------------------------------------------------------------- loaders
-
-
-def _load_digits(name: str) -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    X = (np.asarray(bunch.data, dtype=np.float64) / 16.0).astype(np.float32)
-    y = np.asarray(bunch.target, dtype=np.int64)
-    return Dataset(X=X, y=y, n_classes=10, image_shape=(8, 8), name=name)
-
-
-def _make_gaussian(p: Mapping[str, Any], name: str) -> Dataset:
-    n, d, k = p["n_samples"], p["n_features"], p["n_classes"]
-    # Separate streams for means and samples: changing n_samples keeps the same class means.
-    mean_ss, sample_ss = np.random.SeedSequence(p["seed"]).spawn(2)
-    means = np.random.default_rng(mean_ss).standard_normal((k, d))
-    # /sqrt(d) keeps mean-to-mean distances ~ separation * sqrt(2) whatever n_features is.
-    means *= p["separation"] / math.sqrt(d)
-    rng = np.random.default_rng(sample_ss)
-    y = rng.permutation(np.arange(n, dtype=np.int64) % k)
-    X = means[y] + rng.standard_normal((n, d))
-    return Dataset(X=X.astype(np.float32), y=y, n_classes=k, image_shape=None, name=name)
-
-
-def _modulus(spec: Mapping[str, Any], name: str) -> int:
-    return _int_key(spec, "p", name, 2) if "p" in spec else 23
-
-
-def _make_modular_addition(spec: Mapping[str, Any], name: str) -> Dataset:
-    """All pairs (a, b) of residues mod p, as two concatenated one-hot tokens; label (a+b) mod p.
-
-    The algorithmic task of grokking studies (Power et al. 2022): the train fraction is
-    1 - test_fraction of the p*p pairs. The one-hot form serves every model (k-NN, plain MLPs);
-    ``token_shape`` (2, p) lets an MLP with an embedding look the tokens up instead.
-    """
-    p = _modulus(spec, name)
-    a, b = np.divmod(np.arange(p * p), p)
-    X = np.zeros((p * p, 2 * p), np.float32)
-    X[np.arange(p * p), a] = 1.0
-    X[np.arange(p * p), p + b] = 1.0
-    y = ((a + b) % p).astype(np.int64)
-    tokens = token_shape(spec, name)
-    return Dataset(X=X, y=y, n_classes=p, image_shape=None, name=name, token_shape=tokens)
-
-
-def _resolve_path(spec: Mapping[str, Any], name: str, root: str | Path) -> Path:
-    raw = spec.get("path")
-    if not isinstance(raw, str | Path) or not str(raw).strip():
-        raise MemlabInputError(
-            f"dataset '{name}' (kind 'file'): `path` is {raw!r}; set it to a local .npz or .csv "
-            "file (relative paths are resolved against the project directory)."
-        )
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = Path(root) / path
-    if not path.exists() and example_named_by(path, root):
-        return path  # rule example_data writes it before any job reads it
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "was not found"
-        raise MemlabInputError(
-            f"dataset '{name}': data file {raw} {what} (looked up {path.resolve()}). Data files "
-            "are read from local disk only, nothing is downloaded: put the file there or fix "
-            "`path`."
-        )
-    if path.suffix.lower() not in _FILE_SUFFIXES:
-        raise MemlabInputError(
-            f"dataset '{name}': data file {path} has extension {path.suffix or '(none)'!r}; "
-            "allowed are .npz (arrays X and y) and .csv (a label column plus numeric features)."
-        )
-    return path
-
-
-def _encode_labels(raw: np.ndarray, path: Path, name: str, where: str) -> tuple[np.ndarray, int]:
-    """Map sorted unique labels (ints or strings) to 0..K-1."""
-    if raw.dtype == object:  # pandas strings; NaN already rejected by the caller
-        raw = raw.astype(str)
-    kind = raw.dtype.kind
-    if kind in "US":
-        stripped = np.char.strip(raw)
-        missing = int(np.count_nonzero(stripped == ("" if kind == "U" else b"")))
-        if missing:
-            raise MemlabInputError(
-                f"dataset '{name}': {path} has {missing} empty label(s) in {where}; every "
-                "example needs a label (drop those rows or fill them in)."
-            )
-        raw = stripped
-    elif kind == "f":
-        bad = ~np.isfinite(raw)
-        if bad.any():
-            raise MemlabInputError(
-                f"dataset '{name}': {path} has {int(bad.sum())} missing or non-finite label(s) "
-                f"in {where} (first at row {int(np.argmax(bad))}); every example needs a label."
-            )
-        if np.any(raw != np.round(raw)):
-            example = raw[raw != np.round(raw)][0]
-            raise MemlabInputError(
-                f"dataset '{name}': {path} has non-integer numeric labels in {where} (e.g. "
-                f"{example}); labels must be integers or strings naming classes."
-            )
-        raw = raw.astype(np.int64)
-    elif kind not in "iub":
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has labels of dtype {raw.dtype} in {where}; labels must be "
-            "integers or strings."
-        )
-    classes, y = np.unique(raw, return_inverse=True)
-    if len(classes) < 2:
-        found = f"only the label {classes[0].item()!r}" if len(classes) else "no labels"
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has {found} in {where}; classification needs at least 2 "
-            "classes."
-        )
-    return y.reshape(-1).astype(np.int64), len(classes)
-
-
-def _check_features(X: np.ndarray, path: Path, name: str, columns: list[str] | None) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        X32 = X.astype(np.float32)
-    bad = ~np.isfinite(X32)
-    if bad.any():
-        rows, cols = np.nonzero(bad)
-        where = f"column {columns[cols[0]]!r}" if columns is not None else f"column {cols[0]}"
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has {int(bad.sum())} NaN, missing or infinite feature "
-            f"value(s) (or values too large for float32), first at row {rows[0]}, {where}. "
-            "Remove or impute them before use."
-        )
-    return X32
-
-
-def _image_shape(
-    spec: Mapping[str, Any], d: int, from_file: tuple[int, int] | None, path: Path, name: str
-) -> tuple[int, int] | None:
-    raw = spec.get("image_shape")
-    if raw is None:
-        return from_file
-    if (
-        not isinstance(raw, list | tuple)
-        or len(raw) != 2
-        or not all(_is_int(v) and v > 0 for v in raw)
-        or raw[0] * raw[1] != d
-    ):
-        raise MemlabInputError(
-            f"dataset '{name}': `image_shape` is {raw!r} but {path} has {d} features per example; "
-            f"it must be [height, width], two positive integers with height * width == {d}, or "
-            "left out for tabular data."
-        )
-    return (int(raw[0]), int(raw[1]))
-
-
-def _load_npz_file(spec: Mapping[str, Any], path: Path, name: str) -> Dataset:
-    arrays = load_npz(path)
-    missing = [k for k in ("X", "y") if k not in arrays]
-    if missing:
-        raise MemlabInputError(
-            f"dataset '{name}': {path} lacks array(s) {', '.join(missing)}; found "
-            f"{', '.join(sorted(arrays)) or 'no arrays'}. Save it with "
-            "np.savez(path, X=..., y=...)."
-        )
-    X, y = arrays["X"], arrays["y"]
-    if X.ndim not in (2, 3) or X.shape[0] == 0 or (X.ndim == 3 and 0 in X.shape):
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has X of shape {X.shape}; it must be 2-D [n, features] or "
-            "3-D images [n, height, width] with n >= 1."
-        )
-    if X.dtype.kind not in "iufb":
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has X of dtype {X.dtype}; features must be numeric."
-        )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or len(y) != len(X):
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has X with {len(X)} examples but y of shape {y.shape}; y "
-            "must be 1-D with one label per row of X."
-        )
-    file_shape = (int(X.shape[1]), int(X.shape[2])) if X.ndim == 3 else None
-    X = X.reshape(len(X), -1)
-    X32 = _check_features(X, path, name, None)
-    labels, k = _encode_labels(y, path, name, "array y")
-    shape = _image_shape(spec, X.shape[1], file_shape, path, name)
-    return Dataset(X=X32, y=labels, n_classes=k, image_shape=shape, name=name)
-
-
-def _read_csv(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> pd.DataFrame:
-    """The CSV as a DataFrame; a shipped example not yet written is built in memory (the same
-    table rule example_data writes: planning needs its shape before that job runs)."""
-    import pandas as pd
-
-    example = example_named_by(path, root)
-    if example and not path.exists():
-        return example_frame(example)
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise MemlabInputError(
-            f"dataset '{name}': {path} is not a readable CSV ({e}). Expected a header row, a "
-            f"label column `{spec.get('label_column', 'label')}` and numeric feature columns."
-        ) from None
-
-
-def _load_csv_file(spec: Mapping[str, Any], path: Path, name: str, root: str | Path) -> Dataset:
-    import pandas as pd
-
-    label_col = spec.get("label_column", "label")
-    df = _read_csv(spec, path, name, root)
-    columns = [str(c) for c in df.columns]
-    if label_col not in df.columns:
-        shown = ", ".join(columns[:20]) + (" ..." if len(columns) > 20 else "")
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has no label column {label_col!r}; columns found: "
-            f"{shown or '(none)'}. Set the config key `label_column` to the column holding labels."
-        )
-    features = df.drop(columns=[label_col])
-    if features.shape[1] == 0 or len(df) == 0:
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has {len(df)} row(s) and {features.shape[1]} feature "
-            f"column(s) besides {label_col!r}; it needs at least one of each."
-        )
-    non_numeric = [
-        str(c) for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])
-    ]
-    if non_numeric:
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has non-numeric feature column(s) "
-            f"{', '.join(non_numeric)}; every column except the label column {label_col!r} must "
-            "be numeric. Encode or drop them (or set `label_column` if one of them is the label)."
-        )
-    labels_raw = df[label_col]
-    if labels_raw.isna().any():
-        first = int(np.argmax(labels_raw.isna().to_numpy()))
-        raise MemlabInputError(
-            f"dataset '{name}': {path} has {int(labels_raw.isna().sum())} missing label(s) in "
-            f"column {label_col!r} (first at data row {first}); every example needs a label."
-        )
-    X32 = _check_features(
-        features.to_numpy(dtype=np.float64), path, name, [str(c) for c in features.columns]
-    )
-    labels, k = _encode_labels(labels_raw.to_numpy(), path, name, f"column {label_col!r}")
-    shape = _image_shape(spec, X32.shape[1], None, path, name)
-    return Dataset(X=X32, y=labels, n_classes=k, image_shape=shape, name=name)
+# --------------------------------------------------------------------------- datasets
+# The kinds are the classes of memlab.dataset_kinds; these take a spec, as the config gives it.
 
 
 def load_dataset(
     spec: Mapping[str, Any], *, name: str = "dataset", root: str | Path = "."
 ) -> Dataset:
     """Load or generate the dataset described by ``spec`` (``spec["kind"]`` in DATASET_KINDS)."""
-    kind = _kind(spec, name)
-    if kind == "digits":
-        return _load_digits(name)
-    if kind == "gaussian":
-        return _make_gaussian(_gaussian_params(spec, name), name)
-    if kind == "modular_addition":
-        return _make_modular_addition(spec, name)
-    path = _resolve_path(spec, name, root)
-    if path.suffix.lower() == ".npz":
-        return _load_npz_file(spec, path, name)
-    return _load_csv_file(spec, path, name, root)
+    return from_spec(spec, name).load(root)
 
 
 def dataset_shape(
@@ -394,23 +40,12 @@ def dataset_shape(
 ) -> tuple[int, tuple[int, int] | None]:
     """(examples, image shape) of ``load_dataset(spec)``, loading only user files (to check
     them): planning a study on digits must not import scikit-learn on every snakemake start."""
-    kind = _kind(spec, name)
-    if kind == "digits":
-        return _DIGITS_N, (8, 8)
-    if kind == "gaussian":
-        return _gaussian_params(spec, name)["n_samples"], None
-    if kind == "modular_addition":
-        return _modulus(spec, name) ** 2, None
-    ds = load_dataset(spec, name=name, root=root)
-    standardizes(spec, ds, name)  # a `standardize` the data cannot take fails before any job
-    return len(ds.y), ds.image_shape
+    return from_spec(spec, name).shape(root)
 
 
 def token_shape(spec: Mapping[str, Any], name: str = "dataset") -> tuple[int, int] | None:
     """(n_tokens, vocab) of ``load_dataset(spec)``'s inputs, None without tokens (no loading)."""
-    if _kind(spec, name) == "modular_addition":
-        return 2, _modulus(spec, name)  # the operands a and b, each one of p residues
-    return None
+    return from_spec(spec, name).token_shape()
 
 
 # --------------------------------------------------------------------------- splits and noise
@@ -673,19 +308,7 @@ def standardizes(spec: Mapping[str, Any], ds: Dataset, name: str = "dataset") ->
     tabular user files (csv, npz without an image shape) and off for every other kind (digits'
     pixel scale is what the perturbations corrupt; gaussian and modular_addition data are kept as
     generated, so the shipped studies' tables stay as they were)."""
-    value = spec.get("standardize", spec.get("kind") == "file" and ds.image_shape is None)
-    if not isinstance(value, bool):
-        raise MemlabInputError(
-            f"dataset '{name}': `standardize` is {value!r}; it must be true or false."
-        )
-    if value and ds.image_shape is not None:
-        raise MemlabInputError(
-            f"dataset '{name}': `standardize: true` on image data (image_shape "
-            f"{list(ds.image_shape)}): the perturbations need pixels in [0, 1]. Remove the "
-            "`standardize` key (images are never standardized); if the data are not images, "
-            "remove `image_shape` instead (or save X as 2-D [n, features])."
-        )
-    return value
+    return from_spec(spec, name).standardizes(ds)
 
 
 def standardize(split: Split) -> Split:
