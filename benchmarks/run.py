@@ -60,11 +60,12 @@ from conftest import (  # noqa: E402
     train_regime,
 )
 
-from memlab import data, runs  # noqa: E402
+from memlab.data import datasets as data  # noqa: E402
+from memlab.engine import runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
-from memlab.kinds import MLP  # noqa: E402
-from memlab.study import Regime  # noqa: E402
-from memlab.workflow import configure_threads  # noqa: E402
+from memlab.plan.kinds import MLP  # noqa: E402
+from memlab.plan.study import Regime  # noqa: E402
+from memlab.rulejob import configure_threads  # noqa: E402
 
 WIDTHS = (16, 64, 128, 256, 512, 1024)
 DEPTH = 2  # MLP with two hidden layers
@@ -237,9 +238,9 @@ def engine_steps(
     """The engine's training steps alone (stacked model, per-replica batch order, fast step,
     fused AdamW; same chunks) without its per-epoch evaluation and bookkeeping: what the
     evaluation costs is the difference to ``engine``."""
-    from memlab.fastpath import fast_step
-    from memlab.models import StackedMLP
-    from memlab.train import adamw, init_seeds
+    from memlab.engine.fastpath import fast_step
+    from memlab.engine.models import StackedMLP
+    from memlab.engine.train import adamw, init_seeds
 
     x = torch.from_numpy(split.x_pool.astype(np.float32))
     y = torch.from_numpy(split.y_pool.astype(np.int64))
@@ -954,10 +955,10 @@ def section_influence(args: argparse.Namespace) -> dict[str, Any]:
     """Train->test influence of a 1,024-model bank on digits' shape (1,348 x 450 at subset
     ratio 0.7): memlab's one-GEMM estimator against the per-example loop of the definition,
     alternating rounds, with the result's size and the peak traced memory of one call, and the
-    exact null's expected false pairs (memlab.influence)."""
+    exact null's expected false pairs (memlab.analysis.influence)."""
     import tracemalloc
 
-    from memlab.influence import expected_false_pairs, influence_matrix
+    from memlab.analysis.influence import expected_false_pairs, influence_matrix
 
     before = loadavg()
     rng = np.random.default_rng(0)
@@ -1071,11 +1072,11 @@ def section_fixed_cost(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def section_memory_net(args: argparse.Namespace) -> dict[str, Any]:
-    """The memory network (memlab.memory_net) against an MLP of the same width and depth, both
-    through memlab's engine (train_run: stacked, per-epoch evaluation), model-epochs per second
+    """The memory network (memlab.engine.memory_net) against an MLP of the same width and depth,
+    both through memlab's engine (train_run: stacked, per-epoch evaluation), model-epochs per second
     at subsets of 100, 400 and 1000 digits, 32 replicas, width 64, batch 64, 1 thread,
     alternating rounds. Its read costs O(subset) per query, so the ratio grows with the subset."""
-    from memlab.kinds import MemoryNet
+    from memlab.plan.kinds import MemoryNet
 
     configure_threads(1)
     before = loadavg()
@@ -1140,13 +1141,13 @@ def textbook_cnn(x: np.ndarray, y: np.ndarray, width: int, batch: int, epochs: i
 
 def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
     """memlab's stacked CNN (runs.train_run: all replicas in one grouped convolution, per-epoch
-    evaluation) with its hand-written step (memlab.fastpath.CNNStep) and with the plain autograd
-    step, against the textbook CNN loop, model-epochs per second at widths 4, 8 and 16 (the
+    evaluation) with its hand-written step (memlab.engine.fastpath.CNNStep) and with the plain
+    autograd step, against the textbook CNN loop, model-epochs per second at widths 4, 8 and 16 (the
     default study's is 8), 32 replicas, batch 64, 1000 examples per model, 1 thread, alternating
     rounds."""
     from unittest import mock
 
-    from memlab.kinds import CNN
+    from memlab.plan.kinds import CNN
 
     configure_threads(1)
     before = loadavg()
@@ -1168,7 +1169,7 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
             )  # fmt: skip
 
         def memlab_autograd(epochs: int, w: int = width) -> None:
-            with mock.patch("memlab.train.fast_step", lambda model: None):
+            with mock.patch("memlab.engine.train.fast_step", lambda model: None):
                 memlab_cnn(epochs, w)
 
         fns = {

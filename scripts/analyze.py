@@ -1,12 +1,12 @@
 """Rule analyze: gather every run into tidy study tables, with the per-example analyses
 (memorization scores, membership inference, chance nulls) computed from the evaluations
-(memlab.analyze: how each table of the registry is computed)."""
+(memlab.analysis.frames: how each table of the registry is computed)."""
 
 import sys
 
-from memlab.analysis import undertrained_warnings
-from memlab.analyze import Analysis, analyze_tables, frames, write_table
-from memlab.workflow import rule_job
+from memlab.analysis.frames import Analysis, analyze_tables, frames, write_table
+from memlab.analysis.metrics import undertrained_warnings
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

@@ -1,12 +1,12 @@
 """Rule evaluate: per-example outputs of every replica, and the run's tidy metrics."""
 
-from memlab import data
 from memlab.checkpoint import load_checkpoint
 from memlab.columnar import write_parquet
+from memlab.data import datasets as data
+from memlab.engine.runs import evaluate_run
 from memlab.io import load_npz, save_npz
-from memlab.runs import evaluate_run
-from memlab.study import with_run_columns
-from memlab.workflow import rule_job
+from memlab.plan.study import with_run_columns
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

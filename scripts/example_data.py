@@ -1,7 +1,7 @@
-"""Rule example_data: write a shipped example CSV (memlab.examples) where it is missing."""
+"""Rule example_data: write a shipped example CSV (memlab.data.examples) where it is missing."""
 
-from memlab.examples import write_example
-from memlab.workflow import rule_job
+from memlab.data.examples import write_example
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     name = snakemake.wildcards.example

@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from memlab.figures import DRAW, save_figure
-from memlab.perturb import severity_table
-from memlab.tables import StudyTables
-from memlab.workflow import rule_job
+from memlab.data.perturb import severity_table
+from memlab.reporting.figures import DRAW, save_figure
+from memlab.reporting.tables import StudyTables
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

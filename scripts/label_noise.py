@@ -1,9 +1,9 @@
 """Rule label_noise: replace a fraction of pool labels by a different class, record which."""
 
-from memlab import data
+from memlab.data import datasets as data
 from memlab.io import save_npz
+from memlab.rulejob import rule_job
 from memlab.seeds import derive_seed
-from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params

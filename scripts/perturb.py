@@ -2,10 +2,11 @@
 
 import numpy as np
 
-from memlab import data, perturb
+from memlab.data import datasets as data
+from memlab.data import perturb
 from memlab.io import save_npz
+from memlab.rulejob import rule_job
 from memlab.seeds import derive_seed
-from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params.perturbations
@@ -34,7 +35,7 @@ with rule_job(snakemake) as log:
     def stacked(sets, x):
         return np.stack(list(sets.values())) if sets else np.zeros((0, *x.shape), np.float32)
 
-    # Exact recall (memlab.analysis.recall): the training pool under the same corruptions,
+    # Exact recall (memlab.analysis.metrics.recall): the training pool under the same corruptions,
     # drawn from a stream of its own.
     pool = corrupted(split.x_pool, "perturb_pool") if snakemake.params.recall else {}
     if pool:

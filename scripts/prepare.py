@@ -1,11 +1,11 @@
 """Rule prepare: load a dataset, write its fixed stratified pool/test split (thinned to a long
 tail, randomized, if asked)."""
 
-from memlab import data
-from memlab.long_tail import split_indices
-from memlab.randomization import randomize
+from memlab.data import datasets as data
+from memlab.data.long_tail import split_indices
+from memlab.data.randomization import randomize
+from memlab.rulejob import rule_job
 from memlab.seeds import derive_seed
-from memlab.workflow import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params

@@ -1,13 +1,13 @@
 """Rule removal_analyze: the removal experiment's table, each arm's held-out accuracy change
-against the baseline that removed nothing (memlab.removal)."""
+against the baseline that removed nothing (memlab.analysis.removal)."""
 
 from pathlib import Path
 
-from memlab import bank, removal
+from memlab.analysis import bank, removal
 from memlab.io import atomic_path, load_npz
-from memlab.registry import TABLE
-from memlab.study import REMOVAL_DIR, RUN_COLUMNS
-from memlab.workflow import rule_job
+from memlab.plan.registry import TABLE
+from memlab.plan.study import REMOVAL_DIR, RUN_COLUMNS
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

@@ -1,11 +1,11 @@
 """Rule removal_choice: rank a first-stage run's pool for the removal experiment (memorized and
 high-influence examples first) from that run's bank."""
 
-from memlab import bank, removal
-from memlab.influence import Thresholds
+from memlab.analysis import bank, removal
+from memlab.analysis.influence import Thresholds
+from memlab.analysis.memorization import used_replicas
 from memlab.io import load_npz, save_npz
-from memlab.memorization import used_replicas
-from memlab.workflow import rule_job
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

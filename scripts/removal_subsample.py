@@ -1,11 +1,11 @@
 """Rule removal_subsample: one block of a removal arm trains on the whole pool less the examples
-the arm removes (memlab.removal)."""
+the arm removes (memlab.analysis.removal)."""
 
 import numpy as np
 
-from memlab import removal
+from memlab.analysis import removal
 from memlab.io import load_npz, save_npz
-from memlab.workflow import rule_job
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from memlab import data
+from memlab.data import datasets as data
 from memlab.io import save_npz
-from memlab.workflow import rule_job
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     p = snakemake.params

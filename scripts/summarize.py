@@ -5,11 +5,11 @@ import json
 from importlib.metadata import version
 
 from memlab.checkpoint import software_versions
-from memlab.findings import findings_metrics, study_findings
 from memlab.io import save_text
-from memlab.report import figure_uris, findings_front, findings_text, summary_html
-from memlab.tables import StudyTables
-from memlab.workflow import rule_job
+from memlab.reporting.findings import findings_metrics, study_findings
+from memlab.reporting.report import figure_uris, findings_front, findings_text, summary_html
+from memlab.reporting.tables import StudyTables
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     tables = StudyTables.read(

@@ -2,16 +2,16 @@
 
 from pathlib import Path
 
-from memlab import data
 from memlab.checkpoint import save_checkpoint
 from memlab.columnar import write_parquet
-from memlab.device import resolve_device
+from memlab.data import datasets as data
+from memlab.engine.device import resolve_device
+from memlab.engine.resume import Resume
+from memlab.engine.runs import train_run
 from memlab.io import load_npz
-from memlab.kinds import variant_from_spec
-from memlab.resume import Resume
-from memlab.runs import train_run
-from memlab.study import Regime, with_run_columns
-from memlab.workflow import rule_job
+from memlab.plan.kinds import variant_from_spec
+from memlab.plan.study import Regime, with_run_columns
+from memlab.rulejob import rule_job
 
 with rule_job(snakemake) as log:
     sm = snakemake

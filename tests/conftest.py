@@ -19,7 +19,7 @@ import yaml
 # jobs itself, in workflow/rules/common.smk): two cores, and results must not depend on threads.
 os.environ["OMP_NUM_THREADS"] = "1"
 
-from memlab import data
+from memlab.data import datasets as data
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -49,7 +49,7 @@ def modular_split() -> data.Split:
 
 def train(model, split: data.Split, mask, settings, *, val=None, **kw):
     """``train_stacked`` on a split's pool (test set held out), quiet unless ``log`` is given."""
-    from memlab.train import train_stacked
+    from memlab.engine.train import train_stacked
 
     kw.setdefault("log", lambda s: None)
     return train_stacked(
@@ -70,8 +70,8 @@ def train_regime(**settings):
     """A Regime for engine tests, made as the study makes its regimes (``Regime.from_config``):
     ``settings`` that are ``training`` keys override the schema's training defaults, the others
     the schema's regime defaults (a regime's own training keys merge the same either way)."""
-    from memlab.config import load_schema
-    from memlab.study import Regime
+    from memlab.plan.config import load_schema
+    from memlab.plan.study import Regime
 
     schema = load_schema(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -103,8 +103,8 @@ def run_columns(**overrides) -> dict:
     """The table columns of a real planned run (an MLP in an unregularized regime), edited."""
     import dataclasses
 
-    from memlab.kinds import MLP
-    from memlab.study import Run
+    from memlab.plan.kinds import MLP
+    from memlab.plan.study import Run
 
     regime = dataclasses.replace(train_regime(), name="memorize")
     return {**Run("d", "0", 10, MLP("m", 8, 1), regime).columns(), **overrides}
@@ -135,7 +135,7 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
 
 
 # Modules that cost a job a noticeable share of a second to import (torch about 1.5 s, pandas
-# 0.35 s): tests/test_import_cost.py and benchmarks/run.py (section fixed_cost) watch them.
+# 0.35 s): tests/ops/test_import_cost.py and benchmarks/run.py (section fixed_cost) watch them.
 HEAVY_MODULES = ("torch", "pandas", "scipy", "sklearn", "matplotlib", "seaborn")
 
 
@@ -203,7 +203,7 @@ def full(config: dict) -> dict:
     """Validate and fill defaults the way the Snakefile does."""
     from snakemake.utils import validate
 
-    from memlab.config import check_config, load_schema
+    from memlab.plan.config import check_config, load_schema
 
     schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
     check_config(config, load_schema(schema))

@@ -1,6 +1,7 @@
 """Static checks of the code, run with the tests (so `./run.sh test`, and CI, fail on one): the
-library's type check (mypy over src/, configured in pyproject.toml's [tool.mypy]) and ruff's lint
-and format check. snakefmt and `snakemake --lint` check the workflow in test_workflow.py.
+library's type check (mypy over src/, configured in pyproject.toml's [tool.mypy]), its import
+contracts (import-linter, [tool.importlinter]) and ruff's lint and format check. snakefmt and
+`snakemake --lint` check the workflow in tests/e2e/test_workflow.py.
 
 The dev extra installs the tools; where one is missing the check is skipped, and under CI
 (CI=true) it fails instead.
@@ -48,5 +49,12 @@ def test_the_code_is_ruff_clean():
     assert form.returncode == 0, f"ruff format --check:\n{form.stdout}{form.stderr}"
 
 
-# The import contracts (import-linter's `lint-imports`, issue 27) join these checks once the
-# library is split into subpackages.
+def test_the_floors_stay_floors():
+    """import-linter's contracts ([tool.importlinter] in pyproject.toml): no stage imports a
+    stage above it, and the base modules import none."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(
+        [_tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 0, f"lint-imports:\n{proc.stdout}{proc.stderr}"
+    assert "2 kept, 0 broken" in proc.stdout, proc.stdout

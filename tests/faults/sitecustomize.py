@@ -1,4 +1,4 @@
-"""Fault injection for tests/test_reliability.py, loaded only when this folder is on PYTHONPATH.
+"""Fault injection for tests/e2e/test_reliability.py, loaded only when this folder is on PYTHONPATH.
 
 MEMLAB_FAULT picks one fault per Snakemake run, so each step of a test has its own trigger and
 no step can fire (or disarm) another's; MEMLAB_FAULT_DIR is where the faults leave their marks.
@@ -81,8 +81,8 @@ class _Patch(importlib.abc.MetaPathFinder):
 
 
 if FAULT == "kill-after-save":
-    sys.meta_path.insert(0, _Patch("memlab.resume", _kill_after_first_save))
+    sys.meta_path.insert(0, _Patch("memlab.engine.resume", _kill_after_first_save))
 elif FAULT.startswith("pause:"):
-    sys.meta_path.insert(0, _Patch("memlab.workflow", _pause_in(FAULT.removeprefix("pause:"))))
+    sys.meta_path.insert(0, _Patch("memlab.rulejob", _pause_in(FAULT.removeprefix("pause:"))))
 elif FAULT:
     raise SystemExit(f"tests/faults: unknown MEMLAB_FAULT={FAULT!r}")

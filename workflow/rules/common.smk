@@ -38,16 +38,16 @@ os.environ.update(
 )
 
 import memlab
-from memlab.config import check_config, load_schema
-from memlab.corruption_error import resolve_baselines
-from memlab.examples import EXAMPLE_DIR, missing_examples
+from memlab.plan.config import check_config, load_schema
+from memlab.analysis.corruption_error import resolve_baselines
+from memlab.data.examples import EXAMPLE_DIR, missing_examples
 from memlab.io import MemlabInputError
-from memlab.kinds import VARIANT_ID_PATTERN
+from memlab.plan.kinds import VARIANT_ID_PATTERN
 from memlab.ops.codehash import function_hash, library_hash
 from memlab.ops.locks import release_stale_locks
 from memlab.ops.packing import block_costs, block_groups
 from memlab.ops.snakemake import executes_locally, register_group
-from memlab.registry import (
+from memlab.plan.registry import (
     FIGURE_FORMATS,
     FIGURE_TABLES,
     FINDINGS_FILE,
@@ -59,7 +59,7 @@ from memlab.registry import (
     finding_figures,
     study_figures,
 )
-from memlab.study import (
+from memlab.plan.study import (
     BLOCK_PATTERN,
     REMOVAL_ARMS,
     REMOVAL_BLOCK_PATTERN,
@@ -106,7 +106,7 @@ wildcard_constraints:
 # and evaluate rules' wildcards.
 BLOCK = BLOCK_PATTERN
 # The removal experiment's files: its choice under the first-stage run's path, its blocks under
-# that path's arm and k (memlab.study.Removal).
+# that path's arm and k (memlab.plan.study.Removal).
 RUN = RUN_PATTERN
 REMOVAL_BLOCK = REMOVAL_BLOCK_PATTERN
 
@@ -268,13 +268,14 @@ FIGURE_INPUTS = {
 
 def figure_code(wildcards):
     """The code that draws one figure: the memlab modules the figures script runs, but of
-    memlab.figures only the figure's own function and what it calls, so that editing one
-    figure's code redraws that figure alone (memlab.ops.codehash.function_hash)."""
+    memlab.reporting.figures only the figure's own function and what it calls, so that editing
+    one figure's code redraws that figure alone (memlab.ops.codehash.function_hash)."""
     src = Path(memlab.__file__).resolve().parents[1]
     rest = library_hash(
-        memlab_file("scripts/figures.py"), src, without=("memlab.figures",)
+        memlab_file("scripts/figures.py"), src, without=("memlab.reporting.figures",)
     )
-    return f"{rest}-{function_hash(src / 'memlab' / 'figures.py', wildcards.figure)}"
+    figures = src / "memlab" / "reporting" / "figures.py"
+    return f"{rest}-{function_hash(figures, wildcards.figure)}"
 
 
 def figure_caption(wildcards):

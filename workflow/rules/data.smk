@@ -1,7 +1,7 @@
 # Data: one fixed split per dataset, label noise per rate, balanced subsets per training-set size
 # and block of replicas, and perturbed held-out sets generated once (never trained on).
 
-# The shipped example CSVs (memlab.examples) that are missing here: only those can be written,
+# The shipped example CSVs (memlab.data.examples) that are missing here: only those can be written,
 # so a file already at an example's path (written before, or a user's own table) and any file
 # at another path are never replaced, whatever changed since.
 MISSING_EXAMPLES = missing_examples(os.getcwd())

@@ -1,4 +1,4 @@
-# The removal experiment (memlab.removal; config `removal`): its second stage depends on the first
+# The removal experiment (memlab.analysis.removal; config `removal`): its second stage depends on the first
 # stage's scores. removal_choice ranks a first-stage run's pool from that run's evaluations (not
 # from the study tables, so that re-analysing reruns nothing here); each arm's subsets leave the
 # chosen examples out; train and evaluate are the study's own rules on those subsets.

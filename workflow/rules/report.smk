@@ -36,7 +36,7 @@ rule figures:
 
 
 # The findings page shows each answer beside the figure that supports it (inline PNG), so it
-# waits for those figures (only the ones the study draws: memlab.registry.finding_figures).
+# waits for those figures (only the ones the study draws: memlab.plan.registry.finding_figures).
 rule summarize:
     input:
         **FIGURE_INPUTS,

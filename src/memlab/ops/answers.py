@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from memlab.registry import FINDINGS_TEXT, SUMMARY_PAGE
+from memlab.plan.registry import FINDINGS_TEXT, SUMMARY_PAGE
 
 DRY_RUN = ("-n", "--dry-run", "--dryrun")
 

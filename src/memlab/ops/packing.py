@@ -18,7 +18,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from memlab.study import Block, Run, Study
+from memlab.plan.study import Block, Run, Study
 
 # The rules whose jobs are per block, with their benchmark files (see workflow/rules/*.smk).
 BLOCK_RULES = ("train", "evaluate")

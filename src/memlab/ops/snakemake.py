@@ -6,8 +6,8 @@ and ``unlock()``, the ``snakemake --summary`` table of the CLI, ``SnakemakeApi``
 argument parser. What has no public interface is marked ``INTERNAL`` below, each with why it is
 needed; all were checked against Snakemake :data:`CHECKED_WITH`. Only the default file backend of
 ``.snakemake`` is supported (not ``--persistence-backend db``). The tests drive the real CLI
-(``tests/test_versioning.py``, the lock tests of ``tests/test_reliability.py``), so a change in
-any of these fails them.
+(``tests/ops/test_versioning.py``, the lock tests of ``tests/e2e/test_reliability.py``), so a change
+in any of these fails them.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from memlab.ops import snakemake as smk
-from memlab.registry import FINDINGS_FILE
+from memlab.plan.registry import FINDINGS_FILE
 
 FORMAT = "memlab-versioning/1"
 # What is versioned: every output under results/data/ (the datasets) and of the train rules (the
@@ -48,8 +48,8 @@ STAGE_NAME = "study"
 STAGE_FILE = f"{VERSIONS_DIR}/dvc.yaml"
 LOCK_FILE = f"{VERSIONS_DIR}/dvc.lock"
 MANIFEST_FILE = f"{VERSIONS_DIR}/manifest.json"
-# The study's findings (memlab.registry.FINDINGS_FILE) as a DVC metric in git beside the record:
-# `dvc metrics show` and `dvc metrics diff REV_A REV_B` compare recorded revisions.
+# The study's findings (memlab.plan.registry.FINDINGS_FILE) as a DVC metric in git beside the
+# record: `dvc metrics show` and `dvc metrics diff REV_A REV_B` compare recorded revisions.
 FINDINGS_METRIC = "findings.json"  # relative to versions/dvc.yaml
 # What the last record/restore left in this workspace (not versioned, beside Snakemake's records).
 SETTLED_FILE = ".snakemake/memlab-versioning.json"

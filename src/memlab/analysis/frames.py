@@ -1,0 +1,174 @@
+"""The analyze rule's tables: how each table of :data:`memlab.plan.registry.TABLES` that the rule
+writes is computed from the runs (``FRAMES``, keyed by :attr:`memlab.plan.registry.Table.frame`),
+and how it is written. The work several tables share (the memorization scores, the membership
+attacks, the per-example evidence, the influence pairs) is done once, when the first of them asks
+for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from memlab.analysis import bank, corruption_error, evidence, influence
+from memlab.analysis import metrics as analysis
+from memlab.analysis.neighbours import PoolAgreement
+from memlab.data.datasets import split_reader
+from memlab.io import atomic_path
+from memlab.plan.power import PowerGates
+from memlab.plan.registry import TABLES, Table
+from memlab.seeds import derive_seed
+
+
+@dataclass
+class Analysis:
+    """What the analyze rule is given (its inputs and params), and what its tables share."""
+
+    metric_files: Sequence[str]
+    history_files: Sequence[str]
+    evaluation_files: Sequence[str]
+    runs: Any  # every run's columns (bank.read_runs)
+    split_files: Sequence[str]
+    seed: int
+    agreement_k: int
+    power: Mapping[str, int]  # analysis.power
+    influence: Mapping[str, Any]  # analysis.influence
+    corruption_baselines: Mapping[str, Mapping[str, Any]]
+    log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
+
+    def evaluations(self) -> Iterator[Any]:
+        """Each run's blocks as one bank, one run at a time (read again by each use)."""
+        return bank.read_runs(self.evaluation_files, self.runs)
+
+    @functools.cached_property
+    def metrics(self) -> pd.DataFrame:
+        metrics = analysis.gather(self.metric_files)
+        self.log(f"{len(self.runs)} runs in {len(self.metric_files)} blocks: {len(metrics)} rows")
+        return metrics
+
+    @functools.cached_property
+    def history(self) -> pd.DataFrame:
+        history = analysis.gather(self.history_files)
+        self.log(f"{len(history)} history rows")
+        return history
+
+    @functools.cached_property
+    def split_of(self) -> Any:
+        return split_reader(self.split_files)
+
+    @functools.cached_property
+    def agreement(self) -> PoolAgreement:
+        return PoolAgreement.from_split_paths(self.split_files, self.agreement_k)
+
+    @functools.cached_property
+    def gates(self) -> PowerGates:
+        return PowerGates(**self.power)
+
+    @functools.cached_property
+    def memorization(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Per-example memorization scores and their per-run summary."""
+        scores, summary = analysis.memorization_tables(
+            self.evaluations(), self.agreement, self.gates
+        )
+        scored = int((summary["status"] == "ok").sum()) if len(summary) else 0
+        self.log(f"memorization scores for {scored} runs")
+        return scores, summary
+
+    @functools.cached_property
+    def membership(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Membership attacks: per attack, their ROC curves, by slice."""
+        tables = analysis.membership_tables(self.evaluations(), self.memorization[0], self.gates)
+        self.log(f"membership attacks: {len(tables[0])} rows")
+        return tables
+
+    @functools.cached_property
+    def evidence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Per-example evidence and the flip detectors' table."""
+        return evidence.evidence_tables(
+            self.evaluations(),
+            self.memorization[0],
+            evidence.true_labels_from_splits(self.split_files),
+            self.agreement,
+            self.gates,
+        )
+
+    @functools.cached_property
+    def influence_pairs(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """High-influence pairs and their per-run summary; analysis.influence.enabled: false
+        asks no influence question (no pairs, no summary rows)."""
+        settings = dict(self.influence)
+        asked = self.evaluations() if settings.pop("enabled") else ()
+        return influence.influence_tables(
+            asked, self.split_of, self.gates, influence.Thresholds(**settings)
+        )
+
+    @functools.cached_property
+    def robustness(self) -> pd.DataFrame:
+        return analysis.robustness(self.metrics)
+
+    def corruption_error(self) -> pd.DataFrame:
+        for dataset, b in self.corruption_baselines.items():
+            against = b["reason"] or f"against {b['model']} / {b['regime']}"
+            self.log(f"corruption error on {dataset}: {against}")
+        return corruption_error.corruption_error_table(
+            self.robustness,
+            self.corruption_baselines,
+            seed=derive_seed(self.seed, "corruption_error"),
+        )
+
+
+# How each table the analyze rule writes is computed (memlab.plan.registry.Table.frame; a table that
+# is a copy of another in another format is not computed twice). A test keeps the two in step.
+FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
+    "metrics": lambda a: a.metrics,
+    "gap": lambda a: analysis.generalization_gap(a.metrics),
+    "robustness": lambda a: a.robustness,
+    "history": lambda a: a.history,
+    "summary": lambda a: analysis.summarize(a.metrics),
+    "noise_sweep": lambda a: analysis.noise_sweep(a.metrics, a.history),
+    "chance_null": lambda a: analysis.chance_null(
+        a.evaluations(), seed=derive_seed(a.seed, "chance_null")
+    ),
+    "memorization": lambda a: analysis.with_subpopulations(a.memorization[0], a.split_of),
+    "memorization_summary": lambda a: a.memorization[1],
+    "example_correlations": lambda a: analysis.example_correlations(a.memorization[0]),
+    "membership": lambda a: a.membership[0],
+    "membership_roc": lambda a: a.membership[1],
+    "membership_slices": lambda a: a.membership[2],
+    "evidence": lambda a: analysis.with_subpopulations(a.evidence[0], a.split_of, "index"),
+    "detectors": lambda a: a.evidence[1],
+    "corruption_error": Analysis.corruption_error,
+    "few_shot": lambda a: analysis.few_shot(a.metrics),
+    "recall": lambda a: analysis.recall(a.metrics),
+    "memory_effect": lambda a: analysis.memory_effect(a.metrics),
+    "long_tail": lambda a: analysis.long_tail_accuracy(a.evaluations(), a.split_of),
+    "influence_pairs": lambda a: a.influence_pairs[0],
+    "influence_summary": lambda a: a.influence_pairs[1],
+}
+
+
+def analyze_tables(rule: str = "analyze") -> tuple[Table, ...]:
+    """The tables of the registry that ``rule`` writes."""
+    return tuple(t for t in TABLES if t.made_by == rule)
+
+
+def frames(a: Analysis) -> dict[str, pd.DataFrame]:
+    """Every frame the analyze rule's tables hold, by :attr:`Table.frame`, each computed once."""
+    out: dict[str, pd.DataFrame] = {}
+    for table in analyze_tables():
+        if table.frame not in out:
+            out[table.frame] = FRAMES[table.frame](a)
+    return out
+
+
+def write_table(table: Table, frame: pd.DataFrame, path: str) -> None:
+    """Write ``frame`` as ``table`` (its format: parquet, or CSV with 6 significant digits)."""
+    with atomic_path(path) as tmp:
+        if table.format == "parquet":
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
