@@ -324,15 +324,20 @@ def vmap_ensemble(
 
 
 def compare(
-    fns: dict[str, Callable[[int], None]], models: dict[str, int], rounds: int, seconds: float
+    fns: dict[str, Callable[[int], None]],
+    models: dict[str, int],
+    rounds: int,
+    seconds: float,
+    min_epochs: int = 1,
 ) -> dict[str, list[float]]:
     """Model-epochs per second of each variant, ``rounds`` alternating rounds each."""
-    # Epochs per measurement: about ``seconds`` from one timed epoch (which is the warm-up).
+    # Epochs per measurement: about ``seconds`` from one timed epoch (which is the warm-up), at
+    # least ``min_epochs``.
     epochs = {}
     for name, f in fns.items():
         t = time.perf_counter()
         f(1)
-        epochs[name] = int(min(200, max(1, round(seconds / (time.perf_counter() - t)))))
+        epochs[name] = int(min(200, max(min_epochs, round(seconds / (time.perf_counter() - t)))))
 
     def measure(name: str) -> float:
         t = time.perf_counter()
@@ -376,7 +381,7 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             del fns["sklearn"]
         if batch < n:  # the reuse is for full batch only: the same code runs
             del fns["noreuse"]
-        res = compare(fns, models, args.rounds, args.seconds)
+        res = compare(fns, models, args.rounds, args.seconds, args.min_epochs)
         med = {k: statistics.median(v) for k, v in res.items()}
         chunk = runs.replicas_per_chunk(
             MLP("mlp", width, DEPTH), params_per_model(width), args.replicas
@@ -1266,6 +1271,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.5,
         help="target seconds per measurement; sets the epochs per variant (0.5)",
+    )
+    p.add_argument(
+        "--min-epochs",
+        type=int,
+        default=1,
+        help="train: at least this many epochs per measurement (1); a full-batch run's epochs "
+        "after its first reuse the evaluation's forward pass",
     )
     p.add_argument(
         "--sklearn-full-batch",

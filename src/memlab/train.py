@@ -270,7 +270,7 @@ def adamw(params: Sequence[torch.Tensor], settings: Any) -> StackedAdamW:
 
 # Layers at least this wide give each row the same bits wherever it sits in the batch, so the
 # evaluation may read them off the next step's forward pass. Narrower ones may not: BLAS kernels
-# for narrow outputs work across rows (measured here: outputs 5 to 11 wide, and 1).
+# for narrow outputs work across rows (which widths moved: benchmarks/README.md).
 MIN_SHARED_WIDTH = 16
 
 
