@@ -60,7 +60,7 @@ from conftest import (  # noqa: E402
     train_regime,
 )
 
-from memlab.data import datasets as data  # noqa: E402
+from memlab.data.datasets import datasets as data  # noqa: E402
 from memlab.engine import runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
 from memlab.plan.kinds import MLP  # noqa: E402
@@ -218,18 +218,33 @@ def _regime(batch: int, epochs: int) -> Regime:
     )
 
 
-def engine(split: data.Split, members: np.ndarray, width: int, batch: int, epochs: int) -> None:
-    """memlab's engine as the train rule runs it: all replicas, chunked, per-epoch evaluation."""
-    runs.train_run(
-        split,
-        split.y_pool,
-        np.zeros(len(split.y_pool), bool),
-        members,
-        MLP("mlp", width, DEPTH),
-        _regime(batch, epochs),
-        seed=0,
-        log=lambda s: None,
-    )
+def engine(
+    split: data.Split,
+    members: np.ndarray,
+    width: int,
+    batch: int,
+    epochs: int,
+    reuse: bool = True,
+) -> None:
+    """memlab's engine as the train rule runs it: all replicas, chunked, per-epoch evaluation.
+    ``reuse=False``: a full-batch epoch's evaluation does not lend its forward pass to the next
+    step (``memlab.engine.train.Trainer.evaluate_ahead``), as before that reuse existed."""
+    from unittest import mock
+
+    from memlab.engine.train import train_stacked
+
+    trains = partial(train_stacked, reuse_forward=reuse)
+    with mock.patch.object(runs, "train_stacked", trains):
+        runs.train_run(
+            split,
+            split.y_pool,
+            np.zeros(len(split.y_pool), bool),
+            members,
+            MLP("mlp", width, DEPTH),
+            _regime(batch, epochs),
+            seed=0,
+            log=lambda s: None,
+        )
 
 
 def engine_steps(
@@ -310,15 +325,20 @@ def vmap_ensemble(
 
 
 def compare(
-    fns: dict[str, Callable[[int], None]], models: dict[str, int], rounds: int, seconds: float
+    fns: dict[str, Callable[[int], None]],
+    models: dict[str, int],
+    rounds: int,
+    seconds: float,
+    min_epochs: int = 1,
 ) -> dict[str, list[float]]:
     """Model-epochs per second of each variant, ``rounds`` alternating rounds each."""
-    # Epochs per measurement: about ``seconds`` from one timed epoch (which is the warm-up).
+    # Epochs per measurement: about ``seconds`` from one timed epoch (which is the warm-up), at
+    # least ``min_epochs``.
     epochs = {}
     for name, f in fns.items():
         t = time.perf_counter()
         f(1)
-        epochs[name] = int(min(200, max(1, round(seconds / (time.perf_counter() - t)))))
+        epochs[name] = int(min(200, max(min_epochs, round(seconds / (time.perf_counter() - t)))))
 
     def measure(name: str) -> float:
         t = time.perf_counter()
@@ -352,14 +372,17 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             "textbook": lambda e, w=width, b=batch: textbook(x0, y0, w, b, e),
             "sklearn": lambda e, w=width, b=batch: sklearn_mlp(x0, y0, w, b, e),
             "memlab": lambda e, w=width, b=batch: engine(split, members, w, b, e),
+            "noreuse": lambda e, w=width, b=batch: engine(split, members, w, b, e, reuse=False),
             "steps": lambda e, w=width, b=batch: engine_steps(split, members, w, b, e),
             "vmap": lambda e, w=width, b=batch: vmap_ensemble(split, members, w, b, e),
         }
         models = {"textbook": 1, "sklearn": 1, "memlab": args.replicas, "steps": args.replicas}
-        models["vmap"] = args.replicas
+        models["vmap"] = models["noreuse"] = args.replicas
         if batch != 64 and not args.sklearn_full_batch:
             del fns["sklearn"]
-        res = compare(fns, models, args.rounds, args.seconds)
+        if batch < n:  # the reuse is for full batch only: the same code runs
+            del fns["noreuse"]
+        res = compare(fns, models, args.rounds, args.seconds, args.min_epochs)
         med = {k: statistics.median(v) for k, v in res.items()}
         chunk = runs.replicas_per_chunk(
             MLP("mlp", width, DEPTH), params_per_model(width), args.replicas
@@ -372,6 +395,8 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
             **{f"{k}_me_s": v for k, v in med.items()},
             "rounds": res,
             "memlab_vs_textbook": ratio(res, "memlab", "textbook"),
+            "noreuse_vs_textbook": ratio(res, "noreuse", "textbook"),
+            "memlab_vs_noreuse": ratio(res, "memlab", "noreuse"),
             "memlab_vs_sklearn": ratio(res, "memlab", "sklearn"),
             "steps_vs_textbook": ratio(res, "steps", "textbook"),
             "sklearn_vs_textbook": ratio(res, "sklearn", "textbook"),
@@ -394,6 +419,8 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
         ("memlab_me_s", "memlab me/s", ".2f"),
         ("memlab_vs_textbook", "memlab/textbook", ".2f"),
         ("memlab_vs_sklearn", "memlab/sklearn", ".2f"),
+        ("noreuse_vs_textbook", "no-reuse/textbook", ".2f"),
+        ("memlab_vs_noreuse", "memlab/no-reuse", ".2f"),
         ("steps_me_s", "steps me/s", ".2f"),
         ("steps_vs_textbook", "steps/textbook", ".2f"),
         ("vmap_me_s", "vmap me/s", ".2f"),
@@ -402,12 +429,14 @@ def section_train(args: argparse.Namespace, peak: float) -> dict[str, Any]:
         ("textbook_peak", "textbook %peak", ".1%"),
         ("sklearn_peak", "sklearn %peak", ".1%"),
         ("memlab_peak", "memlab %peak", ".1%"),
+        ("noreuse_peak", "no-reuse %peak", ".1%"),
         ("steps_peak", "steps %peak", ".1%"),
     ]
     print(
         f"\nTraining throughput, model-epochs/s (me/s): digits, {n} examples per model, MLP "
         f"{DEPTH}x width, memlab trains {args.replicas} replicas (R/stack: stacked at a time) "
-        f"with per-epoch evaluation (steps: its training steps alone); "
+        f"with per-epoch evaluation (steps: its training steps alone; no-reuse: full batch "
+        f"without the evaluation's forward lent to the next step); "
         f"median of {args.rounds} alternating rounds; "
         f"%peak: 6*params*samples FLOP/epoch over the {peak:.1f} GFLOP/s GEMM peak"
     )
@@ -1243,6 +1272,13 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.5,
         help="target seconds per measurement; sets the epochs per variant (0.5)",
+    )
+    p.add_argument(
+        "--min-epochs",
+        type=int,
+        default=1,
+        help="train: at least this many epochs per measurement (1); a full-batch run's epochs "
+        "after its first reuse the evaluation's forward pass",
     )
     p.add_argument(
         "--sklearn-full-batch",

@@ -120,6 +120,40 @@ def test_fast_path_trains_same_weights_as_plain_path(digits_split, r, width, reg
     _fast_equals_plain(make, digits_split, mask, settings, val)
 
 
+@pytest.mark.parametrize("r", [1, 3])
+def test_wide_layers_give_rows_the_same_bits_wherever_they_sit(r):
+    """What the full-batch forward reuse (memlab.engine.train.Trainer.evaluate_ahead) rests on: a
+    layer at least MIN_SHARED_WIDTH wide gives each row the same bits wherever it sits in the batch,
+    on the step's path (addmm for one replica) as on the model's (baddbmm)."""
+    from memlab.engine.train import MIN_SHARED_WIDTH
+
+    g = torch.Generator().manual_seed(0)
+    for width in (MIN_SHARED_WIDTH, 64, 256, 512):
+        for k in (64, 784):
+            x, w = torch.randn(r, 300, k, generator=g), torch.randn(r, k, width, generator=g)
+            b = torch.randn(r, 1, width, generator=g)
+            order = torch.randperm(300, generator=g)
+            own = torch.baddbmm(b, x, w)
+            if r == 1:
+                moved = torch.addmm(b[0], x[0, order], w[0]).unsqueeze(0)
+            else:
+                moved = torch.baddbmm(b, x[:, order], w)
+            assert torch.equal(moved, own[:, order]), (width, k)
+
+
+def test_mlp_step_is_its_backward_of_its_forward():
+    """The split the full-batch trainer uses: forward, then backward, gives the step's gradients."""
+    m = _mlp(3)
+    x, y = torch.randn(20, 64), torch.randint(0, 10, (20,))
+    idx = torch.randint(0, 20, (3, 20), generator=torch.Generator().manual_seed(0))
+    step = MLPStep(m)
+    whole = [g.clone() for g in step(x, y, idx)]
+    fw = step.forward(x, y, idx)
+    assert fw.features.shape == (3, 20, 16)
+    for a, b in zip(whole, step.backward(fw), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_fast_step_for_mlps_and_cnns():
     assert isinstance(fast_step(_mlp(2)), MLPStep)
     assert isinstance(fast_step(_embedded(2)), MLPStep)

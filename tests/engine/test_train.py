@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -453,3 +455,142 @@ def test_a_slow_job_logs_progress_every_progress_seconds(digits_split, monkeypat
     assert epochs_logged() == ["1/5", "5/5"]  # the first, and the last (every replica done)
     monkeypatch.setattr(memlab.engine.train, "PROGRESS_SECONDS", 0.0)
     assert epochs_logged() == ["1/5", "2/5", "3/5", "4/5", "5/5"]
+
+
+def _assert_same_result(a, b):
+    """Two TrainResults with the same bits: history (every column), epochs, weights, dynamics."""
+    assert a.history.equals(b.history)
+    assert a.stop_epoch.tolist() == b.stop_epoch.tolist()
+    assert a.fit_epoch.tolist() == b.fit_epoch.tolist()
+    assert a.stop_reason == b.stop_reason
+    _assert_same_weights(a.model, b.model)
+    assert a.dynamics.keys() == b.dynamics.keys()
+    for k in a.dynamics:
+        np.testing.assert_array_equal(a.dynamics[k], b.dynamics[k], err_msg=k)
+
+
+def _count_calls(monkeypatch, cls, name):
+    calls = []
+    method = getattr(cls, name)
+
+    def counted(self, *args, **kw):
+        calls.append(1)
+        return method(self, *args, **kw)
+
+    monkeypatch.setattr(cls, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("r", "regime"),
+    [
+        (3, {}),  # replicas fit (and leave the stack) at different epochs
+        (3, {"stop_at_fit": False}),
+        (1, {"stop_at_fit": False}),  # the 2-D single-model path
+        (3, {"weight_decay": 0.05, "early_stopping": True, "patience": 3}),
+    ],
+)
+def test_full_batch_forward_reuse_changes_no_bit(digits_split, monkeypatch, r, regime):
+    """Full batch: the evaluation's forward pass is the next step's (Trainer.evaluate_ahead);
+    the results equal those of the run that computes it twice, to the bit."""
+    from memlab.data.datasets import flip_labels
+    from memlab.engine.train import Trainer
+
+    n = 100
+    mask = small_members(len(digits_split.y_pool), n, r, 0)
+    y_noisy, flipped = flip_labels(digits_split.y_pool, 0.2, 10, seed=0)
+    split = dataclasses.replace(digits_split, y_pool=y_noisy)
+    settings = train_regime(max_epochs=40, lr=3e-2, batch_size=n, **regime)
+    val = None
+    if settings.early_stopping:
+        mask, val = carve_validation(mask, 0.25, seed=0)
+
+    def run(reuse):
+        return train(
+            _mlp(range(r), width=64),
+            split,
+            mask,
+            settings,
+            val=val,
+            flipped=flipped,
+            reuse_forward=reuse,
+        )
+
+    ahead = _count_calls(monkeypatch, Trainer, "evaluate_ahead")
+    reused = run(True)
+    assert len(ahead) == int(reused.stop_epoch.max())  # every epoch's evaluation
+    plain = run(False)
+    assert len(ahead) == int(reused.stop_epoch.max())  # none without the reuse
+    _assert_same_result(reused, plain)
+    h = reused.history
+    assert h["train_flipped_accuracy"].notna().all() and h["train_clean_accuracy"].notna().all()
+    if settings.stop_at_fit and not settings.early_stopping:
+        assert len(set(reused.stop_epoch.tolist())) > 1, "no replica left the stack early"
+
+
+def test_full_batch_forward_reuse_with_a_token_embedding(modular_split, monkeypatch):
+    """The embedded MLP (an extra layer before the hidden ones), full batch, to the bit."""
+    from memlab.engine.train import Trainer
+    from memlab.engine.train import init_seeds as seeds
+
+    r, n = 2, 40
+    mask = small_members(len(modular_split.y_pool), n, r, 0)
+    settings = train_regime(max_epochs=30, lr=1e-2, batch_size=512, stop_at_fit=False)
+
+    def run(reuse):
+        model = StackedMLP(
+            22, 11, width=16, depth=1, dropout=0.0, replica_seeds=seeds(0, range(r)),
+            embedding=16, tokens=(2, 11),
+        )  # fmt: skip
+        return train(model, modular_split, mask, settings, reuse_forward=reuse)
+
+    ahead = _count_calls(monkeypatch, Trainer, "evaluate_ahead")
+    _assert_same_result(run(True), run(False))
+    assert len(ahead) == settings.max_epochs
+
+
+def test_full_batch_run_resumes_to_the_uninterrupted_bits(digits_split, tmp_path):
+    """The kept forward pass is never saved: a resumed run computes it again, to the same bits,
+    and peeking the next batch order leaves the saved random streams as they were."""
+    r, n = 3, 100
+    mask = small_members(len(digits_split.y_pool), n, r, 0)
+    settings = train_regime(max_epochs=30, lr=3e-2, batch_size=n, stop_at_fit=False, log_every=1)
+    kill_at = 13  # one epoch past a save (every 4)
+
+    def log(msg):
+        if msg.startswith(f"epoch {kill_at:4d}/"):
+            raise _Killed
+
+    clean = train(_mlp(range(r)), digits_split, mask, settings)
+    state = tmp_path / "train-state.pt"
+    with pytest.raises(_Killed):
+        train(_mlp(range(r)), digits_split, mask, settings, resume=Resume(state, 4), log=log)
+    messages = []
+    resumed = train(
+        _mlp(range(r)), digits_split, mask, settings, resume=Resume(state, 4), log=messages.append
+    )
+    assert any("after epoch 12" in m for m in messages), messages[:3]
+    _assert_same_result(resumed, clean)
+
+
+@pytest.mark.parametrize(
+    ("make", "batch_size", "dropout", "reuse"),
+    [
+        (lambda: _mlp(range(2)), 60, 0.0, True),
+        (lambda: _mlp(range(2)), 59, 0.0, False),  # two steps an epoch
+        (lambda: _mlp(range(2), dropout=0.2), 60, 0.2, False),  # the step's forward has masks
+        (lambda: _mlp(range(2), width=10), 60, 0.0, False),  # rows' bits depend on position
+        (lambda: _cnn(range(2)), 60, 0.0, False),
+        (lambda: _memnet(range(2)), 60, 0.0, False),
+    ],
+)
+def test_forward_reuse_only_where_it_changes_no_bit(digits_split, make, batch_size, dropout, reuse):
+    mask = small_members(len(digits_split.y_pool), 60, 2, 0)
+    settings = train_regime(max_epochs=1, batch_size=batch_size, dropout=dropout)
+    data = TrainData.from_arrays(
+        digits_split.x_pool, digits_split.y_pool, digits_split.x_test, digits_split.y_test, None
+    )
+    state = LoopState.start(make(), mask, None, settings, seed=0, replicas=range(2))
+    assert Trainer(state, data, settings, replicas=range(2)).reuse is reuse
+    off = Trainer(state, data, settings, replicas=range(2), reuse_forward=False)
+    assert not off.reuse

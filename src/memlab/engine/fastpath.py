@@ -18,6 +18,12 @@ so :class:`MLPStep` computes the same gradients directly into buffers it keeps b
   the T blocks of every example as rows), so ``dE = x_tok^T (dz_1 W_1^T)`` with ``dz_1 W_1^T``
   as ``[B * T, e]``: one sum over the blocks, both positions sharing ``E``.
 
+The step is split into :meth:`MLPStep.forward` (its activations kept as :class:`MLPForward`) and
+:meth:`MLPStep.backward` because with full batch the trainer's evaluation of each row's own
+examples at the end of an epoch is the next step's forward pass, on the same weights: it runs once
+(:meth:`memlab.engine.train.Trainer.evaluate_ahead`), where autograd would have to keep a graph
+alive between epochs.
+
 With one replica in the stack it runs on 2-D matrices (``addmm``/``mm``), PyTorch's single-model
 path. The gradients equal autograd's up to float rounding (summation order of the bias gradient
 and the softmax); ``tests/engine/test_fastpath.py`` checks trained weights agree after many steps.
@@ -51,6 +57,7 @@ so a configuration trains to the same bits on any machine and under any load.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -63,11 +70,39 @@ Step = Callable[
 ]
 
 
+@dataclass
+class MLPForward:
+    """One forward pass of :class:`MLPStep`, kept for its backward (:meth:`MLPStep.backward`).
+
+    Tensors are ``[R, B, ..]`` (``[B, ..]`` on the one-replica path, ``flat``), rows in batch
+    order. They live in the step's buffers: the step's next forward overwrites them.
+    """
+
+    inputs: list[torch.Tensor]  # inputs[i] feeds layer i (after dropout)
+    relu_out: list[torch.Tensor]  # layer i's ReLU output (before dropout)
+    keeps: list[torch.Tensor]  # dropout masks, empty without dropout
+    logits: torch.Tensor
+    yb: torch.Tensor
+    tokens: torch.Tensor | None  # the one-hot blocks an embedding looked up
+    ws: list[torch.Tensor]
+    bs: list[torch.Tensor]
+    flat: bool
+    p: float
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The last hidden activations ``[R, B, width]`` (what ``StackedMLP.head`` reads)."""
+        h = self.inputs[-1]
+        return h.unsqueeze(0) if self.flat else h
+
+
 class MLPStep:
     """Gradients of one training step of a :class:`StackedMLP`, in ``model.parameters()`` order.
 
     Reads the model's parameters at every call, so it keeps working after finished replicas are
     cut out of the stack (buffers are reallocated when the stack or batch shape changes).
+    ``step(x, y, idx)`` is ``step.backward(step.forward(x, y, idx))``: split so that a full-batch
+    trainer can evaluate on the forward it trains from (:class:`memlab.engine.train.Trainer`).
     """
 
     def __init__(self, model: StackedMLP) -> None:
@@ -90,6 +125,17 @@ class MLPStep:
         dropout_gen: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
         """Gradients for the batch ``x[idx], y[idx]`` (``idx`` is ``[R, B]``: a row per replica)."""
+        return self.backward(self.forward(x, y, idx, dropout_gen))
+
+    @torch.no_grad()
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        dropout_gen: torch.Generator | None = None,
+    ) -> MLPForward:
+        """The forward pass of the batch ``x[idx], y[idx]``, with what the backward needs."""
         m = self.model
         # index_select on the flat index: the same values as x[idx] without advanced indexing's
         # general machinery (how much that saves: benchmarks/README.md).
@@ -99,9 +145,8 @@ class MLPStep:
         bs = [b.detach() for b in m.biases]
         table = None if m.embedding is None else m.embedding.detach()
         n_layers = len(ws)
-        r, b_size = yb.shape
         p = m.dropout if m.training else 0.0
-        flat = r == 1  # one replica: plain 2-D matrices, the single-model path
+        flat = yb.shape[0] == 1  # one replica: plain 2-D matrices, the single-model path
         if flat:
             xb, yb = xb[0], yb[0]
             ws, bs = [w[0] for w in ws], [b[0] for b in bs]
@@ -111,7 +156,6 @@ class MLPStep:
             tokens = xb.reshape(*xb.shape[:-2], -1, table.shape[-2])
             xb = torch.matmul(tokens, table).view(*xb.shape[:-1], -1)  # as StackedMLP.embed
 
-        # Forward. inputs[i] feeds layer i; relu_out[i] is layer i's ReLU output (before dropout).
         inputs, relu_out, keeps = [xb], [], []
         h = xb
         for i in range(n_layers):
@@ -130,33 +174,40 @@ class MLPStep:
                 keeps.append(keep)
                 h = h * keep / (1 - p)
             inputs.append(h)
+        return MLPForward(inputs, relu_out, keeps, z, yb, tokens, ws, bs, flat, p)
 
+    @torch.no_grad()
+    def backward(self, fw: MLPForward) -> list[torch.Tensor]:
+        """The gradients of the forward pass ``fw`` (the model's weights unchanged since)."""
+        ws, p, n_layers = fw.ws, fw.p, len(fw.ws)
         # d(sum over replicas of mean CE)/dlogits = (softmax - onehot) / B, replica by replica.
-        dz = softmax(z)
+        yb = fw.yb
+        dz = softmax(fw.logits)
         dz.scatter_add_(
             -1, yb.unsqueeze(-1), torch.full(yb.shape, -1.0, device=yb.device).unsqueeze(-1)
         )
-        dz.mul_(1.0 / b_size)
+        dz.mul_(1.0 / yb.shape[-1])
 
         gw = [self._buf(f"gw{i}", *w.shape) for i, w in enumerate(ws)]
-        gb = [self._buf(f"gb{i}", *b.shape) for i, b in enumerate(bs)]
+        gb = [self._buf(f"gb{i}", *b.shape) for i, b in enumerate(fw.bs)]
         for i in reversed(range(n_layers)):
-            a = inputs[i]
+            a = fw.inputs[i]
             torch.matmul(a.transpose(-1, -2), dz, out=gw[i])
             torch.sum(dz, -2, keepdim=True, out=gb[i])
             if i == 0:
                 break
-            da = self._buf(f"da{i}", *inputs[i].shape)
+            da = self._buf(f"da{i}", *a.shape)
             torch.matmul(dz, ws[i].transpose(-1, -2), out=da)
             if p > 0:
-                da = da / (1 - p) * keeps[i - 1]
-            dz = torch.ops.aten.threshold_backward(da, relu_out[i - 1], 0)
+                da = da / (1 - p) * fw.keeps[i - 1]
+            dz = torch.ops.aten.threshold_backward(da, fw.relu_out[i - 1], 0)
         grads = gw + gb
-        if table is not None and tokens is not None:  # no ReLU or dropout on the embedding
+        tokens = fw.tokens
+        if tokens is not None:  # no ReLU or dropout on the embedding
             da = torch.matmul(dz, ws[0].transpose(-1, -2)).view(*tokens.shape[:-1], -1)
             # The embedding is registered first: model.parameters() order starts with it.
             grads = [torch.matmul(tokens.transpose(-1, -2), da), *grads]
-        if flat:
+        if fw.flat:
             return [g.unsqueeze(0) for g in grads]
         return grads
 

@@ -11,7 +11,15 @@ Why it looks like this (what each choice saved, and on which machine: ``benchmar
   optimizer state, so stragglers do not pay for finished replicas and finished ones stay frozen;
 - every ``Resume.every`` epochs the whole loop state (weights, optimizer moments, random streams,
   history) is saved atomically, so a killed job continues where it was and ends with the same
-  bytes as an uninterrupted one.
+  bytes as an uninterrupted one;
+- with full batch (one step per epoch), no dropout and the hand-written MLP step (CPU), the forward
+  pass of epoch t+1's step sees the very weights and examples that epoch t's evaluation on each
+  row's own examples sees, so it is done once (:meth:`Trainer.evaluate_ahead`): the evaluation
+  runs it in the next epoch's batch order and keeps it for the step's backward. Only the output
+  layer is evaluated again, in the rows' own order: for narrow outputs (10 classes) the BLAS
+  gives a row bits that depend on where the row sits in the batch, and the history keeps the
+  bits it had without the reuse (hidden layers narrower than ``MIN_SHARED_WIDTH``: no reuse).
+  The forward is kept in memory only, so a resumed run recomputes it, to the same bytes.
 
 The parts: :class:`LoopState` holds everything that evolves during training (and is what a resume
 saves and restores, see :mod:`memlab.engine.resume`), :class:`Trainer` runs the epochs over it
@@ -32,8 +40,8 @@ import torch.nn.functional as F
 
 from memlab.columnar import Columns, from_rows, to_frame
 from memlab.engine import dynamics
-from memlab.engine.fastpath import cross_entropy, fast_step
-from memlab.engine.models import StackedModel
+from memlab.engine.fastpath import MLPForward, MLPStep, cross_entropy, fast_step
+from memlab.engine.models import StackedMLP, StackedModel
 from memlab.engine.optim import StackedAdamW
 from memlab.engine.resume import FORMAT, Resume, fingerprint, load_state, save_state
 from memlab.io import MemlabInputError
@@ -186,13 +194,18 @@ def _per_example(
     y: torch.Tensor,
     chunk: int = 4096,
     own: torch.Tensor | None = None,
+    head: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and correctness per (replica, example); x is [R, n, d] (own examples) or [n, d];
-    ``own`` as in :func:`_forward`."""
+    ``own`` as in :func:`_forward`; ``head``: x holds a :class:`memlab.engine.models.StackedMLP`'s
+    last hidden activations, so only its output layer runs."""
     losses, correct = [], []
     for s in range(0, x.shape[-2], chunk):
         xs, ys = x[..., s : s + chunk, :], y[..., s : s + chunk]
-        logits = _forward(model, xs, own=None if own is None else own[:, s : s + chunk])
+        if head:
+            logits = model.head(xs)  # type: ignore[operator]
+        else:
+            logits = _forward(model, xs, own=None if own is None else own[:, s : s + chunk])
         ys = ys.expand(logits.shape[:2]) if ys.dim() == 1 else ys
         losses.append(cross_entropy(logits, ys))
         correct.append(logits.argmax(-1) == ys)
@@ -256,6 +269,18 @@ def adamw(params: Sequence[torch.Tensor], settings: Regime) -> StackedAdamW:
         betas=(settings.beta1, settings.beta2),
         eps=settings.eps,
     )
+
+
+# Layers at least this wide give each row the same bits wherever it sits in the batch, so the
+# evaluation may read them off the next step's forward pass. Narrower ones may not: BLAS kernels
+# for narrow outputs work across rows (which widths moved: benchmarks/README.md).
+MIN_SHARED_WIDTH = 16
+
+
+def _shared_widths(model: StackedMLP) -> list[int]:
+    """The output widths of the layers whose activations the evaluation takes from the step."""
+    table = [] if model.embedding is None else [model.embedding.shape[-1]]
+    return table + [w.shape[-1] for w in model.weights[:-1]]
 
 
 # Metadata of the LoopState fields indexed by stack row: cut when replicas leave the stack.
@@ -470,7 +495,8 @@ class Trainer:
 
     ``settings`` is read for ``batch_size, max_epochs, patience, stop_at_fit, log_every,
     eval_every`` (``lr``, ``weight_decay``, ``beta1``, ``beta2``, ``eps`` and ``early_stopping``
-    shaped the state before).
+    shaped the state before). ``reuse_forward=False`` computes every full-batch step's forward
+    itself (the reference :meth:`evaluate_ahead` is tested against).
     """
 
     def __init__(
@@ -482,6 +508,7 @@ class Trainer:
         replicas: Sequence[int],
         log: Callable[[str], None] = print,
         use_fast_path: bool = True,
+        reuse_forward: bool = True,
     ) -> None:
         self.t0 = self.logged_at = time.perf_counter()
         self.state, self.data, self.settings = state, data, settings
@@ -491,6 +518,18 @@ class Trainer:
         # A memory network remembers each row's training examples (memlab.engine.memory_net).
         self.remembers = bool(getattr(state.model, "remembers", False))
         self.steps_per_epoch = math.ceil(state.train_idx.shape[1] / settings.batch_size)
+        # One step per epoch on the evaluation's weights and forward (no dropout mask in it).
+        self.reuse = (
+            reuse_forward
+            and isinstance(self.fast, MLPStep)
+            and self.steps_per_epoch == 1
+            and state.model.dropout == 0
+            and all(w >= MIN_SHARED_WIDTH for w in _shared_widths(self.fast.model))
+            # Where the rows' bits were checked (MIN_SHARED_WIDTH); a GPU's BLAS was not.
+            and state.train_idx.device.type == "cpu"
+        )
+        # The next epoch's batch order and its forward pass, from evaluate_ahead; None: none.
+        self.ahead: tuple[torch.Tensor, MLPForward] | None = None
         self.resume: Resume | None = None
         self.fingerprint = ""
 
@@ -532,6 +571,7 @@ class Trainer:
                     self.save()  # a killed run's finished chunks stay done
                 break
             if done.any():
+                self.ahead = None  # computed for rows that leave the stack
                 st.drop_rows(~done)
                 own = RowData.gather(self.data, st)
                 self.remember()
@@ -551,8 +591,13 @@ class Trainer:
         st, data, size = self.state, self.data, self.settings.batch_size
         st.model.train()
         n_train = st.train_idx.shape[1]
-        gens = [st.order_gens[r] for r in st.replica.tolist()]
-        order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+        order = self.batch_order([st.order_gens[r] for r in st.replica.tolist()])
+        ahead, self.ahead = self.ahead, None
+        if ahead is not None:  # the last evaluation ran this step's forward
+            assert torch.equal(ahead[0], order), "the evaluation's peek drew another order"
+            assert isinstance(self.fast, MLPStep)
+            st.opt.step(self.fast.backward(ahead[1]))
+            return
         batches = st.train_idx.gather(1, order.to(st.train_idx.device))
         for s in range(0, n_train, size):
             bi = batches[:, s : s + size]
@@ -561,6 +606,37 @@ class Trainer:
             else:
                 own = bi if self.remembers else None
                 _autograd_step(st.model, st.opt, data.x[bi], data.y[bi], st.dropout_gen, own)
+
+    def batch_order(self, gens: Sequence[torch.Generator]) -> torch.Tensor:
+        """``[rows, n_train]``: each row's permutation of its examples, drawn from its stream."""
+        n_train = self.state.train_idx.shape[1]
+        return torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+
+    def evaluate_ahead(self, own: RowData) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and correctness per (row, own example), from the forward pass of the next epoch's
+        full-batch step, which is kept in ``self.ahead`` for that step's backward.
+
+        The next order is peeked from copies of the rows' streams: the streams, and so the saved
+        loop state, stay as they are, and :meth:`train_epoch` draws the same order.
+        """
+        st, data = self.state, self.data
+        assert isinstance(self.fast, MLPStep)
+        peek = [
+            torch.Generator().set_state(st.order_gens[r].get_state()) for r in st.replica.tolist()
+        ]
+        order = self.batch_order(peek)
+        device = st.train_idx.device
+        fw = self.fast.forward(data.x, data.y, st.train_idx.gather(1, order.to(device)))
+        self.ahead = (order, fw)
+        # Back to the rows' own order (the evaluation's), then the output layer in that order:
+        # its rows' bits depend on their position (module docstring).
+        feats = fw.features
+        rows, n = order.shape
+        # Row r's own example k sits at batch position argsort(order)[r, k]; index_select on the
+        # flat rows (as MLPStep gathers its batch) copies faster than gather.
+        where = order.argsort(1) + torch.arange(rows).unsqueeze(1) * n
+        flat = feats.reshape(rows * n, -1).index_select(0, where.reshape(-1).to(device))
+        return _per_example(st.model, flat.view(feats.shape), own.y_train, head=True)
 
     def heldout_due(self, epoch: int) -> bool:
         """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th epoch and the
@@ -583,7 +659,10 @@ class Trainer:
             # examples are measured leave-one-out, as the loss trains them.
             model.refresh()  # type: ignore[operator]
             own_idx = st.train_idx
-        tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train, own=own_idx)
+        if self.reuse:
+            tr_losses, tr_correct = self.evaluate_ahead(own)
+        else:
+            tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train, own=own_idx)
         # The loss is -log p(given label) (memlab.engine.fastpath.cross_entropy).
         dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, torch.exp(-tr_losses))
         nan = torch.full((model.n_replicas,), math.nan, device=st.replica.device)
@@ -687,6 +766,7 @@ def train_stacked(
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
     use_fast_path: bool = True,
+    reuse_forward: bool = True,
     device: torch.device | str = "cpu",
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
@@ -700,6 +780,7 @@ def train_stacked(
     from a saved state of this very run; the caller removes the file once its outputs are written.
     ``use_fast_path=False`` forces the plain autograd step (the reference the fast path is tested
     against); otherwise :func:`memlab.engine.fastpath.fast_step` picks the step from the model.
+    ``reuse_forward=False``: see :class:`Trainer` (the same results, computed without the reuse).
     ``device`` (:mod:`memlab.engine.device`) holds the data, the model and the whole loop state; the
     batch order is drawn on the CPU either way (the same order on every device).
     """
@@ -721,8 +802,9 @@ def train_stacked(
         model, train_mask, val_mask if use_val else None, settings, seed=seed, replicas=replicas
     )
     trainer = Trainer(
-        state, data, settings, replicas=replicas, log=log, use_fast_path=use_fast_path
-    )
+        state, data, settings, replicas=replicas, log=log, use_fast_path=use_fast_path,
+        reuse_forward=reuse_forward,
+    )  # fmt: skip
     if resume is not None:
         trainer.resume_from(resume, run_id)
     return trainer.run()
