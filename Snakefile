@@ -1,30 +1,9 @@
-# memlab: when does a model memorize, and what does that cost it on new or perturbed data?
-# The study reads top to bottom: data -> train -> evaluate -> analyze -> figures -> report.
-from snakemake.utils import min_version
-
-min_version("9.0")
-
-
-# The default study, unless a config file is given (--configfile): Snakemake would deep-merge
-# the two and mix the default study's models and regimes into the one asked for.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
-
-
-report: "workflow/report/workflow.rst"
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/analyze.smk"
-include: "workflow/rules/removal.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
-    default_target: True
-    input:
-        final_outputs(),
+# memlab's entry point in its own checkout (`snakemake` here). The workflow itself is
+# workflow/Snakefile: the file that Snakemake's module system and `snakedeploy deploy-workflow`
+# load (github(..., path="workflow/Snakefile")), so it holds every rule, include and directive.
+#
+# Loaded as the entry Snakefile, the way the module system loads it: an `include:` would restore
+# this file's default target afterwards (none), and a bare `snakemake` would plan nothing
+# instead of the study's `rule all`. INTERNAL (Snakemake 9.27.1): Workflow.include's
+# overwrite_default_target, what `include:` compiles to with the flag set.
+workflow.include("workflow/Snakefile", overwrite_default_target=True)

@@ -3,6 +3,7 @@ core dependencies alone run the study, its report and DVC versioning."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,32 @@ def test_environment_and_pyproject_agree():
     assert conda == pip
 
 
+@pytest.mark.parametrize("source", ["-e {root}", "."])
+def test_the_conda_environment_installs_memlab_itself(source, tmp_path):
+    """environment.yml's pip section, as conda hands it to pip (a requirements file, pip run in
+    the env file's folder), with MEMLAB_SOURCE as common.smk sets it for a checkout, or as the
+    README's by-hand command does: pip finds memlab there."""
+    pytest.importorskip("setuptools")  # to build memlab's metadata without fetching anything
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    (pip,) = [dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict)]
+    assert pip == ["${MEMLAB_SOURCE}"]
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("\n".join(pip) + "\n")
+    offline = ("--dry-run", "--no-deps", "--no-index", "--no-build-isolation", "--quiet")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", *offline, "--report=-", "-r", str(requirements)],
+        cwd=ROOT,
+        env={**os.environ, "MEMLAB_SOURCE": source.format(root=ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert [i["metadata"]["name"] for i in report["install"]] == ["memlab"]
+    assert report["install"][0]["download_info"]["url"] == ROOT.as_uri()
+
+
 def test_torch_pin_admits_the_local_cpu_build():
     from packaging.specifiers import SpecifierSet
 
@@ -60,6 +87,7 @@ def test_core_holds_what_the_main_job_needs_and_dev_only_tools():
         "mypy",
         "import-linter",
         "selenium",
+        "snakedeploy",
     }
     assert set(extras["slurm"]) == {"snakemake-executor-plugin-slurm"}
 

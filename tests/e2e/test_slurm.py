@@ -190,15 +190,16 @@ def _slurm_states(jobids) -> dict[str, str]:
 
 
 def _squeezing_profile(dest: Path) -> Path:
-    """profiles/slurm with too little memory for the last group (a later --profile replaces the
-    whole set-resources list, so the list is copied and only those entries are changed)."""
+    """A profile giving the last group's rules too little memory (the rules carry what they were
+    measured to need; a later --profile replaces the whole set-resources list, so any site
+    overrides in profiles/slurm are kept and only those entries are changed)."""
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
-    resources = [
-        f"{r.split(':')[0]}:mem_mb={SQUEEZED_MB}"
-        if r.split(":")[0] in SQUEEZED_RULES and ":mem_mb=" in r
-        else r
-        for r in profile["set-resources"]
+    kept = [
+        r
+        for r in profile.get("set-resources") or []
+        if not (r.split(":")[0] in SQUEEZED_RULES and ":mem_mb=" in r)
     ]
+    resources = kept + [f"{rule}:mem_mb={SQUEEZED_MB}" for rule in SQUEEZED_RULES]
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump({"set-resources": resources}))
     return dest

@@ -3,6 +3,7 @@
 # jobs it touches (Snakemake's params rerun trigger).
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -25,11 +26,60 @@ def memlab_file(rel):
     return Path(workflow.source_path(f"../../{rel}"))
 
 
-# Rule scripts import the library from this checkout (also inside conda envs and cluster jobs);
-# a module from a git host has no checkout: there memlab must be installed (pip install).
+# The rules' conda environment. Snakemake resolves `conda:` and `script:` paths from the file
+# that defines the rule (workflow/rules/*.smk), in a checkout and from a git host alike, so they
+# are relative to workflow/rules, never local paths (a git host has none). Each `script:` stays
+# a literal "../../scripts/<name>.py": Snakemake records a script rule's code as the text of its
+# `script:` directive (rerun trigger `code`), so a helper call there would rerun every job of
+# every finished study once; the environment is recorded by its content, not its spelling.
+CONDA_ENV = "../../environment.yml"
+
+# Resources: each rule asks for what it was measured to need (mem_mb; runtime in minutes), so a
+# cluster profile only adds its site's settings. Measured on the default study
+# (config/config.yaml; results/benchmarks/**.tsv: the script's peak RSS, the slowest job), one
+# thread each. On a cluster each script runs under its own Snakemake process, which the
+# scheduler counts too (SLURM job steps peaked at the script's RSS + ~230 MB, measured with
+# sstat on the smoke study): mem_mb = script peak + 250 MB + ~50% headroom; runtime ~4x the
+# slowest job, at least 2 minutes. Bigger data or wider models need more: run a sample of the
+# study, read results/benchmarks/ and raise them in the profile (profiles/slurm: set-resources).
+# Locally they only matter under --resources. example_data and the removal experiment's rules
+# are not measured: they keep generous allowances.
+
+
+# Rule scripts import the library from this checkout (also inside conda envs and cluster jobs):
+# the params hash the checkout's modules (library_code), so the jobs must run exactly those, not
+# a memlab installed elsewhere (a non-editable `pip install .`, another checkout's editable one,
+# a conda env made for another checkout under a shared --conda-prefix). A module from a git host
+# has no checkout and adds nothing: there the jobs import memlab as installed (its conda env
+# installs it, see MEMLAB_SOURCE).
 _SRC = str(MEMLAB_DIR / "src") if MEMLAB_DIR is not None else None
 if _SRC is not None:
     sys.path.insert(0, _SRC)
+
+
+def _memlab_source(here):
+    """What pip installs memlab from into the conda environment (environment.yml's pip
+    section): this checkout, editable, or for a module from a git host the same repository at
+    the same ref. None where Snakemake read memlab from anywhere else."""
+    if MEMLAB_DIR is not None:
+        return f"-e {shlex.quote(str(MEMLAB_DIR))}"
+    # INTERNAL (Snakemake 9.27.1): the source files of github(...)/gitlab(...) name their host,
+    # repository and ref; those of gitfile(...) their local repository and ref.
+    ref = getattr(here, "ref", None)
+    if getattr(here, "host", None) and getattr(here, "repo", None):
+        return f"git+https://{here.host}/{here.repo}@{ref}"
+    if getattr(here, "repo_path", None):
+        return f"git+file://{os.path.abspath(here.repo_path)}@{ref}"
+    return None
+
+
+# Read by pip when Snakemake creates the conda env (--software-deployment-method conda): a
+# relative path in the env file would resolve against Snakemake's copy of it under
+# .snakemake/conda/, and a git host gives no path at all. A value set by hand wins.
+_MEMLAB_SOURCE = _memlab_source(_HERE)
+if _MEMLAB_SOURCE:
+    os.environ.setdefault("MEMLAB_SOURCE", _MEMLAB_SOURCE)
+
 # (Set, not required: hence no envvars directive.) One OpenMP thread per job: jobs run side
 # by side, and two threads per job on a busy 2-core machine were 16-57x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -15,7 +15,7 @@ rule example_data:
     wildcard_constraints:
         example="|".join(MISSING_EXAMPLES) or "(?!)",  # (?!) matches nothing
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
@@ -28,17 +28,17 @@ rule prepare:
     input:
         dataset_files,
     output:
-        "results/data/{dataset}/split.npz",
+        split="results/data/{dataset}/split.npz",
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare/{dataset}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=900,  # script peak 370 MB
+        runtime=2,  # slowest job 3 s
     params:
         code=library_code("prepare.py"),
         dataset=dataset_spec,
@@ -50,19 +50,19 @@ rule prepare:
 
 rule label_noise:
     input:
-        "results/data/{dataset}/split.npz",
+        rules.prepare.output.split,
     output:
-        "results/data/{dataset}/labels-noise{noise}.npz",
+        labels="results/data/{dataset}/labels-noise{noise}.npz",
     log:
         "results/logs/label_noise/{dataset}-noise{noise}.log",
     benchmark:
         "results/benchmarks/label_noise/{dataset}-noise{noise}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=800,  # script peak 290 MB
+        runtime=2,  # slowest job 2 s
     params:
         code=library_code("label_noise.py"),
         noise=lambda wc: float(wc.noise),
@@ -73,19 +73,19 @@ rule label_noise:
 
 rule subsample:
     input:
-        "results/data/{dataset}/split.npz",
+        rules.prepare.output.split,
     output:
-        "results/data/{dataset}/subsets-n{size}/block{block}.npz",
+        subsets="results/data/{dataset}/subsets-n{size}/block{block}.npz",
     log:
         "results/logs/subsample/{dataset}-n{size}-block{block}.log",
     benchmark:
         "results/benchmarks/subsample/{dataset}-n{size}-block{block}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=800,  # script peak 290 MB
+        runtime=2,  # slowest job 2 s
     params:
         code=library_code("subsample.py"),
         size=subset_size,
@@ -97,19 +97,19 @@ rule subsample:
 
 rule perturb:
     input:
-        "results/data/{dataset}/split.npz",
+        rules.prepare.output.split,
     output:
-        "results/data/{dataset}/perturbed.npz",
+        perturbed="results/data/{dataset}/perturbed.npz",
     log:
         "results/logs/perturb/{dataset}.log",
     benchmark:
         "results/benchmarks/perturb/{dataset}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=900,  # script peak 315 MB
+        runtime=2,  # slowest job 2 s
     params:
         code=library_code("perturb.py"),
         perturbations=perturb_settings(),

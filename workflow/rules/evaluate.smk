@@ -4,10 +4,10 @@
 
 rule evaluate:
     input:
-        checkpoint=f"{RUNS_DIR}/{BLOCK}/checkpoint.pt",
-        split="results/data/{dataset}/split.npz",
-        labels="results/data/{dataset}/labels-noise{noise}.npz",
-        perturbed="results/data/{dataset}/perturbed.npz",
+        checkpoint=rules.train.output.checkpoint,
+        split=rules.prepare.output.split,
+        labels=rules.label_noise.output.labels,
+        perturbed=rules.perturb.output.perturbed,
     output:
         evaluation=f"{RUNS_DIR}/{BLOCK}/evaluation.npz",
         metrics=f"{RUNS_DIR}/{BLOCK}/metrics.parquet",
@@ -18,10 +18,10 @@ rule evaluate:
     group:
         block_group
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,  # script peak 370 MB; runtime: from the block's measured cost
         runtime=lambda wc: block_minutes(wc, local=30),
     params:
         code=library_code("evaluate.py"),

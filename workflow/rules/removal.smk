@@ -8,13 +8,13 @@ rule removal_choice:
     input:
         evaluations=first_stage_evaluations,
     output:
-        f"{REMOVAL_DIR}/{RUN}/choice.npz",
+        choice=f"{REMOVAL_DIR}/{RUN}/choice.npz",
     log:
         f"results/logs/removal_choice/{RUN}.log",
     benchmark:
         f"results/benchmarks/removal_choice/{RUN}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,15 +29,15 @@ rule removal_choice:
 
 rule removal_subsample:
     input:
-        choice=f"{REMOVAL_DIR}/{RUN}/choice.npz",
+        choice=rules.removal_choice.output.choice,
     output:
-        f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/subsets.npz",
+        subsets=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/subsets.npz",
     log:
         f"results/logs/removal_subsample/{REMOVAL_BLOCK}.log",
     benchmark:
         f"results/benchmarks/removal_subsample/{REMOVAL_BLOCK}.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=500,
@@ -54,9 +54,9 @@ rule removal_subsample:
 
 use rule train as removal_train with:
     input:
-        split="results/data/{dataset}/split.npz",
-        labels="results/data/{dataset}/labels-noise{noise}.npz",
-        subsets=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/subsets.npz",
+        split=rules.prepare.output.split,
+        labels=rules.label_noise.output.labels,
+        subsets=rules.removal_subsample.output.subsets,
     output:
         checkpoint=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/checkpoint.pt",
         history=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/history.parquet",
@@ -80,10 +80,10 @@ use rule train as removal_train with:
 
 use rule evaluate as removal_evaluate with:
     input:
-        checkpoint=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/checkpoint.pt",
-        split="results/data/{dataset}/split.npz",
-        labels="results/data/{dataset}/labels-noise{noise}.npz",
-        perturbed="results/data/{dataset}/perturbed.npz",
+        checkpoint=rules.removal_train.output.checkpoint,
+        split=rules.prepare.output.split,
+        labels=rules.label_noise.output.labels,
+        perturbed=rules.perturb.output.perturbed,
     output:
         evaluation=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/evaluation.npz",
         metrics=f"{REMOVAL_DIR}/{REMOVAL_BLOCK}/metrics.parquet",
@@ -101,7 +101,10 @@ use rule evaluate as removal_evaluate with:
 rule removal_analyze:
     input:
         evaluations=removal_files("evaluation.npz"),
-        choices=[f"{REMOVAL_DIR}/{run.path}/choice.npz" for run in STUDY.first_stages],
+        choices=[
+            rules.removal_choice.output.choice.format(**run.wildcards())
+            for run in STUDY.first_stages
+        ],
     output:
         **table_outputs("removal_analyze"),
     log:
@@ -109,7 +112,7 @@ rule removal_analyze:
     benchmark:
         "results/benchmarks/removal_analyze.tsv"
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,

@@ -5,9 +5,9 @@
 
 rule train:
     input:
-        split="results/data/{dataset}/split.npz",
-        labels="results/data/{dataset}/labels-noise{noise}.npz",
-        subsets="results/data/{dataset}/subsets-n{size}/block{block}.npz",
+        split=rules.prepare.output.split,
+        labels=rules.label_noise.output.labels,
+        subsets=rules.subsample.output.subsets,
     output:
         checkpoint=f"{RUNS_DIR}/{BLOCK}/checkpoint.pt",
         history=f"{RUNS_DIR}/{BLOCK}/history.parquet",
@@ -18,10 +18,10 @@ rule train:
     group:
         block_group
     conda:
-        "../../environment.yml"
+        CONDA_ENV
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=1000,  # script peak 390 MB; runtime: from the block's measured cost
         runtime=lambda wc: block_minutes(wc, local=60),
     params:
         code=library_code("train.py"),
