@@ -60,7 +60,7 @@ from conftest import (  # noqa: E402
     train_regime,
 )
 
-from memlab.data.datasets import datasets as data  # noqa: E402
+from memlab.data import datasets as data  # noqa: E402
 from memlab.engine import runs  # noqa: E402
 from memlab.io import atomic_path  # noqa: E402
 from memlab.plan.kinds import MLP  # noqa: E402

@@ -229,7 +229,9 @@ def test_library_edits_rerun_exactly_the_rules_that_run_them(smoke_run, tmp_path
     work = _finished_copy(smoke_run, tmp_path / "work")
     args = ("--configfile", "config/smoke.yaml")
     lib = work / "src" / "memlab"
-    perturb, figures, train = (lib / f"{m}.py" for m in ("perturb", "figures", "train"))
+    perturb, figures, train = (
+        lib / f"{m}.py" for m in ("data/perturb", "reporting/figures", "engine/train")
+    )
     perturb.write_text(perturb.read_text() + "\n# a comment-only edit of a module\n")
     assert planned_jobs(work, *args) == []
     original = figures.read_text()
