@@ -28,4 +28,4 @@ rule analyze:
         influence=config["analysis"]["influence"],
         corruption_baselines=canonical(CORRUPTION_BASELINES),
     script:
-        "../../scripts/analyze.py"
+        rule_script("analyze")

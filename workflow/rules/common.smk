@@ -26,13 +26,19 @@ def memlab_file(rel):
     return Path(workflow.source_path(f"../../{rel}"))
 
 
-# The rules' conda environment. Snakemake resolves `conda:` and `script:` paths from the file
-# that defines the rule (workflow/rules/*.smk), in a checkout and from a git host alike, so they
-# are relative to workflow/rules, never local paths (a git host has none). Each `script:` stays
-# a literal "../../scripts/<name>.py": Snakemake records a script rule's code as the text of its
-# `script:` directive (rerun trigger `code`), so a helper call there would rerun every job of
-# every finished study once; the environment is recorded by its content, not its spelling.
+# The rules' conda environment and scripts. Snakemake resolves `conda:` and `script:` paths from
+# the file that defines the rule (workflow/rules/*.smk), in a checkout and from a git host alike,
+# so they are relative to workflow/rules, never local paths (a git host has none). Snakemake
+# records a script rule's code as the text of its `script:` directive (rerun trigger `code`):
+# changing how it is spelled (this helper replaced literal paths) reruns every job once, as any
+# library edit does; the environment is recorded by its content, not its spelling.
 CONDA_ENV = "../../environment.yml"
+
+
+def rule_script(name):
+    """scripts/<name>.py, the script of rule <name> (and of its removal twin)."""
+    return f"../../scripts/{name}.py"
+
 
 # Resources: each rule asks for what it was measured to need (mem_mb; runtime in minutes), so a
 # cluster profile only adds its site's settings. Measured on the default study

@@ -21,7 +21,7 @@ rule example_data:
         mem_mb=500,
         runtime=5,
     script:
-        "../../scripts/example_data.py"
+        rule_script("example_data")
 
 
 rule prepare:
@@ -45,7 +45,7 @@ rule prepare:
         test_fraction=lambda wc: STUDY.datasets[wc.dataset].test_fraction,
         seed=config["seed"],
     script:
-        "../../scripts/prepare.py"
+        rule_script("prepare")
 
 
 rule label_noise:
@@ -68,7 +68,7 @@ rule label_noise:
         noise=lambda wc: float(wc.noise),
         seed=config["seed"],
     script:
-        "../../scripts/label_noise.py"
+        rule_script("label_noise")
 
 
 rule subsample:
@@ -92,7 +92,7 @@ rule subsample:
         replicas=block_replicas,
         seed=config["seed"],
     script:
-        "../../scripts/subsample.py"
+        rule_script("subsample")
 
 
 rule perturb:
@@ -116,4 +116,4 @@ rule perturb:
         seed=config["seed"],
         recall=lambda wc: bool(STUDY.datasets[wc.dataset].spec.get("recall")),
     script:
-        "../../scripts/perturb.py"
+        rule_script("perturb")

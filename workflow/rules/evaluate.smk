@@ -27,4 +27,4 @@ rule evaluate:
         code=library_code("evaluate.py"),
         run=run_columns,
     script:
-        "../../scripts/evaluate.py"
+        rule_script("evaluate")

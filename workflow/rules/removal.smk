@@ -24,7 +24,7 @@ rule removal_choice:
         run=run_columns,
         influence=pair_thresholds(),
     script:
-        "../../scripts/removal_choice.py"
+        rule_script("removal_choice")
 
 
 rule removal_subsample:
@@ -49,7 +49,7 @@ rule removal_subsample:
         replicas=removal_block_replicas,
         seed=config["seed"],
     script:
-        "../../scripts/removal_subsample.py"
+        rule_script("removal_subsample")
 
 
 use rule train as removal_train with:
@@ -121,4 +121,4 @@ rule removal_analyze:
         code=library_code("removal_analyze.py"),
         removals=removal_specs(),
     script:
-        "../../scripts/removal_analyze.py"
+        rule_script("removal_analyze")

@@ -32,7 +32,7 @@ rule figures:
         randomizations=randomizations(),
         perturbations=perturb_settings(),
     script:
-        "../../scripts/figures.py"
+        rule_script("figures")
 
 
 # The findings page shows each answer beside the figure that supports it (inline PNG), so it
@@ -63,4 +63,4 @@ rule summarize:
         randomizations=randomizations(),
         study=study_config(),
     script:
-        "../../scripts/summarize.py"
+        rule_script("summarize")

@@ -31,4 +31,4 @@ rule train:
         replicas=block_replicas,
         run=run_columns,
     script:
-        "../../scripts/train.py"
+        rule_script("train")
