@@ -18,7 +18,7 @@ with rule_job(snakemake) as log:
     # Exact recall (a dataset with `recall`): the pool's perturbed copies.
     pool = dict(zip(keys, pert["x_pool"], strict=True)) if "x_pool" in pert else None
     arrays, metrics = evaluate_run(
-        load_checkpoint(sm.input.checkpoint), split, labels, perturbed, pool
+        load_checkpoint(sm.input.checkpoint), split, labels, perturbed, pool, sm.params.estimators
     )
     # As columns through pyarrow: the job never imports pandas (memlab.columnar).
     metrics = with_run_columns(metrics, sm.params.run)

@@ -14,11 +14,13 @@ from memlab.engine.train import init_seeds
 
 
 def _accumulate(correct: np.ndarray, p: np.ndarray, index: np.ndarray, n_pool: int) -> dict:
-    """Feed a trace [epochs, rows, m] of one stack (row k = replica k) into the accumulators."""
+    """Feed a trace [epochs, rows, m] of one stack (row k = replica k) into the accumulators
+    (``p``: the probability of the given label; the engine passes its loss ``-log p``)."""
     acc = dynamics.start(correct.shape[1], n_pool)
     rows = torch.arange(correct.shape[1])
     for c, q in zip(correct, p, strict=True):
-        dynamics.update(acc, rows, torch.from_numpy(index), torch.from_numpy(c), torch.tensor(q))
+        loss = -torch.log(torch.tensor(q, dtype=torch.float32))
+        dynamics.update(acc, rows, torch.from_numpy(index), torch.from_numpy(c), loss)
     return dynamics.finish(acc)
 
 
@@ -51,6 +53,35 @@ def test_cartography_on_a_hand_made_probability_trace():
     np.testing.assert_allclose(dynamics.correctness(got)[0], [0.5, 1.0])
 
 
+def test_cumulative_and_final_loss_on_a_hand_made_loss_trace():
+    # CSL is the sum of the recorded per-epoch losses; the final loss is the last one.
+    p = np.array([[0.2, 0.9], [0.5, 0.6], [0.7, 0.95]])[:, None, :]  # [3 epochs, 1, 2]
+    got = _accumulate(p > 0.5, p, np.arange(2)[None], 3)
+    losses = -np.log(p.astype(np.float32)).astype(np.float64)[:, 0, :]
+    np.testing.assert_allclose(dynamics.cumulative_loss(got)[0, :2], losses.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(got["dyn_final_loss"][0, :2], losses[-1], rtol=1e-6)
+    assert np.isnan(dynamics.cumulative_loss(got)[0, 2]) and np.isnan(got["dyn_final_loss"][0, 2])
+
+
+def test_learning_time_is_the_start_of_the_last_run_of_correct_evaluations():
+    trace = np.array(
+        [
+            [1, 1, 1, 1, 1],  # correct from the first evaluation: 0
+            [0, 0, 1, 1, 1],  # learned for good at evaluation 2
+            [1, 0, 1, 0, 1],  # learned, forgotten, relearned: the last run starts at 4
+            [0, 0, 0, 0, 0],  # never learned: NEVER
+            [1, 1, 1, 1, 0],  # forgotten at the end: never learned for good
+        ],
+        bool,
+    ).T[:, None, :]
+    got = _accumulate(trace, np.where(trace, 0.9, 0.1), np.arange(5)[None], 6)
+    never = dynamics.NEVER
+    np.testing.assert_array_equal(got["dyn_learning_time"][0], [0, 2, 4, never, never, never])
+    # As an estimator "never" ranks after every learning time: one past the last evaluation.
+    np.testing.assert_array_equal(dynamics.learning_time(got)[0, :5], [0, 2, 4, 5, 5])
+    assert np.isnan(dynamics.learning_time(got)[0, 5])
+
+
 def test_examples_a_replica_did_not_train_on_stay_undefined():
     # Two replicas over a pool of 5, each training on its own 2 examples.
     index = np.array([[0, 3], [1, 3]])
@@ -68,9 +99,9 @@ def test_engine_accumulates_the_trace_it_evaluated(digits_split, monkeypatch):
     seen = []
     original = dynamics.update
 
-    def spy(acc, replica, index, correct, p_label):
-        seen.append((replica.clone(), index.clone(), correct.clone(), p_label.clone()))
-        original(acc, replica, index, correct, p_label)
+    def spy(acc, replica, index, correct, loss):
+        seen.append((replica.clone(), index.clone(), correct.clone(), loss.clone()))
+        original(acc, replica, index, correct, loss)
 
     monkeypatch.setattr(dynamics, "update", spy)
     r, n = 3, len(digits_split.y_pool)
@@ -90,9 +121,17 @@ def test_engine_accumulates_the_trace_it_evaluated(digits_split, monkeypatch):
         assert (d["dyn_epochs"][rep][~mask[rep]] == 0).all()
         for j, seq in traces[rep].items():
             c = np.array([s[0] for s in seq])
-            q = np.array([s[1] for s in seq])
+            loss = np.array([s[1] for s in seq], np.float32)
+            q = np.exp(-loss)
             assert d["dyn_epochs"][rep, j] == len(seq) == res.stop_epoch[rep]
             assert d["dyn_forgotten"][rep, j] == int((c[:-1] & ~c[1:]).sum())
             assert d["dyn_correct"][rep, j] == c.sum()
             np.testing.assert_allclose(d["dyn_confidence"][rep, j], q.mean(), rtol=1e-5)
             np.testing.assert_allclose(d["dyn_variability"][rep, j], q.std(), atol=1e-6)
+            np.testing.assert_allclose(d["dyn_loss_sum"][rep, j], loss.sum(dtype=np.float64))
+            assert d["dyn_final_loss"][rep, j] == loss[-1]
+            wrong = np.flatnonzero(~c)
+            expected = 0 if not len(wrong) else wrong[-1] + 1
+            if expected == len(c):
+                expected = dynamics.NEVER
+            assert d["dyn_learning_time"][rep, j] == expected

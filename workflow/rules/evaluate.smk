@@ -26,5 +26,6 @@ rule evaluate:
     params:
         code=library_code("evaluate.py"),
         run=run_columns,
+        estimators=config["estimators"],
     script:
         rule_script("evaluate")

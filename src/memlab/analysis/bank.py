@@ -42,6 +42,8 @@ PER_REPLICA = (
     "stop_reason",
     "loss_drop",
     *DYNAMICS_ARRAYS,
+    "pool_sensitivity",  # memlab.engine.input_gradients
+    "pool_curvature",
 )
 # Sums over a block's replicas (out-of-sample probabilities): the bank's is the sum of the blocks'.
 SUMMED = ("pool_out_proba_sum", "pool_out_count")

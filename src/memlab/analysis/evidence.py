@@ -13,9 +13,11 @@ Per run and pool example (``evidence.parquet``, columns in ``EVIDENCE_COLUMNS``,
   replica that trained on it scores above every one that did not, 0.5 when the attack cannot
   tell (the per-example view of the attacks in ``membership.csv``);
 - mean loss over the replicas that trained on the example and over those that did not;
-- forgetting events, cartography confidence, variability and correctness
-(``memlab.engine.dynamics``),
-  each the mean over the replicas that trained on the example;
+- forgetting events, cartography confidence, variability and correctness, and the cheap
+  memorization estimators cumulative sample loss, final loss and learning time
+  (``memlab.engine.dynamics``), loss sensitivity and curvature
+  (``memlab.engine.input_gradients``), each the mean over the replicas that trained on the
+  example (scored against the Feldman–Zhang scores in ``memlab.analysis.estimators``);
 - confident learning (Northcutt et al. 2021, the ``cleanlab`` package): the label-quality score
   ``cleanlab.rank.get_label_quality_scores`` (self-confidence) and the issue flag
   ``cleanlab.filter.find_label_issues`` (prune by noise rate), both computed from out-of-sample
@@ -62,6 +64,11 @@ EVIDENCE_COLUMNS = [
     "confidence",
     "variability",
     "correctness",
+    "cumulative_loss",
+    "final_loss",
+    "learning_time",
+    "loss_sensitivity",
+    "curvature",
     "label_quality",
     "label_issue",
     "knn_disagreement",
@@ -86,6 +93,11 @@ DETECTORS: dict[str, tuple[str, float]] = {
     "forgetting_events": ("forgetting_events", 1.0),
     "cartography_confidence": ("confidence", -1.0),
     "cartography_correctness": ("correctness", -1.0),
+    "cumulative_loss": ("cumulative_loss", 1.0),
+    "final_loss": ("final_loss", 1.0),
+    "learning_time": ("learning_time", 1.0),
+    "loss_sensitivity": ("loss_sensitivity", 1.0),
+    "curvature": ("curvature", 1.0),
     "cleanlab_label_quality": ("label_quality", -1.0),
     "cleanlab_label_issue": ("label_issue", 1.0),
     "knn_disagreement": ("knn_disagreement", 1.0),
@@ -134,20 +146,38 @@ def confident_learning(labels: np.ndarray, proba: np.ndarray) -> tuple[np.ndarra
     return quality, issue
 
 
+DYNAMICS_COLUMNS = ("forgetting_events", "confidence", "variability", "correctness",
+                    "cumulative_loss", "final_loss", "learning_time")  # fmt: skip
+
+
 def _training_dynamics(a: Mapping[str, np.ndarray], members: np.ndarray) -> dict[str, np.ndarray]:
-    """Forgetting and cartography means over the replicas that trained on each example (NaN
-    where the run has no history: k-NN, closed-form solves)."""
+    """Forgetting, cartography and the cheap estimators' means over the replicas that trained on
+    each example (NaN where the run has no history: k-NN, closed-form solves)."""
     n = members.shape[1]
     if "dyn_epochs" not in a:
-        return dict.fromkeys(("forgetting_events", "confidence", "variability", "correctness"),
-                             np.full(n, np.nan))  # fmt: skip
+        return dict.fromkeys(DYNAMICS_COLUMNS, np.full(n, np.nan))
     seen = np.asarray(a["dyn_epochs"]) > 0
     return {
         "forgetting_events": _masked_mean(dynamics.forgetting_events(a), seen),
         "confidence": _masked_mean(a["dyn_confidence"], seen),
         "variability": _masked_mean(a["dyn_variability"], seen),
         "correctness": _masked_mean(dynamics.correctness(a), seen),
+        "cumulative_loss": _masked_mean(dynamics.cumulative_loss(a), seen),
+        "final_loss": _masked_mean(a["dyn_final_loss"], seen),
+        "learning_time": _masked_mean(dynamics.learning_time(a), seen),
     }
+
+
+def _input_gradients(a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Loss sensitivity and curvature (memlab.engine.input_gradients), means over the replicas
+    that trained on each example; NaN where not computed."""
+    trained = np.asarray(a["train_mask"], bool)
+    nan = np.full(trained.shape[1], np.nan)
+    return {
+        column: _masked_mean(a[name], trained) if name in a else nan
+        for column, name in (("loss_sensitivity", "pool_sensitivity"),
+                             ("curvature", "pool_curvature"))
+    }  # fmt: skip
 
 
 def run_evidence(
@@ -194,6 +224,7 @@ def run_evidence(
     out["loss_in"] = _masked_mean(a["pool_loss"], members)
     out["loss_out"] = _masked_mean(a["pool_loss"], ~members)
     out |= _training_dynamics(a, members)
+    out |= _input_gradients(a)
     proba = out_of_sample_proba(a) if "pool_out_count" in a else None
     if proba is not None:
         out["label_quality"], issue = confident_learning(out["label"], proba)
@@ -228,6 +259,11 @@ def _why_undefined(method: str, column: np.ndarray, flips: int, n: int) -> str |
             "forgetting_events": "no training history (the model does not train by epochs)",
             "cartography_confidence": "no training history (the model does not train by epochs)",
             "cartography_correctness": "no training history (the model does not train by epochs)",
+            "cumulative_loss": "no training history (the model does not train by epochs)",
+            "final_loss": "no training history (the model does not train by epochs)",
+            "learning_time": "no training history (the model does not train by epochs)",
+            "loss_sensitivity": "no input gradients (estimators.input_gradients, or no network)",
+            "curvature": "not computed (estimators.curvature_probes is 0, or no network)",
             "cleanlab_label_quality": "an example has no out-of-sample replica",
             "cleanlab_label_issue": "an example has no out-of-sample replica",
             "knn_disagreement": "label agreement not computed",

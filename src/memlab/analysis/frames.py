@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from memlab.analysis import bank, corruption_error, evidence, influence
+from memlab.analysis import bank, corruption_error, estimators, evidence, influence
 from memlab.analysis import metrics as analysis
 from memlab.analysis.neighbours import PoolAgreement
 from memlab.data.datasets import split_reader
@@ -110,6 +110,16 @@ class Analysis:
     def robustness(self) -> pd.DataFrame:
         return analysis.robustness(self.metrics)
 
+    def estimators(self) -> pd.DataFrame:
+        """Cheap estimators against the Feldman–Zhang scores (memlab.analysis.estimators)."""
+        return estimators.estimator_tables(
+            self.evaluations(),
+            self.memorization[0],
+            self.evidence[0],
+            self.gates,
+            derive_seed(self.seed, "estimators"),
+        )
+
     def corruption_error(self) -> pd.DataFrame:
         for dataset, b in self.corruption_baselines.items():
             against = b["reason"] or f"against {b['model']} / {b['regime']}"
@@ -141,6 +151,7 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "membership_slices": lambda a: a.membership[2],
     "evidence": lambda a: analysis.with_subpopulations(a.evidence[0], a.split_of, "index"),
     "detectors": lambda a: a.evidence[1],
+    "estimators": Analysis.estimators,
     "corruption_error": Analysis.corruption_error,
     "few_shot": lambda a: analysis.few_shot(a.metrics),
     "recall": lambda a: analysis.recall(a.metrics),

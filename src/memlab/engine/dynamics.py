@@ -39,7 +39,11 @@ ARRAYS = (
     "dyn_learned",
     "dyn_confidence",
     "dyn_variability",
+    "dyn_loss_sum",
+    "dyn_final_loss",
+    "dyn_learning_time",
 )
+NEVER = -1  # dyn_learning_time of an example not classified correctly at the last evaluation
 
 
 def start(
@@ -59,6 +63,11 @@ def start(
         "last": zeros(torch.bool),  # correct at the last evaluation
         "p_sum": zeros(torch.float64),  # sum of p(given label)
         "p_sq": zeros(torch.float64),  # sum of its squares
+        "loss_sum": zeros(torch.float64),  # sum of the loss (CSL)
+        "loss_last": zeros(torch.float32),  # the last evaluation's loss
+        # The evaluation (from 0) that began the current run of correct ones; NEVER after a
+        # wrong one.
+        "streak": torch.full((replicas, n_pool), NEVER, dtype=torch.int32, device=device),
     }
 
 
@@ -67,18 +76,23 @@ def update(
     replica: torch.Tensor,
     index: torch.Tensor,
     correct: torch.Tensor,
-    p_label: torch.Tensor,
+    loss: torch.Tensor,
 ) -> None:
-    """Add one evaluation: row ``k`` of ``index`` / ``correct`` / ``p_label`` ([rows, m]) holds
-    replica ``replica[k]``'s pool indices, correctness and probability of the given label."""
+    """Add one evaluation: row ``k`` of ``index`` / ``correct`` / ``loss`` ([rows, m]) holds
+    replica ``replica[k]``'s pool indices, correctness and loss ``-log p(given label)``."""
     at = (replica[:, None].expand_as(index), index)
+    # A run of correct evaluations goes on, or starts now (at the evaluation's index).
+    started = acc["streak"][at].where(acc["last"][at], acc["epochs"][at])
+    acc["streak"][at] = started.where(correct, NEVER)
     acc["forgotten"][at] += (acc["last"][at] & ~correct).int()
     acc["last"][at] = correct
     acc["epochs"][at] += 1
     acc["correct"][at] += correct.int()
-    p = p_label.double()
+    p = (-loss).exp().double()  # as before CSL: the same confidence bits
     acc["p_sum"][at] += p
     acc["p_sq"][at] += p * p
+    acc["loss_sum"][at] += loss.double()
+    acc["loss_last"][at] = loss.float()
 
 
 def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -86,9 +100,12 @@ def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     replica did not train on the example), ``dyn_correct`` (evaluations correct),
     ``dyn_forgotten`` (forgetting events, never-learned not yet counted: see
     :func:`forgetting_events`), ``dyn_learned`` (ever correct), ``dyn_confidence`` and
-    ``dyn_variability`` (mean and population std of p(given label); NaN where not seen)."""
+    ``dyn_variability`` (mean and population std of p(given label); NaN where not seen),
+    ``dyn_loss_sum`` (CSL), ``dyn_final_loss`` (NaN where not seen) and ``dyn_learning_time``
+    (:data:`NEVER` where never learned for good, and where not seen)."""
     acc = {k: v.cpu() for k, v in acc.items()}  # the training's device may be a GPU
     n = acc["epochs"].double()
+    seen = acc["epochs"].numpy() > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = (acc["p_sum"] / n).numpy()
         var = np.maximum((acc["p_sq"] / n).numpy() - mean**2, 0.0)
@@ -99,6 +116,9 @@ def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         "dyn_learned": (acc["correct"] > 0).numpy(),
         "dyn_confidence": mean.astype(np.float32),
         "dyn_variability": np.sqrt(var).astype(np.float32),
+        "dyn_loss_sum": acc["loss_sum"].numpy().copy(),
+        "dyn_final_loss": np.where(seen, acc["loss_last"].numpy(), np.float32(np.nan)),
+        "dyn_learning_time": acc["streak"].numpy().copy(),
     }
 
 
@@ -115,3 +135,17 @@ def correctness(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     epochs = arrays["dyn_epochs"]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(epochs > 0, arrays["dyn_correct"] / epochs, np.nan)
+
+
+def cumulative_loss(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[R, n] float: CSL, the sum of the example's losses over the evaluations; NaN where the
+    replica did not train on the example."""
+    return np.where(arrays["dyn_epochs"] > 0, arrays["dyn_loss_sum"], np.nan)
+
+
+def learning_time(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """[R, n] float: the learning time, with a never-learned example counted as learned one
+    evaluation after the last (so that it ranks last, as "never" should); NaN where not seen."""
+    epochs = arrays["dyn_epochs"]
+    t = arrays["dyn_learning_time"]
+    return np.where(epochs > 0, np.where(t == NEVER, epochs, t), np.nan).astype(np.float64)

@@ -23,7 +23,7 @@ import torch
 from memlab.io import atomic_path
 
 # Bumped whenever the saved structure changes: files of another version are ignored, not misread.
-FORMAT = "memlab-train-state/3"
+FORMAT = "memlab-train-state/4"
 
 
 @dataclass(frozen=True)

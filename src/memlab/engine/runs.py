@@ -15,6 +15,7 @@ import torch
 from memlab import columnar
 from memlab.columnar import Columns
 from memlab.data.datasets import Split
+from memlab.engine import input_gradients
 from memlab.engine.builders import build, predictor
 from memlab.engine.dynamics import ARRAYS as DYNAMICS_ARRAYS
 from memlab.engine.evaluate import LogProba, evaluate_replicas, network_log_proba
@@ -33,6 +34,7 @@ from memlab.engine.train import (
 from memlab.io import MemlabInputError
 from memlab.plan.kinds import Variant, variant_from_spec
 from memlab.plan.study import Regime, undertrained
+from memlab.seeds import derive_seed
 
 
 def _build(
@@ -249,20 +251,12 @@ def checkpoint_replicas(checkpoint: Mapping[str, Any]) -> np.ndarray:
     return np.asarray(checkpoint["arrays"]["replica"], np.int64)
 
 
-def model_log_proba(
-    checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray, *, memory: bool = True
-) -> LogProba:
-    """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``.
-
-    A memory network remembers each replica's training examples with the labels it trained on
-    (``y_pool``); ``memory=False`` switches its memory off (its head alone).
-    """
+def load_network(checkpoint: Mapping[str, Any], split: Split) -> StackedModel:
+    """The stacked network of a run that trains, rebuilt from its checkpoint (eval mode)."""
     settings = checkpoint["settings"]
     variant = variant_from_spec(settings["model"])
-    members = checkpoint["arrays"]["train_mask"]
     regime = checkpoint_regime(checkpoint)
-    if regime is None:
-        return predictor(variant, split, y_pool, members)
+    assert regime is not None, "only a model that trains has a network"
     replicas = checkpoint_replicas(checkpoint).tolist()
     model = _build(variant, split, regime, int(settings["seed"]), replicas)
     try:
@@ -273,6 +267,23 @@ def model_log_proba(
             "with ./run.sh study --forcerun CHECKPOINT (this job's input checkpoint.pt, named in "
             "its log; add your usual --configfile)."
         ) from None
+    model.eval()
+    return model
+
+
+def model_log_proba(
+    checkpoint: Mapping[str, Any], split: Split, y_pool: np.ndarray, *, memory: bool = True
+) -> LogProba:
+    """Rebuild a run's model from its checkpoint as a function ``x -> log p [R, n, C]``.
+
+    A memory network remembers each replica's training examples with the labels it trained on
+    (``y_pool``); ``memory=False`` switches its memory off (its head alone).
+    """
+    variant = variant_from_spec(checkpoint["settings"]["model"])
+    members = checkpoint["arrays"]["train_mask"]
+    if checkpoint_regime(checkpoint) is None:
+        return predictor(variant, split, y_pool, members)
+    model = load_network(checkpoint, split)
     if isinstance(model, StackedMemoryNet):  # a kind that remembers (variant.remembers)
         model.remember(
             torch.from_numpy(np.ascontiguousarray(split.x_pool, dtype=np.float32)),
@@ -283,15 +294,42 @@ def model_log_proba(
     return network_log_proba(model)
 
 
+def input_gradient_arrays(
+    checkpoint: Mapping[str, Any],
+    split: Split,
+    y_pool: np.ndarray,
+    estimators: Mapping[str, Any],
+) -> dict[str, np.ndarray]:
+    """Loss sensitivity and curvature per (replica, pool example) of a network
+    (:mod:`memlab.engine.input_gradients`; ``estimators``: the config's ``estimators``); none for
+    a model without input gradients (k-NN, a memory) or with them switched off."""
+    variant = variant_from_spec(checkpoint["settings"]["model"])
+    if not estimators["input_gradients"] or not variant.trains or variant.remembers:
+        return {}
+    model = load_network(checkpoint, split)
+    seed = derive_seed(int(checkpoint["settings"]["seed"]), "curvature")
+    return input_gradients.scores(
+        model,
+        split.x_pool,
+        y_pool,
+        model.n_replicas,
+        curvature_probes=int(estimators["curvature_probes"]),
+        curvature_h=float(estimators["curvature_h"]),
+        seed=seed,
+    )
+
+
 def evaluate_run(
     checkpoint: Mapping[str, Any],
     split: Split,
     labels: Mapping[str, np.ndarray],
     perturbed: Mapping[tuple[str, int], np.ndarray],
     perturbed_pool: Mapping[tuple[str, int], np.ndarray] | None = None,
+    estimators: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], Columns]:
     """Per-example arrays and the tidy metrics (with training facts) of one run; the metrics as
-    columns (:mod:`memlab.columnar`)."""
+    columns (:mod:`memlab.columnar`). ``estimators`` (the config's ``estimators``; None: none)
+    adds the input-gradient estimators (:func:`input_gradient_arrays`)."""
     a = checkpoint["arrays"]
     members = a["train_mask"] | a["val_mask"]
     remembers = variant_from_spec(checkpoint["settings"]["model"]).remembers
@@ -334,6 +372,8 @@ def evaluate_run(
         # Training dynamics per example (memlab.engine.dynamics), where the run trained by epochs.
         **{k: a[k] for k in DYNAMICS_ARRAYS if k in a},
     )
+    if estimators is not None:
+        arrays.update(input_gradient_arrays(checkpoint, split, labels["y_pool"], estimators))
     return arrays, metrics
 
 

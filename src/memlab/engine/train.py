@@ -664,7 +664,7 @@ class Trainer:
         else:
             tr_losses, tr_correct = _per_example(model, own.x_train, own.y_train, own=own_idx)
         # The loss is -log p(given label) (memlab.engine.fastpath.cross_entropy).
-        dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, torch.exp(-tr_losses))
+        dynamics.update(st.dynamics, st.replica, st.train_idx, tr_correct, tr_losses)
         nan = torch.full((model.n_replicas,), math.nan, device=st.replica.device)
         clean = flipped = nan
         if own.flip_train is not None:

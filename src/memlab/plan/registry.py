@@ -73,6 +73,7 @@ TABLES: tuple[Table, ...] = (
     Table("membership_slices", "membership_slices.csv"),
     Table("evidence", "evidence.parquet"),
     Table("detectors", "detectors.csv", caption="detectors_table", figures_read=True),
+    Table("estimators", "estimators.csv", caption="estimators_table", figures_read=True),
     Table("corruption_error", "corruption_error.csv", caption="corruption_error"),
     Table("few_shot", "few_shot.csv", figures_read=True),
     Table("recall", "recall.csv", figures_read=True),
@@ -151,6 +152,7 @@ FIGURES: tuple[Figure, ...] = (
             ds.scores_possible and any(r > 0 for r in ds.label_noise) for ds in s.datasets.values()
         ),
     ),
+    Figure("estimators", lambda s: bool(_scored(s)) and any(v.trains for v in s.variants.values())),
     Figure(
         "grokking",
         lambda s: any(ds.spec["kind"] == "modular_addition" for ds in s.datasets.values()),
@@ -175,6 +177,7 @@ FINDING_FIGURES: dict[str, tuple[str, ...]] = {
     "perturbed_cost": ("robustness",),
     "regularizer": ("regularization", "learning_curves"),
     "which_examples": ("memorization_scores",),
+    "estimators": ("estimators",),
     "leakage": ("membership_roc",),
     "where_it_pays": ("long_tail",),
     "few_shot": ("few_shot",),

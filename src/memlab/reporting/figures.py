@@ -820,6 +820,69 @@ def detectors(t: StudyTables) -> plt.Figure:
     return fig
 
 
+ESTIMATOR_STATISTIC = "spearman"  # Spearman: FZ scores are mostly zero (estimators.py doc)
+
+
+def _width_axis(e: pd.DataFrame) -> pd.DataFrame:
+    """The runs' width (features, for random features), or 0 for a model without one."""
+    width = pd.to_numeric(e["width"], errors="coerce")
+    return e.assign(width=width.fillna(0).astype(int))
+
+
+@draws
+def estimators(t: StudyTables) -> plt.Figure:
+    """Agreement of each cheap estimator with the Feldman–Zhang scores (Spearman, bootstrap 95%
+    interval over examples) against the model's width, one panel per regime and scope (one model
+    per run, or the mean over the replicas that trained on each example)."""
+    full = t.estimators
+    e = full[full["status"] == "ok"] if len(full) else full
+    if e.empty:
+        return _empty(
+            "No run has Feldman-Zhang scores that pass the power gate and a model that trains: "
+            "see memorization_summary.csv."
+        )
+    e = _width_axis(e[e["size"] == e.groupby("dataset")["size"].transform("max")])
+    stat = ESTIMATOR_STATISTIC
+    order = list(e.groupby("method")[stat].mean().sort_values(ascending=False).index)
+    regimes = _regime_order(e)
+    scopes = [s for s in ("single", "averaged") if s in set(e["scope"])]
+    fig, axes = plt.subplots(
+        len(scopes), len(regimes), figsize=(4.2 * len(regimes) + 2.4, 3.4 * len(scopes)),
+        squeeze=False, sharey=True, layout="constrained",
+    )  # fmt: skip
+    palette = dict(zip(order, sns.color_palette("tab10", len(order)), strict=True))
+    for i, scope in enumerate(scopes):
+        for j, regime in enumerate(regimes):
+            ax = axes[i, j]
+            g = e[(e["scope"] == scope) & (e["regime"] == regime)]
+            for method in order:
+                m = g[g["method"] == method].groupby("width")[[stat, f"{stat}_low",
+                                                              f"{stat}_high"]].mean()  # fmt: skip
+                if m.empty:
+                    continue
+                yerr = [m[stat] - m[f"{stat}_low"], m[f"{stat}_high"] - m[stat]]
+                ax.errorbar(
+                    m.index, m[stat], yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2,
+                    color=palette[method], label=method,
+                )  # fmt: skip
+            if len(set(g["width"])) > 1 and (g["width"] > 0).all():
+                ax.set_xscale("log", base=2)
+            ax.axhline(0, color="0.5", lw=0.8)
+            ax.set_xlabel("width" if i == len(scopes) - 1 else "")
+            ax.set_ylabel(f"{stat} with FZ ({scope})" if j == 0 else "")
+            reps = int(g["replicas"].max()) if len(g) else 0
+            ax.set_title(f"{regime}, {scope} ({reps} replicas)", size=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes.flat[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside right center", fontsize=8)
+    fig.suptitle("Which cheap estimator agrees with the Feldman–Zhang scores", size=11)
+    return fig
+
+
 # --- When memorization pays (DESIGN 4b): the long tail, influence pairs, removal. ---
 
 # Two-sided 95% intervals: a t quantile with n_replicas - 1 degrees of freedom (a few replicas:

@@ -417,6 +417,77 @@ def _which_examples(c: _Context) -> Finding:
     return Finding("which_examples", q, text + ".", numbers)
 
 
+METHOD_NAMES = {  # estimators.csv's methods in words
+    "cumulative_loss": "the cumulative sample loss",
+    "final_loss": "the final loss",
+    "learning_time": "the learning time",
+    "forgetting_events": "forgetting events",
+    "cartography_confidence": "cartography confidence (negated)",
+    "loss_sensitivity": "loss sensitivity",
+    "curvature": "input-loss curvature",
+    "knn_disagreement": "k-NN label disagreement",
+    "lira_vulnerability": "LiRA vulnerability",
+    "rmia_vulnerability": "RMIA vulnerability",
+}
+
+
+def _correlation(row: pd.Series) -> Estimate:
+    return Estimate(
+        float(row["spearman"]),
+        float(row["spearman_low"]),
+        float(row["spearman_high"]),
+        int(row["n_examples"]),
+        "examples",
+    )
+
+
+def _rho(est: Estimate) -> str:
+    return f"{est.value:.2f} [{est.low:.2f}, {est.high:.2f}]"
+
+
+def _estimators(c: _Context) -> Finding | None:
+    q = "Which cheap estimator agrees best with the ground truth here?"
+    e = c.tables.estimators
+    if e.empty:
+        return None  # not asked: no run with powered scores and a model that trains
+    ok = e[(e["status"] == "ok") & e["spearman"].notna()]
+    if ok.empty:
+        return Finding("estimators", q, why="no estimator could be scored (estimators.csv)")
+    # The memorizer of the first question where it has rows, else the widest unregularized run.
+    best = c.memorizer()
+    mine = ok[(ok[KEYS] == best[KEYS]).all(axis=1)] if best is not None else ok.iloc[0:0]
+    if mine.empty:
+        plain = ok.assign(plain=unregularized(ok), w=pd.to_numeric(ok["width"], errors="coerce"))
+        pick = plain.sort_values(["plain", "w", "replicas"], kind="stable").iloc[-1]
+        mine = ok[(ok[KEYS] == pick[KEYS]).all(axis=1)]
+    single = mine[mine["scope"] == "single"].sort_values("spearman", ascending=False)
+    averaged = mine[mine["scope"] == "averaged"].sort_values("spearman", ascending=False)
+    run = mine.iloc[0]
+    numbers, parts = {}, []
+    if len(single):
+        top, last = single.iloc[0], single.iloc[-1]
+        est = _correlation(top)
+        numbers[f"single_{top['method']}_spearman"] = est
+        parts.append(
+            f"from one trained model, {METHOD_NAMES.get(top['method'], top['method'])} agrees "
+            f"best with the Feldman–Zhang scores of {_name(run)} (Spearman {_rho(est)}, "
+            f"{est.n} examples, {int(top['n_memorized'])} of them memorized; "
+            f"{top['relative_cost']:.2f} training runs of cost), "
+            f"{METHOD_NAMES.get(last['method'], last['method'])} least "
+            f"({_rho(_correlation(last))})"
+        )
+    if len(averaged):
+        top = averaged.iloc[0]
+        est = _correlation(top)
+        numbers[f"averaged_{top['method']}_spearman"] = est
+        parts.append(
+            f"averaged over the replicas, {METHOD_NAMES.get(top['method'], top['method'])} "
+            f"does best ({_rho(est)}; {int(top['replicas'])} replicas)"
+        )
+    text = _cap("; ".join(parts)) + f" ({_where(run)})."
+    return Finding("estimators", q, text, numbers, runs=(_key(run),))
+
+
 def _leakage(c: _Context) -> Finding:
     q = "How much does membership leak?"
     mia = c.tables.membership
@@ -796,6 +867,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _perturbed_cost,
     _regularizer,
     _which_examples,
+    _estimators,
     _leakage,
     _where_it_pays,
     _few_shot,

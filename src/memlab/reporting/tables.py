@@ -36,6 +36,7 @@ class StudyTables:
     chance_null: pd.DataFrame = field(default_factory=pd.DataFrame)
     noise_sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
     detectors: pd.DataFrame = field(default_factory=pd.DataFrame)
+    estimators: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Where memorizing pays (DESIGN 4b): accuracy per training frequency of a subpopulation,
     # high-influence train->test pairs with their per-run summary, and the removal experiment.
     long_tail: pd.DataFrame = field(default_factory=pd.DataFrame)
