@@ -10,6 +10,7 @@ train->test influence, the memory network, the CNN, the per-job fixed cost.
     ./run.sh bench fixed_cost           # each rule script's imports against python's floors
     ./run.sh bench memory_net           # the memory network vs an MLP by subset size
     ./run.sh bench cnn                  # the stacked CNN vs the textbook CNN loop
+    ./run.sh bench estimators           # what the cheap memorization estimators add to a job
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
@@ -1245,6 +1246,92 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "loadavg_before": before, "loadavg_after": loadavg()}
 
 
+# ---------------------------------------------------------------------------------- estimators
+
+
+def _update_before_estimators(acc, replica, index, correct, loss) -> None:
+    """memlab.engine.dynamics.update as it was before the cheap estimators (issue 28): the
+    forgetting and cartography sums only."""
+    at = (replica[:, None].expand_as(index), index)
+    acc["forgotten"][at] += (acc["last"][at] & ~correct).int()
+    acc["last"][at] = correct
+    acc["epochs"][at] += 1
+    acc["correct"][at] += correct.int()
+    p = (-loss).exp().double()
+    acc["p_sum"][at] += p
+    acc["p_sq"][at] += p * p
+
+
+def section_estimators(args: argparse.Namespace) -> dict[str, Any]:
+    """What the cheap estimators cost a train job: the engine with the running sums of
+    memlab.engine.dynamics (CSL, final loss, learning time besides forgetting and cartography)
+    against the same engine with the sums it had before them, alternating rounds; then, on the
+    trained block, the evaluate job's loss sensitivity (on by default) and 10-probe curvature
+    (off by default) over the pool, as shares of the training time."""
+    from unittest import mock
+
+    from memlab.engine import dynamics, input_gradients
+
+    configure_threads(1)
+    before = loadavg()
+    split = digits_split()
+    r, width, batch, epochs = 16, 256, 64, args.estimator_epochs
+    members = data.balanced_subsets(len(split.y_pool), round(0.7 * len(split.y_pool)), r, 0)
+    variant = MLP("mlp", width, DEPTH)
+
+    def train() -> tuple[float, dict]:
+        t0 = time.perf_counter()
+        state, _, _ = runs.train_run(
+            split, split.y_pool, np.zeros(len(split.y_pool), bool), members, variant,
+            _regime(batch, epochs), seed=0, log=lambda s: None,
+        )  # fmt: skip
+        return time.perf_counter() - t0, state
+
+    def with_sums() -> float:
+        return -train()[0]  # alternate() keeps "higher is better"
+
+    def before_sums() -> float:
+        with mock.patch.object(dynamics, "update", _update_before_estimators):
+            return -train()[0]
+
+    res = alternate({"with": with_sums, "before": before_sums}, args.rounds)
+    t_with = statistics.median(-v for v in res["with"])
+    t_before = statistics.median(-v for v in res["before"])
+    _, state = train()
+    model = runs._build(variant, split, _regime(batch, epochs), 0, list(range(r)))
+    model.load_state_dict(state)
+    model.eval()
+
+    def timed(probes: int) -> float:
+        t0 = time.perf_counter()
+        input_gradients.scores(
+            model, split.x_pool, split.y_pool, r, curvature_probes=probes, curvature_h=1e-3, seed=0
+        )
+        return time.perf_counter() - t0
+
+    t_sens = statistics.median(timed(0) for _ in range(args.rounds))
+    t_curv = statistics.median(timed(10) for _ in range(args.rounds)) - t_sens
+    rows = [
+        {"what": "train job, running sums before issue 28", "seconds": t_before, "share": 1.0},
+        {"what": "train job, with CSL / final loss / learning time", "seconds": t_with,
+         "share": t_with / t_before},
+        {"what": "loss sensitivity (evaluate job, default on)", "seconds": t_sens,
+         "share": t_sens / t_before},
+        {"what": "curvature, 10 probes (off by default)", "seconds": t_curv,
+         "share": t_curv / t_before},
+        {"what": "default estimators: all added / train job before", "seconds": t_with + t_sens,
+         "share": (t_with + t_sens) / t_before},
+    ]  # fmt: skip
+    print(
+        f"Cheap estimators' cost: digits, MLP {DEPTH}x{width}, {r} replicas on 70% subsets, "
+        f"batch {batch}, {epochs} epochs (medians of {args.rounds} alternating rounds; share: of "
+        "the train job before the estimators)"
+    )
+    print(table(rows, [("what", "what", "s"), ("seconds", "seconds", ".2f"),
+                       ("share", "share", ".3f")]))  # fmt: skip
+    return {"rows": rows, "rounds": res, "loadavg_before": before, "loadavg_after": loadavg()}
+
+
 # ---------------------------------------------------------------------------------------- main
 
 SECTIONS = (
@@ -1257,6 +1344,7 @@ SECTIONS = (
     "memory_net",
     "cnn",
     "fixed_cost",
+    "estimators",
 )
 
 
@@ -1284,6 +1372,12 @@ def main(argv: list[str] | None = None) -> None:
         "--sklearn-full-batch",
         action="store_true",
         help="also time scikit-learn in the full-batch rows",
+    )
+    p.add_argument(
+        "--estimator-epochs",
+        type=int,
+        default=30,
+        help="estimators: epochs of the train job the estimators are measured against (30)",
     )
     p.add_argument("--jobs", type=int, default=10_000, help="jobs in the overhead grid (10000)")
     p.add_argument(
@@ -1336,6 +1430,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_cnn(args)
         elif s == "fixed_cost":
             res = section_fixed_cost(args)
+        elif s == "estimators":
+            res = section_estimators(args)
         else:
             res = section_overhead(args)
         print(f"wrote {write_json(s, res, args.out)}", flush=True)
