@@ -848,30 +848,37 @@ def estimators(t: StudyTables) -> plt.Figure:
     scopes = [s for s in ("single", "averaged") if s in set(e["scope"])]
     fig, axes = plt.subplots(
         len(scopes), len(regimes), figsize=(4.2 * len(regimes) + 2.4, 3.4 * len(scopes)),
-        squeeze=False, sharey=True, layout="constrained",
+        squeeze=False, sharex=True, sharey=True, layout="constrained",
     )  # fmt: skip
     palette = dict(zip(order, sns.color_palette("tab10", len(order)), strict=True))
+    widths = sorted(set(e["width"]))
+    log_axis = len(widths) > 1 and widths[0] > 0
+    # Methods side by side at each width (a fraction of a doubling apart), so none hides another.
+    dodge = dict(zip(order, 2.0 ** _dodge(len(order), 0.5), strict=True))
+    columns = [stat, f"{stat}_low", f"{stat}_high"]
     for i, scope in enumerate(scopes):
         for j, regime in enumerate(regimes):
             ax = axes[i, j]
             g = e[(e["scope"] == scope) & (e["regime"] == regime)]
             for method in order:
-                m = g[g["method"] == method].groupby("width")[[stat, f"{stat}_low",
-                                                              f"{stat}_high"]].mean()  # fmt: skip
+                m = g[g["method"] == method].groupby("width")[columns].mean()
                 if m.empty:
                     continue
+                x = m.index.to_numpy(float) * (dodge[method] if log_axis else 1.0)
                 yerr = [m[stat] - m[f"{stat}_low"], m[f"{stat}_high"] - m[stat]]
                 ax.errorbar(
-                    m.index, m[stat], yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2,
+                    x, m[stat], yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2,
                     color=palette[method], label=method,
                 )  # fmt: skip
-            if len(set(g["width"])) > 1 and (g["width"] > 0).all():
-                ax.set_xscale("log", base=2)
             ax.axhline(0, color="0.5", lw=0.8)
             ax.set_xlabel("width" if i == len(scopes) - 1 else "")
             ax.set_ylabel(f"{stat} with FZ ({scope})" if j == 0 else "")
             reps = int(g["replicas"].max()) if len(g) else 0
             ax.set_title(f"{regime}, {scope} ({reps} replicas)", size=9)
+    if log_axis:
+        axes[0, 0].set_xscale("log", base=2)
+        axes[0, 0].set_xticks(widths, [str(w) for w in widths])
+        axes[0, 0].set_xlim(widths[0] / 1.6, widths[-1] * 1.6)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     for ax in axes.flat[1:]:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
