@@ -1279,11 +1279,11 @@ def section_estimators(args: argparse.Namespace) -> dict[str, Any]:
     members = data.balanced_subsets(len(split.y_pool), round(0.7 * len(split.y_pool)), r, 0)
     variant = MLP("mlp", width, DEPTH)
 
-    def train() -> tuple[float, dict]:
+    def train(gradient_every: int = 0) -> tuple[float, dict]:
         t0 = time.perf_counter()
         state, _, _ = runs.train_run(
             split, split.y_pool, np.zeros(len(split.y_pool), bool), members, variant,
-            _regime(batch, epochs), seed=0, log=lambda s: None,
+            _regime(batch, epochs), seed=0, log=lambda s: None, gradient_every=gradient_every,
         )  # fmt: skip
         return time.perf_counter() - t0, state
 
@@ -1294,9 +1294,14 @@ def section_estimators(args: argparse.Namespace) -> dict[str, Any]:
         with mock.patch.object(dynamics, "update", _update_before_estimators):
             return -train()[0]
 
-    res = alternate({"with": with_sums, "before": before_sums}, args.rounds)
-    t_with = statistics.median(-v for v in res["with"])
-    t_before = statistics.median(-v for v in res["before"])
+    variants = {
+        "with": with_sums,
+        "before": before_sums,
+        "gradients_10": lambda: -train(10)[0],
+        "gradients_1": lambda: -train(1)[0],
+    }
+    res = alternate(variants, args.rounds)
+    t_with, t_before, t_g10, t_g1 = (statistics.median(-v for v in res[k]) for k in variants)
     _, state = train()
     model = runs._build(variant, split, _regime(batch, epochs), 0, list(range(r)))
     model.load_state_dict(state)
@@ -1315,6 +1320,10 @@ def section_estimators(args: argparse.Namespace) -> dict[str, Any]:
         {"what": "train job, running sums before issue 28", "seconds": t_before, "share": 1.0},
         {"what": "train job, with CSL / final loss / learning time", "seconds": t_with,
          "share": t_with / t_before},
+        {"what": "train job, gradient sums every 10 epochs (off by default)", "seconds": t_g10,
+         "share": t_g10 / t_before},
+        {"what": "train job, gradient sums every epoch", "seconds": t_g1,
+         "share": t_g1 / t_before},
         {"what": "loss sensitivity (evaluate job, default on)", "seconds": t_sens,
          "share": t_sens / t_before},
         {"what": "curvature, 10 probes (off by default)", "seconds": t_curv,

@@ -42,6 +42,7 @@ with rule_job(snakemake) as log:
         resume=resume,
         log=log,
         device=device,
+        gradient_every=sm.params.gradient_every,
     )
     save_checkpoint(
         sm.output.checkpoint,

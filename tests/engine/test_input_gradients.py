@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from memlab.engine import input_gradients as ig
@@ -75,3 +76,59 @@ def test_stacked_gradients_are_each_replica_and_example_alone():
     assert "pool_curvature" not in ig.scores(
         stack, x, y, 3, curvature_probes=0, curvature_h=1e-3, seed=0
     )
+
+
+def test_mlp_gradient_norms_equal_each_examples_own_gradients():
+    """The outer-product trick equals the squared norms of per-example gradients made one by one
+    (input and every weight and bias)."""
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(2, 5, 6)).astype(np.float64))
+    y = torch.from_numpy(rng.integers(0, 3, (2, 5)))
+    model = _mlp(2).double().eval()
+    input_sq, weight_sq = ig.mlp_gradient_norms(model, x, y)
+    for r in range(2):
+        for i in range(5):
+            xi = x[r, i].clone().requires_grad_(True)
+            logits = model(xi.expand(2, 1, 6))[r, 0]
+            loss = torch.nn.functional.cross_entropy(logits[None], y[r, i : i + 1])
+            params = list(model.parameters())
+            grads = torch.autograd.grad(loss, [xi, *params])
+            assert input_sq[r, i].item() == pytest.approx(grads[0].pow(2).sum().item(), rel=1e-9)
+            own = sum(g[r].pow(2).sum() for g in grads[1:])  # replica r's parameters only
+            assert weight_sq[r, i].item() == pytest.approx(own.item(), rel=1e-9)
+
+
+def test_engine_sums_gradients_every_k_epochs(digits_split, monkeypatch):
+    from conftest import train, train_regime
+
+    from memlab.data.datasets import balanced_subsets
+    from memlab.engine import dynamics
+
+    calls = []
+    original = dynamics.update_gradients
+
+    def spy(acc, replica, index, input_sq, weight_sq, lr):
+        calls.append((replica.clone(), index.clone(), input_sq.clone(), weight_sq.clone(), lr))
+        original(acc, replica, index, input_sq, weight_sq, lr)
+
+    monkeypatch.setattr(dynamics, "update_gradients", spy)
+    mask = balanced_subsets(len(digits_split.y_pool), 40, 2, seed=0)
+    model = StackedMLP(64, 10, width=8, depth=1, dropout=0.0, replica_seeds=[0, 1])
+    settings = train_regime(max_epochs=7, lr=1e-2, batch_size=16, stop_at_fit=False)
+    res = train(model, digits_split, mask, settings, gradient_every=3)
+    assert len(calls) == 2  # epochs 3 and 6
+    d = res.dynamics
+    trained = mask
+    assert (d["dyn_gradient_evaluations"][trained] == 2).all()
+    assert (d["dyn_gradient_evaluations"][~trained] == 0).all()
+    tracin = np.zeros_like(d["dyn_tracin"])
+    for replica, index, _, weight_sq, lr in calls:
+        for k, rep in enumerate(replica.tolist()):
+            tracin[rep, index[k].numpy()] += lr * weight_sq[k].double().numpy()
+    np.testing.assert_array_equal(d["dyn_tracin"], tracin)
+    assert np.isnan(dynamics.gradient_sum(d, "dyn_tracin")[~trained]).all()
+    # Off by default: no gradient sums at all.
+    plain = train(StackedMLP(64, 10, width=8, depth=1, dropout=0.0, replica_seeds=[0, 1]),
+                  digits_split, mask, settings)  # fmt: skip
+    assert "dyn_tracin" not in plain.dynamics
+    np.testing.assert_array_equal(plain.dynamics["dyn_loss_sum"], d["dyn_loss_sum"])

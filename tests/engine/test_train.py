@@ -268,7 +268,11 @@ def test_interrupted_training_resumes_to_identical_weights(digits_split, tmp_pat
             messages.append(msg)
 
         messages = []
-        res = train(build(), digits_split, mask, settings, val=val, resume=resume, log=log)
+        # With the gradient sums every 3 epochs (MLPs; the others ignore it).
+        res = train(
+            build(), digits_split, mask, settings, val=val, resume=resume, log=log,
+            gradient_every=3,
+        )  # fmt: skip
         return res, messages
 
     clean, _ = run(None)
@@ -289,6 +293,11 @@ def test_interrupted_training_resumes_to_identical_weights(digits_split, tmp_pat
     assert resumed.fit_epoch.tolist() == clean.fit_epoch.tolist()
     _assert_same_weights(resumed.model, clean.model)
     pd.testing.assert_frame_equal(resumed.history, clean.history)
+    # Every running sum (forgetting, cartography, the cheap estimators) has the same bytes.
+    assert resumed.dynamics.keys() == clean.dynamics.keys()
+    assert ("dyn_tracin" in clean.dynamics) == (make is _mlp)
+    for k, v in clean.dynamics.items():
+        assert resumed.dynamics[k].tobytes() == v.tobytes(), k
 
 
 def test_resume_state_of_another_run_is_ignored(digits_split, tmp_path):

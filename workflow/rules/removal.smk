@@ -76,6 +76,7 @@ use rule train as removal_train with:
         seed=config["seed"],
         replicas=removal_block_replicas,
         run=run_columns,
+        gradient_every=0,  # the removal arms need no memorization estimators
 
 
 use rule evaluate as removal_evaluate with:

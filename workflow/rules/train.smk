@@ -30,5 +30,6 @@ rule train:
         seed=config["seed"],
         replicas=block_replicas,
         run=run_columns,
+        gradient_every=config["estimators"]["gradient_every"],
     script:
         rule_script("train")

@@ -3,9 +3,11 @@ whole bank (``estimators.csv``).
 
 Each estimator gives a per-(replica, example) value from one trained model (where it has one):
 the training by-products of :mod:`memlab.engine.dynamics` (cumulative sample loss, final loss,
-learning time, forgetting events, cartography confidence) and the input-gradient estimators of
-:mod:`memlab.engine.input_gradients` (loss sensitivity, curvature); k-NN label disagreement and the
-membership attacks' per-example vulnerabilities are per example only. Scored two ways:
+learning time, forgetting events, cartography confidence, and where ``estimators.gradient_every``
+asks, the cumulative loss sensitivity and TracIn self-influence) and the input-gradient
+estimators of :mod:`memlab.engine.input_gradients` (loss sensitivity, curvature); k-NN label
+disagreement and the membership attacks' per-example vulnerabilities are per example only. Scored
+two ways:
 
 - ``single``: one model's values on the examples it trained on, what a user without a bank has;
   the statistic is the mean over the first :data:`SINGLE_REPLICAS` replicas of the run;
@@ -73,6 +75,10 @@ def _gradient(name: str) -> Callable:
     return lambda a: _where_trained(a, a[name]) if name in a else None
 
 
+def _gradient_sum(name: str) -> Callable:
+    return lambda a: dynamics.gradient_sum(a, name) if name in a else None
+
+
 REPLICA_ESTIMATORS: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray | None]] = {
     "cumulative_loss": _dyn(dynamics.cumulative_loss),
     "final_loss": _dyn(lambda a: _where_trained(a, a["dyn_final_loss"])),
@@ -81,6 +87,8 @@ REPLICA_ESTIMATORS: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray | 
     "cartography_confidence": _dyn(lambda a: _where_trained(a, a["dyn_confidence"]), -1.0),
     "loss_sensitivity": _gradient("pool_sensitivity"),
     "curvature": _gradient("pool_curvature"),
+    "cumulative_sensitivity": _gradient_sum("dyn_input_gradient_sq_sum"),
+    "tracin_self_influence": _gradient_sum("dyn_tracin"),
 }
 # Per-example methods from evidence.parquet: method -> (column, sign); they have no single scope.
 EXAMPLE_ESTIMATORS: dict[str, tuple[str, float]] = {
@@ -177,6 +185,10 @@ def relative_cost(method: str, a: Mapping[str, np.ndarray]) -> float:
     n_pool = np.asarray(a["train_mask"]).shape[1]
     passes = {"loss_sensitivity": 1, "curvature": 1 + int(a.get("curvature_probes", 0))}
     extra = 3.0 * n_pool * passes.get(method, 0)
+    if method in ("cumulative_sensitivity", "tracin_self_influence"):
+        # Both come from one backward pass over each replica's subset per gradient evaluation.
+        evaluations = np.asarray(a["dyn_gradient_evaluations"]).max(1)
+        extra = 3.0 * float(np.mean(evaluations * np.asarray(a["train_mask"]).sum(1)))
     return 1.0 + extra / train if train > 0 else np.nan
 
 

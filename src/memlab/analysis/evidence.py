@@ -69,6 +69,8 @@ EVIDENCE_COLUMNS = [
     "learning_time",
     "loss_sensitivity",
     "curvature",
+    "cumulative_sensitivity",
+    "tracin_self_influence",
     "label_quality",
     "label_issue",
     "knn_disagreement",
@@ -173,11 +175,19 @@ def _input_gradients(a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     that trained on each example; NaN where not computed."""
     trained = np.asarray(a["train_mask"], bool)
     nan = np.full(trained.shape[1], np.nan)
-    return {
+    out = {
         column: _masked_mean(a[name], trained) if name in a else nan
         for column, name in (("loss_sensitivity", "pool_sensitivity"),
                              ("curvature", "pool_curvature"))
     }  # fmt: skip
+    for column, name in (("cumulative_sensitivity", "dyn_input_gradient_sq_sum"),
+                         ("tracin_self_influence", "dyn_tracin")):  # fmt: skip
+        if name in a:
+            values = dynamics.gradient_sum(a, name)
+            out[column] = _masked_mean(values, ~np.isnan(values))
+        else:
+            out[column] = nan
+    return out
 
 
 def run_evidence(
@@ -264,6 +274,8 @@ def _why_undefined(method: str, column: np.ndarray, flips: int, n: int) -> str |
             "learning_time": "no training history (the model does not train by epochs)",
             "loss_sensitivity": "no input gradients (estimators.input_gradients, or no network)",
             "curvature": "not computed (estimators.curvature_probes is 0, or no network)",
+            "cumulative_sensitivity": "not computed (estimators.gradient_every 0, or not an MLP)",
+            "tracin_self_influence": "not computed (estimators.gradient_every 0, or not an MLP)",
             "cleanlab_label_quality": "an example has no out-of-sample replica",
             "cleanlab_label_issue": "an example has no out-of-sample replica",
             "knn_disagreement": "label agreement not computed",

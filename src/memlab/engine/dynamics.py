@@ -42,15 +42,18 @@ ARRAYS = (
     "dyn_loss_sum",
     "dyn_final_loss",
     "dyn_learning_time",
+    "dyn_gradient_evaluations",
+    "dyn_input_gradient_sq_sum",
+    "dyn_tracin",
 )
 NEVER = -1  # dyn_learning_time of an example not classified correctly at the last evaluation
 
 
 def start(
-    replicas: int, n_pool: int, device: str | torch.device = "cpu"
+    replicas: int, n_pool: int, device: str | torch.device = "cpu", *, gradients: bool = False
 ) -> dict[str, torch.Tensor]:
     """Empty accumulators for ``replicas`` replicas over a pool of ``n_pool`` examples, on the
-    training's device."""
+    training's device; ``gradients``: also those of :func:`update_gradients`."""
     import torch
 
     def zeros(dtype: torch.dtype) -> torch.Tensor:
@@ -68,7 +71,15 @@ def start(
         # The evaluation (from 0) that began the current run of correct ones; NEVER after a
         # wrong one.
         "streak": torch.full((replicas, n_pool), NEVER, dtype=torch.int32, device=device),
-    }
+    } | (
+        {
+            "grad_evals": zeros(torch.int32),  # evaluations with gradients
+            "grad_x_sq": zeros(torch.float64),  # sum of ||grad_x loss||^2
+            "tracin": zeros(torch.float64),  # sum of lr ||grad_w loss||^2
+        }
+        if gradients
+        else {}
+    )
 
 
 def update(
@@ -95,6 +106,22 @@ def update(
     acc["loss_last"][at] = loss.float()
 
 
+def update_gradients(
+    acc: dict[str, torch.Tensor],
+    replica: torch.Tensor,
+    index: torch.Tensor,
+    input_sq: torch.Tensor,
+    weight_sq: torch.Tensor,
+    lr: float,
+) -> None:
+    """Add one evaluation's squared gradient norms ([rows, m], as :func:`update`'s arrays): the
+    cumulative loss sensitivity and TracIn self-influence (memlab.engine.input_gradients)."""
+    at = (replica[:, None].expand_as(index), index)
+    acc["grad_evals"][at] += 1
+    acc["grad_x_sq"][at] += input_sq.double()
+    acc["tracin"][at] += lr * weight_sq.double()
+
+
 def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """The per (replica, example) statistics, as stored: ``dyn_epochs`` (evaluations; 0 where the
     replica did not train on the example), ``dyn_correct`` (evaluations correct),
@@ -119,7 +146,15 @@ def finish(acc: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
         "dyn_loss_sum": acc["loss_sum"].numpy().copy(),
         "dyn_final_loss": np.where(seen, acc["loss_last"].numpy(), np.float32(np.nan)),
         "dyn_learning_time": acc["streak"].numpy().copy(),
-    }
+    } | (
+        {
+            "dyn_gradient_evaluations": acc["grad_evals"].numpy().copy(),
+            "dyn_input_gradient_sq_sum": acc["grad_x_sq"].numpy().copy(),
+            "dyn_tracin": acc["tracin"].numpy().copy(),
+        }
+        if "grad_evals" in acc
+        else {}
+    )
 
 
 def forgetting_events(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -149,3 +184,9 @@ def learning_time(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     epochs = arrays["dyn_epochs"]
     t = arrays["dyn_learning_time"]
     return np.where(epochs > 0, np.where(t == NEVER, epochs, t), np.nan).astype(np.float64)
+
+
+def gradient_sum(arrays: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    """[R, n] float: a gradient sum (``dyn_input_gradient_sq_sum``, ``dyn_tracin``); NaN where
+    no gradient evaluation was made (not trained on, or stopped before the first)."""
+    return np.where(arrays["dyn_gradient_evaluations"] > 0, arrays[name], np.nan)

@@ -16,11 +16,22 @@
 
 Both are taken once, on the final weights; Garg et al. also average curvature over the last
 training epochs, which memlab does not (it keeps no intermediate weights).
+
+During training (every ``estimators.gradient_every`` epochs, MLPs only; :func:`mlp_gradient_norms`)
+two more are summed over the epochs' weights ``w_t`` in the engine's running sums
+(:mod:`memlab.engine.dynamics`):
+
+- the **cumulative loss sensitivity** ``sum_t ||grad_x loss(w_t, z)||^2`` (Ravikumar et al. 2025,
+  the cumulative form of the sensitivity above);
+- **TracIn self-influence** (Pruthi et al. 2020, "Estimating training data influence by tracing
+  gradient descent", NeurIPS; TracInCP): ``sum_t lr ||grad_w loss(w_t, z)||^2`` over the
+  checkpoints ``t``, here the end of every ``gradient_every``-th epoch, in eval mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +39,9 @@ import torch.nn.functional as F
 
 # (x [R, B, d], labels [B]) -> each (replica, example)'s loss [R, B]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+if TYPE_CHECKING:
+    from memlab.engine.models import StackedMLP
 
 CHUNK = 512  # examples per pass: R x CHUNK x width activations stay small
 
@@ -112,3 +126,40 @@ def scores(
         out["pool_curvature"] = c.numpy()
         out["curvature_probes"] = np.asarray(curvature_probes)
     return out
+
+
+def supports_gradient_sums(model: torch.nn.Module) -> bool:
+    """Whether :func:`mlp_gradient_norms` applies: a stacked MLP on plain inputs."""
+    from memlab.engine.models import StackedMLP
+
+    return type(model) is StackedMLP and model.embedding is None
+
+
+def mlp_gradient_norms(
+    model: StackedMLP, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(||grad_x loss||^2, ||grad_w loss||^2)`` per (replica, example) of ``x [R, B, d]``,
+    ``y [R, B]``, from one backward pass in eval mode. A dense layer's weight gradient for one
+    example is the outer product of its input ``a`` and its output gradient ``delta``, of squared
+    norm ``||a||^2 ||delta||^2``; the bias adds ``||delta||^2`` (Goodfellow 2015, "Efficient
+    per-example gradient computations"): no per-example gradient is ever formed."""
+    from memlab.engine.models import _dense
+
+    x = x.detach().requires_grad_(True)
+    inputs, outputs = [], []
+    a = x
+    last = len(model.weights) - 1
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
+        z = _dense(a, w, b)
+        inputs.append(a)
+        outputs.append(z)
+        a = torch.relu(z) if i < last else z
+    loss = F.cross_entropy(a.reshape(-1, a.shape[-1]), y.reshape(-1), reduction="sum")
+    grads = torch.autograd.grad(loss, [x, *outputs])
+    input_sq = grads[0].pow(2).sum(-1)
+    weight_sq = sum(
+        (a_in.detach().pow(2).sum(-1) + 1.0) * delta.pow(2).sum(-1)
+        for a_in, delta in zip(inputs, grads[1:], strict=True)
+    )
+    assert isinstance(weight_sq, torch.Tensor)
+    return input_sq.detach(), weight_sq.detach()

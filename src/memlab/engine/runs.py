@@ -164,6 +164,7 @@ def train_run(
     resume: Resume | None = None,
     log: Callable[[str], None] = print,
     device: torch.device | str = "cpu",
+    gradient_every: int = 0,
 ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], Columns]:
     """Train every replica on its subset; return (state dict, per-replica arrays, history as
     columns: :mod:`memlab.columnar`, ``columnar.to_frame`` for a DataFrame).
@@ -173,6 +174,7 @@ def train_run(
     any block (but for its dropout masks: one stream per stack). ``resume`` (networks only) saves
     and continues from a resumable state, see ``train_stacked``. ``device`` (memlab.engine.device)
     is where networks train and readouts are solved; the state dict returned is on the CPU.
+    ``gradient_every`` (the config's ``estimators.gradient_every``): see ``train_stacked``.
     """
     r = members.shape[0]
     numbers = np.arange(r) if replicas is None else np.asarray(replicas, np.int64)
@@ -220,6 +222,7 @@ def train_run(
                 resume=state,
                 log=log,
                 device=device,
+                gradient_every=gradient_every,
             )
         )
     res = _merge(parts)

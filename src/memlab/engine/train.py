@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from memlab.columnar import Columns, from_rows, to_frame
-from memlab.engine import dynamics
+from memlab.engine import dynamics, input_gradients
 from memlab.engine.fastpath import MLPForward, MLPStep, cross_entropy, fast_step
 from memlab.engine.models import StackedMLP, StackedModel
 from memlab.engine.optim import StackedAdamW
@@ -324,8 +324,10 @@ class LoopState:
         *,
         seed: int,
         replicas: Sequence[int],
+        gradients: bool = False,
     ) -> LoopState:
-        """The state before the first epoch (``val_mask`` None: no early stopping)."""
+        """The state before the first epoch (``val_mask`` None: no early stopping;
+        ``gradients``: keep the gradient sums of :mod:`memlab.engine.dynamics` too)."""
         r = train_mask.shape[0]
         params = list(model.parameters())
         device = params[0].device
@@ -346,7 +348,7 @@ class LoopState:
             stop_epoch=np.full(r, settings.max_epochs),
             stop_reason=["max_epochs"] * r,
             history=[],
-            dynamics=dynamics.start(r, train_mask.shape[1], device),
+            dynamics=dynamics.start(r, train_mask.shape[1], device, gradients=gradients),
             order_gens=[torch.Generator().manual_seed(replica_seed(seed, i, 1)) for i in replicas],
             # Dropout masks are drawn where they are used: a CUDA stream on a GPU.
             dropout_gen=torch.Generator(device).manual_seed(dropout_seed),
@@ -509,8 +511,11 @@ class Trainer:
         log: Callable[[str], None] = print,
         use_fast_path: bool = True,
         reuse_forward: bool = True,
+        gradient_every: int = 0,
     ) -> None:
         self.t0 = self.logged_at = time.perf_counter()
+        # The gradient sums (memlab.engine.input_gradients) every this many epochs; 0: none.
+        self.gradient_every = gradient_every if "grad_evals" in state.dynamics else 0
         self.state, self.data, self.settings = state, data, settings
         self.replicas = list(replicas)
         self.log = log
@@ -556,6 +561,8 @@ class Trainer:
             self.train_epoch()
             due = self.heldout_due(epoch)
             metrics = self.evaluate(own, heldout=due)
+            if self.gradient_every and epoch % self.gradient_every == 0:
+                self.gradient_sums(own)
             done = self.stop(epoch, metrics)
             if done.any() and not due:
                 # A replica's last epoch always has its held-out point (eval_every skips others).
@@ -637,6 +644,17 @@ class Trainer:
         where = order.argsort(1) + torch.arange(rows).unsqueeze(1) * n
         flat = feats.reshape(rows * n, -1).index_select(0, where.reshape(-1).to(device))
         return _per_example(st.model, flat.view(feats.shape), own.y_train, head=True)
+
+    def gradient_sums(self, own: RowData) -> None:
+        """Add each row's squared input- and weight-gradient norms on its own examples to the
+        running sums (cumulative loss sensitivity, TracIn: memlab.engine.input_gradients)."""
+        st = self.state
+        assert isinstance(st.model, StackedMLP)
+        st.model.eval()
+        input_sq, weight_sq = input_gradients.mlp_gradient_norms(st.model, own.x_train, own.y_train)
+        dynamics.update_gradients(
+            st.dynamics, st.replica, st.train_idx, input_sq, weight_sq, self.settings.lr
+        )
 
     def heldout_due(self, epoch: int) -> bool:
         """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th epoch and the
@@ -768,6 +786,7 @@ def train_stacked(
     use_fast_path: bool = True,
     reuse_forward: bool = True,
     device: torch.device | str = "cpu",
+    gradient_every: int = 0,
 ) -> TrainResult:
     """Train every replica of ``model`` on its own rows of ``train_mask`` (see module doc).
 
@@ -783,6 +802,8 @@ def train_stacked(
     ``reuse_forward=False``: see :class:`Trainer` (the same results, computed without the reuse).
     ``device`` (:mod:`memlab.engine.device`) holds the data, the model and the whole loop state; the
     batch order is drawn on the CPU either way (the same order on every device).
+    ``gradient_every`` > 0 (an MLP on plain inputs only; others ignore it) adds the cumulative
+    loss sensitivity and TracIn self-influence every that many epochs (memlab.engine.dynamics).
     """
     data = TrainData.from_arrays(x_pool, y_pool, x_test, y_test, flipped)
     replicas = list(range(train_mask.shape[0])) if replicas is None else list(replicas)
@@ -794,16 +815,18 @@ def train_stacked(
         FORMAT, torch.__version__, type(model).__name__, model.extra_repr(), settings, seed,
         replicas,
         data.x, data.y, data.x_test, data.y_test, train_mask, val_mask, flipped,
-        *model.parameters(), *on,
+        *model.parameters(), *on, *([gradient_every] if gradient_every else []),
     ) if resume is not None else ""  # fmt: skip
     model, data = model.to(device), data.to(device)
     use_val = settings.early_stopping and val_mask is not None and bool(val_mask.any())
+    gradients = gradient_every > 0 and input_gradients.supports_gradient_sums(model)
     state = LoopState.start(
-        model, train_mask, val_mask if use_val else None, settings, seed=seed, replicas=replicas
-    )
+        model, train_mask, val_mask if use_val else None, settings, seed=seed, replicas=replicas,
+        gradients=gradients,
+    )  # fmt: skip
     trainer = Trainer(
         state, data, settings, replicas=replicas, log=log, use_fast_path=use_fast_path,
-        reuse_forward=reuse_forward,
+        reuse_forward=reuse_forward, gradient_every=gradient_every,
     )  # fmt: skip
     if resume is not None:
         trainer.resume_from(resume, run_id)

@@ -425,6 +425,8 @@ METHOD_NAMES = {  # estimators.csv's methods in words
     "cartography_confidence": "cartography confidence (negated)",
     "loss_sensitivity": "loss sensitivity",
     "curvature": "input-loss curvature",
+    "cumulative_sensitivity": "the cumulative loss sensitivity",
+    "tracin_self_influence": "TracIn self-influence",
     "knn_disagreement": "k-NN label disagreement",
     "lira_vulnerability": "LiRA vulnerability",
     "rmia_vulnerability": "RMIA vulnerability",
