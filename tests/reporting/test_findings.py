@@ -358,3 +358,39 @@ def test_every_finding_figure_is_a_registered_figure_of_a_finding():
     keys = set(re.findall(r'Finding\(\s*"(\w+)"', inspect.getsource(findings)))
     assert set(FINDING_FIGURES) == keys
     assert {n for names in FINDING_FIGURES.values() for n in names} <= {f.name for f in FIGURES}
+
+
+def _estimator_rows(regime: str, values: dict[tuple[str, str], float], **settings) -> list[dict]:
+    cols = run_columns(label_noise=0.2, regime=regime, size=100, **settings)
+    return [
+        cols
+        | dict(method=m, scope=s, spearman=v, spearman_low=v - 0.05, spearman_high=v + 0.05)
+        | dict(n_memorized=40, n_examples=300, replicas=4 if s == "single" else 32)
+        | dict(relative_cost=1.0, status="ok")
+        for (m, s), v in values.items()
+    ]
+
+
+def test_the_best_estimator_is_named_for_the_memorizing_network_with_its_interval():
+    rows = _estimator_rows(
+        "memorize",
+        {("cumulative_loss", "single"): 0.7, ("learning_time", "single"): 0.4,
+         ("cumulative_loss", "averaged"): 0.8, ("rmia_vulnerability", "averaged"): 0.85},
+    ) + _estimator_rows(
+        "weight_decay", {("learning_time", "single"): 0.9}, weight_decay=2.0
+    )  # fmt: skip
+    tables = StudyTables(_metrics(STUDY), pd.DataFrame(), estimators=pd.DataFrame(rows))
+    found = {f.key: f for f in study_findings(tables)}["estimators"]
+    # The memorizer's rows (not the regularized run's higher learning time), best single first.
+    assert found.answer.startswith(
+        "From one trained model, the cumulative sample loss agrees best with the Feldman–Zhang "
+        "scores of the MLP of width 8 (no regularization) (Spearman 0.70 [0.65, 0.75], 300 "
+        "examples, 40 of them memorized"
+    )
+    assert "the learning time least (0.40 [0.35, 0.45])" in found.answer
+    assert "averaged over the replicas, RMIA vulnerability does best (0.85" in found.answer
+    assert set(found.numbers) == {"single_cumulative_loss_spearman",
+                                  "averaged_rmia_vulnerability_spearman"}  # fmt: skip
+    # Not asked without the table.
+    keys = {f.key for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame()))}
+    assert "estimators" not in keys
