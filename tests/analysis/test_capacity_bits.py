@@ -125,3 +125,26 @@ def test_parameter_count_is_the_variants_on_the_split():
     assert parameter_count(_run(6), split) == (64 + 1) * 8 + (8 + 1) * 10
     rf = _run(6, kind="random_features", model="rf-f40", model_name="rf", width=40, depth=0)
     assert parameter_count(rf, split) == 40 * 10
+
+
+def test_the_figure_needs_random_labels_and_a_model_with_weights():
+    from conftest import full, smoke
+
+    from memlab.plan.registry import study_figures
+    from memlab.plan.study import plan_study
+
+    def drawn(config: dict) -> bool:
+        return "capacity_bits" in [f.name for f in study_figures(plan_study(full(config)))]
+
+    config = smoke()
+    assert not drawn(config)  # true labels only
+    config["datasets"]["random"] = {
+        "kind": "digits",
+        "randomization": {"kind": "random_labels"},
+        "grid": {"models": ["knn"]},
+    }
+    assert not drawn(config)  # a k-NN has no parameters
+    config["datasets"]["random"]["grid"]["models"] = ["knn", "mlp"]
+    assert drawn(config)
+    config["datasets"]["random"]["randomization"] = {"kind": "shuffled_pixels"}
+    assert not drawn(config)
