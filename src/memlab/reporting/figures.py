@@ -1371,6 +1371,7 @@ LITERATURE_CAPACITY = (
     (3.6, "3.6 bits/param: GPT-style (Morris et al. 2025)", (0, (5, 2))),
     (2.0, "2 bits/param: facts (Allen-Zhu & Li 2025)", (0, (5, 2, 1, 2))),
 )
+CEILING = "every label of a training set of n (n log2 K)"
 
 
 def _double_descent_peaks(t: StudyTables, kinds: set[str]) -> pd.DataFrame:
@@ -1425,7 +1426,8 @@ def capacity_bits(t: StudyTables) -> plt.Figure:
         best = d[d["is_max"].astype(bool)]
         half = stats.t.ppf(0.975, best["replicas"].to_numpy(int) - 1) * best["bits_stored_se"]
         best = best.assign(low=best["bits_stored"] - half, high=best["bits_stored"] + half)
-        best = best.assign(low=best["low"].where(best["low"] > 0, best["bits_stored"]))
+        # A lower end at or below 0 runs off the log axis: down to its bottom edge.
+        best = best.assign(low=best["low"].where(best["low"] > 0, best["bits_stored"] / 100))
         best = best.fillna({"low": best["bits_stored"], "high": best["bits_stored"]})
         others = d[~d["is_max"].astype(bool)]
         for line in lines:  # the sizes that store less, faint
@@ -1436,9 +1438,10 @@ def capacity_bits(t: StudyTables) -> plt.Figure:
         xs = np.geomspace(c["parameters"].min() / 2, c["parameters"].max() * 2, 50)
         for per, label, dash in LITERATURE_CAPACITY:
             ax.plot(xs, per * xs, color="0.35", lw=1, linestyle=dash, label=label)
-        ceiling = d["label_bits"].max() if len(d) else np.nan
-        ax.axhline(ceiling, color="0.6", lw=2, alpha=0.5,
-                   label="all labels of the largest training set (n log2 K)")  # fmt: skip
+        for n, ceiling in d.groupby("train_size")["label_bits"].max().items():
+            ax.axhline(ceiling, color="0.6", lw=2, alpha=0.5, label=CEILING)
+            ax.text(1, ceiling, f"n = {n} ", transform=ax.get_yaxis_transform(), ha="right",
+                    va="bottom", fontsize=7, color="0.4")  # fmt: skip
         for _, p in peaks.iterrows():
             ax.axvline(p["parameters"], color="tab:red", lw=1, alpha=0.7, linestyle="--")
             ax.text(p["parameters"], 0.02, f" double-descent peak: {p['model']}\n {p['dataset']}, "
@@ -1454,7 +1457,7 @@ def capacity_bits(t: StudyTables) -> plt.Figure:
                      size=10)  # fmt: skip
         ax.set_ylim(bottom=max(d["bits_stored"].min() / 3, 1e-1) if len(d) else None)
     _legend_by_line(fig, axes, [*lines, *(label for _, label, _ in LITERATURE_CAPACITY),
-                                "all labels of the largest training set (n log2 K)"])  # fmt: skip
+                                CEILING])  # fmt: skip
     fig.legends[0].set_title("model / regime; reference")
     n = int(c["replicas"].min())
     fig.suptitle(
