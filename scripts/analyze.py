@@ -21,6 +21,7 @@ with rule_job(snakemake) as log:
         power=sm.params.power,
         influence=sm.params.influence,
         corruption_baselines=sm.params.corruption_baselines,
+        randomizations=sm.params.randomizations,
         log=log,
     )
     computed = frames(study)

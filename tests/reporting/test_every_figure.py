@@ -5,7 +5,8 @@ addition, removal its second stage...) must not break unseen. The study is the r
 its DAG is built by Snakemake in this process (``memlab.ops.snakemake``), and each job runs its
 own rule script here, with the ``snakemake`` object Snakemake would hand it. Only the separate
 Python process per job is skipped: about 1.5 s of imports for each of the study's 142 jobs.
-Measured 2026-12-05 on 2 busy cores: the jobs 38 s, drawing and saving the 22 figures (now 21) 27 s.
+Measured 2026-12-05 on 2 busy cores: the jobs 38 s, drawing and saving the 22 figures 27 s (21
+between; 22 again with capacity_bits, whole test 54 s).
 """
 
 from __future__ import annotations

@@ -27,5 +27,6 @@ rule analyze:
         power=config["analysis"]["power"],
         influence=config["analysis"]["influence"],
         corruption_baselines=canonical(CORRUPTION_BASELINES),
+        randomizations=randomizations(),
     script:
         rule_script("analyze")

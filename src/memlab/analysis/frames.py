@@ -8,19 +8,27 @@ for it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from memlab.analysis import bank, corruption_error, estimators, evidence, influence
+from memlab.analysis import (
+    bank,
+    capacity_bits,
+    corruption_error,
+    estimators,
+    evidence,
+    influence,
+)
 from memlab.analysis import metrics as analysis
 from memlab.analysis.neighbours import PoolAgreement
 from memlab.data.datasets import split_reader
 from memlab.io import atomic_path
 from memlab.plan.power import PowerGates
 from memlab.plan.registry import TABLES, Table
+from memlab.plan.study import run_path_of
 from memlab.seeds import derive_seed
 
 
@@ -38,11 +46,21 @@ class Analysis:
     power: Mapping[str, int]  # analysis.power
     influence: Mapping[str, Any]  # analysis.influence
     corruption_baselines: Mapping[str, Mapping[str, Any]]
+    randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
 
-    def evaluations(self) -> Iterator[Any]:
-        """Each run's blocks as one bank, one run at a time (read again by each use)."""
-        return bank.read_runs(self.evaluation_files, self.runs)
+    def evaluations(self, datasets: Collection[str] | None = None) -> Iterator[Any]:
+        """Each run's blocks as one bank, one run at a time (read again by each use); only the
+        runs of ``datasets`` if given (the others' banks are not read)."""
+        files = self.evaluation_files
+        if datasets is not None:
+            files = [f for f in files if self.runs[run_path_of(f)]["dataset"] in datasets]
+        return bank.read_runs(files, self.runs)
+
+    @property
+    def random_labels(self) -> list[str]:
+        """The datasets whose pool labels are all drawn uniformly at random."""
+        return [ds for ds, kind in self.randomizations.items() if kind == "random_labels"]
 
     @functools.cached_property
     def metrics(self) -> pd.DataFrame:
@@ -159,6 +177,9 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "long_tail": lambda a: analysis.long_tail_accuracy(a.evaluations(), a.split_of),
     "influence_pairs": lambda a: a.influence_pairs[0],
     "influence_summary": lambda a: a.influence_pairs[1],
+    "capacity_bits": lambda a: capacity_bits.capacity_bits_table(
+        a.evaluations(a.random_labels), a.split_of, a.random_labels
+    ),
 }
 
 

@@ -82,6 +82,7 @@ TABLES: tuple[Table, ...] = (
     Table("influence_pairs", "influence_pairs.csv", figures_read=True),
     Table("influence_summary", "influence_summary.csv", figures_read=True),
     Table("removal", "removal.csv", figures_read=True, made_by="removal_analyze"),
+    Table("capacity_bits", "capacity_bits.csv", figures_read=True),
 )
 TABLE = {t.name: t for t in TABLES}
 FIGURE_TABLES = tuple(t.name for t in TABLES if t.figures_read)
@@ -105,6 +106,24 @@ def _sweeps_a_regularizer(study: Study) -> bool:
     settings = {k: np.array([getattr(r, k) for r in regimes]) for k in REGULARIZERS}
     trains = any(v.trains for v in study.variants.values())
     return trains and bool(regimes) and bool(strength_sweeps(settings))
+
+
+def stores_in_weights(variant: Variant | type[Variant]) -> bool:
+    """Does a model hold what it learned in trained parameters alone? Not a k-NN (no parameters)
+    nor a memory network (it reads its training subset): their bits per parameter mean nothing
+    (memlab.analysis.capacity_bits)."""
+    return variant.trains and not variant.remembers
+
+
+def _random_labels_in_weights(study: Study) -> bool:
+    """Does a dataset with uniformly random labels have runs of a model that stores in its
+    weights?"""
+    random = {
+        name
+        for name, ds in study.datasets.items()
+        if ds.spec.get("randomization", {}).get("kind") == "random_labels"
+    }
+    return any(r.dataset in random and stores_in_weights(r.variant) for r in study.runs)
 
 
 def _scored(study: Study) -> list:
@@ -163,6 +182,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("memory", lambda s: any(v.remembers for v in s.variants.values())),
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
+    Figure("capacity_bits", _random_labels_in_weights),
 )
 
 

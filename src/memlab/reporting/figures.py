@@ -13,11 +13,13 @@ from itertools import pairwise
 from typing import Any
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
 from scipy import stats
 
+from memlab.analysis import capacity_bits as bits_analysis
 from memlab.analysis import metrics as analysis
 from memlab.data.perturb import PARAMETER_AXIS
 from memlab.data.randomization import RANDOMIZATIONS
@@ -1427,6 +1429,111 @@ def removal(t: StudyTables) -> plt.Figure:
     fig.suptitle(
         "Change in test accuracy after removing the most memorized vs random training examples\n"
         "(mean ± 95% t interval over paired replicas; 0 = nothing removed)",
+        size=10,
+    )
+    return fig
+
+
+# Capacities reported in the literature (bits per parameter) drawn for reference: bits = c x
+# parameters, each with its source.
+LITERATURE_CAPACITY = (
+    (5.0, "5 bits/param: RNNs (Collins et al. 2017)", (0, (1, 1.5))),
+    (3.6, "3.6 bits/param: GPT-style (Morris et al. 2025)", (0, (5, 2))),
+    (2.0, "2 bits/param: facts (Allen-Zhu & Li 2025)", (0, (5, 2, 1, 2))),
+)
+CEILING = "every label of a training set of n (n log2 K)"
+
+
+def _double_descent_peaks(t: StudyTables, kinds: set[str]) -> pd.DataFrame:
+    """Per width sweep (dataset, noise, model, regime at its smallest size) of a model kind in
+    ``kinds`` on data whose labels are not all random: the width of highest held-out error, where
+    that is neither the narrowest nor the widest (a peak, not a trend), with its parameters."""
+    m = t.metrics
+    m = m[
+        m["kind"].isin(kinds)
+        & (m["split"] == "heldout")
+        & (m["metric"] == "accuracy")
+        & (m["perturbation"] == "none")
+        & (m["dataset"].map(lambda d: t.randomizations.get(d)) != "random_labels")
+        & m["dataset"].isin(list(t.splits))
+    ]
+    sweep = ["dataset", "label_noise", "model_name", "regime"]
+    m = m[m["size"] == m.groupby(sweep)["size"].transform("min")]
+    rows = []
+    for _, s in m.groupby(sweep):
+        error = 1 - s.groupby("width")["value"].mean()
+        if len(error) < 3 or error.idxmax() in (error.index.min(), error.index.max()):
+            continue
+        run = s[s["width"] == error.idxmax()].iloc[0]
+        parameters = bits_analysis.parameter_count(run, t.splits[run["dataset"]])
+        rows.append(run[[*sweep, "size", "model", "width"]].to_dict() | {"parameters": parameters})
+    return pd.DataFrame(rows)
+
+
+@draws
+def capacity_bits(t: StudyTables) -> plt.Figure:
+    """Bits stored on random labels against parameters (log-log), at each model's best
+    training-set size, with the literature's capacities and any double-descent peak."""
+    c = t.capacity_bits
+    if c.empty:
+        return _empty(
+            "No bits stored: needs a dataset with `randomization: {kind: random_labels}` and a "
+            "model with parameters (an mlp, cnn or random_features)."
+        )
+    # A line per model (its widths along it) and regime.
+    noise = c["label_noise"].map(lambda x: f", noise {x:g}")
+    c = c.assign(line=c["model_name"].astype(str) + " / " + c["regime"].astype(str) + noise)
+    lines = list(dict.fromkeys(c.sort_values(["model_name", "regime"])["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    datasets = sorted(c["dataset"].unique())
+    peaks = _double_descent_peaks(t, set(c["kind"]))
+    fig, axes = plt.subplots(
+        1, len(datasets), figsize=(6.2 * len(datasets) + 2.5, 4.6), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        d = c[(c["dataset"] == dataset) & (c["bits_stored"] > 0)]
+        best = d[d["is_max"].astype(bool)]
+        half = stats.t.ppf(0.975, best["replicas"].to_numpy(int) - 1) * best["bits_stored_se"]
+        best = best.assign(low=best["bits_stored"] - half, high=best["bits_stored"] + half)
+        # A lower end at or below 0 runs off the log axis: down to its bottom edge.
+        best = best.assign(low=best["low"].where(best["low"] > 0, best["bits_stored"] / 100))
+        best = best.fillna({"low": best["bits_stored"], "high": best["bits_stored"]})
+        others = d[~d["is_max"].astype(bool)]
+        for line in lines:  # the sizes that store less, faint
+            o = others[others["line"] == line]
+            ax.scatter(o["parameters"], o["bits_stored"], s=12, color=palette[line], alpha=0.3)
+        _interval_lines(ax, best, lines, palette, lambda s, _: s["parameters"].to_numpy(float),
+                        "bits_stored")  # fmt: skip
+        xs = np.geomspace(c["parameters"].min() / 2, c["parameters"].max() * 2, 50)
+        for per, label, dash in LITERATURE_CAPACITY:
+            ax.plot(xs, per * xs, color="0.35", lw=1, linestyle=dash, label=label)
+        for n, ceiling in d.groupby("train_size")["label_bits"].max().items():
+            ax.axhline(ceiling, color="0.6", lw=2, alpha=0.5, label=CEILING)
+            ax.text(1, ceiling, f"n = {n} ", transform=ax.get_yaxis_transform(), ha="right",
+                    va="bottom", fontsize=7, color="0.4")  # fmt: skip
+        for _, p in peaks.iterrows():
+            ax.axvline(p["parameters"], color="tab:red", lw=1, alpha=0.7, linestyle="--")
+            ax.text(p["parameters"], 0.02, f" double-descent peak: {p['model']}\n {p['dataset']}, "
+                    f"n={p['size']}", transform=ax.get_xaxis_transform(), fontsize=7,
+                    color="tab:red", va="bottom")  # fmt: skip
+        ax.set(xscale="log", yscale="log", xlabel="trained parameters per replica")
+        for axis in (ax.xaxis, ax.yaxis):  # 1-2-5 ticks written plainly (not 2x10^3)
+            axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_ylabel("bits stored (training labels)")
+        ax.set_title(f"{dataset}: K = {d['n_classes'].max() if len(d) else '?'} random labels",
+                     size=10)  # fmt: skip
+        ax.set_ylim(bottom=max(d["bits_stored"].min() / 3, 1e-1) if len(d) else None)
+    _legend_by_line(fig, axes, [*lines, *(label for _, label, _ in LITERATURE_CAPACITY),
+                                CEILING])  # fmt: skip
+    fig.legends[0].set_title("model / regime; reference")
+    n = int(c["replicas"].min())
+    fig.suptitle(
+        "Capacity: bits stored on uniformly random labels, at each model's best training-set size\n"
+        f"(sum over training examples of max(0, log2 K - CE/ln 2); mean ± 95% t interval over {n}+"
+        " replicas; faint: the other sizes)",
         size=10,
     )
     return fig

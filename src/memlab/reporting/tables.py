@@ -46,6 +46,8 @@ class StudyTables:
     influence_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     removal: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Bits stored on random labels, per parameter (DESIGN 4d; memlab.analysis.capacity_bits).
+    capacity_bits: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     # corruption -> its parameter per severity 1..5 (memlab.data.perturb.severity_table)
