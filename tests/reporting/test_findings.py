@@ -394,3 +394,27 @@ def test_the_best_estimator_is_named_for_the_memorizing_network_with_its_interva
     # Not asked without the table.
     keys = {f.key for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame()))}
     assert "estimators" not in keys
+
+
+def test_bits_stored_are_quoted_per_parameter_with_t_intervals_and_wide_ones_held_back():
+    def row(width: int, params: int, bits: float, se: float, replicas: int = 4) -> dict:
+        cols = run_columns(label_noise=0.0, regime="memorize", size=1000, width=width)
+        return cols | dict(model=f"mlp-w{width}", parameters=params, train_size=1000,
+                           label_bits=3322.0, bits_stored=bits, bits_stored_se=se,
+                           replicas=replicas, bits_per_parameter=bits / params,
+                           bits_per_parameter_se=se / params, is_max=True)  # fmt: skip
+
+    table = pd.DataFrame([row(8, 610, 1200.0, 30.0), row(32, 2410, 3000.0, 60.0)])
+    tables = StudyTables(_metrics(STUDY), pd.DataFrame(), capacity_bits=table)
+    found = {f.key: f for f in study_findings(tables)}["bits"]
+    half = stats_t(3) * 30.0 / 610
+    per = found.numbers["mlp-w8_memorize_bits_per_parameter"]
+    assert per.value == pytest.approx(1200 / 610) and per.high - per.value == pytest.approx(half)
+    assert "the MLP of width 8 (no regularization) stores 1200 bits" in found.answer
+    assert "1.97 [" in found.answer and "(610 parameters, 4 replicas)" in found.answer
+    assert "MLP of width 32" in found.answer and "3.6 bits per parameter" in found.answer
+    # An interval wider than the value says nothing: held back with the fix.
+    wide = pd.DataFrame([row(8, 610, 100.0, 80.0)])
+    found = {f.key: f for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame(),
+                                                          capacity_bits=wide))}["bits"]  # fmt: skip
+    assert found.held_back and "wider than the value" in found.why

@@ -198,6 +198,7 @@ FINDING_FIGURES: dict[str, tuple[str, ...]] = {
     "regularizer": ("regularization", "learning_curves"),
     "which_examples": ("memorization_scores",),
     "estimators": ("estimators",),
+    "bits": ("capacity_bits",),
     "leakage": ("membership_roc",),
     "where_it_pays": ("long_tail",),
     "few_shot": ("few_shot",),

@@ -59,6 +59,8 @@ class Estimate:
     high: float
     n: int
     unit: str = "replicas"
+    # Not a share: too wide when the interval is wider than the value itself (``_uninformative``).
+    relative: bool = False
 
     def pct(self, points: bool = False) -> str:
         """``97.5% [95.1, 99.9]`` (``points``: a difference, in signed percentage points)."""
@@ -490,6 +492,50 @@ def _estimators(c: _Context) -> Finding | None:
     return Finding("estimators", q, text, numbers, runs=(_key(run),))
 
 
+LITERATURE_BITS = "3.6 bits per parameter for GPT-style models (Morris et al. 2025)"
+
+
+def _t_interval(value: float, se: float, n: int) -> Estimate:
+    half = float(stats.t.ppf(0.975, n - 1) * se) if n >= 2 else math.nan
+    return Estimate(value, value - half, value + half, n, relative=True)
+
+
+def _bits(c: _Context) -> Finding | None:
+    q = "How many bits does the model memorize?"
+    bits = c.tables.capacity_bits
+    if bits.empty:
+        return None  # not asked: no random-label runs of a model with weights
+    best = bits[bits["is_max"].astype(bool) & bits["bits_stored"].notna()]
+    if best.empty:
+        return Finding("bits", q, why="no random-label run stored a number of bits")
+    parts, numbers, runs = [], {}, []
+    # Per model kind and regime, the width that stores the most per parameter, and the widest.
+    for _, g in best.groupby(["kind", "regime"], sort=False):
+        g = g.sort_values("parameters")
+        for _, row in g.iloc[[int(g["bits_per_parameter"].to_numpy().argmax()), -1]].iterrows():
+            name = f"{row['model']}_{row['regime']}"
+            if name in numbers:
+                continue
+            n = int(row["replicas"])
+            per = _t_interval(row["bits_per_parameter"], row["bits_per_parameter_se"], n)
+            total = _t_interval(row["bits_stored"], row["bits_stored_se"], n)
+            numbers[f"{name}_bits_per_parameter"] = per
+            runs.append(_key(row))
+            parts.append(
+                f"{_name(row)} stores {total.value:.0f} bits [{total.low:.0f}, {total.high:.0f}] "
+                f"of {row['label_bits']:.0f} in its labels at n={int(row['train_size'])}: "
+                f"{per.value:.2f} [{per.low:.2f}, {per.high:.2f}] bits per parameter "
+                f"({int(row['parameters'])} parameters, {n} replicas)"
+            )
+    first = best.iloc[0]
+    text = (
+        f"On uniformly random labels ({html.escape(str(first['dataset']))}, the best "
+        f"training-set size per model), {'; '.join(parts)}. For comparison: {LITERATURE_BITS}; "
+        "a model below its labels' bits at every size has not reached its capacity."
+    )
+    return Finding("bits", q, _cap(text), numbers, runs=tuple(runs))
+
+
 def _leakage(c: _Context) -> Finding:
     q = "How much does membership leak?"
     mia = c.tables.membership
@@ -870,6 +916,7 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
     _regularizer,
     _which_examples,
     _estimators,
+    _bits,
     _leakage,
     _where_it_pays,
     _few_shot,
@@ -907,7 +954,17 @@ def _uninformative(est: Estimate) -> str | None:
             f"answer needs. Set replicas: {MIN_REPLICAS} (or more) in the config and rerun "
             "./run.sh study"
         )
-    if not np.isfinite(est.low) or est.high - est.low <= MAX_WIDTH:
+    if not np.isfinite(est.low):
+        return None
+    if est.relative:
+        if est.high - est.low <= abs(est.value):
+            return None
+        return (
+            f"Its 95% interval [{est.low:.3g}, {est.high:.3g}] ({est.n} {est.unit}) is wider "
+            f"than the value {est.value:.3g} itself. Raise replicas in the config and rerun "
+            "./run.sh study"
+        )
+    if est.high - est.low <= MAX_WIDTH:
         return None
     more = "replicas" if est.unit == "replicas" else "replicas or sizes"
     return (
