@@ -273,8 +273,11 @@ def learning_curves(t: StudyTables) -> plt.Figure:
     nets = history[trained(history["kind"])] if not history.empty else history
     if nets.empty:
         return _empty("No trained networks in this study.")
-    size, noise = nets["size"].max(), nets["label_noise"].max()
-    sel = nets[(nets["size"] == size) & (nets["label_noise"] == noise)]
+    # The most noise, then the largest size among those runs (sub-studies may not share sizes).
+    noise = nets["label_noise"].max()
+    noisiest = nets[nets["label_noise"] == noise]
+    size = noisiest["size"].max()
+    sel = noisiest[noisiest["size"] == size]
     pick = sel[sel["kind"] == MLP.kind] if (sel["kind"] == MLP.kind).any() else sel
     model = pick.sort_values("width")["model"].iloc[-1]
     order = _regime_order(sel)
