@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from memlab.analysis import bank, corruption_error, evidence, influence
+from memlab.analysis import bank, corruption_error, evidence, exposure, influence
 from memlab.analysis import metrics as analysis
 from memlab.analysis.neighbours import PoolAgreement
 from memlab.data.datasets import split_reader
@@ -148,6 +148,7 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "long_tail": lambda a: analysis.long_tail_accuracy(a.evaluations(), a.split_of),
     "influence_pairs": lambda a: a.influence_pairs[0],
     "influence_summary": lambda a: a.influence_pairs[1],
+    "exposure": lambda a: exposure.exposure_table(a.evaluations()),
 }
 
 

@@ -80,6 +80,7 @@ TABLES: tuple[Table, ...] = (
     Table("long_tail", "long_tail.csv", figures_read=True),
     Table("influence_pairs", "influence_pairs.csv", figures_read=True),
     Table("influence_summary", "influence_summary.csv", figures_read=True),
+    Table("exposure", "exposure.csv", figures_read=True),
     Table("removal", "removal.csv", figures_read=True, made_by="removal_analyze"),
 )
 TABLE = {t.name: t for t in TABLES}
@@ -161,6 +162,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("memory", lambda s: any(v.remembers for v in s.variants.values())),
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
+    Figure("exposure", lambda s: any(ds.spec.get("canaries") for ds in s.datasets.values())),
 )
 
 

@@ -45,6 +45,8 @@ class StudyTables:
     influence_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)
     influence_summary: pd.DataFrame = field(default_factory=pd.DataFrame)
     removal: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Canary exposure (DESIGN 4d): per run, repetition level and method.
+    exposure: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     # corruption -> its parameter per severity 1..5 (memlab.data.perturb.severity_table)

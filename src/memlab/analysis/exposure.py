@@ -1,0 +1,161 @@
+"""Exposure of inserted canaries (Carlini et al., *The Secret Sharer*, USENIX Security 2019),
+following the reference code, ``tensorflow/privacy`` ``privacy_tests/secret_sharer/exposures.py``.
+
+A canary's exposure against ``|R|`` reference points from its distribution that no model saw:
+
+- ``rank`` (the reference's ``compute_exposure_interpolation``): ``log2 |R| - log2 rank``, where
+  rank = 1 + the number of references whose loss is *strictly* lower than the canary's (lower
+  loss = more exposed; a reference tied with the canary does not push it down, the canary's
+  side of a tie, where the reference code's unstable sort leaves ties in any order). Ranked
+  first among 4,096 references is 12 bits, the method's maximum; a canary from the reference
+  distribution has a uniform rank and an expected exposure of about log2 e = 1.44 bits.
+- ``extrapolated`` (``compute_exposure_extrapolation``): a skew-normal fitted to the references'
+  losses (``scipy.stats.skewnorm.fit``, maximum likelihood) and ``-log2 cdf(canary's loss)``,
+  which can exceed log2 |R|. It is infinite where a canary's loss lies below the fitted
+  distribution's support: on memorized canaries the references' losses often pile up near 0 and
+  the fit degenerates to a half-normal starting at their smallest loss (shape parameter of order
+  1e8), as the reference code's fit does too (DESIGN 4d: "extrapolation failed for image
+  canaries"). The table keeps that infinity in the mean and says which share of the pairs
+  is infinite (``infinite``); read the rank method first.
+
+Every replica is a model: a canary's loss is ranked among the same replica's reference losses
+(the references' losses differ from model to model), and one skew-normal is fitted per replica.
+
+``exposure.csv`` has one row per run, repetition level and method: the mean exposure over the
+(canary, replica) pairs where the replica trained on the canary (controls, never trained on:
+every replica), ``exposure_se`` the standard error over canaries of each canary's mean over its
+replicas (the replicas of one canary are not independent draws: the canaries are), the canaries
+(``n_canaries``) and references (``n_references``), the replicas of the run (``replicas``), the
+pairs averaged (``pairs``) and the share of them whose exposure is infinite (``infinite``: only
+the extrapolation can be).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from memlab.plan.study import RUN_COLUMNS, with_run
+
+METHODS = ("rank", "extrapolated")
+EXPOSURE_COLUMNS = [
+    *RUN_COLUMNS,
+    "repetitions",
+    "method",
+    "exposure",
+    "exposure_se",
+    "n_canaries",
+    "n_references",
+    "replicas",
+    "pairs",
+    "infinite",
+]
+LOG2_E = math.log2(math.e)  # the expected exposure of a random rank (|R| large)
+
+
+def rank_exposure(canary_loss: np.ndarray, reference_loss: np.ndarray) -> np.ndarray:
+    """``log2 |R| - log2 rank`` of each canary's loss among the references' (module doc).
+
+    ``canary_loss`` [..., m] and ``reference_loss`` [..., |R|] share their leading axes (one
+    row per model); each canary is ranked among its own row's references.
+    """
+    canary = np.asarray(canary_loss, np.float64)
+    refs = np.asarray(reference_loss, np.float64)
+    n_ref = refs.shape[-1]
+    flat_c = canary.reshape(-1, canary.shape[-1])
+    flat_r = np.sort(refs.reshape(-1, n_ref), axis=1)
+    # side="left": the number of references strictly below the canary's loss.
+    below = np.stack(
+        [np.searchsorted(r, c, side="left") for r, c in zip(flat_r, flat_c, strict=True)]
+    )
+    return (math.log2(n_ref) - np.log2(1.0 + below)).reshape(canary.shape)
+
+
+def extrapolated_exposure(canary_loss: np.ndarray, reference_loss: np.ndarray) -> np.ndarray:
+    """``-log2 cdf(loss)`` under a skew-normal fitted to each row's reference losses (module
+    doc); shapes as :func:`rank_exposure`."""
+    from scipy.stats import skewnorm
+
+    canary = np.asarray(canary_loss, np.float64)
+    refs = np.asarray(reference_loss, np.float64)
+    flat_c = canary.reshape(-1, canary.shape[-1])
+    flat_r = refs.reshape(-1, refs.shape[-1])
+    out = np.empty_like(flat_c)
+    for i, (r, c) in enumerate(zip(flat_r, flat_c, strict=True)):
+        params = skewnorm.fit(r)
+        out[i] = -skewnorm.logcdf(c, *params) / math.log(2)
+    return out.reshape(canary.shape)
+
+
+def canary_trained(bank: Mapping[str, np.ndarray]) -> np.ndarray:
+    """bool [R, m]: whether each replica trained on each canary (a row of its group in the
+    replica's training mask; early stopping may carve some of a group's rows into validation)."""
+    pool_canary = np.asarray(bank["pool_canary"])
+    reps = np.asarray(bank["canary_repetitions"])
+    train = np.asarray(bank["train_mask"], bool)
+    rows = pool_canary >= 0
+    trained = np.zeros((train.shape[0], len(reps)), bool)
+    for r in range(train.shape[0]):
+        hit = pool_canary[rows][train[r, rows]]
+        trained[r, np.unique(hit)] = True
+    return trained
+
+
+def level_rows(exposure: np.ndarray, counted: np.ndarray, reps: np.ndarray) -> list[dict]:
+    """One row per repetition level: the mean over counted (replica, canary) pairs, the
+    standard error over canaries of the per-canary means (NaN for one canary or an infinite
+    mean) and the share of counted pairs whose exposure is infinite."""
+    rows = []
+    for level in np.unique(reps):
+        cols = reps == level
+        e, c = exposure[:, cols], counted[:, cols]
+        seen = c.any(0)
+        per_canary = np.where(c, e, 0.0).sum(0)[seen] / c.sum(0)[seen]
+        n = int(seen.sum())
+        finite = bool(np.isfinite(per_canary).all())
+        se = float(per_canary.std(ddof=1) / math.sqrt(n)) if n > 1 and finite else math.nan
+        rows.append(
+            {
+                "repetitions": int(level),
+                "exposure": float(e[c].mean()) if c.any() else math.nan,
+                "exposure_se": se,
+                "n_canaries": n,
+                "pairs": int(c.sum()),
+                "infinite": float(np.isinf(e[c]).mean()) if c.any() else math.nan,
+            }
+        )
+    return rows
+
+
+def run_exposure(bank: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The exposure rows of one run's bank (without the run's columns); empty without canaries."""
+    if "canary_loss" not in bank:
+        return pd.DataFrame(columns=EXPOSURE_COLUMNS[len(RUN_COLUMNS) :])
+    loss, refs = np.asarray(bank["canary_loss"]), np.asarray(bank["reference_loss"])
+    reps = np.asarray(bank["canary_repetitions"])
+    # Controls were never trained on: every replica's loss on them counts.
+    counted = canary_trained(bank) | (reps == 0)[None, :]
+    frames = []
+    for method, fn in zip(METHODS, (rank_exposure, extrapolated_exposure), strict=True):
+        rows = pd.DataFrame(level_rows(fn(loss, refs), counted, reps))
+        rows["method"] = method
+        frames.append(rows)
+    out = pd.concat(frames, ignore_index=True)
+    out["n_references"], out["replicas"] = refs.shape[1], loss.shape[0]
+    return out[EXPOSURE_COLUMNS[len(RUN_COLUMNS) :]]
+
+
+def exposure_table(
+    evaluations: Iterable[tuple[Mapping[str, Any], Mapping[str, np.ndarray]]],
+) -> pd.DataFrame:
+    """``exposure.csv``: every run with canaries, by repetition level and method (module doc)."""
+    frames = [
+        with_run(run_exposure(bank), run) for run, bank in evaluations if "canary_loss" in bank
+    ]
+    if not frames:
+        return pd.DataFrame(columns=EXPOSURE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)[EXPOSURE_COLUMNS]
