@@ -172,11 +172,12 @@ def canary_arrays(log_proba: LogProba, split: Split) -> dict[str, np.ndarray]:
     (controls included) and on every never-trained reference point, the loss of ``pool_loss``;
     with which pool rows are canaries and each canary's repetitions, for exposure
     (memlab.analysis.exposure). Empty without canaries."""
-    if split.canary_x is None or split.reference_x is None:
+    x, y, ref_x, ref_y = split.canary_x, split.canary_y, split.reference_x, split.reference_y
+    if x is None or y is None or ref_x is None or ref_y is None:
         return {}
     return {
-        "canary_loss": example_outputs(log_proba(split.canary_x), split.canary_y)["loss"],
-        "reference_loss": example_outputs(log_proba(split.reference_x), split.reference_y)["loss"],
+        "canary_loss": example_outputs(log_proba(x), y)["loss"],
+        "reference_loss": example_outputs(log_proba(ref_x), ref_y)["loss"],
         "pool_canary": np.asarray(split.pool_canary, np.int64),
         "canary_repetitions": np.asarray(split.canary_repetitions, np.int64),
     }
