@@ -162,3 +162,26 @@ def test_the_config_check_and_the_plan_name_the_key(tmp_path):
     config["datasets"] = {"digits": entry}
     with pytest.raises(MemlabInputError, match="`canaries` and `long_tail`"):
         plan_study(full(config), tmp_path)
+
+
+def test_a_study_with_canaries_draws_exposure_and_keeps_them_out_of_removal(tmp_path):
+    from conftest import full, smoke
+
+    from memlab.plan.registry import study_figures
+    from memlab.plan.study import plan_study
+
+    def planned(canaries: bool):
+        config = smoke()
+        entry = {"kind": "digits", **({"canaries": {}} if canaries else {})}
+        config |= {"datasets": {"digits": entry}, "sizes": [0.5], "replicas": 4}
+        config["analysis"] = {"power": {"min_in_out": 1, "min_shadows": 2}}
+        config["removal"] = {"k": [2], "replicas": 2}
+        return full(config)
+
+    study = plan_study(planned(canaries=False), tmp_path)
+    assert study.removals and "exposure" not in {f.name for f in study_figures(study)}
+    with pytest.raises(MemlabInputError, match="no run can choose what to remove"):
+        plan_study(planned(canaries=True), tmp_path)
+    config = planned(canaries=True)
+    del config["removal"]
+    assert "exposure" in {f.name for f in study_figures(plan_study(config, tmp_path))}

@@ -103,6 +103,11 @@ class CanarySpec:
         return int(self.per_repetition * sum(self.repetitions))
 
 
+def has_canaries(spec: Mapping[str, Any]) -> bool:
+    """Whether a dataset spec asks for canaries (``canaries: {}`` does: every default)."""
+    return spec.get("canaries") not in (None, False)
+
+
 def check_combination(spec: Mapping[str, Any], dataset: str = "dataset") -> CanarySpec | None:
     """A dataset spec's canaries, refused where another option cannot take them."""
     canaries = CanarySpec.from_config(spec.get("canaries"), dataset)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memlab.data.canaries import has_canaries
 from memlab.plan.kinds import KNN, MLP, RandomFeatures, Variant
 from memlab.plan.study import REGULARIZERS, Study, strength_sweeps
 
@@ -162,7 +163,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("memory", lambda s: any(v.remembers for v in s.variants.values())),
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
-    Figure("exposure", lambda s: any(ds.spec.get("canaries") for ds in s.datasets.values())),
+    Figure("exposure", lambda s: any(has_canaries(ds.spec) for ds in s.datasets.values())),
 )
 
 

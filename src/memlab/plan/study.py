@@ -23,6 +23,7 @@ import numpy as np
 from memlab.columnar import Columns, constant
 from memlab.data import datasets as data
 from memlab.data.canaries import check_combination as check_canaries
+from memlab.data.canaries import has_canaries
 from memlab.io import MemlabInputError
 from memlab.plan.kinds import VARIANT_COLUMNS, Variant, expand_models
 from memlab.plan.power import PowerGates, planned_scores_powered
@@ -711,7 +712,7 @@ def plan_removals(
             and (run.regime is None or run.regime.name in spec.get("regimes", [run.regime.name]))
             and planned_scores_powered(gates, ds.replicas, run.size, ds.n_pool)
             # Its arms train on the whole pool: canary groups would be in every replica.
-            and not ds.spec.get("canaries")
+            and not has_canaries(ds.spec)
         )
 
     firsts = [r for r in runs if chosen(r)]
