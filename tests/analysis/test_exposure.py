@@ -117,3 +117,26 @@ def test_runs_without_canaries_add_no_rows():
     bank = {"train_mask": np.ones((2, 3), bool)}
     table = exposure_table([(run_columns(), bank)])
     assert table.empty and list(table.columns) == EXPOSURE_COLUMNS
+
+
+def test_memorization_rows_are_marked_and_the_figures_read_the_real_ones(tmp_path):
+    import pandas as pd
+
+    from memlab.analysis.metrics import with_canaries
+    from memlab.data.datasets import Split
+    from memlab.reporting.tables import StudyTables
+
+    def split(pool_canary):
+        x = np.zeros((4, 1), np.float32)
+        y = np.zeros(4, np.int64)
+        return Split(x, y, x, y, 2, None, pool_canary=pool_canary)
+
+    splits = {"c": split(np.array([-1, -1, 0, 0])), "p": split(None)}
+    frame = pd.DataFrame({"dataset": ["c"] * 4 + ["p"] * 4, "example": [3, 2, 1, 0] * 2})
+    marked = with_canaries(frame, splits.__getitem__)
+    assert marked["canary"].tolist() == [True, True, False, False] + [False] * 4
+    marked.assign(score=0.5).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"memory": ["on"]}).to_parquet(tmp_path / "t.parquet")
+    paths = {"metrics": tmp_path / "t.parquet", "history": tmp_path / "t.parquet"}
+    tables = StudyTables.read({**paths, "memorization": tmp_path / "m.parquet"})
+    assert len(tables.memorization) == 6 and not tables.memorization["canary"].any()

@@ -133,7 +133,9 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "chance_null": lambda a: analysis.chance_null(
         a.evaluations(), seed=derive_seed(a.seed, "chance_null")
     ),
-    "memorization": lambda a: analysis.with_subpopulations(a.memorization[0], a.split_of),
+    "memorization": lambda a: analysis.with_canaries(
+        analysis.with_subpopulations(a.memorization[0], a.split_of), a.split_of
+    ),
     "memorization_summary": lambda a: a.memorization[1],
     "example_correlations": lambda a: analysis.example_correlations(a.memorization[0]),
     "membership": lambda a: a.membership[0],

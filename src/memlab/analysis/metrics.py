@@ -561,6 +561,18 @@ def long_tail_accuracy(
     return pd.DataFrame(rows, columns=[*RUN_COLUMNS, *LONG_TAIL_COLUMNS])
 
 
+def with_canaries(frame: pd.DataFrame, split_of: SplitOf, example: str = "example") -> pd.DataFrame:
+    """A per-example table (columns ``dataset`` and ``example``, a pool position) with a
+    ``canary`` column: whether the row is an inserted canary (memlab.data.canaries), so a
+    reader of the real examples (the figures) can leave them out."""
+    out = frame.assign(canary=False)
+    for dataset, rows in frame.groupby("dataset", sort=False).groups.items():
+        canary = split_of(dataset).pool_canary
+        if canary is not None:
+            out.loc[rows, "canary"] = canary[frame.loc[rows, example].to_numpy(int)] >= 0
+    return out
+
+
 def with_subpopulations(
     frame: pd.DataFrame, split_of: SplitOf, example: str = "example"
 ) -> pd.DataFrame:

@@ -70,6 +70,11 @@ class StudyTables:
         if "metrics" in frames and "memory" in frames["metrics"]:
             metrics = frames["metrics"]
             frames["metrics"] = metrics[metrics["memory"] != "off"].reset_index(drop=True)
+        if "memorization" in frames and "canary" in frames["memorization"]:
+            # The figures read the real examples' scores; a canary's are in memorization.parquet
+            # and evidence.parquet, and its exposure in exposure.csv.
+            m = frames["memorization"]
+            frames["memorization"] = m[~m["canary"].astype(bool)].reset_index(drop=True)
         loaded = {k: load_split(os.fspath(v)) for k, v in (splits or {}).items()}
         return cls(
             **frames,
