@@ -137,7 +137,10 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
         analysis.with_subpopulations(a.memorization[0], a.split_of), a.split_of
     ),
     "memorization_summary": lambda a: a.memorization[1],
-    "example_correlations": lambda a: analysis.example_correlations(a.memorization[0]),
+    # Over the real examples: canary rows (noise, random labels) would drive the ranks.
+    "example_correlations": lambda a: analysis.example_correlations(
+        a.memorization[0][~analysis.with_canaries(a.memorization[0], a.split_of)["canary"]]
+    ),
     "membership": lambda a: a.membership[0],
     "membership_roc": lambda a: a.membership[1],
     "membership_slices": lambda a: a.membership[2],
