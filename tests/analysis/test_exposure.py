@@ -24,10 +24,10 @@ REFS = np.linspace(1.0, 2.0, 4096)  # 4,096 distinct reference losses
 
 def test_a_canary_ranked_first_among_4096_references_has_12_bits():
     assert rank_exposure(np.array([0.5]), REFS)[0] == 12.0
-    # Ties go to the canary (rank = 1 + references strictly lower): tied with the lowest is first.
-    assert rank_exposure(np.array([1.0]), REFS)[0] == 12.0
+    # A tie with the lowest reference: rank 1 or 2 with equal chance, the mean of 12 and 11.
+    assert rank_exposure(np.array([1.0]), REFS)[0] == pytest.approx(11.5)
     # Below one reference: rank 2, 11 bits; above every reference: rank 4097, just under 0.
-    assert rank_exposure(np.array([REFS[1]]), REFS)[0] == 11.0
+    assert rank_exposure(np.array([(REFS[0] + REFS[1]) / 2]), REFS)[0] == 11.0
     assert rank_exposure(np.array([9.0]), REFS)[0] == pytest.approx(12 - math.log2(4097))
 
 
@@ -49,6 +49,20 @@ def test_canaries_from_the_reference_distribution_average_log2_e():
     assert abs(e.mean() - LOG2_E) < 3 * se
     # Memorized canaries (losses far below the references') are far above it.
     assert rank_exposure(canaries / 100, refs).mean() > LOG2_E + 3
+
+
+def test_ties_average_over_the_ranks_a_canary_could_take():
+    # Losses of a model that is right (0.1) or wrong (3.0), as a 1-NN's: 10% of the references
+    # are right, and never-trained canaries from the same law are right as often.
+    rng = np.random.default_rng(2)
+    refs = np.where(rng.random(4096) < 0.1, 0.1, 3.0)
+    canaries = np.where(rng.random(4000) < 0.1, 0.1, 3.0)
+    e = rank_exposure(canaries, refs)
+    se = e.std(ddof=1) / math.sqrt(len(e))
+    assert abs(e.mean() - LOG2_E) < 3 * se  # ties for the canary would give about 4 bits
+    right = int((refs == 0.1).sum())
+    want = 12 - np.mean(np.log2(np.arange(1, right + 2)))
+    assert e[canaries == 0.1][0] == pytest.approx(want)
 
 
 def test_extrapolation_recovers_minus_log2_cdf_of_a_skew_normal():

@@ -4,11 +4,16 @@ following the reference code, ``tensorflow/privacy`` ``privacy_tests/secret_shar
 A canary's exposure against ``|R|`` reference points from its distribution that no model saw:
 
 - ``rank`` (the reference's ``compute_exposure_interpolation``): ``log2 |R| - log2 rank``, where
-  rank = 1 + the number of references whose loss is *strictly* lower than the canary's (lower
-  loss = more exposed; a reference tied with the canary does not push it down, the canary's
-  side of a tie, where the reference code's unstable sort leaves ties in any order). Ranked
-  first among 4,096 references is 12 bits, the method's maximum; a canary from the reference
-  distribution has a uniform rank and an expected exposure of about log2 e = 1.44 bits.
+  rank = 1 + the number of references whose loss is lower than the canary's (lower loss = more
+  exposed). Ranked first among 4,096 references is 12 bits, the method's maximum; a canary from
+  the reference distribution has a uniform rank and an expected exposure of about
+  log2 e = 1.44 bits. Ties: the reference code sorts canaries and references together with an
+  unstable sort, which leaves a canary anywhere among the references it ties with. Here a
+  canary tied with ``t`` references gets the exposure averaged over the ``t + 1`` ranks it could
+  take (the expectation under a random order of the ties; without ties, the plain rank). This
+  matters for models whose losses take few values (a 1-NN's are two): counting ties for the
+  canary would put a never-trained canary whose prediction is right first among every
+  reference that is right too (a 1-NN control at about 4 bits instead of 1.44).
 - ``extrapolated`` (``compute_exposure_extrapolation``): a skew-normal fitted to the references'
   losses (``scipy.stats.skewnorm.fit``, maximum likelihood) and ``-log2 cdf(canary's loss)``,
   which can exceed log2 |R|. It is infinite where a canary's loss lies below the fitted
@@ -58,7 +63,8 @@ LOG2_E = math.log2(math.e)  # the expected exposure of a random rank (|R| large)
 
 
 def rank_exposure(canary_loss: np.ndarray, reference_loss: np.ndarray) -> np.ndarray:
-    """``log2 |R| - log2 rank`` of each canary's loss among the references' (module doc).
+    """``log2 |R| - log2 rank`` of each canary's loss among the references' (module doc; a tie
+    with ``t`` references: the mean over ranks ``lower + 1 .. lower + t + 1``).
 
     ``canary_loss`` [..., m] and ``reference_loss`` [..., |R|] share their leading axes (one
     row per model); each canary is ranked among its own row's references.
@@ -68,11 +74,19 @@ def rank_exposure(canary_loss: np.ndarray, reference_loss: np.ndarray) -> np.nda
     n_ref = refs.shape[-1]
     flat_c = canary.reshape(-1, canary.shape[-1])
     flat_r = np.sort(refs.reshape(-1, n_ref), axis=1)
-    # side="left": the number of references strictly below the canary's loss.
-    below = np.stack(
-        [np.searchsorted(r, c, side="left") for r, c in zip(flat_r, flat_c, strict=True)]
-    )
-    return (math.log2(n_ref) - np.log2(1.0 + below)).reshape(canary.shape)
+    pairs = list(zip(flat_r, flat_c, strict=True))
+    lower = np.stack([np.searchsorted(r, c, side="left") for r, c in pairs])  # strictly lower
+    upper = np.stack([np.searchsorted(r, c, side="right") for r, c in pairs])  # lower or tied
+    return (math.log2(n_ref) - _mean_log2(lower + 1, upper + 1)).reshape(canary.shape)
+
+
+def _mean_log2(first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """The mean of log2 k over k = first .. last (log-gamma: no loop over a tie's ranks)."""
+    from scipy.special import gammaln
+
+    first, last = first.astype(np.float64), last.astype(np.float64)
+    many = (gammaln(last + 1) - gammaln(first)) / (last - first + 1) / math.log(2)
+    return np.where(first == last, np.log2(first), many)  # exact where there is no tie
 
 
 def extrapolated_exposure(canary_loss: np.ndarray, reference_loss: np.ndarray) -> np.ndarray:
