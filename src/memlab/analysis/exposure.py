@@ -20,8 +20,9 @@ A canary's exposure against ``|R|`` reference points from its distribution that 
   distribution's support: on memorized canaries the references' losses often pile up near 0 and
   the fit degenerates to a half-normal starting at their smallest loss (shape parameter of order
   1e8), as the reference code's fit does too (DESIGN 4d: "extrapolation failed for image
-  canaries"). The table keeps that infinity in the mean and says which share of the pairs
-  is infinite (``infinite``); read the rank method first.
+  canaries"). The table averages the finite pairs and gives the share of infinite ones
+  (``infinite``; where it is above 0 the mean is a lower bound): one infinite pair would
+  otherwise make a level's mean infinite and hide the rest. Read the rank method first.
 
 Every replica is a model: a canary's loss is ranked among the same replica's reference losses
 (the references' losses differ from model to model), and one skew-normal is fitted per replica.
@@ -31,8 +32,8 @@ Every replica is a model: a canary's loss is ranked among the same replica's ref
 every replica), ``exposure_se`` the standard error over canaries of each canary's mean over its
 replicas (the replicas of one canary are not independent draws: the canaries are), the canaries
 (``n_canaries``) and references (``n_references``), the replicas of the run (``replicas``), the
-pairs averaged (``pairs``) and the share of them whose exposure is infinite (``infinite``: only
-the extrapolation can be).
+counted pairs (``pairs``) and the share of them whose exposure is infinite (``infinite``: only
+the extrapolation's can be; the mean and its standard error are over the finite ones).
 """
 
 from __future__ import annotations
@@ -120,23 +121,23 @@ def canary_trained(bank: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def level_rows(exposure: np.ndarray, counted: np.ndarray, reps: np.ndarray) -> list[dict]:
-    """One row per repetition level: the mean over counted (replica, canary) pairs, the
-    standard error over canaries of the per-canary means (NaN for one canary or an infinite
-    mean) and the share of counted pairs whose exposure is infinite."""
+    """One row per repetition level: the mean over the counted (replica, canary) pairs whose
+    exposure is finite, the standard error over canaries of the per-canary means (NaN for one
+    canary), and the share of counted pairs whose exposure is infinite (the extrapolation's, a
+    loss below the fitted support: the mean is then a lower bound)."""
     rows = []
     for level in np.unique(reps):
         cols = reps == level
         e, c = exposure[:, cols], counted[:, cols]
-        seen = c.any(0)
-        per_canary = np.where(c, e, 0.0).sum(0)[seen] / c.sum(0)[seen]
+        use = c & np.isfinite(e)
+        seen = use.any(0)
+        per_canary = np.where(use, e, 0.0).sum(0)[seen] / use.sum(0)[seen]
         n = int(seen.sum())
-        finite = bool(np.isfinite(per_canary).all())
-        se = float(per_canary.std(ddof=1) / math.sqrt(n)) if n > 1 and finite else math.nan
         rows.append(
             {
                 "repetitions": int(level),
-                "exposure": float(e[c].mean()) if c.any() else math.nan,
-                "exposure_se": se,
+                "exposure": float(e[use].mean()) if use.any() else math.nan,
+                "exposure_se": float(per_canary.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
                 "n_canaries": n,
                 "pairs": int(c.sum()),
                 "infinite": float(np.isinf(e[c]).mean()) if c.any() else math.nan,

@@ -1397,17 +1397,19 @@ def exposure(t: StudyTables) -> plt.Figure:
             s = s.sort_values("repetitions")
             x = s["repetitions"].map(where).to_numpy(float) + offsets[line]
             y = s["exposure"].to_numpy(float)
-            finite = np.isfinite(y)
             ax.errorbar(
-                x[finite], y[finite], yerr=s["exposure_se"].to_numpy(float)[finite],
-                color=palette[line], ls=EXPOSURE_STYLES.get(method, ":"), marker="o", ms=4,
-                lw=1.4, capsize=2.5, label=line if method == "rank" else None,
+                x, y, yerr=s["exposure_se"].to_numpy(float), color=palette[line],
+                ls=EXPOSURE_STYLES.get(method, ":"), marker="o", ms=4, lw=1.4, capsize=2.5,
+                label=line if method == "rank" else None,
             )  # fmt: skip
-            # An infinite mean (a canary's loss below the fitted support): a mark at the top.
-            ax.plot(
-                x[~finite], np.full((~finite).sum(), 0.97), ls="", marker="^", ms=6, mfc="none",
-                color=palette[line], transform=ax.get_xaxis_transform(),
-            )  # fmt: skip
+            # Infinite pairs (a loss below the fitted support): the mean of the finite ones is
+            # a lower bound, marked at the top with the share left out.
+            for xi, share in zip(x, s["infinite"].fillna(0).to_numpy(float), strict=True):
+                if share > 0:
+                    ax.plot(xi, 0.97, marker="^", ms=6, mfc="none", color=palette[line],
+                            transform=ax.get_xaxis_transform())  # fmt: skip
+                    ax.text(xi, 0.93, f"{share:.0%}", transform=ax.get_xaxis_transform(),
+                            ha="center", va="top", size=6.5, color=palette[line])  # fmt: skip
         ax.axhline(np.log2(np.e), color="0.35", lw=0.9, ls=":")
         ax.text(0.99, np.log2(np.e), "log2 e (random rank) ", transform=ax.get_yaxis_transform(),
                 size=7, ha="right", va="bottom", color="0.35")  # fmt: skip
@@ -1416,7 +1418,7 @@ def exposure(t: StudyTables) -> plt.Figure:
             ax.axhline(bits, color="0.35", lw=0.9, ls="-.")
             ax.text(0.99, bits, f"log2 |R| = {bits:g} (rank's maximum) ", size=7, ha="right",
                     va="bottom", color="0.35", transform=ax.get_yaxis_transform())  # fmt: skip
-        ax.set_ylim(0, top * 1.15)  # room above log2 |R| for the infinite marks
+        ax.set_ylim(0, top * 1.25)  # room above log2 |R| for the infinite marks
         ax.set_xticks(
             range(len(levels)), [f"{r}" + ("\n(control)" if r == 0 else "") for r in levels]
         )
@@ -1428,7 +1430,8 @@ def exposure(t: StudyTables) -> plt.Figure:
     _exposure_legend(fig, lines, palette)
     fig.suptitle(
         "Canary exposure (Carlini et al. 2019): rank among never-trained references (solid),\n"
-        "skew-normal extrapolation (dashed; ^ at the top: infinite); mean ± 1 SE over canaries",
+        "skew-normal extrapolation (dashed); mean ± 1 SE over canaries\n"
+        "^: the share of pairs whose extrapolated exposure is infinite, left out of the mean",
         size=10,
     )
     return fig
