@@ -1416,7 +1416,8 @@ def exposure(t: StudyTables) -> plt.Figure:
         top = max(np.log2(p["n_references"].unique()))
         for bits in sorted(np.log2(p["n_references"].unique())):
             ax.axhline(bits, color="0.35", lw=0.9, ls="-.")
-            ax.text(0.99, bits, f"log2 |R| = {bits:g} (rank's maximum) ", size=7, ha="right",
+            # At the left, where exposure is lowest (the controls), so no line crosses it.
+            ax.text(0.01, bits, f" log2 |R| = {bits:g} (rank's maximum)", size=7, ha="left",
                     va="bottom", color="0.35", transform=ax.get_yaxis_transform())  # fmt: skip
         ax.set_ylim(0, top * 1.25)  # room above log2 |R| for the infinite marks
         ax.set_xticks(
