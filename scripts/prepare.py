@@ -1,7 +1,8 @@
 """Rule prepare: load a dataset, write its fixed stratified pool/test split (thinned to a long
-tail, randomized, if asked)."""
+tail, randomized, with canaries, if asked)."""
 
 from memlab.data import datasets as data
+from memlab.data.canaries import add_canaries, check_combination
 from memlab.data.long_tail import split_indices
 from memlab.data.randomization import randomize
 from memlab.rulejob import rule_job
@@ -31,6 +32,15 @@ with rule_job(snakemake) as log:
     if data.standardizes(p.dataset, ds, name):
         split = data.standardize(split)
         log(f"{ds.X.shape[1]} features standardized with the training pool's mean and std")
+    # After standardizing: canaries are drawn in the features the models see, and the pool's
+    # statistics stay those of the real examples.
+    canaries = check_combination(p.dataset, name)
+    split = add_canaries(split, canaries, p.seed)
+    if canaries:
+        log(
+            f"canaries {canaries}: {canaries.pool_rows()} pool rows added, "
+            f"{canaries.references} references"
+        )
     data.save_split(
         snakemake.output[0],
         split,

@@ -169,3 +169,62 @@ def test_evidence_tables_join_the_runs_scores_and_label_agreement():
     assert (
         det.set_index("method").loc[["memorization", "lira_vulnerability"], "status"] == "ok"
     ).all()
+
+
+def test_canary_rows_are_marked_and_kept_out_of_the_detectors_and_cleanlab():
+    a, true, _, _ = _bank()
+    # The last 10 pool rows as canaries: 5 groups of 2 rows (repetitions 2), after 50 real rows.
+    a = dict(a, pool_canary=np.r_[np.full(50, -1), np.repeat(np.arange(5), 2)])
+    a["canary_repetitions"] = np.full(5, 2)
+    a["flipped"] = a["flipped"] & (np.arange(60) < 50)  # label noise never flips a canary
+    run = {k: 0 for k in evidence.RUN_COLUMNS} | {"dataset": "d", "model": "m", "regime": "g"}
+    mem = pd.DataFrame(columns=[*evidence.RUN_KEYS, "example", "score"])
+    ex, det = evidence.evidence_tables([(run, a)], mem, lambda ds: true)
+    np.testing.assert_array_equal(ex["canary"], np.arange(60) >= 50)
+    assert (
+        ex["canary_repetitions"].isna().sum() == 50 and (ex["canary_repetitions"][50:] == 2).all()
+    )
+    # Detectors score the 50 real examples alone, as a bank of only them would be scored.
+    assert (det["examples"] == 50).all()
+    real = evidence.run_evidence(a, true, None, None)[:50]
+    want = evidence.detector_scores(real, 8).set_index("method")
+    got = det.set_index("method")
+    assert got.loc["loss_out", "roc_auc"] == want.loc["loss_out", "roc_auc"]
+    # Confident learning sees only the real examples: canary rows have no value.
+    assert ex["label_quality"][50:].isna().all() and ex["label_quality"][:50].notna().all()
+    oos = evidence.out_of_sample_proba(a)[:50]
+    np.testing.assert_allclose(
+        ex["label_quality"][:50], get_label_quality_scores(a["pool_label"][:50].astype(int), oos)
+    )
+
+
+def test_headline_scores_and_attacks_leave_canary_rows_out():
+    from memlab.analysis import metrics as analysis
+
+    a, _, _, _ = _bank(r=8)
+    canaries = dict(a, pool_canary=np.r_[np.full(50, -1), np.arange(10)])
+    canaries["canary_repetitions"] = np.ones(10, np.int64)
+    run = {k: 0 for k in evidence.RUN_COLUMNS} | {"dataset": "d", "model": "m", "regime": "g"}
+    run["kind"] = "knn"  # no training facts needed: every replica is used
+    gates = evidence.PowerGates(1, 1)
+    scores, summary = analysis.memorization_tables([(run, canaries)], gates=gates)
+    assert len(scores) == 60  # every row keeps its score...
+    real = scores["example"] < 50  # ...the headline is the real examples'
+    assert summary.loc[0, "mean_score"] == pytest.approx(scores.loc[real, "score"].mean())
+    assert summary.loc[0, "mean_score"] != pytest.approx(scores["score"].mean())
+    attacks, _, sliced = analysis.membership_tables([(run, canaries)], gates=gates)
+
+    def first_50(v):  # the real examples' columns (per replica) or rows (per example)
+        if np.ndim(v) == 2 and np.shape(v)[1] == 60:
+            return v[:, :50]
+        return v[:50] if np.ndim(v) >= 1 and len(v) == 60 else v
+
+    head = {k: first_50(v) for k, v in a.items()}
+    plain, _, _ = analysis.membership_tables([(run, head)], gates=gates)
+    loss = attacks.set_index("attack").loc["loss", "auc"]
+    assert loss == plain.set_index("attack").loc["loss", "auc"]
+    slices = sliced[(sliced["slice_by"] == "label") & (sliced["attack"] == "loss")]
+    assert set(slices["slice"]) == {"canary", "clean", "flipped"}
+    assert (
+        slices.set_index("slice").loc["canary", "members"] == canaries["train_mask"][:, 50:].sum()
+    )

@@ -99,3 +99,26 @@ def test_gap_and_robustness_tables():
     heldout = s[s.split == "heldout"].iloc[0]
     assert heldout["mean"] == pytest.approx(0.75) and heldout["replicas"] == 2
     assert heldout["sem"] == pytest.approx(np.std([0.8, 0.7], ddof=1) / np.sqrt(2))
+
+
+def test_canary_and_reference_losses_are_the_pool_loss_of_each_replica(digits_split):
+    from memlab.data.canaries import CanarySpec, add_canaries
+    from memlab.engine.evaluate import canary_arrays
+
+    split = add_canaries(digits_split, CanarySpec(2, (0, 1), 4096), seed=0)
+    weights = torch.randn(2, 64, 10, generator=torch.Generator().manual_seed(0))
+
+    def log_proba(x):  # two linear "replicas"
+        return torch.log_softmax(torch.from_numpy(x).float() @ weights, -1)
+
+    a = canary_arrays(log_proba, split)
+    assert a["canary_loss"].shape == (2, 4) and a["reference_loss"].shape == (2, 4096)
+    assert a["canary_loss"].dtype == np.float32
+    want = example_outputs(log_proba(split.canary_x), split.canary_y)["loss"]
+    np.testing.assert_array_equal(a["canary_loss"], want)
+    # The canary rows of the pool get the same loss as the canary they repeat.
+    n = int((split.pool_canary < 0).sum())
+    pool = example_outputs(log_proba(split.x_pool), split.y_pool)["loss"]
+    np.testing.assert_allclose(pool[:, n:], a["canary_loss"][:, split.pool_canary[n:]], rtol=1e-6)
+    np.testing.assert_array_equal(a["canary_repetitions"], [0, 0, 1, 1])
+    assert canary_arrays(log_proba, digits_split) == {}  # no canaries, no arrays

@@ -6,7 +6,7 @@ its DAG is built by Snakemake in this process (``memlab.ops.snakemake``), and ea
 own rule script here, with the ``snakemake`` object Snakemake would hand it. Only the separate
 Python process per job is skipped: about 1.5 s of imports for each of the study's 142 jobs.
 Measured 2026-12-05 on 2 busy cores: the jobs 38 s, drawing and saving the 22 figures 27 s (21
-between; 22 again with capacity_bits, whole test 54 s).
+between; 23 with capacity_bits and exposure, whole test 54 s).
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ STUDY = {
         },
         "few": {
             "kind": "digits",
+            # Canaries beside a few-shot draw (exposure; the per-class draw is over real rows).
+            "canaries": {"per_repetition": 2},
             "grid": {"label_noise": [0.0], "sizes": [{"per_class": 2}], "models": ["small"]},
         },
         "modular": {

@@ -41,12 +41,22 @@ PER_REPLICA = (
     "stop_epoch",
     "stop_reason",
     "loss_drop",
+    "canary_loss",
+    "reference_loss",
     *DYNAMICS_ARRAYS,
     "pool_sensitivity",  # memlab.engine.input_gradients
     "pool_curvature",
 )
 # Sums over a block's replicas (out-of-sample probabilities): the bank's is the sum of the blocks'.
 SUMMED = ("pool_out_proba_sum", "pool_out_count")
+
+
+def real_examples(bank: Mapping[str, np.ndarray]) -> np.ndarray:
+    """bool [n]: the pool rows that are real examples, not canary rows (memlab.data.canaries);
+    every row of a bank without canaries."""
+    n = np.shape(bank["train_mask"])[1]
+    canary = bank.get("pool_canary")
+    return np.ones(n, bool) if canary is None else np.asarray(canary) < 0
 
 
 def concat_blocks(blocks: Sequence[Mapping[str, np.ndarray]], where: str = "") -> dict:

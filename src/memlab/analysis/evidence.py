@@ -24,7 +24,11 @@ Per run and pool example (``evidence.parquet``, columns in ``EVIDENCE_COLUMNS``,
   probabilities: per example the mean probability vector of the replicas that did not train on
   it (what Northcutt et al. get by cross-validation);
 - k-NN label disagreement: 1 - the share of the example's k nearest pool examples with its given
-  label (``memlab.analysis.neighbours``).
+  label (``memlab.analysis.neighbours``);
+- ``canary`` and ``canary_repetitions``: whether the row is an inserted canary
+  (``memlab.data.canaries``; its scores are its Feldman–Zhang, LiRA and RMIA views) and its
+  repetitions (<NA> for a real example). Canary rows are left out of ``detectors.csv`` and of
+  confident learning (their labels are random by design, not flips).
 
 ``detectors.csv`` scores each method as a detector of the flipped labels (higher = flipped): ROC
 AUC and average precision (scikit-learn) and precision among the examples ranked in the top
@@ -41,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from memlab.analysis.bank import real_examples
 from memlab.engine import dynamics
 from memlab.plan.power import PowerGates
 from memlab.plan.study import RUN_COLUMNS, RUN_KEYS, with_run
@@ -74,6 +79,8 @@ EVIDENCE_COLUMNS = [
     "label_quality",
     "label_issue",
     "knn_disagreement",
+    "canary",
+    "canary_repetitions",
 ]
 DETECTOR_COLUMNS = [
     *RUN_COLUMNS,
@@ -206,6 +213,7 @@ def run_evidence(
     members = np.asarray(a["train_mask"], bool)
     n = members.shape[1]
     nan = np.full(n, np.nan)
+    real = real_examples(a)
     out: dict[str, Any] = {
         "index": np.arange(n),
         "label": np.asarray(a["pool_label"], np.int64),
@@ -236,13 +244,23 @@ def run_evidence(
     out |= _training_dynamics(a, members)
     out |= _input_gradients(a)
     proba = out_of_sample_proba(a) if "pool_out_count" in a else None
+    out["label_quality"], out["label_issue"] = nan.copy(), nan.copy()
     if proba is not None:
-        out["label_quality"], issue = confident_learning(out["label"], proba)
-        out["label_issue"] = issue.astype(np.float64)
-    else:
-        out["label_quality"] = out["label_issue"] = nan
+        # Real examples only: canaries' random labels would shift cleanlab's noise estimates.
+        quality, issue = confident_learning(out["label"][real], proba[real])
+        out["label_quality"][real], out["label_issue"][real] = quality, issue
     out["knn_disagreement"] = nan if agreement is None else 1.0 - np.asarray(agreement)
+    out |= _canary_columns(a, real)
     return pd.DataFrame(out)
+
+
+def _canary_columns(a: Mapping[str, np.ndarray], real: np.ndarray) -> dict[str, Any]:
+    """Whether each pool row is a canary, and its repetitions (<NA> for a real example)."""
+    reps = pd.array(np.full(len(real), pd.NA), dtype="Int64")
+    if not real.all():
+        canary = np.asarray(a["pool_canary"])
+        reps[~real] = np.asarray(a["canary_repetitions"])[canary[~real]]
+    return {"canary": ~real, "canary_repetitions": reps}
 
 
 def precision_at_k(score: np.ndarray, positive: np.ndarray, k: int) -> float:
@@ -361,7 +379,10 @@ def evidence_tables(
         e = run_evidence(a, true_labels(run["dataset"]), mem, agree)
         evidence.append(with_run(e, run))
         r = len(a["replica"])
-        detectors.append(with_run(detector_scores(e, r, _underpowered(gates, mem, e, r)), run))
+        real = e[~e["canary"]]  # the flips are among real examples: canaries are no detection task
+        detectors.append(
+            with_run(detector_scores(real, r, _underpowered(gates, mem, real, r)), run)
+        )
     if not evidence:
         return pd.DataFrame(columns=EVIDENCE_COLUMNS), pd.DataFrame(columns=DETECTOR_COLUMNS)
     return (

@@ -20,6 +20,7 @@ from memlab.analysis import (
     corruption_error,
     estimators,
     evidence,
+    exposure,
     influence,
 )
 from memlab.analysis import metrics as analysis
@@ -161,9 +162,14 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "chance_null": lambda a: analysis.chance_null(
         a.evaluations(), seed=derive_seed(a.seed, "chance_null")
     ),
-    "memorization": lambda a: analysis.with_subpopulations(a.memorization[0], a.split_of),
+    "memorization": lambda a: analysis.with_canaries(
+        analysis.with_subpopulations(a.memorization[0], a.split_of), a.split_of
+    ),
     "memorization_summary": lambda a: a.memorization[1],
-    "example_correlations": lambda a: analysis.example_correlations(a.memorization[0]),
+    # Over the real examples: canary rows (noise, random labels) would drive the ranks.
+    "example_correlations": lambda a: analysis.example_correlations(
+        a.memorization[0][~analysis.with_canaries(a.memorization[0], a.split_of)["canary"]]
+    ),
     "membership": lambda a: a.membership[0],
     "membership_roc": lambda a: a.membership[1],
     "membership_slices": lambda a: a.membership[2],
@@ -180,6 +186,7 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "capacity_bits": lambda a: capacity_bits.capacity_bits_table(
         a.evaluations(a.random_labels), a.split_of, a.random_labels
     ),
+    "exposure": lambda a: exposure.exposure_table(a.evaluations()),
 }
 
 

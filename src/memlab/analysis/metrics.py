@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from memlab.analysis.bank import real_examples
 from memlab.data.long_tail import frequency_bucket
 from memlab.plan.kinds import MODEL_KINDS
 from memlab.plan.power import PowerGates
@@ -313,13 +314,16 @@ def memorization_tables(
             why = gates.scores_message(row["min_n_in"], row["min_n_out"], int(usable.sum()), share)
             summary.append(row | {"status": f"underpowered: {why}"})
             continue
-        high = s["score"] > 0.5
+        # The headline numbers are the real examples' (canary rows keep their scores above).
+        real = real_examples(a)
+        score, flipped = s["score"][real], flipped[real]
+        high = score > 0.5
         row.update(
             status="ok",
-            mean_score=float(s["score"].mean()),
-            mean_score_flipped=float(s.loc[flipped, "score"].mean()) if flipped.any() else np.nan,
-            mean_score_clean=float(s.loc[~flipped, "score"].mean()),
-            auc_flipped=roc_auc(s["score"], flipped),
+            mean_score=float(score.mean()),
+            mean_score_flipped=float(score[flipped].mean()) if flipped.any() else np.nan,
+            mean_score_clean=float(score[~flipped].mean()),
+            auc_flipped=roc_auc(score, flipped),
             above_half=int(high.sum()),
             above_half_flipped=int((high & flipped).sum()),
         )
@@ -427,8 +431,14 @@ def membership_tables(
         scores = attack_scores(
             a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, a.get("test_loss")
         )
+        # The headline attacks over the real examples; canaries are a slice of their own below.
+        real = real_examples(a)
         res, curve = evaluate_attacks(
-            a["pool_correct"], a["pool_loss"], a["pool_confidence"], members, scores=scores
+            a["pool_correct"][:, real],
+            a["pool_loss"][:, real],
+            a["pool_confidence"][:, real],
+            members[:, real],
+            scores={k: np.asarray(v)[:, real] for k, v in scores.items()},
         )
         gated = [attack_status(attack, members, gates) for attack in res["attack"]]
         res["powered"] = [powered for powered, _ in gated]
@@ -437,9 +447,10 @@ def membership_tables(
         curves.append(with_run(curve, run))
         n = members.shape[1]
         flipped = np.asarray(a.get("flipped", np.zeros(n, bool)), bool)
+        label = np.where(flipped, "flipped", "clean").astype(object)
         slices = {
-            "label": np.where(flipped, "flipped", "clean").astype(object),
-            "class": np.asarray(a["pool_label"]).astype(str).astype(object),
+            "label": np.where(real, label, "canary").astype(object),
+            "class": np.where(real, np.asarray(a["pool_label"]).astype(str), "").astype(object),
         }
         own = mem.get(tuple(run[k] for k in keys))
         if own is not None:
@@ -548,6 +559,18 @@ def long_tail_accuracy(
                 {c: run[c] for c in RUN_COLUMNS} | dict(zip(LONG_TAIL_COLUMNS, values, strict=True))
             )
     return pd.DataFrame(rows, columns=[*RUN_COLUMNS, *LONG_TAIL_COLUMNS])
+
+
+def with_canaries(frame: pd.DataFrame, split_of: SplitOf, example: str = "example") -> pd.DataFrame:
+    """A per-example table (columns ``dataset`` and ``example``, a pool position) with a
+    ``canary`` column: whether the row is an inserted canary (memlab.data.canaries), so a
+    reader of the real examples (the figures) can leave them out."""
+    out = frame.assign(canary=False)
+    for dataset, rows in frame.groupby("dataset", sort=False).groups.items():
+        canary = split_of(dataset).pool_canary
+        if canary is not None:
+            out.loc[rows, "canary"] = canary[frame.loc[rows, example].to_numpy(int)] >= 0
+    return out
 
 
 def with_subpopulations(

@@ -7,6 +7,7 @@
 - :mod:`~memlab.data.perturb`: the corruptions and their severities;
 - :mod:`~memlab.data.randomization`: randomized labels and inputs (Zhang et al. 2017);
 - :mod:`~memlab.data.long_tail`: a split thinned to a long tail of subpopulations;
+- :mod:`~memlab.data.canaries`: inserted canaries and their references (exposure);
 - :mod:`~memlab.data.examples`: the example files the shipped configs read.
 
 The lowest stage: imports only the base modules (numpy, scikit-learn and scipy where a function

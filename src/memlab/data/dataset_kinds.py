@@ -33,9 +33,10 @@ if TYPE_CHECKING:
 # Keys every kind takes besides its own: `randomization` (applied after the split, see
 # memlab.data.randomization), `long_tail` (the split thinned to a long tail, see
 # memlab.data.long_tail) and `recall` (exact recall of perturbed training examples, see
-# memlab.analysis.metrics.recall). They are variants of any data, not kinds: `{kind: digits,
+# memlab.analysis.metrics.recall) and `canaries` (inserted canaries and their never-trained
+# references, see memlab.data.canaries). They are variants of any data, not kinds: `{kind: digits,
 # long_tail: {...}}` is long-tailed digits.
-VARIANT_KEYS = ("randomization", "long_tail", "recall")
+VARIANT_KEYS = ("randomization", "long_tail", "recall", "canaries")
 _FILE_SUFFIXES = (".npz", ".csv")
 _DIGITS_N = 1797  # rows of sklearn's bundled digits; checked against load_digits in the tests
 

@@ -115,12 +115,18 @@ def split_pool_test(
 
 
 def flip_labels(
-    y: np.ndarray, fraction: float, n_classes: int, seed: int
+    y: np.ndarray, fraction: float, n_classes: int, seed: int, n_real: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Give round(fraction * n) random examples a uniformly drawn *different* label.
 
-    Returns ``(noisy_labels, flipped_mask)``.
+    Returns ``(noisy_labels, flipped_mask)``. With ``n_real``, only the first ``n_real``
+    examples are real (canary rows follow, memlab.data.canaries): those alone are flipped, n is
+    their count, and the draws are those of the real examples alone.
     """
+    if n_real is not None and n_real < len(y):
+        head, flipped = flip_labels(np.asarray(y)[:n_real], fraction, n_classes, seed)
+        tail = np.asarray(y)[n_real:].astype(np.int64)
+        return np.concatenate([head, tail]), np.concatenate([flipped, np.zeros(len(tail), bool)])
     if not _is_real(fraction) or not 0 <= fraction <= 1:
         raise MemlabInputError(
             f"label noise `fraction` is {fraction!r}; it must be a number in [0, 1] (e.g. 0.1)."
@@ -246,6 +252,16 @@ class Split:
     # mean and the scale each feature was divided by, so raw values can be recovered.
     feature_mean: np.ndarray | None = None
     feature_scale: np.ndarray | None = None
+    # Canaries only (memlab.data.canaries; None otherwise): each pool row's canary id (-1 for a
+    # real example; a canary of r repetitions is r identical rows after the real ones), every
+    # canary's repetition count (0: a control, never a pool row), every canary's input and label,
+    # and the never-trained reference points exposure ranks a canary among.
+    pool_canary: np.ndarray | None = None
+    canary_repetitions: np.ndarray | None = None
+    canary_x: np.ndarray | None = None
+    canary_y: np.ndarray | None = None
+    reference_x: np.ndarray | None = None
+    reference_y: np.ndarray | None = None
 
     def train_frequency(self, part: str) -> np.ndarray | None:
         """The training frequency of each ``part`` ('pool' or 'test') example's subpopulation."""
@@ -332,9 +348,19 @@ def standardize(split: Split) -> Split:
     )
 
 
+CANARY_ARRAYS = (
+    "pool_canary",
+    "canary_repetitions",
+    "canary_x",
+    "canary_y",
+    "reference_x",
+    "reference_y",
+)
+
+
 def _optional(split: Split) -> dict[str, np.ndarray]:
     """The split's optional arrays that are set (a split without them is saved as before)."""
-    names = ("feature_mean", "feature_scale")
+    names = ("feature_mean", "feature_scale", *CANARY_ARRAYS)
     return {n: getattr(split, n) for n in names if getattr(split, n) is not None}
 
 
@@ -375,6 +401,7 @@ def load_split(path: str | Path) -> Split:
         a.get("subpopulation_frequency"),
         a.get("feature_mean"),
         a.get("feature_scale"),
+        **{name: a.get(name) for name in CANARY_ARRAYS},
     )
 
 

@@ -8,7 +8,7 @@ memorization scores and membership inference need. Perturbed sets are only aggre
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ import torch
 from memlab.columnar import Columns, from_rows
 from memlab.engine.fastpath import cross_entropy
 from memlab.engine.models import StackedModel
+
+if TYPE_CHECKING:
+    from memlab.data.datasets import Split
 
 LogProba = Callable[[np.ndarray], torch.Tensor]  # x [n, d] -> log p [R, n, C]
 
@@ -162,3 +165,19 @@ def evaluate_replicas(
             "recall_severity": np.array([k[1] for k in recall_keys], dtype=np.int64),
         }
     return arrays, from_rows(rows, METRIC_COLUMNS)
+
+
+def canary_arrays(log_proba: LogProba, split: Split) -> dict[str, np.ndarray]:
+    """Where the split has canaries (memlab.data.canaries): every replica's loss on every canary
+    (controls included) and on every never-trained reference point, the loss of ``pool_loss``;
+    with which pool rows are canaries and each canary's repetitions, for exposure
+    (memlab.analysis.exposure). Empty without canaries."""
+    x, y, ref_x, ref_y = split.canary_x, split.canary_y, split.reference_x, split.reference_y
+    if x is None or y is None or ref_x is None or ref_y is None:
+        return {}
+    return {
+        "canary_loss": example_outputs(log_proba(x), y)["loss"],
+        "reference_loss": example_outputs(log_proba(ref_x), ref_y)["loss"],
+        "pool_canary": np.asarray(split.pool_canary, np.int64),
+        "canary_repetitions": np.asarray(split.canary_repetitions, np.int64),
+    }

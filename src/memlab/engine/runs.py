@@ -18,7 +18,12 @@ from memlab.data.datasets import Split
 from memlab.engine import input_gradients
 from memlab.engine.builders import build, predictor
 from memlab.engine.dynamics import ARRAYS as DYNAMICS_ARRAYS
-from memlab.engine.evaluate import LogProba, evaluate_replicas, network_log_proba
+from memlab.engine.evaluate import (
+    LogProba,
+    canary_arrays,
+    evaluate_replicas,
+    network_log_proba,
+)
 from memlab.engine.memory_net import StackedMemoryNet
 from memlab.engine.models import StackedModel
 from memlab.engine.train import (
@@ -352,6 +357,7 @@ def evaluate_run(
             perturbed=perturbed,
             perturbed_pool=perturbed_pool,
         )
+        arrays |= canary_arrays(log_p, split)  # canaries' and references' losses, if any
         metrics = columnar.concat([metrics, _training_facts(checkpoint, metrics)])
         if remembers:  # the memory column (memlab.plan.study.IDENTITY_COLUMNS): on or off
             n = len(metrics["replica"])

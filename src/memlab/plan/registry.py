@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memlab.data.canaries import has_canaries
 from memlab.plan.kinds import KNN, MLP, RandomFeatures, Variant
 from memlab.plan.study import REGULARIZERS, Study, strength_sweeps
 
@@ -81,6 +82,7 @@ TABLES: tuple[Table, ...] = (
     Table("long_tail", "long_tail.csv", figures_read=True),
     Table("influence_pairs", "influence_pairs.csv", figures_read=True),
     Table("influence_summary", "influence_summary.csv", figures_read=True),
+    Table("exposure", "exposure.csv", figures_read=True),
     Table("removal", "removal.csv", figures_read=True, made_by="removal_analyze"),
     Table("capacity_bits", "capacity_bits.csv", figures_read=True),
 )
@@ -183,6 +185,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
     Figure("capacity_bits", _random_labels_in_weights),
+    Figure("exposure", lambda s: any(has_canaries(ds.spec) for ds in s.datasets.values())),
 )
 
 

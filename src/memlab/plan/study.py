@@ -22,6 +22,8 @@ import numpy as np
 
 from memlab.columnar import Columns, constant
 from memlab.data import datasets as data
+from memlab.data.canaries import check_combination as check_canaries
+from memlab.data.canaries import has_canaries
 from memlab.io import MemlabInputError
 from memlab.plan.kinds import VARIANT_COLUMNS, Variant, expand_models
 from memlab.plan.power import PowerGates, planned_scores_powered
@@ -524,6 +526,7 @@ def plan_dataset(
     """A dataset's slice of the grid; data-dependent mistakes (a size above the pool, a bad
     data file) raise MemlabInputError before any job runs."""
     spec = {k: v for k, v in entry.items() if k != "grid"}
+    check_canaries(spec, name)  # before any job: a bad key, or an option it cannot go with
     grid = entry.get("grid", {})
     n_examples, image_shape = data.dataset_shape(spec, root, name=name)
     test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
@@ -708,6 +711,8 @@ def plan_removals(
             run.variant.name in spec.get("models", [run.variant.name])
             and (run.regime is None or run.regime.name in spec.get("regimes", [run.regime.name]))
             and planned_scores_powered(gates, ds.replicas, run.size, ds.n_pool)
+            # Its arms train on the whole pool: canary groups would be in every replica.
+            and not has_canaries(ds.spec)
         )
 
     firsts = [r for r in runs if chosen(r)]

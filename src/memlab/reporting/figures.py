@@ -1542,6 +1542,95 @@ def capacity_bits(t: StudyTables) -> plt.Figure:
     return fig
 
 
+EXPOSURE_STYLES = {"rank": "-", "extrapolated": "--"}
+
+
+@draws
+def exposure(t: StudyTables) -> plt.Figure:
+    """Canary exposure (bits) against repetitions in training, one panel per dataset, noise rate
+    and size, one colour per model / regime, the rank method solid and the skew-normal
+    extrapolation dashed; error bars are ± 1 standard error over canaries. Reference lines:
+    log2 e (a random rank's expected exposure) and log2 |R| (the rank method's maximum)."""
+    e = t.exposure
+    if e.empty:
+        return _empty("No exposure table: set `canaries` on a dataset (config/README.md).")
+    d = e.assign(line=_model_regime(e))
+    d["panel"] = (
+        d["dataset"] + ", label noise " + d["label_noise"].map(lambda x: f"{x:g}")
+        + ", n=" + d["size"].astype(str)
+    )  # fmt: skip
+    panels = list(dict.fromkeys(d.sort_values(["dataset", "label_noise", "size"])["panel"]))
+    lines = list(dict.fromkeys(d.sort_values(["kind", "model"], kind="stable")["line"]))
+    palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
+    levels = sorted(d["repetitions"].unique())
+    where = {r: i for i, r in enumerate(levels)}  # evenly spaced: 0 has no log position
+    offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.4 * cols + 2.6, 3.4 * rows), squeeze=False, sharey=True,
+        layout="constrained",
+    )  # fmt: skip
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        p = d[d["panel"] == panel]
+        for (line, method), s in p.groupby(["line", "method"], sort=False):
+            s = s.sort_values("repetitions")
+            x = s["repetitions"].map(where).to_numpy(float) + offsets[line]
+            y = s["exposure"].to_numpy(float)
+            ax.errorbar(
+                x, y, yerr=s["exposure_se"].to_numpy(float), color=palette[line],
+                ls=EXPOSURE_STYLES.get(method, ":"), marker="o", ms=4, lw=1.4, capsize=2.5,
+                label=line if method == "rank" else None,
+            )  # fmt: skip
+            # Infinite pairs (a loss below the fitted support): the mean of the finite ones is
+            # a lower bound, marked at the top with the share left out.
+            for xi, share in zip(x, s["infinite"].fillna(0).to_numpy(float), strict=True):
+                if share > 0:
+                    ax.plot(xi, 0.97, marker="^", ms=6, mfc="none", color=palette[line],
+                            transform=ax.get_xaxis_transform())  # fmt: skip
+                    ax.text(xi, 0.93, f"{share:.0%}", transform=ax.get_xaxis_transform(),
+                            ha="center", va="top", size=6.5, color=palette[line])  # fmt: skip
+        ax.axhline(np.log2(np.e), color="0.35", lw=0.9, ls=":")
+        ax.text(0.99, np.log2(np.e), "log2 e (random rank) ", transform=ax.get_yaxis_transform(),
+                size=7, ha="right", va="bottom", color="0.35")  # fmt: skip
+        top = max(np.log2(p["n_references"].unique()))
+        for bits in sorted(np.log2(p["n_references"].unique())):
+            ax.axhline(bits, color="0.35", lw=0.9, ls="-.")
+            # At the left, where exposure is lowest (the controls), so no line crosses it.
+            ax.text(0.01, bits, f" log2 |R| = {bits:g} (rank's maximum)", size=7, ha="left",
+                    va="bottom", color="0.35", transform=ax.get_yaxis_transform())  # fmt: skip
+        ax.set_ylim(0, top * 1.25)  # room above log2 |R| for the infinite marks
+        ax.set_xticks(
+            range(len(levels)), [f"{r}" + ("\n(control)" if r == 0 else "") for r in levels]
+        )
+        ax.set_title(panel, size=9)
+        ax.set_xlabel("repetitions of the canary in training")
+        ax.set_ylabel("exposure (bits)" if ax.get_subplotspec().is_first_col() else "")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    _exposure_legend(fig, lines, palette)
+    fig.suptitle(
+        "Canary exposure (Carlini et al. 2019): rank among never-trained references (solid),\n"
+        "skew-normal extrapolation (dashed); mean ± 1 SE over canaries\n"
+        "^: the share of pairs whose extrapolated exposure is infinite, left out of the mean",
+        size=10,
+    )
+    return fig
+
+
+def _exposure_legend(fig: plt.Figure, lines: list[str], palette: dict[str, Any]) -> None:
+    """The model / regime colours, then the methods' line styles."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=palette[k], marker="o", ms=4, lw=1.4) for k in lines]
+    handles += [Line2D([], [], color="0.3", ls=ls, lw=1.4) for ls in EXPOSURE_STYLES.values()]
+    labels = [*lines, *(f"method: {m}" for m in EXPOSURE_STYLES)]
+    fig.legend(
+        handles, labels, title="model / regime", loc="outside right center", fontsize=8,
+        title_fontsize=9,
+    )  # fmt: skip
+
+
 # Every figure of memlab.plan.registry.FIGURES with its drawing, in the registry's order (drawing
 # functions register themselves: @draws).
 DRAW = _drawings()

@@ -48,6 +48,8 @@ class StudyTables:
     removal: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Bits stored on random labels, per parameter (DESIGN 4d; memlab.analysis.capacity_bits).
     capacity_bits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Canary exposure (DESIGN 4d): per run, repetition level and method.
+    exposure: pd.DataFrame = field(default_factory=pd.DataFrame)
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     # corruption -> its parameter per severity 1..5 (memlab.data.perturb.severity_table)
@@ -71,6 +73,11 @@ class StudyTables:
         if "metrics" in frames and "memory" in frames["metrics"]:
             metrics = frames["metrics"]
             frames["metrics"] = metrics[metrics["memory"] != "off"].reset_index(drop=True)
+        if "memorization" in frames and "canary" in frames["memorization"]:
+            # The figures read the real examples' scores; a canary's are in memorization.parquet
+            # and evidence.parquet, and its exposure in exposure.csv.
+            m = frames["memorization"]
+            frames["memorization"] = m[~m["canary"].astype(bool)].reset_index(drop=True)
         loaded = {k: load_split(os.fspath(v)) for k, v in (splits or {}).items()}
         return cls(
             **frames,
