@@ -13,7 +13,8 @@ two ways:
   the statistic is the mean over the first :data:`SINGLE_REPLICAS` replicas of the run;
 - ``averaged``: the mean over the replicas that trained on each example.
 
-Against the run's Feldman–Zhang scores (``memorization.parquet``, from every replica: a single
+Against the run's Feldman–Zhang scores of its real examples (inserted canaries are left out:
+``memlab.analysis.exposure``) (``memorization.parquet``, from every replica: a single
 replica's own training enters its ground truth with weight 1/n_in), per method: Spearman and
 Pearson correlation, the Jaccard index of the top k by the estimator and the examples with
 score >= 0.25 (k = their number, ``n_memorized``), and the ROC AUC of the estimator for them
@@ -254,6 +255,8 @@ def estimator_tables(
             continue
         truth = np.full(np.asarray(a["train_mask"]).shape[1], np.nan)
         truth[mem["example"].to_numpy(int)] = mem["score"].to_numpy(np.float64)
+        if "pool_canary" in a:  # inserted canaries are scored in exposure.csv, not here
+            truth[np.asarray(a["pool_canary"]) >= 0] = np.nan
         ev = examples[run_key].sort_values("index")
         frame = run_estimators(a, truth, ev, seed)
         out.append(with_run(frame, run))

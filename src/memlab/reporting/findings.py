@@ -502,19 +502,31 @@ def _t_interval(value: float, se: float, n: int) -> Estimate:
 
 def _bits(c: _Context) -> Finding | None:
     q = "How many bits does the model memorize?"
-    bits = c.tables.capacity_bits
-    if bits.empty:
-        return None  # not asked: no random-label runs of a model with weights
-    best = bits[bits["is_max"].astype(bool) & bits["bits_stored"].notna()]
-    if best.empty:
-        return Finding("bits", q, why="no random-label run stored a number of bits")
+    bits, exposure = c.tables.capacity_bits, c.tables.exposure
+    if bits.empty and exposure.empty:
+        return None  # not asked: no random-label runs of a model with weights, no canaries
     parts, numbers, runs = [], {}, []
-    # Per model kind and regime, the width that stores the most per parameter, and the widest.
+    best = bits[bits["is_max"].astype(bool) & bits["bits_stored"].notna()] if len(bits) else bits
+    if len(best):
+        parts.append(_capacity_sentence(best, numbers, runs))
+    if len(exposure):
+        sentence = _exposure_sentence(exposure, numbers, runs)
+        if sentence:
+            parts.append(sentence)
+    if not parts:
+        return Finding("bits", q, why="no random-label run or canary gave a number of bits")
+    return Finding("bits", q, " ".join(parts), numbers, runs=tuple(runs))
+
+
+def _capacity_sentence(best: pd.DataFrame, numbers: dict, runs: list) -> str:
+    """Bits stored on random labels: per model kind and regime, the width that stores the most
+    per parameter, and the widest."""
+    parts = []
     for _, g in best.groupby(["kind", "regime"], sort=False):
         g = g.sort_values("parameters")
         for _, row in g.iloc[[int(g["bits_per_parameter"].to_numpy().argmax()), -1]].iterrows():
             name = f"{row['model']}_{row['regime']}"
-            if name in numbers:
+            if f"{name}_bits_per_parameter" in numbers:
                 continue
             n = int(row["replicas"])
             per = _t_interval(row["bits_per_parameter"], row["bits_per_parameter_se"], n)
@@ -528,12 +540,45 @@ def _bits(c: _Context) -> Finding | None:
                 f"({int(row['parameters'])} parameters, {n} replicas)"
             )
     first = best.iloc[0]
-    text = (
+    return _cap(
         f"On uniformly random labels ({html.escape(str(first['dataset']))}, the best "
         f"training-set size per model), {'; '.join(parts)}. For comparison: {LITERATURE_BITS}; "
         "a model below its labels' bits at every size has not reached its capacity."
     )
-    return Finding("bits", q, _cap(text), numbers, runs=tuple(runs))
+
+
+def _exposure_sentence(exposure: pd.DataFrame, numbers: dict, runs: list) -> str | None:
+    """Canary exposure by repetitions (rank method), for the unregularized and the most
+    regularized run of the widest network with canaries."""
+    e = exposure[(exposure["method"] == "rank") & exposure["exposure"].notna()]
+    e = e[trained(e["kind"])]
+    if e.empty:
+        return None
+    e = e.assign(plain=unregularized(e), w=pd.to_numeric(e["width"], errors="coerce"))
+    e = e[e["w"] == e["w"].max()]
+    said = []
+    for plain in (True, False):
+        g = e[e["plain"] == plain]
+        if g.empty:
+            continue
+        run = g.iloc[0]
+        g = g[(g[KEYS] == run[KEYS]).all(axis=1)].sort_values("repetitions")
+        levels = []
+        for _, row in g.iterrows():
+            se, n = float(row["exposure_se"]), int(row["n_canaries"])
+            est = _t_interval(float(row["exposure"]), se, n)
+            numbers[f"exposure_{run['regime']}_{int(row['repetitions'])}"] = est
+            levels.append(f"{est.value:.1f} [{est.low:.1f}, {est.high:.1f}]")
+        reps = " / ".join(str(int(r)) for r in g["repetitions"])
+        runs.append(_key(run))
+        said.append(f"{_name(run)} {' / '.join(levels)} bits at {reps} repetitions")
+    first = e.iloc[0]
+    return (
+        f"Inserted canaries (uniform noise, random labels; exposure = log2 |R| - log2 rank among "
+        f"{int(first['n_references'])} never-seen references, Carlini et al. 2019; a random "
+        f"rank gives log2 e = 1.44): {'; '.join(said)} ({_where(first)}; "
+        f"{int(first['n_canaries'])} canaries per level, {int(first['replicas'])} replicas)."
+    )
 
 
 def _leakage(c: _Context) -> Finding:
