@@ -855,7 +855,11 @@ def estimators(t: StudyTables) -> plt.Figure:
         len(scopes), len(regimes), figsize=(4.2 * len(regimes) + 2.4, 3.4 * len(scopes)),
         squeeze=False, sharex=True, sharey=True, layout="constrained",
     )  # fmt: skip
-    palette = dict(zip(order, sns.color_palette("tab10", len(order)), strict=True))
+    # Ten colours, then the same colours with square markers and dashed lines: every method
+    # has a style of its own.
+    colours = sns.color_palette("tab10", 10)
+    style = {m: (colours[i % 10], "os^D"[i // 10 % 4], "-" if i < 10 else "--")
+             for i, m in enumerate(order)}  # fmt: skip
     widths = sorted(set(e["width"]))
     log_axis = len(widths) > 1 and widths[0] > 0
     # Methods side by side at each width (a fraction of a doubling apart), so none hides another.
@@ -871,9 +875,10 @@ def estimators(t: StudyTables) -> plt.Figure:
                     continue
                 x = m.index.to_numpy(float) * (dodge[method] if log_axis else 1.0)
                 yerr = [m[stat] - m[f"{stat}_low"], m[f"{stat}_high"] - m[stat]]
+                colour, marker, ls = style[method]
                 ax.errorbar(
-                    x, m[stat], yerr=yerr, marker="o", ms=4, capsize=2, lw=1.2,
-                    color=palette[method], label=method,
+                    x, m[stat], yerr=yerr, marker=marker, ms=4, capsize=2, lw=1.2, ls=ls,
+                    color=colour, label=method,
                 )  # fmt: skip
             ax.axhline(0, color="0.5", lw=0.8)
             ax.set_xlabel("width" if i == len(scopes) - 1 else "")
@@ -1588,7 +1593,9 @@ def exposure(t: StudyTables) -> plt.Figure:
                 if share > 0:
                     ax.plot(xi, 0.97, marker="^", ms=6, mfc="none", color=palette[line],
                             transform=ax.get_xaxis_transform())  # fmt: skip
-                    ax.text(xi, 0.93, f"{share:.0%}", transform=ax.get_xaxis_transform(),
+                    # Each line's share on its own row, so neighbours' labels do not overlap.
+                    row = 0.93 - 0.045 * lines.index(line)
+                    ax.text(xi, row, f"{share:.0%}", transform=ax.get_xaxis_transform(),
                             ha="center", va="top", size=6.5, color=palette[line])  # fmt: skip
         ax.axhline(np.log2(np.e), color="0.35", lw=0.9, ls=":")
         ax.text(0.99, np.log2(np.e), "log2 e (random rank) ", transform=ax.get_yaxis_transform(),
@@ -1599,7 +1606,9 @@ def exposure(t: StudyTables) -> plt.Figure:
             # At the left, where exposure is lowest (the controls), so no line crosses it.
             ax.text(0.01, bits, f" log2 |R| = {bits:g} (rank's maximum)", size=7, ha="left",
                     va="bottom", color="0.35", transform=ax.get_yaxis_transform())  # fmt: skip
-        ax.set_ylim(0, top * 1.25)  # room above log2 |R| for the infinite marks
+        # Room above log2 |R| and the highest extrapolation for the infinite marks.
+        highest = np.nanmax((p["exposure"] + p["exposure_se"].fillna(0)).to_numpy(float))
+        ax.set_ylim(0, max(top, highest) * 1.25 + 0.045 * len(lines) * top)
         ax.set_xticks(
             range(len(levels)), [f"{r}" + ("\n(control)" if r == 0 else "") for r in levels]
         )
