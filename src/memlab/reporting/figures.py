@@ -770,20 +770,25 @@ def grokking(t: StudyTables) -> plt.Figure:
 DETECTOR_PANELS = 3
 
 
+def _scored_at_largest_size(frame: pd.DataFrame) -> pd.DataFrame:
+    """A per-method table's rows with numbers (``status`` ok), at each dataset's largest size."""
+    ok = frame[frame["status"] == "ok"] if len(frame) else frame
+    return ok[ok["size"] == ok.groupby("dataset")["size"].transform("max")] if len(ok) else ok
+
+
 @draws
 def detectors(t: StudyTables) -> plt.Figure:
     """Each per-example method as a detector of the flipped labels: average precision (chance:
     the flip rate) and ROC AUC (chance: 0.5) per method, one row of panels per run, one marker
     per label-noise rate."""
     full = t.detectors
-    d = full[full["status"] == "ok"] if len(full) else full
+    d = _scored_at_largest_size(full)
     if d.empty:
         return _empty(
             "No run has flipped labels and a design that scores them (label_noise > 0, a size "
             "below the pool): see detectors.csv's status column."
         )
-    # The best-replicated runs (model / regime, every noise rate) at each dataset's largest size.
-    d = d[d["size"] == d.groupby("dataset")["size"].transform("max")]
+    # The best-replicated runs (model / regime, every noise rate).
     runs = d.groupby(["dataset", "model", "regime"], sort=False)["replicas"].min()
     keep = list(runs.sort_values(ascending=False, kind="stable").index[:DETECTOR_PANELS])
     d = _with_noise_label(d)
@@ -839,14 +844,13 @@ def estimators(t: StudyTables) -> plt.Figure:
     """Agreement of each cheap estimator with the Feldman–Zhang scores (Spearman, bootstrap 95%
     interval over examples) against the model's width, one panel per regime and scope (one model
     per run, or the mean over the replicas that trained on each example)."""
-    full = t.estimators
-    e = full[full["status"] == "ok"] if len(full) else full
+    e = _scored_at_largest_size(t.estimators)
     if e.empty:
         return _empty(
             "No run has Feldman-Zhang scores that pass the power gate and a model that trains: "
             "see memorization_summary.csv."
         )
-    e = _width_axis(e[e["size"] == e.groupby("dataset")["size"].transform("max")])
+    e = _width_axis(e)
     stat = ESTIMATOR_STATISTIC
     order = list(e.groupby("method")[stat].mean().sort_values(ascending=False).index)
     regimes = _regime_order(e)
@@ -930,6 +934,17 @@ def _replicated(frame: pd.DataFrame, se: str) -> pd.DataFrame:
     """Rows with an interval: two or more replicas and a finite standard error."""
     n = pd.to_numeric(frame["n_replicas"], errors="coerce")
     return frame[(n >= 2) & np.isfinite(pd.to_numeric(frame[se], errors="coerce"))]
+
+
+def _panel_grid(n: int, panel: tuple[float, float], legend: float) -> tuple[plt.Figure, Any]:
+    """Up to three panels a row, sharing y; ``panel`` (width, height) inches each, ``legend``
+    inches more for the legend on the right."""
+    cols = min(3, n)
+    rows = -(-n // cols)
+    return plt.subplots(
+        rows, cols, figsize=(panel[0] * cols + legend, panel[1] * rows), squeeze=False,
+        sharey=True, layout="constrained",
+    )  # fmt: skip
 
 
 def _dodge(n: int, width: float) -> np.ndarray:
@@ -1025,12 +1040,7 @@ def long_tail(t: StudyTables) -> plt.Figure:
     panels = list(dict.fromkeys(d.sort_values(["dataset", "label_noise"])["panel"]))
     lines = list(dict.fromkeys(d.sort_values(["kind", "model"], kind="stable")["line"]))
     palette = dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True))
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(4.2 * cols + 2.2, 3.3 * rows), squeeze=False, sharey=True,
-        layout="constrained",
-    )  # fmt: skip
+    fig, axes = _panel_grid(len(panels), (4.2, 3.3), 2.2)
     offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))  # in log2 units
     for ax, panel in zip(axes.flat, panels, strict=False):
         p = d[d["panel"] == panel]
@@ -1570,12 +1580,7 @@ def exposure(t: StudyTables) -> plt.Figure:
     levels = sorted(d["repetitions"].unique())
     where = {r: i for i, r in enumerate(levels)}  # evenly spaced: 0 has no log position
     offsets = dict(zip(lines, _dodge(len(lines), 0.3), strict=True))
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(4.4 * cols + 2.6, 3.4 * rows), squeeze=False, sharey=True,
-        layout="constrained",
-    )  # fmt: skip
+    fig, axes = _panel_grid(len(panels), (4.4, 3.4), 2.6)
     for ax, panel in zip(axes.flat, panels, strict=False):
         p = d[d["panel"] == panel]
         for (line, method), s in p.groupby(["line", "method"], sort=False):
