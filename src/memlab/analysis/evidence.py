@@ -107,6 +107,8 @@ DETECTORS: dict[str, tuple[str, float]] = {
     "learning_time": ("learning_time", 1.0),
     "loss_sensitivity": ("loss_sensitivity", 1.0),
     "curvature": ("curvature", 1.0),
+    "cumulative_sensitivity": ("cumulative_sensitivity", 1.0),
+    "tracin_self_influence": ("tracin_self_influence", 1.0),
     "cleanlab_label_quality": ("label_quality", -1.0),
     "cleanlab_label_issue": ("label_issue", 1.0),
     "knn_disagreement": ("knn_disagreement", 1.0),
