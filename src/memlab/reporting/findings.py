@@ -505,7 +505,9 @@ def _bits(c: _Context) -> Finding | None:
     bits, exposure = c.tables.capacity_bits, c.tables.exposure
     if bits.empty and exposure.empty:
         return None  # not asked: no random-label runs of a model with weights, no canaries
-    parts, numbers, runs = [], {}, []
+    parts: list[str] = []
+    numbers: dict[str, Estimate] = {}
+    runs: list[tuple] = []
     best = bits[bits["is_max"].astype(bool) & bits["bits_stored"].notna()] if len(bits) else bits
     if len(best):
         parts.append(_capacity_sentence(best, numbers, runs))
@@ -518,7 +520,7 @@ def _bits(c: _Context) -> Finding | None:
     return Finding("bits", q, " ".join(parts), numbers, runs=tuple(runs))
 
 
-def _capacity_sentence(best: pd.DataFrame, numbers: dict, runs: list) -> str:
+def _capacity_sentence(best: pd.DataFrame, numbers: dict[str, Estimate], runs: list[tuple]) -> str:
     """Bits stored on random labels: per model kind and regime, the width that stores the most
     per parameter, and the widest."""
     parts = []
@@ -547,7 +549,9 @@ def _capacity_sentence(best: pd.DataFrame, numbers: dict, runs: list) -> str:
     )
 
 
-def _exposure_sentence(exposure: pd.DataFrame, numbers: dict, runs: list) -> str | None:
+def _exposure_sentence(
+    exposure: pd.DataFrame, numbers: dict[str, Estimate], runs: list[tuple]
+) -> str | None:
     """Canary exposure by repetitions (rank method), for the unregularized and the most
     regularized run of the widest network with canaries."""
     e = exposure[(exposure["method"] == "rank") & exposure["exposure"].notna()]
