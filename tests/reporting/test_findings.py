@@ -418,3 +418,33 @@ def test_bits_stored_are_quoted_per_parameter_with_t_intervals_and_wide_ones_hel
     found = {f.key: f for f in study_findings(StudyTables(_metrics(STUDY), pd.DataFrame(),
                                                           capacity_bits=wide))}["bits"]  # fmt: skip
     assert found.held_back and "wider than the value" in found.why
+
+
+def test_bits_quote_canary_exposure_by_repetitions_for_the_widest_network():
+    def rows(regime: str, width: int, values: list[float], **settings) -> list[dict]:
+        cols = run_columns(label_noise=0.1, regime=regime, size=100, width=width, **settings)
+        cols["model"] = f"mlp-w{width}"
+        return [
+            cols | dict(repetitions=r, method=m, exposure=v + (m == "extrapolated"),
+                        exposure_se=0.1, n_canaries=16, n_references=4096, replicas=8)
+            for r, v in zip([0, 1, 4, 16], values, strict=True)
+            for m in ("rank", "extrapolated")
+        ]  # fmt: skip
+
+    table = pd.DataFrame(
+        rows("memorize", 64, [1.5, 6.0, 7.0, 8.0])
+        + rows("weight_decay", 64, [1.4, 4.0, 6.0, 9.0], weight_decay=2.0)
+        + rows("memorize", 8, [1.0, 1.0, 1.0, 1.0])  # narrower: not quoted
+    )
+    tables = StudyTables(_metrics(STUDY), pd.DataFrame(), exposure=table)
+    found = {f.key: f for f in study_findings(tables)}["bits"]
+    half = stats_t(15) * 0.1
+    assert "the MLP of width 64 (no regularization) 1.5 [" in found.answer
+    assert "6.0 / 7.0 / 8.0" not in found.answer  # every level has its interval
+    assert (
+        f"8.0 [{8 - half:.1f}, {8 + half:.1f}] bits at 0 / 1 / 4 / 16 repetitions" in found.answer
+    )
+    assert "(weight decay 2) 1.4 [" in found.answer and "width 8" not in found.answer
+    est = found.numbers["exposure_mlp-w64_weight_decay_16"]
+    assert est.value == 9.0 and est.n == 16 and est.high - est.value == pytest.approx(half)
+    assert "among 4096 never-seen references" in found.answer  # the rank method, not extrapolated

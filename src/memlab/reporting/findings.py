@@ -571,7 +571,7 @@ def _exposure_sentence(
         for _, row in g.iterrows():
             se, n = float(row["exposure_se"]), int(row["n_canaries"])
             est = _t_interval(float(row["exposure"]), se, n)
-            numbers[f"exposure_{run['regime']}_{int(row['repetitions'])}"] = est
+            numbers[f"exposure_{run['model']}_{run['regime']}_{int(row['repetitions'])}"] = est
             levels.append(f"{est.value:.1f} [{est.low:.1f}, {est.high:.1f}]")
         reps = " / ".join(str(int(r)) for r in g["repetitions"])
         runs.append(_key(run))
