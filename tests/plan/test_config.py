@@ -24,6 +24,7 @@ def test_shipped_configs_are_valid():
         "memorization.yaml",
         "memorization_pays.yaml",
         "tabular.yaml",
+        "estimators.yaml",
     ):
         config = yaml.safe_load((ROOT / "config" / name).read_text())
         study = plan_study(full(config))
@@ -45,6 +46,18 @@ def test_the_pays_studies_plan_what_they_promise():
     assert pays.datasets["digits_lt"].n_pool == 380
     default = planned("config.yaml")
     assert "long_tail" in {f.name for f in study_figures(default)} and not default.removals
+
+
+def test_the_estimators_study_plans_every_view_of_memorization():
+    from memlab.plan.registry import study_figures
+
+    config = full(yaml.safe_load((ROOT / "config" / "estimators.yaml").read_text()))
+    study = plan_study(config)
+    figures = {f.name for f in study_figures(study)}
+    assert {"estimators", "exposure", "capacity_bits", "detectors"} <= figures
+    assert config["estimators"]["curvature_probes"] == 10 and config["estimators"]["gradient_every"]
+    # The ground truth needs a bank of at least 64 replicas (the floor).
+    assert study.datasets["bank"].replicas >= 64
 
 
 @pytest.mark.parametrize(
