@@ -329,3 +329,5 @@ def test_bad_spec_is_refused():
         TextSpec(facts=100, entities=10)
     with pytest.raises(MemlabInputError, match="sentences"):
         TextSpec(sentences=(3, 1))
+    with pytest.raises(MemlabInputError, match="references must be >= 4096"):
+        TextSpec(canaries=CanarySpec(4, (0, 1), 100))

@@ -63,7 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memlab.data.canaries import CanarySpec
+from memlab.data.canaries import MIN_REFERENCES, CanarySpec
 from memlab.io import MemlabInputError
 from memlab.seeds import derive_seed
 
@@ -126,25 +126,30 @@ class TextSpec:
 
     def __post_init__(self) -> None:
         lo, hi = self.sentences
-        checks = {
-            "vocab_size must be at least 3 (one word per class)": self.vocab_size >= 3,
-            "documents, held_out and facts must be >= 0": min(
-                self.documents, self.held_out, self.facts
-            )
-            >= 0,
-            "sentences must be (min, max) with 1 <= min <= max": 1 <= lo <= hi,
-            "facts must be at most entities x relations": self.facts
-            <= self.entities * len(RELATIONS),
-            "values, canary_names and fact_max_repetitions must be >= 1": min(
-                self.values, self.canary_names, self.fact_max_repetitions
-            )
-            >= 1,
-            "zipf_exponent and fact_exponent must be >= 0": min(
-                self.zipf_exponent, self.fact_exponent
-            )
-            >= 0,
-        }
-        bad = [what for what, ok in checks.items() if not ok]
+        secrets = self.canaries.references + len(self.canaries.canary_repetitions)
+        checks = [
+            (self.vocab_size >= 3, "vocab_size must be >= 3 (one word per class)"),
+            (min(self.documents, self.held_out, self.facts) >= 0, "counts must be >= 0"),
+            (1 <= lo <= hi, "sentences must be (min, max) with 1 <= min <= max"),
+            (
+                self.facts <= self.entities * len(RELATIONS),
+                "facts must be at most entities x relations",
+            ),
+            (
+                min(self.values, self.canary_names, self.fact_max_repetitions) >= 1,
+                "values, canary_names and fact_max_repetitions must be >= 1",
+            ),
+            (min(self.zipf_exponent, self.fact_exponent) >= 0, "exponents must be >= 0"),
+            (
+                self.canaries.references >= MIN_REFERENCES,
+                f"canaries.references must be >= {MIN_REFERENCES} (exposure's resolution)",
+            ),
+            (
+                secrets <= 10**CANARY_DIGITS,
+                "canaries and references must number at most 10^5 (distinct 5-digit secrets)",
+            ),
+        ]
+        bad = [what for ok, what in checks if not ok]
         if bad:
             raise MemlabInputError(f"text corpus: {'; '.join(bad)} (got {self}).")
 
