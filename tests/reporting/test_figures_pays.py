@@ -275,3 +275,17 @@ def test_detectors_row_gives_the_reason_of_its_own_runs():
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert notes == ["n/a: needs 16 shadow models, has 3"]
     plt.close(fig)
+
+
+def test_one_slice_figures_show_real_data_not_models_at_chance_on_random_labels():
+    from memlab.reporting.figures import real_data
+
+    frame = pd.DataFrame({"dataset": ["bank", "random", "control"], "size": [674, 1347, 100]})
+    tables = StudyTables(
+        pd.DataFrame(), pd.DataFrame(),
+        randomizations={"random": "random_labels", "control": "true_labels"},
+    )  # fmt: skip
+    assert real_data(frame, tables)["dataset"].tolist() == ["bank", "control"]
+    # A study of random labels alone still draws them.
+    only = frame[frame["dataset"] == "random"]
+    assert real_data(only, tables)["dataset"].tolist() == ["random"]

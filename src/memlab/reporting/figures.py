@@ -189,14 +189,26 @@ def generalization_gap(t: StudyTables) -> plt.Figure:
     return fig
 
 
+def real_data(frame: pd.DataFrame, t: StudyTables) -> pd.DataFrame:
+    """The rows of datasets whose labels and inputs are not randomized (``true_labels`` is the
+    control, kept), where the study has any: a figure that shows one slice of the study should
+    not show models at chance on random labels."""
+    randomized = {d for d, kind in t.randomizations.items() if kind != "true_labels"}
+    real = frame[~frame["dataset"].isin(randomized)]
+    return real if len(real) else frame
+
+
 @draws
 def robustness(t: StudyTables) -> plt.Figure:
-    """Held-out accuracy against severity, a panel per (model, perturbation); largest size."""
+    """Held-out accuracy against severity, a panel per (model, perturbation); the least label
+    noise, then the largest size among those runs (real data first: :func:`real_data`)."""
     metrics = t.metrics
     rob = analysis.robustness(metrics)
     if rob.empty:
         return _empty("No perturbations in this study.")
-    size, noise = rob["size"].max(), rob["label_noise"].min()
+    rob = real_data(rob, t)
+    noise = rob["label_noise"].min()
+    size = rob[rob["label_noise"] == noise]["size"].max()
     rob = rob[(rob["size"] == size) & (rob["label_noise"] == noise)]
     # Severity 0 is the clean held-out set, so every curve starts from the same point.
     clean = rob.drop_duplicates([*analysis.KEYS, "perturbation"]).assign(
@@ -273,6 +285,7 @@ def learning_curves(t: StudyTables) -> plt.Figure:
     nets = history[trained(history["kind"])] if not history.empty else history
     if nets.empty:
         return _empty("No trained networks in this study.")
+    nets = real_data(nets, t)
     # The most noise, then the largest size among those runs (sub-studies may not share sizes).
     noise = nets["label_noise"].max()
     noisiest = nets[nets["label_noise"] == noise]
