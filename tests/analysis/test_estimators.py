@@ -83,3 +83,21 @@ def test_run_estimators_is_reproducible_from_its_seed():
     one = est.run_estimators(a, truth, ev, seed=3)
     two = est.run_estimators(a, truth, ev, seed=3)
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_estimator_tables_leave_canary_rows_out_of_the_ground_truth():
+    from memlab.plan.power import PowerGates
+
+    a, truth = _bank(np.random.default_rng(2))
+    n = len(truth)
+    a["pool_canary"] = np.where(np.arange(n) < 30, np.arange(n), -1)  # 30 canary rows
+    from conftest import run_columns
+
+    run = run_columns(label_noise=0.0, regime="memorize", size=150)
+    mem = pd.DataFrame({**run, "example": np.arange(n), "score": truth,
+                        "n_in": 3, "n_out": 3})  # fmt: skip
+    ev = pd.DataFrame({**run, "index": np.arange(n), "knn_disagreement": truth,
+                       "lira_vulnerability": np.nan, "rmia_vulnerability": np.nan})  # fmt: skip
+    table = est.estimator_tables([(run, a)], mem, ev, PowerGates(min_in_out=1), seed=0)
+    assert (table["n_examples"] == n - 30).all()
+    assert (table["n_memorized"] == int((truth[30:] >= 0.25).sum())).all()

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from memlab.analysis.bank import real_examples
 from memlab.engine import dynamics
 from memlab.plan.power import PowerGates
 from memlab.plan.study import RUN_COLUMNS, RUN_KEYS, with_run
@@ -255,8 +256,7 @@ def estimator_tables(
             continue
         truth = np.full(np.asarray(a["train_mask"]).shape[1], np.nan)
         truth[mem["example"].to_numpy(int)] = mem["score"].to_numpy(np.float64)
-        if "pool_canary" in a:  # inserted canaries are scored in exposure.csv, not here
-            truth[np.asarray(a["pool_canary"]) >= 0] = np.nan
+        truth[~real_examples(a)] = np.nan  # canaries are scored in exposure.csv, not here
         ev = examples[run_key].sort_values("index")
         frame = run_estimators(a, truth, ev, seed)
         out.append(with_run(frame, run))
