@@ -23,9 +23,11 @@ with rule_job(snakemake) as log:
         corruption_baselines=sm.params.corruption_baselines,
         randomizations=sm.params.randomizations,
         log=log,
+        sequence_files=sm.input.sequence_evaluations,
+        sequence_runs=sm.params.sequence_runs,
     )
     computed = frames(study)
-    for warning in undertrained_warnings(computed["memorization_summary"]):
+    for warning in undertrained_warnings(computed["memorization_summary"]) if study.runs else ():
         log(warning)
         print(f"memlab: {warning}", file=sys.stderr)
     for table in analyze_tables():

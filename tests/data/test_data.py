@@ -102,7 +102,8 @@ def test_each_kinds_keys_and_defaults_are_its_schema_entry(kind):
     assert set(entry["properties"]) == {*cls.allowed_keys(), "grid"}
     assert entry["properties"]["kind"] == {"const": kind}
     assert set(entry.get("required", ())) == set(cls.required)
-    for key in VARIANT_KEYS:
+    assert set(cls.variant_keys) <= set(VARIANT_KEYS)
+    for key in cls.variant_keys:
         assert entry["properties"][key] == {"$ref": f"#/$defs/{key}"}
     for key in (*cls.required, *cls.defaults):
         ref = entry["properties"][key]
@@ -140,7 +141,11 @@ def test_validate_writes_no_dataset_default():
 
 
 def test_every_kind_has_a_spec_here():
-    assert {s["kind"] for s in KIND_SPECS.values()} == set(DATASET_KINDS)
+    """Every kind of examples; text (documents) is tested in tests/data/test_sequences.py."""
+    from memlab.data.dataset_kinds import KINDS
+
+    examples = {k for k in DATASET_KINDS if not KINDS[k].sequences}
+    assert {s["kind"] for s in KIND_SPECS.values()} == examples == set(DATASET_KINDS) - {"text"}
 
 
 @pytest.mark.parametrize("key", sorted(KIND_SPECS))

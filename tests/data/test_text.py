@@ -272,9 +272,9 @@ def test_encoding_round_trips_and_windows_map_back(corpus):
 
 def test_encode_splits_long_documents_and_marks_unknown_words():
     tok = Tokenizer.from_documents(["a b c a", "b"])
-    assert tok.words == ("<pad>", "<unk>", "a", "b", "c")
+    assert tok.words == ("<pad>", "<unk>", "<s>", "a", "b", "c")
     w = tok.encode(["a b c a b", "c zz"], context=2)
-    np.testing.assert_array_equal(w.tokens, [[2, 3], [4, 2], [3, 0], [4, UNK]])
+    np.testing.assert_array_equal(w.tokens, [[3, 4], [5, 3], [4, 0], [5, UNK]])
     np.testing.assert_array_equal(w.document, [0, 0, 0, 1])
     np.testing.assert_array_equal(w.start, [0, 2, 4, 0])
     np.testing.assert_array_equal(w.length, [2, 2, 1, 2])

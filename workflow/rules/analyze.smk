@@ -7,6 +7,7 @@ rule analyze:
         histories=run_files("history.parquet"),
         evaluations=run_files("evaluation.npz"),
         splits=expand(rules.prepare.output.split, dataset=STUDY.datasets),
+        sequence_evaluations=sequence_files("evaluation.npz"),
     output:
         **table_outputs(),
     log:
@@ -22,6 +23,7 @@ rule analyze:
     params:
         code=library_code("analyze.py"),
         runs=all_run_columns(),
+        sequence_runs=all_sequence_run_columns(),
         seed=config["seed"],
         agreement_k=config["analysis"]["agreement_k"],
         power=config["analysis"]["power"],

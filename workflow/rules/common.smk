@@ -122,6 +122,7 @@ from memlab.plan.study import (
     REMOVAL_DIR,
     RUN_PATTERN,
     RUNS_DIR,
+    SEQUENCE_RUNS_DIR,
     plan_study,
 )
 
@@ -199,6 +200,26 @@ def dataset_files(wildcards):
     """A user data file is an input of prepare, so editing it reruns the study on it."""
     spec = dataset_spec(wildcards)
     return [spec["path"]] if spec["kind"] == "file" else []
+
+
+def text_spec(wildcards):
+    return canonical(STUDY.texts[wildcards.dataset].spec)
+
+
+def text_files(wildcards):
+    """A user's text file is an input of prepare_text, so editing it reruns what reads it."""
+    path = STUDY.texts[wildcards.dataset].spec.get("path")
+    return [path] if path else []
+
+
+def sequence_files(name):
+    """The file `name` of every block of every language model's run."""
+    return [f for run in STUDY.sequence_runs for f in run.files(name)]
+
+
+def all_sequence_run_columns():
+    """Columns of every sequence run, keyed by its path (as all_run_columns)."""
+    return canonical({run.path: run.columns() for run in STUDY.sequence_runs})
 
 
 def variant(wildcards):
@@ -314,11 +335,15 @@ def table_outputs(rule="analyze"):
 
 FIGURES = [f.name for f in study_figures(STUDY)]
 # The tables figures and the summary read (outputs of analyze; of removal_analyze if the study
-# has a removal stage).
+# has a removal stage)
+# (and of analyze_sequences if it has language models' runs).
+MADE = {
+    "analyze": True,
+    "removal_analyze": bool(STUDY.removals),
+    "analyze_sequences": bool(STUDY.sequence_runs),
+}
 FIGURE_INPUTS = {
-    name: TABLE[name].path
-    for name in FIGURE_TABLES
-    if TABLE[name].made_by == "analyze" or STUDY.removals
+    name: TABLE[name].path for name in FIGURE_TABLES if MADE[TABLE[name].made_by]
 }
 
 
@@ -370,6 +395,7 @@ def removal_specs():
 def final_outputs():
     return [
         TABLE["metrics"].path,
+        *(t.path for t in TABLES if t.made_by == "analyze_sequences" and STUDY.sequence_runs),
         *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
         SUMMARY_PAGE,
         FINDINGS_FILE,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from memlab.engine.dynamics import ARRAYS as DYNAMICS_ARRAYS
+from memlab.engine.sequence_arrays import PER_REPLICA as SEQUENCE_PER_REPLICA
 from memlab.io import MemlabInputError, load_npz
 from memlab.plan.study import run_path_of
 
@@ -46,6 +47,7 @@ PER_REPLICA = (
     *DYNAMICS_ARRAYS,
     "pool_sensitivity",  # memlab.engine.input_gradients
     "pool_curvature",
+    *SEQUENCE_PER_REPLICA,  # a language model's (memlab.engine.sequence_arrays)
 )
 # Sums over a block's replicas (out-of-sample probabilities): the bank's is the sum of the blocks'.
 SUMMED = ("pool_out_proba_sum", "pool_out_count")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from memlab.analysis import (
@@ -49,6 +50,9 @@ class Analysis:
     corruption_baselines: Mapping[str, Mapping[str, Any]]
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
+    # Language models' runs (memlab.engine.sequence_runs): their rows in exposure and membership.
+    sequence_files: Sequence[str] = ()
+    sequence_runs: Any = field(default_factory=dict)
 
     def evaluations(self, datasets: Collection[str] | None = None) -> Iterator[Any]:
         """Each run's blocks as one bank, one run at a time (read again by each use); only the
@@ -57,6 +61,16 @@ class Analysis:
         if datasets is not None:
             files = [f for f in files if self.runs[run_path_of(f)]["dataset"] in datasets]
         return bank.read_runs(files, self.runs)
+
+    def sequence_evaluations(self) -> Iterator[Any]:
+        """Each language model's run as one bank (memlab.engine.sequence_runs' arrays)."""
+        return bank.read_runs(self.sequence_files, self.sequence_runs)
+
+    def with_sequences(self) -> Iterator[Any]:
+        """Every run's bank, the language models' as banks of documents (:func:`as_examples`)."""
+        yield from self.evaluations()
+        for run, b in self.sequence_evaluations():
+            yield run, as_examples(b)
 
     @property
     def random_labels(self) -> list[str]:
@@ -100,7 +114,8 @@ class Analysis:
     @functools.cached_property
     def membership(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Membership attacks: per attack, their ROC curves, by slice."""
-        tables = analysis.membership_tables(self.evaluations(), self.memorization[0], self.gates)
+        scores = self.memorization[0] if self.runs else None
+        tables = analysis.membership_tables(self.with_sequences(), scores, self.gates)
         self.log(f"membership attacks: {len(tables[0])} rows")
         return tables
 
@@ -186,8 +201,24 @@ FRAMES: dict[str, Callable[[Analysis], pd.DataFrame]] = {
     "capacity_bits": lambda a: capacity_bits.capacity_bits_table(
         a.evaluations(a.random_labels), a.split_of, a.random_labels
     ),
-    "exposure": lambda a: exposure.exposure_table(a.evaluations()),
+    "exposure": lambda a: exposure.exposure_table(a.with_sequences()),
 }
+
+
+def as_examples(b: Mapping[str, Any]) -> dict[str, Any]:
+    """A language model's bank read as one of examples, for the attacks and exposure: a
+    document is an example, its per-token accuracy its correctness (the gap attack's score),
+    its mean token loss its loss, minus that loss its confidence (LiRA's statistic for language
+    models, Carlini et al. 2022: a sequence's loss), the held-out documents' losses RMIA's
+    population, and its kind (grammar, fact, canary) its class."""
+    return {
+        **b,
+        "pool_correct": b["doc_accuracy"],
+        "pool_loss": b["doc_loss"],
+        "pool_confidence": -np.asarray(b["doc_loss"], np.float64),
+        "test_loss": b["heldout_loss"],
+        "pool_label": b["doc_kind"],
+    }
 
 
 def analyze_tables(rule: str = "analyze") -> tuple[Table, ...]:
@@ -199,9 +230,16 @@ def frames(a: Analysis) -> dict[str, pd.DataFrame]:
     """Every frame the analyze rule's tables hold, by :attr:`Table.frame`, each computed once."""
     out: dict[str, pd.DataFrame] = {}
     for table in analyze_tables():
-        if table.frame not in out:
-            out[table.frame] = FRAMES[table.frame](a)
+        if table.frame in out:
+            continue
+        # A study of language models alone: only the tables their runs add rows to.
+        alone = not a.runs and table.frame not in SEQUENCE_ROWS
+        out[table.frame] = pd.DataFrame() if alone else FRAMES[table.frame](a)
     return out
+
+
+# The analyze rule's tables that hold language models' runs too (as_examples).
+SEQUENCE_ROWS = ("exposure", "membership", "membership_roc", "membership_slices")
 
 
 def write_table(table: Table, frame: pd.DataFrame, path: str) -> None:

@@ -96,11 +96,16 @@ class DatasetKind(ABC):
     # None: the data decide). A required key has no default.
     defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     required: ClassVar[tuple[str, ...]] = ()
+    # The VARIANT_KEYS this kind takes (text takes canaries only: its own, memlab.data.text).
+    variant_keys: ClassVar[tuple[str, ...]] = VARIANT_KEYS
+    # Documents for sequence models (memlab.data.sequences), not examples with labels: the
+    # classification path (prepare, label_noise, ...) never loads it.
+    sequences: ClassVar[bool] = False
 
     @classmethod
     def allowed_keys(cls) -> tuple[str, ...]:
         """Every key a spec of this kind may have, sorted."""
-        return tuple(sorted({"kind", *cls.required, *cls.defaults, *VARIANT_KEYS}))
+        return tuple(sorted({"kind", *cls.required, *cls.defaults, *cls.variant_keys}))
 
     @classmethod
     def settings(cls, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -339,9 +344,89 @@ class DataFile(DatasetKind):
         return path
 
 
+@dataclass(frozen=True)
+class Text(DatasetKind):
+    """Documents for a language model (memlab.data.text, memlab.data.sequences): a corpus
+    generated from ``seed`` (a Zipf vocabulary, facts repeated by a power law, canaries), or a
+    user's UTF-8 ``path``, one document per line. Only sequence models (kind ``gru``) train on it.
+    """
+
+    settings_: tuple[tuple[str, Any], ...]  # every key below, checked
+
+    kind: ClassVar[str] = "text"
+    variant_keys: ClassVar[tuple[str, ...]] = ("canaries",)
+    sequences: ClassVar[bool] = True
+    defaults: ClassVar[Mapping[str, Any]] = MappingProxyType(
+        {
+            "path": None,
+            "context": 24,
+            "seed": 0,
+            "vocab_size": 2000,
+            "zipf_exponent": 1.0,
+            "documents": 2000,
+            "held_out": 500,
+            "sentences": [1, 3],
+            "facts": 512,
+            "entities": 256,
+            "values": 32,
+            "fact_exponent": 2.0,
+            "fact_max_repetitions": 16,
+            "canary_names": 64,
+        }
+    )
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any], name: str) -> Text:
+        checked = dict(values)
+        for key in cls.defaults:
+            if key in ("zipf_exponent", "fact_exponent") and not (
+                _is_real(values[key]) and values[key] >= 0
+            ):
+                raise MemlabInputError(
+                    f"dataset '{name}': `{key}` is {values[key]!r}; it must be a number >= 0."
+                )
+        for key, minimum in (("context", 4), ("seed", 0), ("vocab_size", 3), ("documents", 0),
+                             ("held_out", 0), ("facts", 0), ("entities", 1), ("values", 1),
+                             ("fact_max_repetitions", 1), ("canary_names", 1)):  # fmt: skip
+            checked[key] = _int_key(values, key, name, minimum)
+        path = values["path"]
+        if path is not None and (not isinstance(path, str) or not path.strip()):
+            raise MemlabInputError(
+                f"dataset '{name}' (kind 'text'): `path` is {path!r}; set it to a local UTF-8 "
+                "text file, one document per line, or leave it out to generate a corpus."
+            )
+        return cls(name, settings_=tuple(sorted(checked.items())))
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.settings_)
+
+    def file(self, root: str | Path = ".") -> Path | None:
+        """The user's file (resolved against ``root``), None for a generated corpus."""
+        raw = self.options["path"]
+        if raw is None:
+            return None
+        path = Path(raw).expanduser()
+        path = path if path.is_absolute() else Path(root) / path
+        if not path.is_file():
+            raise MemlabInputError(
+                f"dataset '{self.name}': text file {raw} was not found (looked up "
+                f"{path.resolve()}); put it there or fix `path`."
+            )
+        return path
+
+    def load(self, root: str | Path = ".") -> Dataset:
+        raise MemlabInputError(
+            f"dataset '{self.name}' is text: only sequence models (kind gru) train on it."
+        )
+
+    def shape(self, root: str | Path = ".") -> tuple[int, tuple[int, int] | None]:
+        return 0, None  # planned by memlab.plan.study.plan_text, never as examples
+
+
 # One home for the kind names: the config schema's `kind` enum lists these, in this order.
 KINDS: Mapping[str, type[DatasetKind]] = MappingProxyType(
-    {cls.kind: cls for cls in (Digits, Gaussian, DataFile, ModularAddition)}
+    {cls.kind: cls for cls in (Digits, Gaussian, DataFile, ModularAddition, Text)}
 )
 DATASET_KINDS = tuple(KINDS)
 

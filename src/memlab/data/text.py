@@ -46,7 +46,8 @@ group of documents that a subset holds or not as a whole.
 
 **Tokens are words** (:class:`Tokenizer`): text is split on whitespace; rare words stay rare
 tokens, and a fact's value or a canary's digit is one token, so recall and exposure are one
-prediction per token. Id 0 is padding, id 1 an unknown word (a typo'd word is usually one).
+prediction per token. Id 0 is padding, id 1 an unknown word (a typo'd word is usually one), id 2
+the start of a document (a model's first input, so that a document's first word is predicted too).
 :meth:`Tokenizer.encode` cuts a document longer than the context into consecutive,
 non-overlapping windows of ``context`` tokens, the last one padded, and returns each window's
 document and offset, so subsets can be drawn by document.
@@ -67,8 +68,8 @@ from memlab.data.canaries import MIN_REFERENCES, CanarySpec
 from memlab.io import MemlabInputError
 from memlab.seeds import derive_seed
 
-PAD, UNK = 0, 1
-SPECIAL_TOKENS = ("<pad>", "<unk>")
+PAD, UNK, BOS = 0, 1, 2
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>")
 WORD_CLASSES = ("noun", "verb", "adj")
 GRAMMAR_TEMPLATES: tuple[tuple[str, ...], ...] = (
     ("the", "<noun>", "<verb>", "the", "<adj>", "<noun>", "."),
@@ -417,7 +418,8 @@ class Windows:
 
 @dataclass(frozen=True, eq=False)
 class Tokenizer:
-    """Word tokens: ``words[i]`` has id ``i``; ids 0 and 1 are ``<pad>`` and ``<unk>``."""
+    """Word tokens: ``words[i]`` has id ``i``; ids 0, 1 and 2 are ``<pad>``, ``<unk>`` and
+    ``<s>``."""
 
     words: tuple[str, ...]
     index: dict[str, int] = field(init=False, repr=False)

@@ -35,6 +35,7 @@ class Variant(ABC):
     chunked: ClassVar[bool] = False  # stacks may be split into chunks of replicas
     solved: ClassVar[bool] = False  # trained in closed form (no epochs), not by gradient steps
     remembers: ClassVar[bool] = False  # reads a memory of its training subset (memory on/off)
+    sequences: ClassVar[bool] = False  # a language model: trains on text datasets only
     size_letter: ClassVar[str]  # ids are "<name>-<letter><size>", e.g. mlp-w8, knn-k1
     size_field: ClassVar[str] = "width"  # the field that is the id's size (k for k-NN)
 
@@ -246,8 +247,37 @@ class MemoryNet(Variant):
         return None
 
 
+@dataclass(frozen=True)
+class GRU(Variant):
+    """A word-level language model: a learned ``embedding`` of each token, one GRU layer of
+    ``width`` units, a linear read-out over the vocabulary (memlab.engine.sequence); text
+    datasets only."""
+
+    width: int
+    embedding: int
+
+    kind: ClassVar[str] = "gru"
+    sequences: ClassVar[bool] = True
+    size_letter: ClassVar[str] = "w"
+
+    @classmethod
+    def expand(cls, name: str, entry: Mapping[str, Any]) -> list[Variant]:
+        return [cls(name, int(w), int(entry["embedding"])) for w in entry["widths"]]
+
+    def parameter_count(
+        self,
+        in_dim: int,
+        n_classes: int,
+        image_shape: Sequence[int] | None,
+        token_shape: Sequence[int] | None = None,
+    ) -> int:
+        """With ``in_dim`` and ``n_classes`` both the vocabulary size."""
+        e, h = self.embedding, self.width
+        return in_dim * e + 3 * h * (e + h) + 6 * h + (h + 1) * n_classes
+
+
 MODEL_KINDS: dict[str, type[Variant]] = {
-    cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures, MemoryNet)
+    cls.kind: cls for cls in (MLP, CNN, KNN, RandomFeatures, MemoryNet, GRU)
 }
 # The model wildcard of every run path: a config name, a kind's size letter and number, and an
 # MLP's token embedding where it has one (mlp-w8, knn-k1, rf-f400, mlp_tok-w256-e32).
@@ -257,6 +287,7 @@ VARIANT_ID_PATTERN = (
     + "][0-9]+(-e[0-9]+)?"
 )
 TRAINED_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if cls.trains)
+SEQUENCE_KINDS = tuple(kind for kind, cls in MODEL_KINDS.items() if cls.sequences)
 
 
 def expand_models(models: Mapping[str, Mapping[str, Any]]) -> dict[str, Variant]:

@@ -142,6 +142,8 @@ class Figure:
 
     name: str
     drawable: Callable[[Study], bool] = lambda study: True
+    # Drawn from runs on examples (classification): a study of language models alone has none.
+    of_examples: bool = True
 
     def path(self, ext: str) -> str:
         return f"{FIGURES_DIR}/{self.name}.{ext}"
@@ -185,7 +187,15 @@ FIGURES: tuple[Figure, ...] = (
     Figure("influence_pairs", lambda s: s.influence and any(ds.image_shape for ds in _scored(s))),
     Figure("removal", lambda s: bool(s.removals)),
     Figure("capacity_bits", _random_labels_in_weights),
-    Figure("exposure", lambda s: any(has_canaries(ds.spec) for ds in s.datasets.values())),
+    Figure(
+        "exposure",
+        lambda s: (
+            any(has_canaries(ds.spec) for ds in s.datasets.values())
+            # A generated corpus has canaries.
+            or any(not ds.spec.get("path") for ds in s.texts.values())
+        ),
+        of_examples=False,
+    ),
 )
 
 
@@ -209,12 +219,16 @@ FINDING_FIGURES: dict[str, tuple[str, ...]] = {
     "memory": ("memory",),
     "influence": ("influence_pairs",),
     "removal": ("removal",),
+    "sequence_memorizes": ("sequence_memorization",),
+    "sequence_costs": ("sequence_perplexity",),
+    "sequence_pays": ("fact_recall", "rare_words"),
+    "sequence_leaks": ("exposure",),
 }
 
 
 def study_figures(study: Study) -> list[Figure]:
     """The figures this study can draw (an analysis without its runs is left out)."""
-    return [f for f in FIGURES if f.drawable(study)]
+    return [f for f in FIGURES if f.drawable(study) and (study.runs or not f.of_examples)]
 
 
 def finding_figures(study: Study) -> list[Figure]:

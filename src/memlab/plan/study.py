@@ -34,6 +34,9 @@ MEMORY_REGIME = "memory"
 RUNS_DIR = "results/runs"
 # A run's path under RUNS_DIR; its fields are the wildcards of the rules that work per run.
 RUN_PATTERN = "{dataset}/noise{noise}/n{size}/{model}/{regime}"
+# Where language models' runs on text datasets live (the same pattern below it; rules
+# train_sequence and evaluate_sequence), apart from the classification runs' rules.
+SEQUENCE_RUNS_DIR = "results/sequences"
 # A run's replicas are trained and evaluated in blocks, one job each, under the run's directory.
 BLOCK_PATTERN = RUN_PATTERN + "/block{block}"
 # The training defaults a regime may override, and the two that only early stopping uses.
@@ -277,6 +280,7 @@ class Run:
     regime: Regime | None  # None: a model that does not train
     blocks: tuple[Block, ...] = ()
     shots: int = 0  # examples per class of a few-shot subset (DatasetPlan.shots)
+    root: str = RUNS_DIR  # SEQUENCE_RUNS_DIR for a language model's run on a text dataset
 
     @property
     def model(self) -> str:
@@ -306,7 +310,7 @@ class Run:
 
     def file(self, name: str, block: Block) -> str:
         """A file of one of the run's blocks."""
-        return f"{RUNS_DIR}/{self.block_path(block)}/{name}"
+        return f"{self.root}/{self.block_path(block)}/{name}"
 
     def files(self, name: str) -> list[str]:
         """The file ``name`` of every block, in replica order."""
@@ -381,8 +385,11 @@ def fill(pattern: str, wildcards: Mapping[str, Any]) -> str:
 
 
 def run_path_of(file: str | Path) -> str:
-    """The run path of a file under RUNS_DIR (inverse of :meth:`Run.file`)."""
-    parts = Path(file).as_posix().removeprefix(f"{RUNS_DIR}/").split("/")
+    """The run path of a file under RUNS_DIR or SEQUENCE_RUNS_DIR (inverse of :meth:`Run.file`)."""
+    path = Path(file).as_posix()
+    for root in (RUNS_DIR, SEQUENCE_RUNS_DIR):
+        path = path.removeprefix(f"{root}/")
+    parts = path.split("/")
     return "/".join(parts[: RUN_PATTERN.count("/") + 1])
 
 
@@ -398,12 +405,25 @@ class Study:
     removals: tuple[Removal, ...] = ()
     # analysis.influence.enabled: whether the study asks the train->test influence question.
     influence: bool = True
+    # Text datasets and the language models' runs on them (memlab.data.sequences).
+    texts: dict[str, DatasetPlan] = dataclasses.field(default_factory=dict)
+    sequence_runs: tuple[Run, ...] = ()
     by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
     removal_by_path: dict[str, Removal] = dataclasses.field(init=False, repr=False, compare=False)
+    sequence_by_path: dict[str, Run] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "by_path", {r.path: r for r in self.runs})
         object.__setattr__(self, "removal_by_path", {r.path: r for r in self.removals})
+        object.__setattr__(self, "sequence_by_path", {r.path: r for r in self.sequence_runs})
+
+    def sequence_run(self, wildcards: Mapping[str, Any]) -> Run:
+        """The sequence run of a job's wildcards (dataset, noise, size, model, regime)."""
+        return self.sequence_by_path[fill(RUN_PATTERN, wildcards)]
+
+    def text_block(self, wildcards: Mapping[str, Any]) -> Block:
+        """The replica block of a sequence job's wildcards (dataset, block)."""
+        return self.texts[wildcards["dataset"]].blocks[int(wildcards["block"])]
 
     def run(self, wildcards: Mapping[str, Any]) -> Run:
         """The run of a job's wildcards (dataset, noise, size, model, regime)."""
@@ -622,6 +642,13 @@ def _dataset_runs(
                 if variant.name not in ds.models:
                     continue
                 _check_tokens(variant, ds)
+                if variant.sequences:
+                    note = (
+                        f"model {variant.id} skipped on dataset '{ds.name}': model kind "
+                        f"'{variant.kind}' is a language model; it trains on text datasets only."
+                    )
+                    notes += [] if note in notes else [note]
+                    continue
                 if variant.needs_images and ds.image_shape is None:
                     note = (
                         f"model {variant.id} skipped on dataset '{ds.name}': model kind "
@@ -665,8 +692,15 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
         name: Regime.from_config(name, regime, config["training"])
         for name, regime in config["regimes"].items()
     }
+    texts = {
+        name: plan_text(name, entry, config, root)
+        for name, entry in config["datasets"].items()
+        if entry["kind"] == "text"
+    }
     datasets = {
-        name: plan_dataset(name, entry, config, root) for name, entry in config["datasets"].items()
+        name: plan_dataset(name, entry, config, root)
+        for name, entry in config["datasets"].items()
+        if name not in texts
     }
     agreement_k = config.get("analysis", {}).get("agreement_k")
     if agreement_k is not None:
@@ -675,14 +709,88 @@ def plan_study(config: Mapping[str, Any], root: str | Path = ".") -> Study:
                 check_agreement_k(agreement_k, ds.n_pool, f"the pool of dataset '{ds.name}'")
     notes: list[str] = []
     runs = [r for ds in datasets.values() for r in _dataset_runs(ds, variants, regimes, notes)]
-    if not runs:
+    sequence_runs = [r for ds in texts.values() for r in _text_runs(ds, variants, regimes, notes)]
+    if not runs and not sequence_runs:
         raise MemlabInputError(
-            "config: the study has no runs (every model was skipped); add an mlp or knn model."
+            "config: the study has no runs (every model was skipped); add an mlp or knn model "
+            "(or, for a text dataset, a gru model)."
         )
     gates = PowerGates.from_config(config)
     influence = config.get("analysis", {}).get("influence", {}).get("enabled", True)
     removals = plan_removals(config.get("removal", {}), datasets, runs, gates, influence)
-    return Study(datasets, variants, regimes, tuple(runs), tuple(notes), gates, removals, influence)
+    return Study(
+        datasets, variants, regimes, tuple(runs), tuple(notes), gates, removals, influence,
+        texts, tuple(sequence_runs),
+    )  # fmt: skip
+
+
+def plan_text(
+    name: str, entry: Mapping[str, Any], config: Mapping[str, Any], root: Any
+) -> DatasetPlan:
+    """A text dataset's slice of the grid: every replica trains on half of the documents
+    (complementary pairs, memlab.data.sequences), so `sizes` and `label_noise` do not apply."""
+    spec = {k: v for k, v in entry.items() if k != "grid"}
+    grid = entry.get("grid", {})
+    test_fraction = float(grid.get("test_fraction", config["test_fraction"]))
+    n_pool = _text_pool(json.dumps(spec, sort_keys=True), name, test_fraction, root)
+    for key, allowed in (("sizes", [0.5]), ("label_noise", [0.0])):
+        if key in grid and list(grid[key]) != allowed:
+            raise MemlabInputError(
+                f"config: datasets.{name}.grid.{key} is {grid[key]}; a text dataset trains every "
+                f"replica on half its documents without label noise: remove it (or use {allowed})."
+            )
+    replicas = int(grid.get("replicas", config["replicas"]))
+    if replicas < 4 or replicas % 2:
+        raise MemlabInputError(
+            f"config: text dataset '{name}' has {replicas} replicas; its subsets come in "
+            "complementary pairs and counterfactual memorization needs two models with and two "
+            "without every document: use an even number >= 4 (grid.replicas)."
+        )
+    return DatasetPlan(
+        name,
+        spec,
+        n_pool,
+        test_fraction,
+        n_pool,
+        None,
+        None,
+        (n_pool // 2,),
+        (0.0,),
+        replicas,
+        int(grid.get("replicas_per_job", config["replicas_per_job"])),
+        _grid_names(grid, "models", config["models"], name),
+        _grid_names(grid, "regimes", config["regimes"], name),
+    )
+
+
+@functools.cache
+def _text_pool(spec: str, name: str, test_fraction: float, root: Any) -> int:
+    """Documents in a text dataset's pool (generated or read as prepare_text does: about 0.05 s
+    for the default corpus, once per process); a bad file fails before any job runs."""
+    from memlab.data import sequences
+
+    docs = sequences.documents(json.loads(spec), name, test_fraction, root)
+    return sequences.pool_size(docs)
+
+
+def _text_runs(
+    ds: DatasetPlan, variants: Mapping[str, Variant], regimes: Mapping[str, Regime], notes: list
+) -> list[Run]:
+    runs = []
+    for variant in variants.values():
+        if variant.name not in ds.models:
+            continue
+        if not variant.sequences:
+            note = (
+                f"model {variant.id} skipped on dataset '{ds.name}': it is text, which only "
+                "language models (kind gru) train on."
+            )
+            notes += [] if note in notes else [note]
+            continue
+        for regime in (regimes[r] for r in ds.regimes):
+            run = Run(ds.name, noise_label(0.0), ds.sizes[0], variant, regime, ds.blocks)
+            runs.append(dataclasses.replace(run, root=SEQUENCE_RUNS_DIR))
+    return runs
 
 
 def plan_removals(

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from memlab.plan.kinds import trained
+from memlab.plan.kinds import SEQUENCE_KINDS, trained
 from memlab.plan.power import wilson_interval
 from memlab.plan.study import MEMORY_REGIME, REGULARIZERS, RUN_KEYS, unregularized
 from memlab.reporting.tables import StudyTables, memory_note, powered
@@ -47,6 +47,7 @@ KIND_NAMES = {
     "cnn": "CNN",
     "random_features": "random-features model",
     "memory_net": "memory network",
+    "gru": "GRU language model",
 }
 
 
@@ -555,7 +556,8 @@ def _exposure_sentence(
     """Canary exposure by repetitions (rank method), for the unregularized and the most
     regularized run of the widest network with canaries."""
     e = exposure[(exposure["method"] == "rank") & exposure["exposure"].notna()]
-    e = e[trained(e["kind"])]
+    # Image canaries only: a language model's text canaries are sequence_findings.leaks'.
+    e = e[trained(e["kind"]) & ~e["kind"].isin(SEQUENCE_KINDS)]
     if e.empty:
         return None
     e = e.assign(plain=unregularized(e), w=pd.to_numeric(e["width"], errors="coerce"))
@@ -979,10 +981,14 @@ QUESTIONS: tuple[Callable[[_Context], Finding | None], ...] = (
 def study_findings(tables: StudyTables) -> list[Finding]:
     """Every question of the study, answered where it can be, in the summary's order (an answer
     that cannot say anything is held back: ``_hold_back``)."""
+    from memlab.reporting import sequence_findings  # it builds on this module's helpers
+
+    language = [f for f in (ask(tables) for ask in sequence_findings.QUESTIONS) if f is not None]
     if tables.metrics.empty:
-        return []
+        return language  # a study of language models alone
     c = _Context.of(tables)
-    return [_hold_back(f, c) for f in (ask(c) for ask in QUESTIONS) if f is not None]
+    asked = [f for f in (ask(c) for ask in QUESTIONS) if f is not None]
+    return [_hold_back(f, c) for f in asked + language]
 
 
 def _hold_back(f: Finding, c: _Context) -> Finding:
