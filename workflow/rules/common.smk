@@ -114,6 +114,7 @@ from memlab.plan.registry import (
     TABLES,
     finding_figures,
     study_figures,
+    writes_table,
 )
 from memlab.plan.study import (
     BLOCK_PATTERN,
@@ -314,11 +315,9 @@ def table_outputs(rule="analyze"):
 
 FIGURES = [f.name for f in study_figures(STUDY)]
 # The tables figures and the summary read (outputs of analyze; of removal_analyze if the study
-# has a removal stage).
+# has a removal stage, of analyze_sequences if it has text runs: registry.writes_table).
 FIGURE_INPUTS = {
-    name: TABLE[name].path
-    for name in FIGURE_TABLES
-    if TABLE[name].made_by == "analyze" or STUDY.removals
+    name: TABLE[name].path for name in FIGURE_TABLES if writes_table(STUDY, TABLE[name])
 }
 
 
