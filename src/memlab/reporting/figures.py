@@ -1972,9 +1972,9 @@ def rare_words(t: StudyTables) -> plt.Figure:
         p = d[d["panel"] == panel].sort_values("low")
         buckets = list(dict.fromkeys(p["bucket"]))
         where = {b: i for i, b in enumerate(buckets)}
+        p = p.assign(line=p["split"], x=p["bucket"].map(where) + p["split"].map(offsets))
         _interval_lines(
-            ax, p.assign(line=p["split"]), splits, WORD_SPLIT_COLOURS,
-            lambda s, split, at=where: s["bucket"].map(at).to_numpy(float) + offsets[split],
+            ax, p, splits, WORD_SPLIT_COLOURS, lambda s, split: s["x"].to_numpy(float),
             "accuracy",
         )  # fmt: skip
         ax.set_xticks(range(len(buckets)), buckets)
@@ -1984,7 +1984,7 @@ def rare_words(t: StudyTables) -> plt.Figure:
         ax.set_ylabel("next-word accuracy" if ax.get_subplotspec().is_first_col() else "")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    handles = {}
+    handles: dict[str, Any] = {}
     for ax in axes.flat:
         handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
     fig.legend(
