@@ -209,10 +209,13 @@ def test_figures_register_themselves_once_each_as_the_registry_declares(monkeypa
 
 def test_analyze_computes_every_table_of_the_registry_it_writes():
     from memlab.analysis.frames import FRAMES, analyze_tables
+    from memlab.analysis.sequences import SEQUENCE_FRAMES
 
     tables = analyze_tables()
     assert {t.frame for t in tables} == set(FRAMES)
-    assert {t.name for t in tables} == {t.name for t in TABLES} - {"removal"}
+    assert {t.name for t in tables} == {t.name for t in TABLES} - {"removal"} - set(SEQUENCE_FRAMES)
+    # The sequence tables have their own rule, analyze_sequences, and frames.
+    assert {t.frame for t in analyze_tables("analyze_sequences")} == set(SEQUENCE_FRAMES)
     assert all(t.copy_of is None or t.copy_of in FRAMES for t in TABLES)
 
 

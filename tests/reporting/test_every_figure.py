@@ -34,6 +34,8 @@ from memlab.reporting.figures import DRAW, save_figure
 from memlab.reporting.tables import StudyTables
 
 CONFIG = "config/every_figure.yaml"
+# The figures of the text runs (memlab.analysis.sequences), which this study does not have yet.
+SEQUENCE_FIGURES = {"fact_recall", "sequence_memorization", "sequence_perplexity", "rare_words"}
 GRID = {"sizes": [0.5], "replicas": 4, "replicas_per_job": 4}
 STUDY = {
     "seed": 0,
@@ -166,11 +168,15 @@ def test_every_registered_figure_draws_from_one_study_holding_every_analysis(tmp
     jobs = run_in_process(work, ["--configfile", CONFIG], skip=("figures", "summarize"))
     took = time.perf_counter() - t0
     assert {sm.rule for sm in jobs} >= {"train", "analyze", "removal_analyze", "summarize"}
-    # The study holds every analysis: the workflow asks for every registered figure.
+    # The study holds every analysis but the sequences (no text runs yet: their figures are
+    # drawn in tests/reporting/test_figure_sequences.py): the workflow asks for every other
+    # registered figure.
     figure_jobs = {sm.wildcards.figure: sm for sm in jobs if sm.rule == "figures"}
-    assert sorted(figure_jobs) == sorted(DRAW) == sorted(f.name for f in FIGURES)
+    drawn = [name for name in DRAW if name not in SEQUENCE_FIGURES]
+    assert sorted(DRAW) == sorted(f.name for f in FIGURES)
+    assert sorted(figure_jobs) == sorted(drawn)
     sm = figure_jobs["accuracy_vs_size"]
-    assert [f.name for f in study_figures(plan_study(sm.config, work))] == list(DRAW)
+    assert [f.name for f in study_figures(plan_study(sm.config, work))] == drawn
 
     splits = {Path(p).parent.name: str(work / p) for p in sm.input.splits}
     severities = severity_table(sm.params.perturbations.get("parameters"))

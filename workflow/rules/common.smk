@@ -114,6 +114,7 @@ from memlab.plan.registry import (
     TABLES,
     finding_figures,
     study_figures,
+    writes_table,
 )
 from memlab.plan.study import (
     BLOCK_PATTERN,
@@ -335,15 +336,9 @@ def table_outputs(rule="analyze"):
 
 FIGURES = [f.name for f in study_figures(STUDY)]
 # The tables figures and the summary read (outputs of analyze; of removal_analyze if the study
-# has a removal stage)
-# (and of analyze_sequences if it has language models' runs).
-MADE = {
-    "analyze": True,
-    "removal_analyze": bool(STUDY.removals),
-    "analyze_sequences": bool(STUDY.sequence_runs),
-}
+# has a removal stage, of analyze_sequences if it has text runs: registry.writes_table).
 FIGURE_INPUTS = {
-    name: TABLE[name].path for name in FIGURE_TABLES if MADE[TABLE[name].made_by]
+    name: TABLE[name].path for name in FIGURE_TABLES if writes_table(STUDY, TABLE[name])
 }
 
 

@@ -10,7 +10,9 @@
   and the removal experiment;
 - :mod:`~memlab.analysis.evidence`, :mod:`~memlab.analysis.neighbours`: per-example evidence
   and the detectors scored against injected flips;
-- :mod:`~memlab.analysis.corruption_error`: error under corruption against its baselines.
+- :mod:`~memlab.analysis.corruption_error`: error under corruption against its baselines;
+- :mod:`~memlab.analysis.sequences`: the text runs' language models (rule
+  ``analyze_sequences``): counterfactual memorization, fact recall, perplexity, rare words.
 
 May import the engine (for the training-dynamics arrays), the plan, the data and the base
 modules; never the reporting above it.

@@ -85,9 +85,50 @@ TABLES: tuple[Table, ...] = (
     Table("exposure", "exposure.csv", figures_read=True),
     Table("removal", "removal.csv", figures_read=True, made_by="removal_analyze"),
     Table("capacity_bits", "capacity_bits.csv", figures_read=True),
+    # Sequences (memlab.analysis.sequences): the text runs' language models, their own rule.
+    Table(
+        "sequence_memorization",
+        "sequence_memorization.parquet",
+        figures_read=True,
+        made_by="analyze_sequences",
+    ),
+    Table(
+        "fact_recall",
+        "fact_recall.csv",
+        caption="fact_recall_table",
+        figures_read=True,
+        made_by="analyze_sequences",
+    ),
+    Table(
+        "sequence_perplexity",
+        "sequence_perplexity.csv",
+        figures_read=True,
+        made_by="analyze_sequences",
+    ),
+    Table("rare_words", "rare_words.csv", figures_read=True, made_by="analyze_sequences"),
 )
 TABLE = {t.name: t for t in TABLES}
 FIGURE_TABLES = tuple(t.name for t in TABLES if t.figures_read)
+
+
+def _sequence_runs(study: Study) -> bool:
+    """Does the study train language models on text?"""
+    return bool(study.sequence_runs)
+
+
+# Whether a study runs each rule that writes tables: a rule besides analyze runs only where the
+# study has its stage, and the figures read its tables only then (StudyTables' empty defaults
+# stand in for them otherwise).
+RULE_RUNS: dict[str, Callable[[Study], bool]] = {
+    "analyze": lambda study: True,
+    "removal_analyze": lambda study: bool(study.removals),
+    "analyze_sequences": _sequence_runs,
+}
+
+
+def writes_table(study: Study, table: Table) -> bool:
+    """Does this study write ``table`` (does the rule that makes it run)?"""
+    return RULE_RUNS[table.made_by](study)
 
 
 def _has_mlp_and_1nn(study: Study) -> bool:
@@ -196,6 +237,10 @@ FIGURES: tuple[Figure, ...] = (
         ),
         of_examples=False,
     ),
+    Figure("fact_recall", _sequence_runs, of_examples=False),
+    Figure("sequence_memorization", _sequence_runs, of_examples=False),
+    Figure("sequence_perplexity", _sequence_runs, of_examples=False),
+    Figure("rare_words", _sequence_runs, of_examples=False),
 )
 
 

@@ -1658,6 +1658,348 @@ def _exposure_legend(fig: plt.Figure, lines: list[str], palette: dict[str, Any])
     )  # fmt: skip
 
 
+# --- Sequences (memlab.analysis.sequences): a word-level language model on synthetic text. ---
+
+SEEN_STYLES = {"trained": "-", "not_trained": ":"}
+SEEN_LABELS = {
+    "trained": "replicas that trained on the fact",
+    "not_trained": "replicas that never saw it",
+}
+FORM_TITLES = {
+    "trained": "trained wording (the capital of X is ...)",
+    "paraphrase": "held-out paraphrase (X has its capital at ...)",
+}
+PERPLEXITY_SPLITS = {
+    "train": "trained\ndocuments",
+    "unseen": "pool documents\nnot trained on",
+    "heldout": "held-out\ndocuments",
+}
+WORD_SPLIT_COLOURS = {"trained": "tab:red", "untrained": "tab:blue", "heldout": "0.4"}
+WORD_SPLIT_LABELS = {
+    "trained": "documents the replica trained on",
+    "untrained": "pool documents it did not",
+    "heldout": "held-out documents",
+}
+TOP_DOCUMENTS = 5
+
+
+def _sequence_panel(frame: pd.DataFrame) -> pd.Series:
+    """A run's panel title without its regime: dataset, model and training-set size."""
+    return frame["dataset"] + ": " + frame["model"] + ", n=" + frame["size"].astype(str)
+
+
+def _sequence_lines(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """``frame`` with ``line`` (model / regime and its usable replicas, the count every point
+    of the line rests on), the lines in regime order and a colour each."""
+    order = {r: i for i, r in enumerate(_regime_order(frame))}
+    replicas = frame.groupby(["model", "regime"])["replicas"].transform(
+        lambda r: f"{int(r.min())}" if r.min() == r.max() else f"{int(r.min())}-{int(r.max())}"
+    )
+    d = frame.assign(line=_model_regime(frame) + " (" + replicas + " replicas)")
+    d = d.assign(_order=d["regime"].map(order)).sort_values(["_order", "model"], kind="stable")
+    lines = list(dict.fromkeys(d["line"]))
+    return (
+        d.drop(columns="_order"),
+        lines,
+        dict(zip(lines, sns.color_palette(n_colors=len(lines)), strict=True)),
+    )
+
+
+def _t_bounds(
+    d: pd.DataFrame, value: str, se: str, n: str, clip: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """``d`` with ``low``/``high``: ``value ± t(0.975, n - 1) se`` (NaN under 2 units)."""
+    count = pd.to_numeric(d[n], errors="coerce").fillna(0)
+    with np.errstate(invalid="ignore"):
+        half = np.where(count >= 2, _t95(count.clip(lower=2)) * d[se].to_numpy(float), np.nan)
+    low, high = d[value] - half, d[value] + half
+    if clip is not None:
+        low, high = low.clip(lower=clip[0]), high.clip(upper=clip[1])
+    return d.assign(low=low, high=high)
+
+
+@draws
+def fact_recall(t: StudyTables) -> plt.Figure:
+    """Fact recall against the fact's training frequency k (log2 axis), one panel per form
+    (trained wording, held-out paraphrase) and run, one colour per model / regime; solid: the
+    replicas that trained on the fact, dotted: those that never saw it; chance dashed; 95% t
+    intervals over facts."""
+    f = t.fact_recall
+    f = f[f["n_facts"] > 0] if len(f) else f
+    if f.empty:
+        return _empty("No fact recall: needs a text dataset with facts (sequence runs).")
+    d = _t_bounds(f, "recall", "recall_se", "n_facts", (0.0, 1.0))
+    d, lines, palette = _sequence_lines(d)
+    d["panel"] = _sequence_panel(d)
+    panels = list(dict.fromkeys(d["panel"]))
+    forms = [x for x in FORM_TITLES if x in set(d["form"])]
+    fig, axes = plt.subplots(
+        len(panels), len(forms), figsize=(4.4 * len(forms) + 3.2, 3.4 * len(panels)),
+        squeeze=False, sharey=True, layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.25), strict=True))
+    for row, panel in enumerate(panels):
+        for col, form in enumerate(forms):
+            ax = axes[row, col]
+            p = d[(d["panel"] == panel) & (d["form"] == form)]
+            for (line, seen), s in p.groupby(["line", "seen"], sort=False):
+                s = s.sort_values("train_frequency")
+                shift = offsets[line] + (0.06 if seen != "trained" else 0.0)
+                x = s["train_frequency"].to_numpy(float) * 2**shift
+                y = s["recall"].to_numpy(float)
+                err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
+                ax.errorbar(
+                    x, y, yerr=np.nan_to_num(err), color=palette[line],
+                    ls=SEEN_STYLES.get(seen, "-."), marker="o" if seen == "trained" else "s",
+                    mfc=palette[line] if seen == "trained" else "white", ms=4, lw=1.4,
+                    capsize=2.5,
+                )  # fmt: skip
+            for chance in p["chance"].unique():
+                ax.axhline(chance, color="0.35", lw=0.9, ls="--")
+                ax.text(0.99, chance, "chance ", transform=ax.get_yaxis_transform(), size=7,
+                        ha="right", va="bottom", color="0.35")  # fmt: skip
+            ticks = sorted(p["train_frequency"].unique())
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ticks, [f"{k:g}" for k in ticks])
+            ax.minorticks_off()
+            if ticks:
+                ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
+            ax.set_ylim(0, 1.02)
+            ax.set_title(f"{panel}\n{FORM_TITLES[form]}", size=9)
+            ax.set_xlabel("copies of the fact in the pool (k)")
+        axes[row, 0].set_ylabel("fact recall (top-1 value)")
+    _fact_recall_legend(fig, lines, palette)
+    fig.suptitle(
+        "Fact recall by training frequency (mean over facts ± 95% t interval over facts)",
+        size=10,
+    )
+    return fig
+
+
+def _fact_recall_legend(fig: plt.Figure, lines: list[str], palette: dict[str, Any]) -> None:
+    """The model / regime colours (with their replicas), then the seen-groups and chance."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=palette[k], marker="o", ms=4, lw=1.4) for k in lines]
+    handles += [Line2D([], [], color="0.3", ls=ls, lw=1.4) for ls in SEEN_STYLES.values()]
+    handles.append(Line2D([], [], color="0.35", ls="--", lw=0.9))
+    labels = [*lines, *SEEN_LABELS.values(), "chance (1 / values of a relation)"]
+    fig.legend(
+        handles, labels, title="model / regime", loc="outside right center", fontsize=8,
+        title_fontsize=9,
+    )  # fmt: skip
+
+
+def _memorization_units(s: pd.DataFrame) -> pd.DataFrame:
+    """Counterfactual memorization per independent unit and category: a fact's or canary's
+    copies share their replicas (all in or all out), so they are one unit (their mean score);
+    then per (line, panel, category) the mean over units with a 95% t interval over units (a
+    single unit: its score's own 95% Welch interval over replicas)."""
+    unit = np.where(
+        s["fact"] >= 0,
+        "f" + s["fact"].astype(str),
+        np.where(s["canary"] >= 0, "c" + s["canary"].astype(str), "d" + s["document"].astype(str)),
+    )
+    reps = s["repetitions"].astype(int).astype(str)
+    category = np.where(s["doc_kind"] == "grammar", "grammar", s["doc_kind"] + "\nk=" + reps)
+    s = s.assign(unit=unit, category=category)
+    keys = ["line", "panel", "doc_kind", "repetitions", "category"]
+    per_unit = s.groupby([*keys, "unit"], sort=False)[["score", "low", "high"]].mean()
+    g = per_unit.reset_index().groupby(keys, sort=False)
+    out = g.agg(
+        score=("score", "mean"), units=("score", "size"), sd=("score", "std"),
+        one_low=("low", "first"), one_high=("high", "first"),
+    ).reset_index()  # fmt: skip
+    out["score_se"] = out["sd"] / np.sqrt(out["units"])
+    out = _t_bounds(out, "score", "score_se", "units")
+    # A single document (a canary): its own score's 95% Welch interval over replicas.
+    one = out["units"] == 1
+    out.loc[one, "low"], out.loc[one, "high"] = out["one_low"][one], out["one_high"][one]
+    return out
+
+
+KIND_ORDER = {"grammar": 0, "document": 1, "fact": 2, "canary": 3}
+
+
+@draws
+def sequence_memorization(t: StudyTables) -> plt.Figure:
+    """Counterfactual memorization (Zhang et al. 2023) by document kind and repetitions, one
+    colour per model / regime (mean over documents, a fact's or canary's copies as one, ± 95% t
+    interval over them; the tick says how many), one panel per run; under it the most memorized
+    documents of the run's first regime with their score's 95% Welch interval and replicas
+    in / out."""
+    m = t.sequence_memorization
+    if m.empty:
+        return _empty("No counterfactual memorization: needs sequence runs (a text dataset).")
+    d, lines, palette = _sequence_lines(m)
+    d["panel"] = _sequence_panel(d)
+    c = _memorization_units(d)
+    c = c.assign(_k=c["doc_kind"].map(KIND_ORDER).fillna(9)).sort_values(["_k", "repetitions"])
+    panels = list(dict.fromkeys(d["panel"]))
+    fig, axes = plt.subplots(
+        2 * len(panels), 1, figsize=(10, 5.6 * len(panels)), squeeze=False,
+        height_ratios=[3.4, 1.6] * len(panels), layout="constrained",
+    )  # fmt: skip
+    offsets = dict(zip(lines, _dodge(len(lines), 0.5), strict=True))
+    for row, panel in enumerate(panels):
+        ax, text = axes[2 * row, 0], axes[2 * row + 1, 0]
+        p = c[c["panel"] == panel]
+        categories = list(dict.fromkeys(p["category"]))
+        where = {k: i for i, k in enumerate(categories)}
+        for line in lines:
+            s = p[p["line"] == line]
+            y = s["score"].to_numpy(float)
+            err = np.vstack([y - s["low"].to_numpy(float), s["high"].to_numpy(float) - y])
+            ax.errorbar(
+                s["category"].map(where).to_numpy(float) + offsets[line], y,
+                yerr=np.nan_to_num(err), color=palette[line], marker="o", ms=5, lw=0,
+                elinewidth=1.4, capsize=3, label=line,
+            )  # fmt: skip
+        units = p.groupby("category", sort=False)["units"].max()
+        ax.axhline(0, color="0.35", lw=0.9, ls=":")
+        ax.set_xticks(
+            range(len(categories)), [f"{k}\n({int(units[k])})" for k in categories], size=8
+        )
+        ax.set_ylabel("counterfactual memorization\n(accuracy in - accuracy out)", size=9)
+        ax.set_title(
+            f"{panel} (in brackets: documents, a fact's or canary's copies as one)", size=9
+        )
+        _top_documents(text, d[d["panel"] == panel], lines)
+    _legend_by_line(fig, axes[::2], lines)
+    fig.suptitle(
+        "Counterfactual memorization by document kind and repetitions k (Zhang et al. 2023)\n"
+        "(mean over documents ± 95% t interval over them; one document: its own 95% Welch "
+        "interval over replicas)",
+        size=10,
+    )
+    return fig
+
+
+def _top_documents(ax: plt.Axes, s: pd.DataFrame, lines: list[str]) -> None:
+    """The ``TOP_DOCUMENTS`` most memorized distinct texts of the panel's first line, each with
+    its score, 95% interval and replicas in / out."""
+    import textwrap
+
+    ax.axis("off")
+    first = next(line for line in lines if line in set(s["line"]))
+    top = s[s["line"] == first].sort_values("score", ascending=False)
+    top = top.drop_duplicates("text").head(TOP_DOCUMENTS)
+    entries = [f"Most memorized documents, {first}:"]
+    for _, r in top.iterrows():
+        text = textwrap.shorten(str(r["text"]), 70, placeholder=" ...")
+        entries.append(
+            f"{r['score']:.2f} [{r['low']:.2f}, {r['high']:.2f}]  {r['doc_kind']}, "
+            f'k={int(r["repetitions"])}, in/out {int(r["n_in"])}/{int(r["n_out"])}\n   "{text}"'
+        )
+    ax.text(0, 1, "\n".join(entries), va="top", ha="left", size=7.5, family="monospace",
+            transform=ax.transAxes)  # fmt: skip
+
+
+@draws
+def sequence_perplexity(t: StudyTables) -> plt.Figure:
+    """Per-token perplexity of each run's language models on the documents they trained on,
+    pool documents they did not, and held-out documents (left), and on held-out documents with
+    typos by severity (right; 0 = unchanged), one colour per model / regime; perplexity is
+    exp(mean loss) and its 95% interval exp(loss ± t se) over replicas."""
+    p = t.sequence_perplexity
+    if p.empty:
+        return _empty("No perplexity by split: needs sequence runs (a text dataset).")
+    d = _t_bounds(p, "loss", "loss_se", "replicas")
+    d = d.assign(low=np.exp(d["low"]), high=np.exp(d["high"]))
+    d, lines, palette = _sequence_lines(d)
+    d["panel"] = _sequence_panel(d)
+    panels = list(dict.fromkeys(d["panel"]))
+    fig, axes = plt.subplots(
+        len(panels), 2, figsize=(11.5, 3.6 * len(panels)), squeeze=False, layout="constrained"
+    )
+    offsets = dict(zip(lines, _dodge(len(lines), 0.4), strict=True))
+    where = {s: i for i, s in enumerate(PERPLEXITY_SPLITS)}
+    for row, panel in enumerate(panels):
+        left, right = axes[row]
+        s = d[(d["panel"] == panel) & d["split"].isin(list(where))]
+        for line in lines:
+            q = s[s["line"] == line].sort_values("split", key=lambda x: x.map(where))
+            if q.empty:
+                continue
+            x = q["split"].map(where).to_numpy(float) + offsets[line]
+            y = q["perplexity"].to_numpy(float)
+            err = np.vstack([y - q["low"].to_numpy(float), q["high"].to_numpy(float) - y])
+            left.errorbar(x, y, yerr=np.nan_to_num(err), color=palette[line], marker="o", ms=5,
+                          lw=0, elinewidth=1.4, capsize=3, label=line)  # fmt: skip
+        left.set_xticks(range(len(where)), list(PERPLEXITY_SPLITS.values()), size=8)
+        left.set_xlim(-0.6, len(where) - 0.4)
+        left.set_yscale("log")
+        left.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        left.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        left.set_ylabel("perplexity per token")
+        left.set_title(f"{panel}: by split", size=9)
+        typo = d[(d["panel"] == panel) & (d["split"] == "typo")]
+        _interval_lines(
+            right, typo, lines, palette,
+            lambda q, line: q["severity"].to_numpy(float) + offsets[line] / 2, "perplexity",
+        )  # fmt: skip
+        right.set_xticks(sorted(typo["severity"].unique()))
+        right.set_xlabel("typo severity (0 = unchanged)")
+        right.set_ylabel("held-out perplexity per token")
+        right.set_title(f"{panel}: held-out documents with typos", size=9)
+    _legend_by_line(fig, axes, lines)
+    fig.suptitle(
+        "Perplexity of the language models by split and under typos\n"
+        "(exp of the mean loss per token over replicas, ± 95% t interval)",
+        size=10,
+    )
+    return fig
+
+
+@draws
+def rare_words(t: StudyTables) -> plt.Figure:
+    """Next-word accuracy by how often the target word occurs in the pool (buckets), in
+    documents the replica trained on, pool documents it did not, and held-out documents; one
+    panel per run and regime; mean over replicas ± 95% t interval, replicas in the title."""
+    r = t.rare_words
+    r = r[r["replicas"] > 0] if len(r) else r
+    if r.empty:
+        return _empty("No rare-word accuracy: needs sequence runs (a text dataset).")
+    d = _t_bounds(r, "accuracy", "accuracy_se", "replicas", (0.0, 1.0))
+    d = _sequence_lines(d)[0]
+    d["panel"] = _sequence_panel(d) + "\n" + d["line"]
+    panels = list(dict.fromkeys(d["panel"]))
+    fig, axes = _panel_grid(len(panels), (4.2, 3.3), 2.4)
+    splits = list(WORD_SPLIT_COLOURS)
+    offsets = dict(zip(splits, _dodge(len(splits), 0.3), strict=True))
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        p = d[d["panel"] == panel].sort_values("low")
+        buckets = list(dict.fromkeys(p["bucket"]))
+        where = {b: i for i, b in enumerate(buckets)}
+        p = p.assign(line=p["split"], x=p["bucket"].map(where) + p["split"].map(offsets))
+        _interval_lines(
+            ax, p, splits, WORD_SPLIT_COLOURS, lambda s, split: s["x"].to_numpy(float),
+            "accuracy",
+        )  # fmt: skip
+        ax.set_xticks(range(len(buckets)), buckets)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(panel, size=8.5)
+        ax.set_xlabel("the target word's count in the pool")
+        ax.set_ylabel("next-word accuracy" if ax.get_subplotspec().is_first_col() else "")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        handles |= dict(zip(*ax.get_legend_handles_labels()[::-1], strict=True))
+    fig.legend(
+        [handles[s] for s in splits if s in handles],
+        [WORD_SPLIT_LABELS[s] for s in splits if s in handles],
+        title="target tokens in", loc="outside right center", fontsize=8, title_fontsize=9,
+    )  # fmt: skip
+    fig.suptitle(
+        "Rare words: next-word accuracy by the word's frequency in the pool\n"
+        "(mean over replicas ± 95% t interval)",
+        size=10,
+    )
+    return fig
+
+
 # Every figure of memlab.plan.registry.FIGURES with its drawing, in the registry's order (drawing
 # functions register themselves: @draws).
 DRAW = _drawings()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from memlab.analysis.sequences import SEQUENCE_COLUMNS
 from memlab.data.datasets import Split, load_split
 from memlab.plan.registry import FIGURE_TABLES
 from memlab.plan.study import MEMORY_REGIME, RUN_KEYS
@@ -50,6 +51,16 @@ class StudyTables:
     capacity_bits: pd.DataFrame = field(default_factory=pd.DataFrame)
     # Canary exposure (DESIGN 4d): per run, repetition level and method.
     exposure: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Sequences (memlab.analysis.sequences): a study without text runs has them empty, with their
+    # columns.
+    sequence_memorization: pd.DataFrame = field(
+        default_factory=lambda: _no_rows("sequence_memorization")
+    )
+    fact_recall: pd.DataFrame = field(default_factory=lambda: _no_rows("fact_recall"))
+    sequence_perplexity: pd.DataFrame = field(
+        default_factory=lambda: _no_rows("sequence_perplexity")
+    )
+    rare_words: pd.DataFrame = field(default_factory=lambda: _no_rows("rare_words"))
     splits: Mapping[str, Split] = field(default_factory=dict)  # dataset -> split (for images)
     randomizations: Mapping[str, str] = field(default_factory=dict)  # dataset -> kind
     # corruption -> its parameter per severity 1..5 (memlab.data.perturb.severity_table)
@@ -96,6 +107,11 @@ class StudyTables:
                 frame = frame.assign(regime=frame["regime"].replace(REGIME_LABELS))
             frames[name] = frame
         return dataclasses.replace(self, **frames)
+
+
+def _no_rows(table: str) -> pd.DataFrame:
+    """An empty sequence table with its columns (a study without text runs)."""
+    return pd.DataFrame(columns=SEQUENCE_COLUMNS[table])
 
 
 def _csv(path: str) -> pd.DataFrame:
