@@ -353,9 +353,10 @@ def test_every_finding_figure_is_a_registered_figure_of_a_finding():
     import inspect
 
     from memlab.plan.registry import FIGURES, FINDING_FIGURES
-    from memlab.reporting import findings
+    from memlab.reporting import findings, sequence_findings
 
-    keys = set(re.findall(r'Finding\(\s*"(\w+)"', inspect.getsource(findings)))
+    source = inspect.getsource(findings) + inspect.getsource(sequence_findings)
+    keys = set(re.findall(r'Finding\(\s*"(\w+)"', source))
     assert set(FINDING_FIGURES) == keys
     assert {n for names in FINDING_FIGURES.values() for n in names} <= {f.name for f in FIGURES}
 

@@ -67,11 +67,11 @@ def memorizes(t: StudyTables) -> Finding | None:
     run = _regimes(m)[0]
     first = run.iloc[0]
     numbers, parts = {}, []
-    for kind, g in run.groupby("kind", sort=True):
+    for kind, g in run.groupby("doc_kind", sort=True):
         est = _mean_t(g["score"])
         numbers[f"{kind}_mean"] = est
         parts.append(f"{html.escape(str(kind))} {est.value:+.3f} [{est.low:+.3f}, {est.high:+.3f}]")
-    facts = run[run["kind"] == "fact"]
+    facts = run[run["doc_kind"] == "fact"]
     rare_vs_frequent = ""
     if len(facts):
         once, often = facts[facts["repetitions"] == 1], facts[facts["repetitions"] >= FREQUENT]
@@ -95,7 +95,7 @@ def memorizes(t: StudyTables) -> Finding | None:
         f"trained on a document minus the others') of {_name(first)}, mean by kind of document: "
         f"{'; '.join(parts)} ({html.escape(str(first['dataset']))}, {len(run)} documents, "
         f"{int(first['replicas'])} replicas).{rare_vs_frequent} Most memorized: "
-        f"{_quote(str(top['text']))} ({top['kind']}, {int(top['repetitions'])} copies, "
+        f"{_quote(str(top['text']))} ({top['doc_kind']}, {int(top['repetitions'])} copies, "
         f"{top['score']:+.2f} [{top['low']:+.2f}, {top['high']:+.2f}]); least: "
         f"{_quote(str(bottom['text']))} ({bottom['score']:+.2f})."
     )
