@@ -62,11 +62,14 @@ HISTORY_COLUMNS = (
     "heldout_accuracy",
 )
 PROGRESS_SECONDS = 30.0  # a progress line at least this often
-# Elementwise sigmoid and tanh give an element other bits in a SIMD lane than in the scalar tail
-# of a tensor (measured: 1 ulp), so a replica's bits would depend on where its elements sit in
-# the stack. With each replica's gate slice [B, H] a multiple of this many elements, every
-# replica's elements fall in whole vectors, alone or stacked (64: AVX-512's 2 x 16 floats).
-SIMD_ELEMENTS = 64
+# A replica's bits must not depend on where its data sits in the stack, yet two things do:
+# elementwise sigmoid and tanh round an element differently in a SIMD lane than in a tensor's
+# scalar tail (1 ulp, measured), and MKL's GEMMs round differently on operands of other byte
+# alignments (measured on the readout's backward). So every per-replica block of a batched
+# operand holds a multiple of ALIGN floats (64 bytes: AVX-512's line), and each replica's gates
+# a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step): padding documents
+# and padding readout rows, never read. The weights' blocks are aligned when hidden % 16 == 0.
+ALIGN, SIMD_ELEMENTS = 16, 64
 
 
 class StackedGRU(StackedModel):
@@ -127,27 +130,39 @@ class StackedGRU(StackedModel):
     ) -> torch.Tensor:
         """Logits ``[R, B, T, V]`` of the next token after each position of ``tokens``."""
         r, b, t = tokens.shape
-        # Padding documents (all PAD) align each replica's gates (SIMD_ELEMENTS); sliced off.
-        tokens = F.pad(
-            tokens, (0, 0, 0, -b % (SIMD_ELEMENTS // math.gcd(SIMD_ELEMENTS, self.hidden)))
-        )
-        # Time-major inside: each step reads and writes contiguous [R, B, .] slices.
-        x = self.embed(tokens.transpose(1, 2))  # [R, T, B, E]
-        x = _dropout(x, self.dropout, self.training, dropout_gen)
-        gx = torch.baddbmm(self.b_ih, x.flatten(1, 2), self.w_ih).view(*x.shape[:3], -1)
-        out = self.recur(gx)  # [R, T, B, H]
-        out = _dropout(out, self.dropout, self.training, dropout_gen)
-        logits = torch.baddbmm(self.b_out, out.flatten(1, 2), self.w_out)
+        logits = self.readout(self.states(tokens, dropout_gen).flatten(1, 2))
         return logits.view(r, t, -1, self.vocab)[:, :, :b].transpose(1, 2)
+
+    def states(
+        self, tokens: torch.Tensor, dropout_gen: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The GRU's outputs (after dropout) time-major, ``[R, T, B', H]``: each step then reads
+        and writes contiguous slices. ``B' >= B``: all-PAD documents appended so that each
+        replica's gates fill whole SIMD vectors (:data:`SIMD_ELEMENTS`)."""
+        pad = self.padded(tokens.shape[1]) - tokens.shape[1]
+        x = self.embed(F.pad(tokens, (0, 0, 0, pad)).transpose(1, 2))  # [R, T, B', E]
+        x = _dropout(x, self.dropout, self.training, dropout_gen)
+        # The input projection of every step at once: the loop keeps only the recurrent matmul.
+        gx = torch.baddbmm(self.b_ih, x.flatten(1, 2), self.w_ih).view(*x.shape[:3], -1)
+        return _dropout(self.recur(gx), self.dropout, self.training, dropout_gen)
+
+    def padded(self, documents: int) -> int:
+        """``B'``: the fewest documents, at least ``documents``, whose gates fill whole vectors."""
+        step = math.lcm(ALIGN, SIMD_ELEMENTS // math.gcd(SIMD_ELEMENTS, self.hidden))
+        return documents + -documents % step
+
+    def readout(self, states: torch.Tensor) -> torch.Tensor:
+        """Logits ``[R, M, V]`` of GRU outputs ``[R, M, H]``."""
+        return torch.baddbmm(self.b_out, states, self.w_out)
 
     def recur(self, gx: torch.Tensor) -> torch.Tensor:
         """The GRU over precomputed input gates ``gx [R, T, B, 3H]``; outputs ``[R, T, B, H]``."""
-        r, t, b, _ = gx.shape
         hs = self.hidden
-        h = gx.new_zeros(r, b, hs)
+        h = gx.new_zeros(gx.shape[0], gx.shape[2], hs)
         outs = []
-        for step in range(t):
-            gi = gx[:, step]
+        # unbind, not gx[:, step]: one backward node stacks the steps' gradients, where T
+        # indexing nodes would each zero-fill a gradient the size of gx (measured: 30% of a step).
+        for gi in gx.unbind(1):
             gh = torch.baddbmm(self.b_hh, h, self.w_hh)
             rz = torch.sigmoid(gi[..., : 2 * hs] + gh[..., : 2 * hs])
             reset, update = rz[..., :hs], rz[..., hs:]
@@ -157,39 +172,88 @@ class StackedGRU(StackedModel):
         return torch.stack(outs, 1)
 
 
-def _token_losses(
-    model: StackedGRU, tokens: torch.Tensor, dropout_gen: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Cross-entropy and argmax-correctness per (replica, doc, target) of ``tokens [R, B, T]``,
-    and the mask of real (non-PAD) targets; both are 0/False at PAD targets."""
-    logits = model(tokens[..., :-1], dropout_gen)
-    target = tokens[..., 1:]
+@dataclass
+class _Packed:
+    """Per replica, its real (non-PAD) targets first, time-major, padded to the stack's most:
+    ``loss``, ``correct`` and ``real`` ``[R, M]`` (``loss`` 0, ``correct`` and ``real`` False
+    beyond a replica's count), and ``where`` ``[R, M]``, each entry's flat index into the
+    time-major targets ``[T, B']``."""
+
+    loss: torch.Tensor
+    correct: torch.Tensor | None
+    real: torch.Tensor
+    where: torch.Tensor
+
+
+def _packed(
+    model: StackedGRU,
+    tokens: torch.Tensor,
+    dropout_gen: torch.Generator | None = None,
+    correct: bool = False,
+) -> _Packed:
+    """Cross-entropy (and, with ``correct``, argmax hits) at the real targets of ``tokens
+    [R, B, T]`` only: on short documents most positions are PAD, and the readout and softmax
+    over the vocabulary are most of a step's work (``benchmarks/README.md``)."""
+    r = tokens.shape[0]
+    states = model.states(tokens[..., :-1], dropout_gen)  # [R, T-1, B', H]
+    target = F.pad(tokens[..., 1:], (0, 0, 0, states.shape[2] - tokens.shape[1]))
+    target = target.transpose(1, 2).reshape(r, -1)
     real = target != PAD
+    m = int(real.sum(1).max())
+    m = max(m + -m % ALIGN, ALIGN)  # whole aligned blocks (T * B' is a multiple of ALIGN)
+    # A stable sort keeps each replica's real targets in time-major order, PAD ones after.
+    where = torch.argsort((~real).to(torch.uint8), dim=1, stable=True)[:, :m]
+    picked = states.flatten(1, 2).gather(1, where.unsqueeze(-1).expand(-1, -1, model.hidden))
+    logits = model.readout(picked)
+    tgt = target.gather(1, where)
     loss = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none",
-        ignore_index=PAD,
-    ).view(target.shape)  # fmt: skip
-    correct = (logits.argmax(-1) == target) & real
-    return loss, correct, real
+        logits.flatten(0, 1), tgt.flatten(), reduction="none", ignore_index=PAD
+    ).view(r, m)
+    hit = (logits.argmax(-1) == tgt) & (tgt != PAD) if correct else None
+    return _Packed(loss, hit, tgt != PAD, where)
 
 
-def _replica_means(values: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Per replica, the mean of ``values [R, ...]`` over its real targets."""
-    total = values.reshape(values.shape[0], -1).sum(1)
-    return total / real.reshape(real.shape[0], -1).sum(1).clamp(min=1)
+def _mean_loss(packed: _Packed) -> torch.Tensor:
+    """Per replica, its mean loss over its real targets: the sum in float64, so a replica's
+    value (and its gradient, 1 / count) does not depend on the stack's M."""
+    total = packed.loss.double().sum(1)
+    return (total / packed.real.sum(1).clamp(min=1)).float()
+
+
+@torch.no_grad()
+def _loss_acc(
+    model: StackedGRU, tokens: torch.Tensor, chunk: int = 512
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per replica: mean token loss and token accuracy over ``tokens [R, n, T]`` (eval mode)."""
+    model.eval()
+    loss = hits = count = torch.zeros(tokens.shape[0], dtype=torch.float64)
+    for s in range(0, tokens.shape[1], chunk):
+        p = _packed(model, tokens[:, s : s + chunk], correct=True)
+        assert p.correct is not None
+        loss = loss + p.loss.double().sum(1)
+        hits = hits + p.correct.sum(1)
+        count = count + p.real.sum(1)
+    count = count.clamp(min=1)
+    return (loss / count).float(), (hits / count).float()
 
 
 @torch.no_grad()
 def _outputs(
     model: StackedGRU, tokens: torch.Tensor, chunk: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`_token_losses` of ``tokens [R, n, T]`` in eval mode, ``chunk`` documents a call."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and correctness per (replica, document, target) of ``tokens [R, n, T]``, eval mode,
+    ``chunk`` documents a call; 0 and False at PAD targets."""
     model.eval()
-    parts = [
-        _token_losses(model, tokens[:, s : s + chunk]) for s in range(0, tokens.shape[1], chunk)
-    ]
-    loss, correct, real = (torch.cat(p, 1) for p in zip(*parts, strict=True))
-    return loss, correct, real
+    losses, hits = [], []
+    for s in range(0, tokens.shape[1], chunk):
+        part = tokens[:, s : s + chunk]
+        p = _packed(model, part, correct=True)
+        assert p.correct is not None
+        r, b, t = part.shape
+        for packed, out in ((p.loss, losses), (p.correct, hits)):
+            flat = packed.new_zeros(r, model.padded(b) * (t - 1)).scatter_(1, p.where, packed)
+            out.append(flat.view(r, t - 1, -1)[:, :, :b].transpose(1, 2))
+    return torch.cat(losses, 1), torch.cat(hits, 1)
 
 
 def token_outputs(
@@ -199,16 +263,8 @@ def token_outputs(
     ``[R, n, T-1]``, 0 at PAD targets) and whether the argmax is the target (bool, False at PAD).
     Every replica reads every document of ``tokens [n, T]``."""
     shared = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
-    loss, correct, _ = _outputs(model, shared.expand(model.n_replicas, -1, -1), chunk)
-    return loss.numpy(), correct.numpy()
-
-
-def _loss_acc(
-    model: StackedGRU, tokens: torch.Tensor, chunk: int = 512
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per replica: mean token loss and token accuracy over ``tokens [R, n, T]``."""
-    loss, correct, real = _outputs(model, tokens, chunk)
-    return _replica_means(loss, real), _replica_means(correct.float(), real)
+    loss, correct = _outputs(model, shared.expand(model.n_replicas, -1, -1), chunk)
+    return loss.contiguous().numpy(), correct.contiguous().numpy()
 
 
 class ReplicaAdamW(StackedAdamW):
@@ -325,9 +381,8 @@ class _SequenceTrainer:
         batches = st.train_idx.gather(1, order)
         for s in range(0, n_train, size):
             docs = self.tokens[batches[:, s : s + size]]  # [R, B, T]
-            loss, _, real = _token_losses(st.model, docs, st.dropout_gen)
             st.opt.zero_grad()
-            _replica_means(loss, real).sum().backward()
+            _mean_loss(_packed(st.model, docs, st.dropout_gen)).sum().backward()
             st.opt.step()
 
     def evaluate(self, epoch: int) -> list[torch.Tensor]:
