@@ -11,6 +11,7 @@ train->test influence, the memory network, the CNN, the per-job fixed cost.
     ./run.sh bench memory_net           # the memory network vs an MLP by subset size
     ./run.sh bench cnn                  # the stacked CNN vs the textbook CNN loop
     ./run.sh bench estimators           # what the cheap memorization estimators add to a job
+    ./run.sh bench sequence             # the stacked GRU language model vs the textbook loop
 
 Prints a table per section and writes ``results/benchmarks/<section>.json`` (outputs, never
 committed). This machine is shared and drifts by 20% or more between runs, so every comparison
@@ -1246,6 +1247,121 @@ def section_cnn(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "loadavg_before": before, "loadavg_after": loadavg()}
 
 
+# ------------------------------------------------------------------------------------ sequence
+
+SEQ_CONTEXT, SEQ_EMBEDDING, SEQ_HIDDEN, SEQ_BATCH = 24, 32, 64, 32
+
+
+def sequence_corpus(documents: int = 1000) -> tuple[np.ndarray, np.ndarray, int]:
+    """Training and held-out rows of a generated corpus as the sequence engine reads them:
+    BOS (2), word ids moved up by one to make room for it, PAD to ``SEQ_CONTEXT``; the vocab."""
+    from memlab.data.text import TextSpec, generate_corpus
+    from memlab.engine.sequence import BOS, PAD
+
+    spec = TextSpec(
+        vocab_size=500, documents=documents, held_out=200, facts=256, entities=128, values=16
+    )
+    corpus = generate_corpus(spec, seed=0)
+
+    def rows(docs: tuple[str, ...]) -> np.ndarray:
+        out = np.full((len(docs), SEQ_CONTEXT), PAD, np.int64)
+        out[:, 0] = BOS
+        for i, doc in enumerate(docs):
+            ids = corpus.tokenizer.ids(doc)[: SEQ_CONTEXT - 1]
+            out[i, 1 : 1 + len(ids)] = np.where(ids >= BOS, ids + 1, ids)
+        return out
+
+    return rows(corpus.documents), rows(corpus.held_out), len(corpus.tokenizer) + 1
+
+
+def textbook_gru(tokens: np.ndarray, vocab: int, epochs: int) -> None:
+    """The word-level GRU language model of the tutorials: ``nn.Embedding`` - ``nn.GRU`` -
+    ``nn.Linear``, a DataLoader, AdamW, cross-entropy ignoring PAD, for one model."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from memlab.engine.sequence import PAD
+
+    data = torch.from_numpy(tokens)
+    loader = DataLoader(TensorDataset(data), batch_size=SEQ_BATCH, shuffle=True)
+    emb, gru = (
+        nn.Embedding(vocab, SEQ_EMBEDDING),
+        nn.GRU(SEQ_EMBEDDING, SEQ_HIDDEN, batch_first=True),
+    )
+    head = nn.Linear(SEQ_HIDDEN, vocab)
+    params = [*emb.parameters(), *gru.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=PAD)
+    for _ in range(epochs):
+        for (batch,) in loader:
+            out, _ = gru(emb(batch[:, :-1]))
+            opt.zero_grad()
+            loss_fn(head(out).reshape(-1, vocab), batch[:, 1:].reshape(-1)).backward()
+            opt.step()
+
+
+def section_sequence(args: argparse.Namespace) -> dict[str, Any]:
+    """memlab's stacked GRU language model (memlab.engine.sequence.train_sequences: 16 replicas
+    in one stack, per-epoch evaluation on each replica's documents and the held-out set) against
+    the textbook per-model loop (textbook_gru), model-epochs per second, half the generated
+    corpus's documents per model, batch 32, 1 thread, alternating rounds."""
+    from memlab.engine.sequence import StackedGRU, train_sequences
+    from memlab.engine.train import init_seeds
+
+    configure_threads(1)
+    before = loadavg()
+    tokens, heldout, vocab = sequence_corpus()
+    r, n = 16, len(tokens) // 2
+    rng = np.random.default_rng(0)
+    members = np.zeros((r, len(tokens)), bool)
+    for row in members:
+        row[rng.choice(len(tokens), n, replace=False)] = True
+
+    def memlab_seq(epochs: int) -> None:
+        model = StackedGRU(
+            r, vocab, SEQ_EMBEDDING, SEQ_HIDDEN, replica_seeds=init_seeds(0, range(r))
+        )
+        train_sequences(
+            model, tokens, members, None, heldout, _regime(SEQ_BATCH, epochs), seed=0,
+            log=lambda s: None,
+        )  # fmt: skip
+
+    def textbook(epochs: int) -> None:
+        for row in members:
+            textbook_gru(tokens[row], vocab, epochs)
+
+    fns = {"textbook": textbook, "memlab": memlab_seq}
+    models = {"textbook": r, "memlab": r}
+    res = compare(fns, models, args.rounds, args.seconds)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    row = {
+        "replicas": r,
+        "docs_per_model": n,
+        "vocab": vocab,
+        "textbook_me_s": med["textbook"],
+        "memlab_me_s": med["memlab"],
+        "memlab_vs_textbook": ratio(res, "memlab", "textbook"),
+        "seconds_per_epoch": r / med["memlab"],
+        "rounds": res,
+    }
+    cols = [
+        ("replicas", "replicas", "d"),
+        ("docs_per_model", "docs/model", "d"),
+        ("textbook_me_s", "textbook me/s", ".2f"),
+        ("memlab_me_s", "memlab me/s", ".2f"),
+        ("memlab_vs_textbook", "memlab/textbook", ".2f"),
+        ("seconds_per_epoch", "memlab s/epoch", ".2f"),
+    ]
+    print(
+        f"GRU language model training throughput, model-epochs/s: generated corpus, {n} "
+        f"documents of {SEQ_CONTEXT} tokens per model, vocab {vocab}, embedding {SEQ_EMBEDDING}, "
+        f"hidden {SEQ_HIDDEN}, batch {SEQ_BATCH}; memlab trains {r} replicas with per-epoch "
+        "evaluation, the textbook loop trains them one by one without evaluation"
+    )
+    print(table([row], cols))
+    return {"rows": [row], "loadavg_before": before, "loadavg_after": loadavg()}
+
+
 # ---------------------------------------------------------------------------------- estimators
 
 
@@ -1354,6 +1470,7 @@ SECTIONS = (
     "cnn",
     "fixed_cost",
     "estimators",
+    "sequence",
 )
 
 
@@ -1441,6 +1558,8 @@ def main(argv: list[str] | None = None) -> None:
             res = section_fixed_cost(args)
         elif s == "estimators":
             res = section_estimators(args)
+        elif s == "sequence":
+            res = section_sequence(args)
         else:
             res = section_overhead(args)
         print(f"wrote {write_json(s, res, args.out)}", flush=True)
