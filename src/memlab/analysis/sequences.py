@@ -184,10 +184,14 @@ def run_sequence_memorization(
 ) -> pd.DataFrame:
     """One row per pool document of a run's bank: what it is, its counterfactual memorization
     (:func:`counterfactual_memorization` of ``doc_accuracy``, in = trained on, out = never in
-    the subset) and the usable replicas it rests on."""
-    scores = counterfactual_memorization(
-        bank["doc_accuracy"], bank["train_mask"], usable, out=~np.asarray(bank["members"], bool)
-    )
+    the subset) and the usable replicas it rests on; no rows where the usable replicas do not
+    hold every document both in and out (under-trained replicas left out: no scores)."""
+    try:
+        scores = counterfactual_memorization(
+            bank["doc_accuracy"], bank["train_mask"], usable, out=~np.asarray(bank["members"], bool)
+        )
+    except MemlabInputError:
+        return pd.DataFrame(columns=_own(SEQUENCE_MEMORIZATION_COLUMNS))
     frame = pd.DataFrame(
         {
             "document": np.arange(len(bank["doc_tokens"]), dtype=np.int64),

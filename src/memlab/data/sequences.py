@@ -52,6 +52,7 @@ class Documents:
     facts: list[str]  # [F] training form of each fact
     paraphrases: list[str]  # [F]
     fact_values: list[str]  # [F]
+    fact_candidates: list[tuple[str, ...]]  # [F] the names its relation's values are drawn from
     fact_repetitions: np.ndarray  # int64 [F]
     values_per_relation: int  # 0 without facts
     canaries: list[str]  # [C] controls included
@@ -111,6 +112,9 @@ def generated(settings: Mapping[str, Any], canaries: CanarySpec) -> Documents:
         facts=[facts.sentence(i) for i in range(spec.facts)],
         paraphrases=list(corpus.paraphrases),
         fact_values=list(facts.value),
+        fact_candidates=[
+            corpus.value_names[list(text.RELATIONS).index(r)] for r in facts.relation
+        ],
         fact_repetitions=np.asarray(facts.repetitions, np.int64),
         values_per_relation=spec.values,
         canaries=list(corpus.canaries),
@@ -143,6 +147,7 @@ def from_file(path: Path, test_fraction: float, seed: int) -> Documents:
         facts=[],
         paraphrases=[],
         fact_values=[],
+        fact_candidates=[],
         fact_repetitions=NO_FACTS,
         values_per_relation=0,
         canaries=[],
@@ -242,6 +247,9 @@ def corpus_arrays(
         "paraphrase_tokens": rows(tok, docs.paraphrases, context),
         "paraphrase_position": word_position(docs.paraphrases, docs.fact_values),
         "fact_repetitions": docs.fact_repetitions,
+        "fact_candidates": np.array(
+            [tok.ids(" ".join(c)) for c in docs.fact_candidates], np.int64
+        ).reshape(len(docs.facts), docs.values_per_relation),
         "recall_chance": np.array(
             1.0 / docs.values_per_relation if docs.values_per_relation else np.nan
         ),

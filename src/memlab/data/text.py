@@ -336,6 +336,9 @@ class Corpus:
     held_out: tuple[str, ...]  # grammar documents, none in training
     vocabulary: Vocabulary
     tokenizer: Tokenizer
+    # Per relation (RELATIONS' order), the names its values are drawn from (uniformly): recall's
+    # candidates, so a model that never saw a fact picks its value with probability 1 / values.
+    value_names: tuple[tuple[str, ...], ...] = ()
 
     @property
     def word_frequencies(self) -> np.ndarray:
@@ -398,6 +401,9 @@ def generate_corpus(spec: TextSpec, seed: int) -> Corpus:
         references=tuple(references),
         held_out=tuple(_held_out(vocab, spec.held_out, spec.sentences, set(grammar), seed)),
         vocabulary=vocab,
+        value_names=tuple(
+            tuple(values[r * spec.values : (r + 1) * spec.values]) for r in range(len(RELATIONS))
+        ),
         tokenizer=Tokenizer(tuple(SPECIAL_TOKENS) + FUNCTION_WORDS + tuple(words)),
     )
 

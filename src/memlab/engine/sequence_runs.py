@@ -1,14 +1,17 @@
 """A block of a language model's replicas on a text dataset: train it, evaluate it (the bodies of
 rules train_sequence and evaluate_sequence, kept here so the scripts stay thin).
 
-The evaluation arrays (one ``evaluation.npz`` per block; the bank concatenates :data:`PER_REPLICA` (memlab.engine.sequence_arrays)
-over blocks, memlab.analysis.bank) are what memlab.analysis.sequences reads:
+The evaluation arrays (one ``evaluation.npz`` per block; the bank concatenates :data:`PER_REPLICA`
+(memlab.engine.sequence_arrays) over blocks, memlab.analysis.bank) are what
+memlab.analysis.sequences reads:
 
 - per document of the pool: ``doc_loss`` (mean nats per predicted token) and ``doc_accuracy``
   (share of its predicted tokens that are the argmax), and the same on held-out documents and
   on held-out documents with typos (token-weighted over all of them, per severity);
-- per fact: whether the value is the argmax after its prefix, in the training form and in the
-  held-out paraphrase (greedy completion of one token, the value being one word);
+- per fact: whether the value is the model's first choice after its prefix among the names its
+  relation's values are drawn from, in the training form and in the held-out paraphrase (greedy
+  completion of the one-word value, restricted to the values that can follow: a model that never
+  saw the fact is then right with probability exactly 1 / values, the values being uniform);
 - per canary and reference: the summed nats of its 5 secret digits given the prefix (Carlini et
   al. 2019's log-perplexity of the secret), what memlab.analysis.exposure ranks;
 - next-token accuracy by how often the target word occurs in the pool (WORD_BUCKETS), in
@@ -190,7 +193,9 @@ def evaluate_sequence_run(
     typo = [token_weighted(*token_outputs(model, t), t) for t in corpus["typo_tokens"]]
     out["typo_loss"] = np.stack([t[0] for t in typo], 1)
     out["typo_accuracy"] = np.stack([t[1] for t in typo], 1)
-    out |= _recall(model, corpus) | _secrets(model, corpus)
+    out |= _recall(model, corpus)
+    if len(corpus["canary_tokens"]):  # a user's file has no canaries: no exposure rows
+        out |= _secrets(model, corpus)
     return out
 
 
@@ -198,14 +203,39 @@ _TRAINING_FACTS = ("fit_epoch", "stop_epoch", "stop_reason", "loss_drop")
 
 
 def _recall(model: Any, corpus: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Whether each replica's argmax after a fact's prefix is its value, in both forms."""
-    from memlab.engine.sequence import token_outputs
-
+    """Whether each replica's first choice after a fact's prefix, among the names its relation's
+    values are drawn from, is the fact's value, in both forms (module doc)."""
     out = {}
     for form in ("fact", "paraphrase"):
         rows, position = corpus[f"{form}_tokens"], corpus[f"{form}_position"]
-        _, correct = token_outputs(model, rows)
-        out[f"{form}_correct"] = correct[:, np.arange(len(rows)), position]
+        if not len(rows):  # a user's file has no facts
+            out[f"{form}_correct"] = np.zeros((model.n_replicas, 0), bool)
+            continue
+        scores = candidate_log_probs(model, rows, position, corpus["fact_candidates"])
+        value = rows[np.arange(len(rows)), position + 1]  # the target at that position
+        truth = (corpus["fact_candidates"] == value[:, None]).argmax(1)
+        out[f"{form}_correct"] = scores.argmax(2) == truth[None, :]
+    return out
+
+
+def candidate_log_probs(
+    model: Any, rows: np.ndarray, position: np.ndarray, candidates: np.ndarray, chunk: int = 256
+) -> np.ndarray:
+    """float32 [R, n, c]: each replica's log-probability of each of row i's ``candidates[i]`` as
+    the target at ``position[i]`` (the prediction after reading ``rows[i, :position[i] + 1]``)."""
+    import torch
+
+    r, (n, c) = model.n_replicas, candidates.shape
+    out = np.zeros((r, n, c), np.float32)
+    model.eval()
+    with torch.no_grad():
+        for s in range(0, n, chunk):
+            part = torch.as_tensor(rows[s : s + chunk, :-1]).expand(r, -1, -1)
+            logp = model(part).log_softmax(-1)  # [R, b, T-1, V]
+            at = torch.as_tensor(position[s : s + chunk])
+            picked = logp[:, torch.arange(len(at)), at]  # [R, b, V]
+            which = torch.as_tensor(candidates[s : s + chunk]).expand(r, -1, -1)
+            out[:, s : s + chunk] = picked.gather(2, which).numpy()
     return out
 
 

@@ -1683,6 +1683,12 @@ WORD_SPLIT_LABELS = {
 TOP_DOCUMENTS = 5
 
 
+def _learned(frame: pd.DataFrame) -> pd.DataFrame:
+    """A sequence table's rows from usable replicas only: nothing is drawn from runs whose
+    replicas all stopped at max_epochs while still learning (``replicas`` 0)."""
+    return frame[frame["replicas"] > 0] if len(frame) else frame
+
+
 def _sequence_panel(frame: pd.DataFrame) -> pd.Series:
     """A run's panel title without its regime: dataset, model and training-set size."""
     return frame["dataset"] + ": " + frame["model"] + ", n=" + frame["size"].astype(str)
@@ -1724,10 +1730,13 @@ def fact_recall(t: StudyTables) -> plt.Figure:
     (trained wording, held-out paraphrase) and run, one colour per model / regime; solid: the
     replicas that trained on the fact, dotted: those that never saw it; chance dashed; 95% t
     intervals over facts."""
-    f = t.fact_recall
+    f = _learned(t.fact_recall)
     f = f[f["n_facts"] > 0] if len(f) else f
     if f.empty:
-        return _empty("No fact recall: needs a text dataset with facts (sequence runs).")
+        return _empty(
+            "No fact recall: needs a text dataset with facts and trained (not under-trained) "
+            "sequence runs."
+        )
     d = _t_bounds(f, "recall", "recall_se", "n_facts", (0.0, 1.0))
     d, lines, palette = _sequence_lines(d)
     d["panel"] = _sequence_panel(d)
@@ -1828,9 +1837,11 @@ def sequence_memorization(t: StudyTables) -> plt.Figure:
     interval over them; the tick says how many), one panel per run; under it the most memorized
     documents of the run's first regime with their score's 95% Welch interval and replicas
     in / out."""
-    m = t.sequence_memorization
+    m = _learned(t.sequence_memorization)
     if m.empty:
-        return _empty("No counterfactual memorization: needs sequence runs (a text dataset).")
+        return _empty(
+            "No counterfactual memorization: needs trained (not under-trained) sequence runs."
+        )
     d, lines, palette = _sequence_lines(m)
     d["panel"] = _sequence_panel(d)
     c = _memorization_units(d)
@@ -1901,9 +1912,9 @@ def sequence_perplexity(t: StudyTables) -> plt.Figure:
     pool documents they did not, and held-out documents (left), and on held-out documents with
     typos by severity (right; 0 = unchanged), one colour per model / regime; perplexity is
     exp(mean loss) and its 95% interval exp(loss ± t se) over replicas."""
-    p = t.sequence_perplexity
+    p = _learned(t.sequence_perplexity)
     if p.empty:
-        return _empty("No perplexity by split: needs sequence runs (a text dataset).")
+        return _empty("No perplexity by split: needs trained (not under-trained) sequence runs.")
     d = _t_bounds(p, "loss", "loss_se", "replicas")
     d = d.assign(low=np.exp(d["low"]), high=np.exp(d["high"]))
     d, lines, palette = _sequence_lines(d)
@@ -1957,10 +1968,9 @@ def rare_words(t: StudyTables) -> plt.Figure:
     """Next-word accuracy by how often the target word occurs in the pool (buckets), in
     documents the replica trained on, pool documents it did not, and held-out documents; one
     panel per run and regime; mean over replicas ± 95% t interval, replicas in the title."""
-    r = t.rare_words
-    r = r[r["replicas"] > 0] if len(r) else r
+    r = _learned(t.rare_words)
     if r.empty:
-        return _empty("No rare-word accuracy: needs sequence runs (a text dataset).")
+        return _empty("No rare-word accuracy: needs trained (not under-trained) sequence runs.")
     d = _t_bounds(r, "accuracy", "accuracy_se", "replicas", (0.0, 1.0))
     d = _sequence_lines(d)[0]
     d["panel"] = _sequence_panel(d) + "\n" + d["line"]

@@ -253,6 +253,8 @@ def skipped_corruptions_html(metrics: pd.DataFrame, config: Mapping[str, Any] | 
     from memlab.data.perturb import not_applicable
 
     names = ((config or {}).get("perturbations") or {}).get("names") or []
+    if metrics.empty:
+        return ""  # no classification runs: the corruptions apply to none
     image_only = not_applicable(names, None)
     perturbed = metrics[metrics["split"] == "perturbed"]
     items = []
@@ -316,6 +318,52 @@ def summary_html(
     beside its figure (``figures``: name -> image URI), then the headline numbers per run and
     provenance, collapsed."""
     metrics = tables.metrics
+    found = study_findings(tables) if found is None else found
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>memlab summary</title>
+<style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}
+table.memlab{{border-collapse:collapse;font-size:90%}}
+table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
+ol.findings li{{margin-bottom:1em}}
+div.finding{{display:flex;gap:1em;align-items:flex-start}}
+div.finding>div{{flex:1}}
+div.finding figure{{flex:0 0 48%;margin:0}}
+div.finding img{{width:100%;height:auto;border:1px solid #eee}}
+div.finding figcaption{{font-size:80%;color:#777}}
+</style></head><body>
+<h2>memlab: findings</h2>
+<p>{_runs_line(tables)} {FINDINGS_NOTE}</p>
+{findings_html(found, figures)}
+{skipped_corruptions_html(metrics, config)}
+{_headline_html(tables)}
+<details><summary><b>Software and study config</b></summary>
+{_provenance(config, versions)}
+</details>
+</body></html>
+"""
+
+
+def _runs_line(tables: StudyTables) -> str:
+    """How many runs of how many replicas the findings rest on (language models' included)."""
+    per_run = (
+        [tables.metrics.groupby(list(RUN_KEYS))["replica"].nunique()] if len(tables.metrics) else []
+    )
+    p = tables.sequence_perplexity
+    if len(p):
+        per_run.append(p.groupby(list(RUN_KEYS))["replicas"].max())
+    reps = pd.concat(per_run) if per_run else pd.Series(dtype=int)
+    if reps.empty:
+        return "No runs."
+    n_rep = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}–{reps.max()}"
+    return f"{len(reps)} runs of {n_rep} replicas each."
+
+
+def _headline_html(tables: StudyTables) -> str:
+    """The headline numbers per classification run (sentences and table), collapsed; nothing in
+    a study of language models alone."""
+    metrics = tables.metrics
+    if metrics.empty:
+        return ""
     t = headline_table(metrics)
     shown = t.drop(columns=[c for c in t if c in RUN_COLUMNS and c not in RUN_KEYS])
     if not shown["memory"].astype(bool).any():  # no memory network in the study
@@ -331,28 +379,7 @@ def summary_html(
         *_randomization_sentences(tables),
     ]
     items = "".join(f"<li>{s}</li>" for s in sentences)
-    found = study_findings(tables) if found is None else found
-    n_runs = metrics.groupby(list(RUN_KEYS)).ngroups
-    per_run = metrics.groupby(list(RUN_KEYS))["replica"]
-    reps = per_run.nunique()
-    n_rep = f"{reps.min()}" if reps.min() == reps.max() else f"{reps.min()}–{reps.max()}"
-    return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>memlab summary</title>
-<style>body{{font-family:sans-serif;max-width:70em;margin:1em auto}}
-table.memlab{{border-collapse:collapse;font-size:90%}}
-table.memlab td,table.memlab th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}
-ol.findings li{{margin-bottom:1em}}
-div.finding{{display:flex;gap:1em;align-items:flex-start}}
-div.finding>div{{flex:1}}
-div.finding figure{{flex:0 0 48%;margin:0}}
-div.finding img{{width:100%;height:auto;border:1px solid #eee}}
-div.finding figcaption{{font-size:80%;color:#777}}
-</style></head><body>
-<h2>memlab: findings</h2>
-<p>{n_runs} runs of {n_rep} replicas each. {FINDINGS_NOTE}</p>
-{findings_html(found, figures)}
-{skipped_corruptions_html(metrics, config)}
-<details><summary><b>Headline numbers per run</b> (sentences and table)</summary>
+    return f"""<details><summary><b>Headline numbers per run</b> (sentences and table)</summary>
 <p>Accuracies are means over replicas at the largest training-set size; "train" uses the labels
 as given (noisy where label noise is on), "flipped fitted" is the share of flipped training
 labels the model reproduces (memorized noise), "perturbed" is the mean held-out accuracy over all
@@ -360,9 +387,4 @@ perturbations at the highest severity.</p>
 <ul>{items}</ul>
 {table}
 <p style="color:#777">Generated from results/tables/metrics.parquet ({len(metrics)} rows).</p>
-</details>
-<details><summary><b>Software and study config</b></summary>
-{_provenance(config, versions)}
-</details>
-</body></html>
-"""
+</details>"""

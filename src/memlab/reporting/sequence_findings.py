@@ -19,7 +19,7 @@ from scipy import stats
 
 from memlab.plan.kinds import SEQUENCE_KINDS
 from memlab.plan.study import unregularized
-from memlab.reporting.findings import Estimate, Finding, _key, _name, _t_interval
+from memlab.reporting.findings import KEYS, Estimate, Finding, _cap, _key, _name, _t_interval
 from memlab.reporting.tables import StudyTables
 
 # Facts seen this often or more are "frequent" in the answers (DESIGN.md 4e: rare facts need
@@ -43,7 +43,23 @@ def _row_estimate(
 ) -> Estimate:
     """A table row's mean with its standard error ``<value>_se`` as a 95% t interval."""
     est = _t_interval(float(row[value]), float(row[f"{value}_se"]), int(row[n]))
-    return Estimate(est.value, est.low, est.high, est.n, relative=relative)
+    if relative:  # a loss: any real number
+        return Estimate(est.value, est.low, est.high, est.n, relative=True)
+    # A share (recall, accuracy): the interval stays in [0, 1].
+    unit = "facts" if n == "n_facts" else "replicas"
+    return Estimate(est.value, max(est.low, 0.0), min(est.high, 1.0), est.n, unit)
+
+
+UNDERTRAINED = (
+    "Every replica of the language models stopped at max_epochs while its training loss still "
+    "fell (under-trained: its numbers would measure the epoch budget). Raise training.max_epochs "
+    "(or the regime's max_epochs) in the config and rerun ./run.sh study"
+)
+
+
+def _learned(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of runs with usable (not under-trained) replicas; ``replicas`` counts them."""
+    return frame[frame["replicas"] > 0] if "replicas" in frame else frame
 
 
 def _regimes(frame: pd.DataFrame) -> list[pd.DataFrame]:
@@ -62,8 +78,12 @@ def _quote(text: str) -> str:
 def memorizes(t: StudyTables) -> Finding | None:
     q = "Does the language model memorize its documents?"
     m = t.sequence_memorization
-    if m.empty:
-        return None
+    if m.empty:  # no text runs, or none whose usable replicas hold every document in and out
+        return (
+            None
+            if t.sequence_perplexity.empty
+            else Finding("sequence_memorizes", q, why=UNDERTRAINED)
+        )
     run = _regimes(m)[0]
     first = run.iloc[0]
     numbers, parts = {}, []
@@ -78,11 +98,14 @@ def memorizes(t: StudyTables) -> Finding | None:
         if len(once) >= 2 and len(often) >= 2:
             a, b = _mean_t(once["score"]), _mean_t(often["score"])
             numbers["fact_once_mean"], numbers["fact_frequent_mean"] = a, b
+            # A fact's copies are in or out of a subset together (the issue's design), so k
+            # copies are one document seen k times; Zhang et al.'s duplicated text scores low
+            # because models that did not train on one copy still saw the others.
             how = (
-                "the duplicated ones are memorized less, as Zhang et al. report"
-                if b.value < a.value
-                else "the duplicated ones score higher here, unlike Zhang et al.'s finding that "
-                "duplicated text scores low"
+                "seen more often, a fact is memorized more (its copies are in or out of a "
+                "subset together, so no model sees it without training on it)"
+                if b.value > a.value
+                else "the repeated facts are not memorized more than the rare ones"
             )
             rare_vs_frequent = (
                 f" Facts seen once score {a.value:+.3f} [{a.low:+.3f}, {a.high:+.3f}], facts seen "
@@ -107,6 +130,9 @@ def costs(t: StudyTables) -> Finding | None:
     p = t.sequence_perplexity
     if p.empty:
         return None
+    p = _learned(p)
+    if p.empty:
+        return Finding("sequence_costs", q, why=UNDERTRAINED)
     numbers, parts, runs = {}, [], []
     for run in _regimes(p):
         first = run.iloc[0]
@@ -131,12 +157,16 @@ def costs(t: StudyTables) -> Finding | None:
         )
     if not parts:
         return Finding("sequence_costs", q, why="no run has training and held-out perplexity")
-    return Finding("sequence_costs", q, "; ".join(parts) + ".", numbers, runs=tuple(runs))
+    text = _cap("; ".join(parts)) + (
+        ". A misspelled word is an unknown token the model never saw in training, so typos cost "
+        "a word-level model most."
+    )
+    return Finding("sequence_costs", q, text, numbers, runs=tuple(runs))
 
 
 def _ppl(row: pd.Series) -> Estimate:
     """Perplexity exp(loss) with the t interval of the mean loss mapped through exp."""
-    loss = _row_estimate(row, "loss")
+    loss = _row_estimate(row, "loss", relative=True)
     return Estimate(
         math.exp(loss.value), math.exp(loss.low), math.exp(loss.high), loss.n, relative=True
     )
@@ -144,10 +174,14 @@ def _ppl(row: pd.Series) -> Estimate:
 
 def pays(t: StudyTables) -> Finding | None:
     q = "When does memorizing pay for the language model?"
-    r = t.fact_recall
-    if r.empty:
+    everything = _learned(t.fact_recall)
+    if t.fact_recall.empty:
         return None
-    r = r[(r["form"] == "trained") & (r["seen"] == "trained")]
+    form = everything["form"] == "trained"
+    unseen = everything[form & (everything["seen"] == "not_trained") & (everything["n_facts"] > 0)]
+    r = everything[form & (everything["seen"] == "trained") & (everything["n_facts"] > 0)]
+    if r.empty:
+        return Finding("sequence_pays", q, why=UNDERTRAINED)
     numbers, parts, runs = {}, [], []
     for run in _regimes(r):
         first = run.iloc[0]
@@ -160,26 +194,35 @@ def pays(t: StudyTables) -> Finding | None:
         numbers[f"{name}_recall_rarest"] = a
         said = (
             f"{_name(first)} recalls {a.pct()} of the facts it saw "
-            f"{int(once.iloc[0]['train_frequency'])} time(s) ({a.n} facts)"
+            f"{_times(int(once.iloc[0]['train_frequency']))} ({a.n} facts)"
         )
         if len(often):
             pooled = _pooled(often)
             numbers[f"{name}_recall_frequent"] = pooled
             said += f" and {pooled.pct()} of those seen {FREQUENT}+ times ({pooled.n} facts)"
+        base = unseen.merge(once[[*KEYS, "train_frequency"]], on=[*KEYS, "train_frequency"])
+        if len(base):
+            b = _row_estimate(base.iloc[0], "recall", "n_facts")
+            numbers[f"{name}_recall_rarest_unseen"] = b
+            said += f"; the replicas that never saw those rarest facts recall {b.pct()}"
         parts.append(said)
         runs.append(_key(first))
     if not parts:
         return Finding("sequence_pays", q, why="no run recalls facts it trained on")
     chance = float(r["chance"].iloc[0])
     text = (
-        "Fact recall (the value is the model's first guess after “the <relation> of <entity> "
-        f"is”; chance {100 * chance:.1f}%): {'; '.join(parts)}."
+        "Fact recall (the value is the model's first guess after “the &lt;relation&gt; of "
+        f"&lt;entity&gt; is”; chance {100 * chance:.1f}%): {'; '.join(parts)}."
     )
     rare = _rare_words(t)
     if rare:
         text += " " + rare[0]
         numbers |= rare[1]
     return Finding("sequence_pays", q, text, numbers, runs=tuple(runs))
+
+
+def _times(k: int) -> str:
+    return "once" if k == 1 else f"{k} times"
 
 
 def _pooled(rows: pd.DataFrame) -> Estimate:
@@ -194,7 +237,7 @@ def _pooled(rows: pd.DataFrame) -> Estimate:
 
 def _rare_words(t: StudyTables) -> tuple[str, dict[str, Estimate]] | None:
     """Next-token accuracy on the rarest words, trained vs untrained documents, per regime."""
-    w = t.rare_words
+    w = _learned(t.rare_words)
     if w.empty:
         return None
     rarest = w[w["low"] == w["low"].min()]
@@ -222,6 +265,12 @@ def leaks(t: StudyTables) -> Finding | None:
     e = e[(e["method"] == "rank") & e["kind"].isin(SEQUENCE_KINDS) & e["exposure"].notna()]
     if e.empty:
         return None
+    # Runs with usable replicas only (exposure.csv keeps every run; the perplexity table says
+    # which learned).
+    learned = _learned(t.sequence_perplexity)[KEYS].drop_duplicates()
+    e = e.merge(learned, on=KEYS)
+    if e.empty:
+        return Finding("sequence_leaks", q, why=UNDERTRAINED)
     numbers, parts, runs = {}, [], []
     for run in _regimes(e):
         first = run.iloc[0]
@@ -237,8 +286,9 @@ def leaks(t: StudyTables) -> Finding | None:
         runs.append(_key(first))
     first = e.iloc[0]
     text = (
-        f"Canaries “the code of <name> is d d d d d” (Carlini et al. 2019: exposure = log2 |R| "
-        f"- log2 rank of the secret's loss among {int(first['n_references'])} never-inserted "
+        "Canaries “the code of &lt;name&gt; is d d d d d” (Carlini et al. 2019: exposure = "
+        f"log2 |R| - log2 rank of the secret's loss among {int(first['n_references'])} "
+        "never-inserted "
         f"references; a random rank gives log2 e = 1.44): {'; '.join(parts)} "
         f"({int(first['n_canaries'])} canaries per level, {int(first['replicas'])} replicas)."
     )
