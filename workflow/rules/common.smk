@@ -390,7 +390,11 @@ def removal_specs():
 def final_outputs():
     return [
         TABLE["metrics"].path,
-        *(t.path for t in TABLES if t.made_by == "analyze_sequences" and STUDY.sequence_runs),
+        *(
+            t.path
+            for t in TABLES
+            if t.made_by == "analyze_sequences" and STUDY.sequence_runs
+        ),
         *(f.path(ext) for f in study_figures(STUDY) for ext in FIGURE_FORMATS),
         SUMMARY_PAGE,
         FINDINGS_FILE,
