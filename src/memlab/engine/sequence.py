@@ -8,10 +8,12 @@ reads ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``; targets equal to ``PAD`
 Why it looks like this (the same reasoning as :mod:`memlab.engine.train`, whose loop state,
 optimizer and resume files it reuses):
 - every parameter has a leading replica dimension and every op is a batched matmul over it, so R
-  small recurrent models cost about one wide model's Python overhead per time step, which is
-  what dominates a small GRU on a CPU (``benchmarks/README.md``, "Sequence models");
-- the input projection of all time steps is one ``baddbmm`` before the recurrence: only the
-  recurrent matmul stays inside the per-step Python loop;
+  small recurrent models pay one model's Python overhead per time step;
+- the readout and softmax over the vocabulary, most of a step's work, run on the real (non-PAD)
+  targets only, packed per replica: on short documents most positions are padding;
+- no ``torch.compile``: it cut a training step by a quarter but took a minute to compile
+  (``benchmarks/README.md``, "Sequence models");
+- a replica's bits do not depend on the stack (:data:`ALIGN`), so it trains alone as in a stack;
 - replica r draws its batches from its own generator (``replica_seed(seed, r, 1)``), and the
   loss is the sum over replicas of each replica's own mean token loss, so its gradient is what it
   would be alone; Adam is elementwise, so one fused step is R independent optimizers;
@@ -70,13 +72,16 @@ PROGRESS_SECONDS = 30.0  # a progress line at least this often
 # a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step): padding documents
 # and padding readout rows, never read. The weights' blocks are aligned when hidden % 16 == 0.
 ALIGN, SIMD_ELEMENTS = 16, 64
+# Documents per evaluation call: the logits of many more outgrow the caches (64 vs 512: 1.3
+# times as fast on the benchmark corpus).
+EVAL_CHUNK = 64
 
 
 class StackedGRU(StackedModel):
     """Embedding - one GRU layer - linear readout, R replicas; ``forward(tokens [R, B, T])``.
 
     The GRU follows ``torch.nn.GRU``'s equations and gate order (r, z, n), with weights stored
-    transposed (``[R, in, 3H]``) for ``baddbmm``. Initialisation follows PyTorch's defaults
+    transposed (``[R, in, 3H]``) for ``bmm``. Initialisation follows PyTorch's defaults
     (U(+-1/sqrt(H)) for the GRU and the readout, as ``nn.GRU`` and ``nn.Linear``) except the
     embedding: ``nn.Embedding``'s N(0, 1) saturates the gates of a small GRU, so it is
     U(+-1/sqrt(E)). Replica r draws from its own generator, in one fixed order, so a stack
@@ -142,9 +147,7 @@ class StackedGRU(StackedModel):
         pad = self.padded(tokens.shape[1]) - tokens.shape[1]
         x = self.embed(F.pad(tokens, (0, 0, 0, pad)).transpose(1, 2))  # [R, T, B', E]
         x = _dropout(x, self.dropout, self.training, dropout_gen)
-        # The input projection of every step at once: the loop keeps only the recurrent matmul.
-        gx = torch.baddbmm(self.b_ih, x.flatten(1, 2), self.w_ih).view(*x.shape[:3], -1)
-        return _dropout(self.recur(gx), self.dropout, self.training, dropout_gen)
+        return _dropout(self.recur(x), self.dropout, self.training, dropout_gen)
 
     def padded(self, documents: int) -> int:
         """``B'``: the fewest documents, at least ``documents``, whose gates fill whole vectors."""
@@ -153,23 +156,34 @@ class StackedGRU(StackedModel):
 
     def readout(self, states: torch.Tensor) -> torch.Tensor:
         """Logits ``[R, M, V]`` of GRU outputs ``[R, M, H]``."""
-        return torch.baddbmm(self.b_out, states, self.w_out)
+        return _affine(states, self.w_out, self.b_out)
 
-    def recur(self, gx: torch.Tensor) -> torch.Tensor:
-        """The GRU over precomputed input gates ``gx [R, T, B, 3H]``; outputs ``[R, T, B, H]``."""
+    def recur(self, x: torch.Tensor) -> torch.Tensor:
+        """The GRU over embedded inputs ``x [R, T, B, E]``; outputs ``[R, T, B, H]``.
+
+        The input projection runs step by step: one matmul over all steps before the loop was
+        measured 3-10% slower per training step (its backward stacks and copies every step's
+        gradient; ``benchmarks/README.md``, "Sequence models"). ``unbind``, not ``x[:, t]``: one
+        backward node stacks the steps' gradients, where T indexing nodes would each zero-fill
+        one the size of ``x``; ``split`` and ``chunk`` likewise (their backward concatenates).
+        """
         hs = self.hidden
-        h = gx.new_zeros(gx.shape[0], gx.shape[2], hs)
+        h = x.new_zeros(x.shape[0], x.shape[2], hs)
         outs = []
-        # unbind, not gx[:, step]: one backward node stacks the steps' gradients, where T
-        # indexing nodes would each zero-fill a gradient the size of gx (measured: 30% of a step).
-        for gi in gx.unbind(1):
-            gh = torch.baddbmm(self.b_hh, h, self.w_hh)
-            rz = torch.sigmoid(gi[..., : 2 * hs] + gh[..., : 2 * hs])
-            reset, update = rz[..., :hs], rz[..., hs:]
-            n = torch.tanh(gi[..., 2 * hs :] + reset * gh[..., 2 * hs :])
+        for xt in x.unbind(1):
+            gi_rz, gi_n = _affine(xt, self.w_ih, self.b_ih).split((2 * hs, hs), -1)
+            gh_rz, gh_n = _affine(h, self.w_hh, self.b_hh).split((2 * hs, hs), -1)
+            reset, update = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)
+            n = torch.tanh(gi_n + reset * gh_n)
             h = n + update * (h - n)  # (1 - z) n + z h
             outs.append(h)
         return torch.stack(outs, 1)
+
+
+def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x W + b`` per replica. ``bmm`` then an in-place add: ``baddbmm`` with a broadcast bias
+    took 2.5 times as long on the readout (``benchmarks/README.md``, "Sequence models")."""
+    return torch.bmm(x, w).add_(b)
 
 
 @dataclass
@@ -222,7 +236,7 @@ def _mean_loss(packed: _Packed) -> torch.Tensor:
 
 @torch.no_grad()
 def _loss_acc(
-    model: StackedGRU, tokens: torch.Tensor, chunk: int = 512
+    model: StackedGRU, tokens: torch.Tensor, chunk: int = EVAL_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per replica: mean token loss and token accuracy over ``tokens [R, n, T]`` (eval mode)."""
     model.eval()
