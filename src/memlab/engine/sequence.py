@@ -258,7 +258,8 @@ def _outputs(
     """Loss and correctness per (replica, document, target) of ``tokens [R, n, T]``, eval mode,
     ``chunk`` documents a call; 0 and False at PAD targets."""
     model.eval()
-    losses, hits = [], []
+    losses: list[torch.Tensor] = []
+    hits: list[torch.Tensor] = []
     for s in range(0, tokens.shape[1], chunk):
         part = tokens[:, s : s + chunk]
         p = _packed(model, part, correct=True)
@@ -270,6 +271,7 @@ def _outputs(
     return torch.cat(losses, 1), torch.cat(hits, 1)
 
 
+@torch.no_grad()
 def token_outputs(
     model: StackedGRU, tokens: np.ndarray | torch.Tensor, chunk: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -350,6 +352,13 @@ class _SequenceTrainer:
         self.run_id = ""
         self.t0 = self.logged_at = time.perf_counter()
 
+    @property
+    def model(self) -> StackedGRU:
+        """The rows still training (the loop state holds it as any stacked model)."""
+        model = self.state.model
+        assert isinstance(model, StackedGRU)
+        return model
+
     def resume_from(self, resume: Resume, run_id: str) -> None:
         self.resume, self.run_id = resume, run_id
         saved = load_state(resume.path, run_id, self.log)
@@ -366,12 +375,14 @@ class _SequenceTrainer:
         first = max_epochs + 1 if st.finished else st.epoch + 1
         for epoch in range(first, max_epochs + 1):
             self.train_epoch()
-            metrics = self.evaluate(epoch)
+            due = self.heldout_due(epoch)
+            metrics = self.evaluate(due)
             done = self.stop(epoch, metrics)
-            if done.any() and math.isnan(metrics[3][done].sum()):
-                loss, acc = _loss_acc(st.model, self.heldout.expand(st.model.n_replicas, -1, -1))
-                metrics[3] = torch.where(done, loss, metrics[3])
-                metrics[4] = torch.where(done, acc, metrics[4])
+            if done.any() and not due:
+                # A replica's last epoch always has its held-out point (eval_every skips others).
+                loss, acc = self.heldout_metrics()
+                metrics["heldout_loss"] = torch.where(done, loss, metrics["heldout_loss"])
+                metrics["heldout_accuracy"] = torch.where(done, acc, metrics["heldout_accuracy"])
             self.record(epoch, metrics)
             self.log_epoch(epoch, metrics, done)
             st.epoch = epoch
@@ -396,24 +407,26 @@ class _SequenceTrainer:
         for s in range(0, n_train, size):
             docs = self.tokens[batches[:, s : s + size]]  # [R, B, T]
             st.opt.zero_grad()
-            _mean_loss(_packed(st.model, docs, st.dropout_gen)).sum().backward()
+            _mean_loss(_packed(self.model, docs, st.dropout_gen)).sum().backward()
             st.opt.step()
 
-    def evaluate(self, epoch: int) -> list[torch.Tensor]:
-        """Per row: train loss and accuracy, val loss, held-out loss and accuracy (NaN: not
-        measured this epoch)."""
+    def heldout_due(self, epoch: int) -> bool:
+        """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th and the last)."""
+        return epoch % self.settings.eval_every == 0 or epoch == self.settings.max_epochs
+
+    def heldout_metrics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's mean loss and accuracy on the held-out documents."""
+        return _loss_acc(self.model, self.heldout.expand(self.model.n_replicas, -1, -1))
+
+    def evaluate(self, heldout: bool) -> dict[str, torch.Tensor]:
+        """Per row, the history's metric columns (NaN: not measured this epoch)."""
         st = self.state
-        rows = st.model.n_replicas
-        nan = torch.full((rows,), math.nan)
-        tr_loss, tr_acc = _loss_acc(st.model, self.tokens[st.train_idx])
-        va_loss = nan
-        if st.val_idx is not None:
-            va_loss, _ = _loss_acc(st.model, self.tokens[st.val_idx])
-        ho_loss = ho_acc = nan
-        s = self.settings
-        if epoch % s.eval_every == 0 or epoch == s.max_epochs:
-            ho_loss, ho_acc = _loss_acc(st.model, self.heldout.expand(rows, -1, -1))
-        return [tr_loss, tr_acc, va_loss, ho_loss, ho_acc]
+        nan = torch.full((st.model.n_replicas,), math.nan)
+        tr_loss, tr_acc = _loss_acc(self.model, self.tokens[st.train_idx])
+        va_loss = nan if st.val_idx is None else _loss_acc(self.model, self.tokens[st.val_idx])[0]
+        ho_loss, ho_acc = self.heldout_metrics() if heldout else (nan, nan)
+        values = (tr_loss, tr_acc, va_loss, ho_loss, ho_acc)
+        return dict(zip(HISTORY_COLUMNS[2:], values, strict=True))
 
     def converged(self, train_loss: torch.Tensor) -> torch.Tensor:
         """Rows whose train loss (this epoch's included) fell by at most STILL_IMPROVING per
@@ -430,14 +443,14 @@ class _SequenceTrainer:
             out[row] = bool(drop <= STILL_IMPROVING)
         return out
 
-    def stop(self, epoch: int, metrics: list[torch.Tensor]) -> torch.Tensor:
+    def stop(self, epoch: int, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
         """Finish the rows that are done after ``epoch``; the mask of those rows."""
         st, s = self.state, self.settings
-        converged = self.converged(metrics[0])
+        converged = self.converged(metrics["train_loss"])
         st.record_fit(converged, epoch)
         done = torch.zeros(st.model.n_replicas, dtype=torch.bool)
         if st.use_val:
-            st.track_best(metrics[2])
+            st.track_best(metrics["val_loss"])
             assert s.patience is not None, "a regime that stops early has a patience"
             stopped = st.since_best >= s.patience
             st.finish(stopped, "early_stopping", epoch)
@@ -450,12 +463,12 @@ class _SequenceTrainer:
             done[:] = True
         return done
 
-    def record(self, epoch: int, metrics: list[torch.Tensor]) -> None:
-        values = torch.stack(metrics, 1).tolist()
+    def record(self, epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([metrics[c] for c in HISTORY_COLUMNS[2:]], 1).tolist()
         for row, r in enumerate(self.state.replica.tolist()):
             self.state.history.append((epoch, self.replicas[r], *values[row]))
 
-    def log_epoch(self, epoch: int, metrics: list[torch.Tensor], done: torch.Tensor) -> None:
+    def log_epoch(self, epoch: int, metrics: dict[str, torch.Tensor], done: torch.Tensor) -> None:
         s, st = self.settings, self.state
         now = time.perf_counter()
         every = s.log_every or 1
@@ -466,8 +479,9 @@ class _SequenceTrainer:
         self.logged_at = now
         total = len(st.stop_reason)
         self.log(
-            f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics[0].mean():.4f}  "
-            f"train acc {metrics[1].mean():.4f}  held-out loss {metrics[3].mean():.4f}  "
+            f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics['train_loss'].mean():.4f}  "
+            f"train acc {metrics['train_accuracy'].mean():.4f}  "
+            f"held-out loss {metrics['heldout_loss'].mean():.4f}  "
             f"active {st.model.n_replicas - int(done.sum())}/{total}  "
             f"converged {int((st.fit_epoch >= 0).sum())}/{total}  {now - self.t0:.1f}s"
         )
@@ -479,7 +493,7 @@ class _SequenceTrainer:
         history = from_rows(st.history, HISTORY_COLUMNS)
         reasons = np.array([STOP_REASONS.index(x) for x in st.stop_reason], np.int64)
         return SequenceTrainResult(
-            model=st.model,  # type: ignore[arg-type]
+            model=self.model,
             history=history,
             stop_epoch=np.asarray(st.stop_epoch, np.int64),
             stop_reason=reasons,
