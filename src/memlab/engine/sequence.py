@@ -69,10 +69,12 @@ PROGRESS_SECONDS = 30.0  # a progress line at least this often
 # scalar tail (1 ulp, measured), and MKL's GEMMs round differently on operands of other byte
 # alignments (measured on the readout's backward). So every per-replica block of a batched
 # operand holds a multiple of ALIGN floats (64 bytes: AVX-512's line), and each replica's gates
-# a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step): padding documents
-# and padding readout rows, never read. The weights' blocks are aligned when hidden % 16 == 0.
+# a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step), by padding
+# documents and readout rows whose outputs are dropped (none at batch 32, hidden 64). The
+# weights' blocks are aligned when hidden % 16 == 0; otherwise a replica alone may differ from
+# itself in a stack by float rounding.
 ALIGN, SIMD_ELEMENTS = 16, 64
-# Documents per evaluation call: the logits of many more outgrow the caches (64 vs 512: 1.3
+# Documents per evaluation call: the logits of many more outgrow the caches (64 vs 512: 1.2
 # times as fast on the benchmark corpus).
 EVAL_CHUNK = 64
 
@@ -101,13 +103,8 @@ class StackedGRU(StackedModel):
         seeds = list(range(n_replicas)) if replica_seeds is None else list(replica_seeds)
         if len(seeds) != n_replicas:
             raise ValueError(f"{n_replicas} replicas need as many seeds, got {len(seeds)}")
-        self.n_replicas, self.vocab, self.embed_dim, self.hidden = (
-            n_replicas,
-            vocab,
-            embedding,
-            hidden,
-        )
-        self.dropout = dropout
+        self.n_replicas, self.vocab, self.dropout = n_replicas, vocab, dropout
+        self.embed_dim, self.hidden = embedding, hidden
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         g, h = 1 / math.sqrt(hidden), 3 * hidden
         self.embedding = nn.Parameter(_uniform((vocab, embedding), 1 / math.sqrt(embedding), gens))
@@ -228,8 +225,9 @@ def _packed(
 
 
 def _mean_loss(packed: _Packed) -> torch.Tensor:
-    """Per replica, its mean loss over its real targets: the sum in float64, so a replica's
-    value (and its gradient, 1 / count) does not depend on the stack's M."""
+    """Per replica, its mean loss over its real targets. Summed in float64: the padding rows'
+    zeros and the sum's order, which change with the stack's M, then leave the float32 mean as
+    it is alone; the gradient of each term is 1 / count either way."""
     total = packed.loss.double().sum(1)
     return (total / packed.real.sum(1).clamp(min=1)).float()
 
