@@ -108,8 +108,10 @@ def test_training_is_deterministic():
 
 
 def test_replica_in_a_stack_equals_it_alone():
-    """Exactly: every op is per replica (batched matmuls run one GEMM per replica, the loss's
-    gradient reaches each replica as its own mean's), so the bits do not depend on the stack."""
+    """Exactly, bit for bit: every op is per replica (one GEMM per replica, the loss's gradient
+    reaches each replica as its own mean's), each replica's blocks are aligned alike alone and
+    stacked (sequence.ALIGN), and AdamW's kernel gets one slice per replica (ReplicaAdamW);
+    without the last two a replica differed by 1 ulp after a few steps."""
     tokens, mask = _corpus(), _masks()
     regime = _regime()
     stack = _train(_model(), tokens, mask, regime)
@@ -146,9 +148,28 @@ def test_pad_targets_are_ignored():
     b = _train(_model(), wider, mask, regime)
     for col in ("train_loss", "train_accuracy", "heldout_loss"):
         np.testing.assert_allclose(a.history[col], b.history[col], rtol=1e-6, err_msg=col)
-    loss, correct = token_outputs(a.model, tokens)
+    # The history's last train loss is the mean over real targets of the returned weights'.
+    loss, _ = token_outputs(a.model, tokens)
     pad = tokens[:, 1:] == PAD
+    last = a.history["epoch"] == 2
+    for r in range(3):
+        own = mask[r]
+        mean = loss[r, own].sum() / (~pad[own]).sum()
+        np.testing.assert_allclose(a.history["train_loss"][last][r], mean, rtol=1e-5)
+    # A model that predicts PAD everywhere: PAD targets still count neither as loss nor as hits
+    # (one document per call: the packed rows then hold PAD targets too).
+    with torch.no_grad():
+        a.model.b_out[..., PAD] += 100
+    loss, correct = token_outputs(a.model, tokens, chunk=1)
     assert (loss[:, pad] == 0).all() and not correct[:, pad].any()
+    assert (loss[:, ~pad] > 50).all()
+    # Nor in the history: training barely moves such a model, and its accuracy stays 0.
+    biased = _model()
+    with torch.no_grad():
+        biased.b_out[..., PAD] += 100
+    res = _train(biased, tokens, mask, _regime(max_epochs=1, lr=1e-6))
+    assert (res.history["train_accuracy"] == 0).all()
+    assert (res.history["heldout_accuracy"] == 0).all()
 
 
 def test_loss_falls_and_a_tiny_corpus_is_memorized():

@@ -8,10 +8,12 @@ reads ``tokens[:, :-1]`` and predicts ``tokens[:, 1:]``; targets equal to ``PAD`
 Why it looks like this (the same reasoning as :mod:`memlab.engine.train`, whose loop state,
 optimizer and resume files it reuses):
 - every parameter has a leading replica dimension and every op is a batched matmul over it, so R
-  small recurrent models cost about one wide model's Python overhead per time step, which is
-  what dominates a small GRU on a CPU (``benchmarks/README.md``, "Sequence models");
-- the input projection of all time steps is one ``baddbmm`` before the recurrence: only the
-  recurrent matmul stays inside the per-step Python loop;
+  small recurrent models pay one model's Python overhead per time step;
+- the readout and softmax over the vocabulary, most of a step's work, run on the real (non-PAD)
+  targets only, packed per replica: on short documents most positions are padding;
+- no ``torch.compile``: it cut a training step by a quarter but took a minute to compile
+  (``benchmarks/README.md``, "Sequence models");
+- a replica's bits do not depend on the stack (:data:`ALIGN`), so it trains alone as in a stack;
 - replica r draws its batches from its own generator (``replica_seed(seed, r, 1)``), and the
   loss is the sum over replicas of each replica's own mean token loss, so its gradient is what it
   would be alone; Adam is elementwise, so one fused step is R independent optimizers;
@@ -67,16 +69,21 @@ PROGRESS_SECONDS = 30.0  # a progress line at least this often
 # scalar tail (1 ulp, measured), and MKL's GEMMs round differently on operands of other byte
 # alignments (measured on the readout's backward). So every per-replica block of a batched
 # operand holds a multiple of ALIGN floats (64 bytes: AVX-512's line), and each replica's gates
-# a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step): padding documents
-# and padding readout rows, never read. The weights' blocks are aligned when hidden % 16 == 0.
+# a multiple of SIMD_ELEMENTS floats (2 x 16: AVX-512's unrolled vector step), by padding
+# documents and readout rows whose outputs are dropped (none at batch 32, hidden 64). The
+# weights' blocks are aligned when hidden % 16 == 0; otherwise a replica alone may differ from
+# itself in a stack by float rounding.
 ALIGN, SIMD_ELEMENTS = 16, 64
+# Documents per evaluation call: the logits of many more outgrow the caches (64 vs 512: 1.2
+# times as fast on the benchmark corpus).
+EVAL_CHUNK = 64
 
 
 class StackedGRU(StackedModel):
     """Embedding - one GRU layer - linear readout, R replicas; ``forward(tokens [R, B, T])``.
 
     The GRU follows ``torch.nn.GRU``'s equations and gate order (r, z, n), with weights stored
-    transposed (``[R, in, 3H]``) for ``baddbmm``. Initialisation follows PyTorch's defaults
+    transposed (``[R, in, 3H]``) for ``bmm``. Initialisation follows PyTorch's defaults
     (U(+-1/sqrt(H)) for the GRU and the readout, as ``nn.GRU`` and ``nn.Linear``) except the
     embedding: ``nn.Embedding``'s N(0, 1) saturates the gates of a small GRU, so it is
     U(+-1/sqrt(E)). Replica r draws from its own generator, in one fixed order, so a stack
@@ -96,13 +103,8 @@ class StackedGRU(StackedModel):
         seeds = list(range(n_replicas)) if replica_seeds is None else list(replica_seeds)
         if len(seeds) != n_replicas:
             raise ValueError(f"{n_replicas} replicas need as many seeds, got {len(seeds)}")
-        self.n_replicas, self.vocab, self.embed_dim, self.hidden = (
-            n_replicas,
-            vocab,
-            embedding,
-            hidden,
-        )
-        self.dropout = dropout
+        self.n_replicas, self.vocab, self.dropout = n_replicas, vocab, dropout
+        self.embed_dim, self.hidden = embedding, hidden
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         g, h = 1 / math.sqrt(hidden), 3 * hidden
         self.embedding = nn.Parameter(_uniform((vocab, embedding), 1 / math.sqrt(embedding), gens))
@@ -142,9 +144,7 @@ class StackedGRU(StackedModel):
         pad = self.padded(tokens.shape[1]) - tokens.shape[1]
         x = self.embed(F.pad(tokens, (0, 0, 0, pad)).transpose(1, 2))  # [R, T, B', E]
         x = _dropout(x, self.dropout, self.training, dropout_gen)
-        # The input projection of every step at once: the loop keeps only the recurrent matmul.
-        gx = torch.baddbmm(self.b_ih, x.flatten(1, 2), self.w_ih).view(*x.shape[:3], -1)
-        return _dropout(self.recur(gx), self.dropout, self.training, dropout_gen)
+        return _dropout(self.recur(x), self.dropout, self.training, dropout_gen)
 
     def padded(self, documents: int) -> int:
         """``B'``: the fewest documents, at least ``documents``, whose gates fill whole vectors."""
@@ -153,23 +153,34 @@ class StackedGRU(StackedModel):
 
     def readout(self, states: torch.Tensor) -> torch.Tensor:
         """Logits ``[R, M, V]`` of GRU outputs ``[R, M, H]``."""
-        return torch.baddbmm(self.b_out, states, self.w_out)
+        return _affine(states, self.w_out, self.b_out)
 
-    def recur(self, gx: torch.Tensor) -> torch.Tensor:
-        """The GRU over precomputed input gates ``gx [R, T, B, 3H]``; outputs ``[R, T, B, H]``."""
+    def recur(self, x: torch.Tensor) -> torch.Tensor:
+        """The GRU over embedded inputs ``x [R, T, B, E]``; outputs ``[R, T, B, H]``.
+
+        The input projection runs step by step: one matmul over all steps before the loop was
+        measured 3-10% slower per training step (its backward stacks and copies every step's
+        gradient; ``benchmarks/README.md``, "Sequence models"). ``unbind``, not ``x[:, t]``: one
+        backward node stacks the steps' gradients, where T indexing nodes would each zero-fill
+        one the size of ``x``; ``split`` and ``chunk`` likewise (their backward concatenates).
+        """
         hs = self.hidden
-        h = gx.new_zeros(gx.shape[0], gx.shape[2], hs)
+        h = x.new_zeros(x.shape[0], x.shape[2], hs)
         outs = []
-        # unbind, not gx[:, step]: one backward node stacks the steps' gradients, where T
-        # indexing nodes would each zero-fill a gradient the size of gx (measured: 30% of a step).
-        for gi in gx.unbind(1):
-            gh = torch.baddbmm(self.b_hh, h, self.w_hh)
-            rz = torch.sigmoid(gi[..., : 2 * hs] + gh[..., : 2 * hs])
-            reset, update = rz[..., :hs], rz[..., hs:]
-            n = torch.tanh(gi[..., 2 * hs :] + reset * gh[..., 2 * hs :])
+        for xt in x.unbind(1):
+            gi_rz, gi_n = _affine(xt, self.w_ih, self.b_ih).split((2 * hs, hs), -1)
+            gh_rz, gh_n = _affine(h, self.w_hh, self.b_hh).split((2 * hs, hs), -1)
+            reset, update = torch.sigmoid(gi_rz + gh_rz).chunk(2, -1)
+            n = torch.tanh(gi_n + reset * gh_n)
             h = n + update * (h - n)  # (1 - z) n + z h
             outs.append(h)
         return torch.stack(outs, 1)
+
+
+def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``x W + b`` per replica. ``bmm`` then an in-place add: ``baddbmm`` with a broadcast bias
+    took 2.5 times as long on the readout (``benchmarks/README.md``, "Sequence models")."""
+    return torch.bmm(x, w).add_(b)
 
 
 @dataclass
@@ -214,15 +225,16 @@ def _packed(
 
 
 def _mean_loss(packed: _Packed) -> torch.Tensor:
-    """Per replica, its mean loss over its real targets: the sum in float64, so a replica's
-    value (and its gradient, 1 / count) does not depend on the stack's M."""
+    """Per replica, its mean loss over its real targets. Summed in float64: the padding rows'
+    zeros and the sum's order, which change with the stack's M, then leave the float32 mean as
+    it is alone; the gradient of each term is 1 / count either way."""
     total = packed.loss.double().sum(1)
     return (total / packed.real.sum(1).clamp(min=1)).float()
 
 
 @torch.no_grad()
 def _loss_acc(
-    model: StackedGRU, tokens: torch.Tensor, chunk: int = 512
+    model: StackedGRU, tokens: torch.Tensor, chunk: int = EVAL_CHUNK
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per replica: mean token loss and token accuracy over ``tokens [R, n, T]`` (eval mode)."""
     model.eval()
@@ -244,7 +256,8 @@ def _outputs(
     """Loss and correctness per (replica, document, target) of ``tokens [R, n, T]``, eval mode,
     ``chunk`` documents a call; 0 and False at PAD targets."""
     model.eval()
-    losses, hits = [], []
+    losses: list[torch.Tensor] = []
+    hits: list[torch.Tensor] = []
     for s in range(0, tokens.shape[1], chunk):
         part = tokens[:, s : s + chunk]
         p = _packed(model, part, correct=True)
@@ -256,6 +269,7 @@ def _outputs(
     return torch.cat(losses, 1), torch.cat(hits, 1)
 
 
+@torch.no_grad()
 def token_outputs(
     model: StackedGRU, tokens: np.ndarray | torch.Tensor, chunk: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -336,6 +350,13 @@ class _SequenceTrainer:
         self.run_id = ""
         self.t0 = self.logged_at = time.perf_counter()
 
+    @property
+    def model(self) -> StackedGRU:
+        """The rows still training (the loop state holds it as any stacked model)."""
+        model = self.state.model
+        assert isinstance(model, StackedGRU)
+        return model
+
     def resume_from(self, resume: Resume, run_id: str) -> None:
         self.resume, self.run_id = resume, run_id
         saved = load_state(resume.path, run_id, self.log)
@@ -352,12 +373,14 @@ class _SequenceTrainer:
         first = max_epochs + 1 if st.finished else st.epoch + 1
         for epoch in range(first, max_epochs + 1):
             self.train_epoch()
-            metrics = self.evaluate(epoch)
+            due = self.heldout_due(epoch)
+            metrics = self.evaluate(due)
             done = self.stop(epoch, metrics)
-            if done.any() and math.isnan(metrics[3][done].sum()):
-                loss, acc = _loss_acc(st.model, self.heldout.expand(st.model.n_replicas, -1, -1))
-                metrics[3] = torch.where(done, loss, metrics[3])
-                metrics[4] = torch.where(done, acc, metrics[4])
+            if done.any() and not due:
+                # A replica's last epoch always has its held-out point (eval_every skips others).
+                loss, acc = self.heldout_metrics()
+                metrics["heldout_loss"] = torch.where(done, loss, metrics["heldout_loss"])
+                metrics["heldout_accuracy"] = torch.where(done, acc, metrics["heldout_accuracy"])
             self.record(epoch, metrics)
             self.log_epoch(epoch, metrics, done)
             st.epoch = epoch
@@ -382,24 +405,26 @@ class _SequenceTrainer:
         for s in range(0, n_train, size):
             docs = self.tokens[batches[:, s : s + size]]  # [R, B, T]
             st.opt.zero_grad()
-            _mean_loss(_packed(st.model, docs, st.dropout_gen)).sum().backward()
+            _mean_loss(_packed(self.model, docs, st.dropout_gen)).sum().backward()
             st.opt.step()
 
-    def evaluate(self, epoch: int) -> list[torch.Tensor]:
-        """Per row: train loss and accuracy, val loss, held-out loss and accuracy (NaN: not
-        measured this epoch)."""
+    def heldout_due(self, epoch: int) -> bool:
+        """Whether ``epoch`` measures the held-out curve (every ``eval_every``-th and the last)."""
+        return epoch % self.settings.eval_every == 0 or epoch == self.settings.max_epochs
+
+    def heldout_metrics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every row's mean loss and accuracy on the held-out documents."""
+        return _loss_acc(self.model, self.heldout.expand(self.model.n_replicas, -1, -1))
+
+    def evaluate(self, heldout: bool) -> dict[str, torch.Tensor]:
+        """Per row, the history's metric columns (NaN: not measured this epoch)."""
         st = self.state
-        rows = st.model.n_replicas
-        nan = torch.full((rows,), math.nan)
-        tr_loss, tr_acc = _loss_acc(st.model, self.tokens[st.train_idx])
-        va_loss = nan
-        if st.val_idx is not None:
-            va_loss, _ = _loss_acc(st.model, self.tokens[st.val_idx])
-        ho_loss = ho_acc = nan
-        s = self.settings
-        if epoch % s.eval_every == 0 or epoch == s.max_epochs:
-            ho_loss, ho_acc = _loss_acc(st.model, self.heldout.expand(rows, -1, -1))
-        return [tr_loss, tr_acc, va_loss, ho_loss, ho_acc]
+        nan = torch.full((st.model.n_replicas,), math.nan)
+        tr_loss, tr_acc = _loss_acc(self.model, self.tokens[st.train_idx])
+        va_loss = nan if st.val_idx is None else _loss_acc(self.model, self.tokens[st.val_idx])[0]
+        ho_loss, ho_acc = self.heldout_metrics() if heldout else (nan, nan)
+        values = (tr_loss, tr_acc, va_loss, ho_loss, ho_acc)
+        return dict(zip(HISTORY_COLUMNS[2:], values, strict=True))
 
     def converged(self, train_loss: torch.Tensor) -> torch.Tensor:
         """Rows whose train loss (this epoch's included) fell by at most STILL_IMPROVING per
@@ -416,14 +441,14 @@ class _SequenceTrainer:
             out[row] = bool(drop <= STILL_IMPROVING)
         return out
 
-    def stop(self, epoch: int, metrics: list[torch.Tensor]) -> torch.Tensor:
+    def stop(self, epoch: int, metrics: dict[str, torch.Tensor]) -> torch.Tensor:
         """Finish the rows that are done after ``epoch``; the mask of those rows."""
         st, s = self.state, self.settings
-        converged = self.converged(metrics[0])
+        converged = self.converged(metrics["train_loss"])
         st.record_fit(converged, epoch)
         done = torch.zeros(st.model.n_replicas, dtype=torch.bool)
         if st.use_val:
-            st.track_best(metrics[2])
+            st.track_best(metrics["val_loss"])
             assert s.patience is not None, "a regime that stops early has a patience"
             stopped = st.since_best >= s.patience
             st.finish(stopped, "early_stopping", epoch)
@@ -436,12 +461,12 @@ class _SequenceTrainer:
             done[:] = True
         return done
 
-    def record(self, epoch: int, metrics: list[torch.Tensor]) -> None:
-        values = torch.stack(metrics, 1).tolist()
+    def record(self, epoch: int, metrics: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([metrics[c] for c in HISTORY_COLUMNS[2:]], 1).tolist()
         for row, r in enumerate(self.state.replica.tolist()):
             self.state.history.append((epoch, self.replicas[r], *values[row]))
 
-    def log_epoch(self, epoch: int, metrics: list[torch.Tensor], done: torch.Tensor) -> None:
+    def log_epoch(self, epoch: int, metrics: dict[str, torch.Tensor], done: torch.Tensor) -> None:
         s, st = self.settings, self.state
         now = time.perf_counter()
         every = s.log_every or 1
@@ -452,8 +477,9 @@ class _SequenceTrainer:
         self.logged_at = now
         total = len(st.stop_reason)
         self.log(
-            f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics[0].mean():.4f}  "
-            f"train acc {metrics[1].mean():.4f}  held-out loss {metrics[3].mean():.4f}  "
+            f"epoch {epoch:4d}/{s.max_epochs}  train loss {metrics['train_loss'].mean():.4f}  "
+            f"train acc {metrics['train_accuracy'].mean():.4f}  "
+            f"held-out loss {metrics['heldout_loss'].mean():.4f}  "
             f"active {st.model.n_replicas - int(done.sum())}/{total}  "
             f"converged {int((st.fit_epoch >= 0).sum())}/{total}  {now - self.t0:.1f}s"
         )
@@ -465,7 +491,7 @@ class _SequenceTrainer:
         history = from_rows(st.history, HISTORY_COLUMNS)
         reasons = np.array([STOP_REASONS.index(x) for x in st.stop_reason], np.int64)
         return SequenceTrainResult(
-            model=st.model,  # type: ignore[arg-type]
+            model=self.model,
             history=history,
             stop_epoch=np.asarray(st.stop_epoch, np.int64),
             stop_reason=reasons,
