@@ -1253,25 +1253,16 @@ SEQ_CONTEXT, SEQ_EMBEDDING, SEQ_HIDDEN, SEQ_BATCH = 24, 32, 64, 32
 
 
 def sequence_corpus(documents: int = 1000) -> tuple[np.ndarray, np.ndarray, int]:
-    """Training and held-out rows of a generated corpus as the sequence engine reads them:
-    BOS (2), word ids moved up by one to make room for it, PAD to ``SEQ_CONTEXT``; the vocab."""
-    from memlab.data.text import TextSpec, generate_corpus
-    from memlab.engine.sequence import BOS, PAD
+    """Training and held-out rows of a generated corpus as rule prepare_text writes them for the
+    sequence engine (memlab.data.sequences: BOS, word ids, PAD to ``SEQ_CONTEXT``); the vocab."""
+    from memlab.data.sequences import prepare
 
-    spec = TextSpec(
-        vocab_size=500, documents=documents, held_out=200, facts=256, entities=128, values=16
-    )
-    corpus = generate_corpus(spec, seed=0)
-
-    def rows(docs: tuple[str, ...]) -> np.ndarray:
-        out = np.full((len(docs), SEQ_CONTEXT), PAD, np.int64)
-        out[:, 0] = BOS
-        for i, doc in enumerate(docs):
-            ids = corpus.tokenizer.ids(doc)[: SEQ_CONTEXT - 1]
-            out[i, 1 : 1 + len(ids)] = np.where(ids >= BOS, ids + 1, ids)
-        return out
-
-    return rows(corpus.documents), rows(corpus.held_out), len(corpus.tokenizer) + 1
+    spec = {
+        "kind": "text", "vocab_size": 500, "documents": documents, "held_out": 200,
+        "facts": 256, "entities": 128, "values": 16, "context": SEQ_CONTEXT,
+    }  # fmt: skip
+    arrays = prepare(spec, "benchmark", 0.25, log=lambda msg: None)
+    return arrays["tokens"], arrays["heldout"], len(arrays["vocabulary"])
 
 
 def textbook_gru(tokens: np.ndarray, vocab: int, epochs: int) -> None:

@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 from conftest import train_regime
 
+from memlab.data.text import BOS, PAD
 from memlab.engine.resume import Resume
-from memlab.engine.sequence import (
-    BOS,
-    PAD,
-    StackedGRU,
-    token_outputs,
-    train_sequences,
-)
+from memlab.engine.sequence import StackedGRU, token_outputs, train_sequences
 from memlab.engine.train import carve_validation, init_seeds, loss_drop
 from memlab.plan.study import STILL_IMPROVING, STOP_REASONS
 

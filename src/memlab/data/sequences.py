@@ -112,9 +112,7 @@ def generated(settings: Mapping[str, Any], canaries: CanarySpec) -> Documents:
         facts=[facts.sentence(i) for i in range(spec.facts)],
         paraphrases=list(corpus.paraphrases),
         fact_values=list(facts.value),
-        fact_candidates=[
-            corpus.value_names[list(text.RELATIONS).index(r)] for r in facts.relation
-        ],
+        fact_candidates=[corpus.value_names[list(text.RELATIONS).index(r)] for r in facts.relation],
         fact_repetitions=np.asarray(facts.repetitions, np.int64),
         values_per_relation=spec.values,
         canaries=list(corpus.canaries),

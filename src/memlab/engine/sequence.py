@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from memlab.columnar import Columns, from_rows
+from memlab.data.text import PAD
 from memlab.engine.models import StackedModel, _dropout, _uniform
 from memlab.engine.optim import StackedAdamW
 from memlab.engine.resume import Resume, fingerprint, load_state, save_state
@@ -51,7 +52,6 @@ from memlab.plan.study import STILL_IMPROVING, STOP_REASONS
 if TYPE_CHECKING:
     from memlab.plan.study import Regime
 
-PAD, BOS = 0, 2  # PAD as memlab.data.text; BOS is the caller's start-of-document token
 # Hashed into every resume fingerprint: a train_stacked state is never taken for one of these.
 SEQUENCE_FORMAT = "memlab-sequence-state/1"
 HISTORY_COLUMNS = (
