@@ -7,7 +7,7 @@ tests can call them directly.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ def _build(
     """The stacked model of the replicas numbered ``replicas``."""
     return build(variant, split, dropout=regime.dropout, replica_seeds=init_seeds(seed, replicas))
 
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 # Replicas stacked into one model at most (MLPs): stacking pays while the stack's parameters fit
 # in cache, beyond that it costs time, and memory grows with the stack (the measurements behind
@@ -266,12 +268,18 @@ def load_network(checkpoint: Mapping[str, Any], split: Split) -> StackedModel:
     regime = checkpoint_regime(checkpoint)
     assert regime is not None, "only a model that trains has a network"
     replicas = checkpoint_replicas(checkpoint).tolist()
-    model = _build(variant, split, regime, int(settings["seed"]), replicas)
+    return restore(_build(variant, split, regime, int(settings["seed"]), replicas), checkpoint)
+
+
+def restore(model: M, checkpoint: Mapping[str, Any]) -> M:
+    """``model`` holding a checkpoint's weights, in eval mode; a checkpoint of another model is
+    a clear error with the command that retrains it."""
     try:
         model.load_state_dict(checkpoint["state"])
     except RuntimeError as e:
+        spec = checkpoint["settings"]["model"]
         raise MemlabInputError(
-            f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Retrain it "
+            f"checkpoint does not match its model {spec} ({str(e)[:200]}). Retrain it "
             "with ./run.sh study --forcerun CHECKPOINT (this job's input checkpoint.pt, named in "
             "its log; add your usual --configfile)."
         ) from None

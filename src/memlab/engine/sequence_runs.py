@@ -104,8 +104,7 @@ def train_sequence_run(
 
 def load_model(checkpoint: Mapping[str, Any], vocab: int) -> Any:
     """The stacked language model of a checkpoint (eval mode); a mismatch is a clear error."""
-    from memlab.engine.runs import checkpoint_regime
-    from memlab.io import MemlabInputError
+    from memlab.engine.runs import checkpoint_regime, restore
     from memlab.plan.kinds import variant_from_spec
 
     settings = checkpoint["settings"]
@@ -113,16 +112,7 @@ def load_model(checkpoint: Mapping[str, Any], vocab: int) -> Any:
     regime = checkpoint_regime(checkpoint)
     replicas = np.asarray(checkpoint["arrays"]["replica"]).tolist()
     model = build(variant, vocab, regime, int(settings["seed"]), replicas)  # type: ignore[arg-type]
-    try:
-        model.load_state_dict(checkpoint["state"])
-    except RuntimeError as e:
-        raise MemlabInputError(
-            f"checkpoint does not match its model {variant.spec()} ({str(e)[:200]}). Retrain it "
-            "with ./run.sh study --forcerun CHECKPOINT (this job's input checkpoint.pt, named in "
-            "its log; add your usual --configfile)."
-        ) from None
-    model.eval()
-    return model
+    return restore(model, checkpoint)
 
 
 def per_document(

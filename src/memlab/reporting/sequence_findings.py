@@ -18,6 +18,7 @@ import pandas as pd
 from scipy import stats
 
 from memlab.plan.kinds import SEQUENCE_KINDS
+from memlab.plan.power import wilson_interval
 from memlab.plan.study import unregularized
 from memlab.reporting.findings import KEYS, Estimate, Finding, _cap, _key, _name, _t_interval
 from memlab.reporting.tables import StudyTables
@@ -259,19 +260,48 @@ def _rare_words(t: StudyTables) -> tuple[str, dict[str, Estimate]] | None:
 
 def leaks(t: StudyTables) -> Finding | None:
     q = "Which secrets does the language model leak?"
+    learned = _learned(t.sequence_perplexity)[KEYS].drop_duplicates()
+    exposure, membership = _exposure_rows(t), _membership_rows(t)
+    if exposure.empty and membership.empty:
+        return None
+    # Runs with usable replicas only (the analyze rule's tables keep every run; the perplexity
+    # table says which learned).
+    exposure, membership = exposure.merge(learned, on=KEYS), membership.merge(learned, on=KEYS)
+    if exposure.empty and membership.empty:
+        return Finding("sequence_leaks", q, why=UNDERTRAINED)
+    numbers: dict[str, Estimate] = {}
+    runs: list[tuple] = []
+    text = " ".join(
+        part
+        for part in (
+            _exposure_sentence(exposure, numbers, runs),
+            _membership_sentence(membership, numbers, runs),
+        )
+        if part
+    )
+    return Finding("sequence_leaks", q, text, numbers, runs=tuple(dict.fromkeys(runs)))
+
+
+def _exposure_rows(t: StudyTables) -> pd.DataFrame:
     e = t.exposure
     if e.empty:
-        return None
-    e = e[(e["method"] == "rank") & e["kind"].isin(SEQUENCE_KINDS) & e["exposure"].notna()]
+        return e
+    return e[(e["method"] == "rank") & e["kind"].isin(SEQUENCE_KINDS) & e["exposure"].notna()]
+
+
+def _membership_rows(t: StudyTables) -> pd.DataFrame:
+    """The language models' powered shadow-model attacks (LiRA, RMIA)."""
+    m = t.membership
+    if m.empty or "powered" not in m:
+        return m.iloc[0:0]
+    shadowed = m["attack"].str.startswith(("lira", "rmia"))
+    return m[m["kind"].isin(SEQUENCE_KINDS) & shadowed & m["powered"].eq(True)]
+
+
+def _exposure_sentence(e: pd.DataFrame, numbers: dict, runs: list) -> str:
     if e.empty:
-        return None
-    # Runs with usable replicas only (exposure.csv keeps every run; the perplexity table says
-    # which learned).
-    learned = _learned(t.sequence_perplexity)[KEYS].drop_duplicates()
-    e = e.merge(learned, on=KEYS)
-    if e.empty:
-        return Finding("sequence_leaks", q, why=UNDERTRAINED)
-    numbers, parts, runs = {}, [], []
+        return ""
+    parts = []
     for run in _regimes(e):
         first = run.iloc[0]
         levels = []
@@ -285,14 +315,36 @@ def leaks(t: StudyTables) -> Finding | None:
         parts.append(f"{_name(first)} {' / '.join(levels)} bits at {reps} repetitions")
         runs.append(_key(first))
     first = e.iloc[0]
-    text = (
+    bits = math.log2(int(first["n_references"]))
+    return (
         "Canaries “the code of &lt;name&gt; is d d d d d” (Carlini et al. 2019: exposure = "
         f"log2 |R| - log2 rank of the secret's loss among {int(first['n_references'])} "
-        "never-inserted "
-        f"references; a random rank gives log2 e = 1.44): {'; '.join(parts)} "
-        f"({int(first['n_canaries'])} canaries per level, {int(first['replicas'])} replicas)."
+        f"never-inserted references, at most {bits:.0f} bits; a random rank gives log2 e = "
+        f"1.44): {'; '.join(parts)} ({int(first['n_canaries'])} canaries per level, "
+        f"{int(first['replicas'])} replicas)."
     )
-    return Finding("sequence_leaks", q, text, numbers, runs=tuple(runs))
+
+
+def _membership_sentence(m: pd.DataFrame, numbers: dict, runs: list) -> str:
+    """Per run, its strongest attack's true-positive rate at 0.1% false positives (Wilson)."""
+    if m.empty:
+        return ""
+    parts = []
+    for run in _regimes(m):
+        row = run.loc[run["tpr_at_0.001_fpr"].idxmax()]
+        members = int(row["members"])
+        tpr = float(row["tpr_at_0.001_fpr"])
+        lo, hi = wilson_interval(round(tpr * members), members)
+        est = Estimate(tpr, float(lo), float(hi), members, "members")
+        numbers[f"membership_{row['model']}_{row['regime']}_tpr_at_0.001_fpr"] = est
+        runs.append(_key(row))
+        parts.append(
+            f"{_name(row)} {est.pct()} ({html.escape(str(row['attack']))}, AUC {row['auc']:.3f})"
+        )
+    return (
+        "Membership inference on the documents' loss finds, at 0.1% false positives: "
+        f"{'; '.join(parts)} ({int(m.iloc[0]['members'])} member pairs)."
+    )
 
 
 QUESTIONS = (memorizes, costs, pays, leaks)
