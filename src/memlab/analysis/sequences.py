@@ -45,6 +45,7 @@ import pandas as pd
 from scipy import stats
 
 from memlab.analysis.memorization import used_replicas
+from memlab.data.long_tail import frequency_bucket
 from memlab.io import MemlabInputError
 from memlab.plan.study import RUN_COLUMNS, with_run
 
@@ -229,11 +230,12 @@ def run_fact_recall(
     bank: Mapping[str, np.ndarray], usable: np.ndarray | None = None
 ) -> pd.DataFrame:
     """Fact recall rows of a run's bank (module doc), one per form, seen-group and training
-    frequency ``k``: ``recall`` is the mean over facts of each fact's recall over the replicas in
+    frequency bucket (``train_frequency``: the power-of-two bucket of a fact's copies k, as the
+    long-tail table buckets, 1, 2-3 -> 2, 4-7 -> 4, ...): ``recall`` is the mean over facts of each fact's recall over the replicas in
     the group (a fact is the unit: its replicas are not independent draws), ``recall_se`` the
     standard error over facts (NaN for one fact, ``recall`` NaN for none); ``pairs`` the
     (replica, fact) pairs counted."""
-    reps = np.asarray(bank["fact_repetitions"], np.int64)
+    reps = frequency_bucket(np.asarray(bank["fact_repetitions"], np.int64))
     keep = np.ones(len(bank["replica"]), bool) if usable is None else np.asarray(usable, bool)
     trained = groups_in(bank["pool_fact"], len(reps), bank["train_mask"])[keep]
     never = ~groups_in(bank["pool_fact"], len(reps), bank["members"])[keep]

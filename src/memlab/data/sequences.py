@@ -33,8 +33,9 @@ from memlab.data.dataset_kinds import Text, from_spec
 from memlab.io import MemlabInputError
 from memlab.seeds import derive_seed
 
-# A word's count in the training pool, bucketed (inclusive bounds): rare-word accuracy.
-WORD_BUCKETS: tuple[tuple[int, int], ...] = ((1, 2), (3, 10), (11, 100), (101, 2**62))
+# A word's count in the training pool, bucketed (inclusive bounds; -1: no upper bound):
+# rare-word accuracy.
+WORD_BUCKETS: tuple[tuple[int, int], ...] = ((1, 2), (3, 10), (11, 100), (101, -1))
 # Document kinds that are single documents, which fill each half of a pair's subsets.
 FILLERS = ("grammar", "document")
 NO_FACTS = np.zeros((0,), np.int64)
@@ -210,7 +211,7 @@ def word_buckets(pool_tokens: np.ndarray, vocab: int) -> np.ndarray:
     counts[: len(text.SPECIAL_TOKENS)] = 0
     bucket = np.full(vocab, -1, np.int64)
     for b, (lo, hi) in enumerate(WORD_BUCKETS):
-        bucket[(counts >= lo) & (counts <= hi)] = b
+        bucket[(counts >= lo) & ((counts <= hi) | (hi < 0))] = b
     return bucket
 
 

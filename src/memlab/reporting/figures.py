@@ -21,6 +21,7 @@ from scipy import stats
 
 from memlab.analysis import capacity_bits as bits_analysis
 from memlab.analysis import metrics as analysis
+from memlab.data.long_tail import frequency_bucket
 from memlab.data.perturb import PARAMETER_AXIS
 from memlab.data.randomization import RANDOMIZATIONS
 from memlab.io import atomic_path
@@ -1769,13 +1770,13 @@ def fact_recall(t: StudyTables) -> plt.Figure:
                         ha="right", va="bottom", color="0.35")  # fmt: skip
             ticks = sorted(p["train_frequency"].unique())
             ax.set_xscale("log", base=2)
-            ax.set_xticks(ticks, [f"{k:g}" for k in ticks])
+            ax.set_xticks(ticks, [_bucket_label(int(k), k == ticks[-1]) for k in ticks])
             ax.minorticks_off()
             if ticks:
                 ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{panel}\n{FORM_TITLES[form]}", size=9)
-            ax.set_xlabel("copies of the fact in the pool (k)")
+            ax.set_xlabel("copies of the fact in the pool (k, power-of-two buckets)")
         axes[row, 0].set_ylabel("fact recall (top-1 value)")
     _fact_recall_legend(fig, lines, palette)
     fig.suptitle(
@@ -1799,6 +1800,14 @@ def _fact_recall_legend(fig: plt.Figure, lines: list[str], palette: dict[str, An
     )  # fmt: skip
 
 
+def _bucket_label(k: int, last: bool = False) -> str:
+    """A power-of-two frequency bucket by its lower bound: 1, 2-3, 4-7, ...; the ``last`` one
+    (the data's largest) open: 16+."""
+    if k <= 1:
+        return str(k)
+    return f"{k}+" if last else f"{k}-{2 * k - 1}"
+
+
 def _memorization_units(s: pd.DataFrame) -> pd.DataFrame:
     """Counterfactual memorization per independent unit and category: a fact's or canary's
     copies share their replicas (all in or all out), so they are one unit (their mean score);
@@ -1809,8 +1818,16 @@ def _memorization_units(s: pd.DataFrame) -> pd.DataFrame:
         "f" + s["fact"].astype(str),
         np.where(s["canary"] >= 0, "c" + s["canary"].astype(str), "d" + s["document"].astype(str)),
     )
-    reps = s["repetitions"].astype(int).astype(str)
-    category = np.where(s["doc_kind"] == "grammar", "grammar", s["doc_kind"] + "\nk=" + reps)
+    # Facts by power-of-two buckets of k (few facts have a given large k); a grammar document
+    # with k > 1 has identical twins that are separate documents (not kept together).
+    reps = frequency_bucket(s["repetitions"].to_numpy(int))
+    top = pd.Series(reps, index=s.index).groupby(s["doc_kind"]).transform("max")
+    label = pd.Series(
+        [_bucket_label(int(k), k == t) for k, t in zip(reps, top, strict=True)], index=s.index
+    )
+    single = (s["doc_kind"] == "grammar") & (reps == 1)
+    category = np.where(single, "grammar", s["doc_kind"] + "\nk=" + label)
+    s = s.assign(repetitions=reps)
     s = s.assign(unit=unit, category=category)
     keys = ["line", "panel", "doc_kind", "repetitions", "category"]
     per_unit = s.groupby([*keys, "unit"], sort=False)[["score", "low", "high"]].mean()
@@ -1952,6 +1969,7 @@ def sequence_perplexity(t: StudyTables) -> plt.Figure:
         )  # fmt: skip
         right.set_xticks(sorted(typo["severity"].unique()))
         right.set_xlabel("typo severity (0 = unchanged)")
+        right.set_yscale("log")
         right.set_ylabel("held-out perplexity per token")
         right.set_title(f"{panel}: held-out documents with typos", size=9)
     _legend_by_line(fig, axes, lines)

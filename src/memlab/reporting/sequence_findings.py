@@ -112,6 +112,7 @@ def memorizes(t: StudyTables) -> Finding | None:
                 f" Facts seen once score {a.value:+.3f} [{a.low:+.3f}, {a.high:+.3f}], facts seen "
                 f"{FREQUENT} times or more {b.value:+.3f} [{b.low:+.3f}, {b.high:+.3f}]: {how}."
             )
+    rare_vs_frequent += _twins(run, numbers)
     ranked = run.sort_values("score", ascending=False)
     top, bottom = ranked.iloc[0], ranked.iloc[-1]
     text = (
@@ -124,6 +125,24 @@ def memorizes(t: StudyTables) -> Finding | None:
         f"{_quote(str(bottom['text']))} ({bottom['score']:+.2f})."
     )
     return Finding("sequence_memorizes", q, text, numbers, runs=(_key(first),))
+
+
+def _twins(run: pd.DataFrame, numbers: dict[str, Estimate]) -> str:
+    """Grammar documents with identical twins elsewhere in the pool (separate documents, each in
+    or out of a subset on its own) against unique ones: Zhang et al. 2023's duplicated text."""
+    grammar = run[run["doc_kind"] == "grammar"]
+    unique, twins = grammar[grammar["repetitions"] == 1], grammar[grammar["repetitions"] > 1]
+    if len(unique) < 2 or len(twins) < 2:
+        return ""
+    a, b = _mean_t(unique["score"]), _mean_t(twins["score"])
+    numbers["grammar_unique_mean"], numbers["grammar_duplicated_mean"] = a, b
+    how = "less" if b.high < a.low else "not clearly less"
+    return (
+        f" Grammar documents whose text also occurs as another, separate document ({b.n}: the "
+        f"models without one copy still train on its twin) score {b.value:+.3f} "
+        f"[{b.low:+.3f}, {b.high:+.3f}] against {a.value:+.3f} [{a.low:+.3f}, {a.high:+.3f}] for "
+        f"unique ones: duplicated text is memorized {how}, as Zhang et al. report."
+    )
 
 
 def costs(t: StudyTables) -> Finding | None:

@@ -91,10 +91,13 @@ def test_value_and_secret_positions_point_at_the_value_and_the_digits(arrays):
 def test_word_buckets_count_the_pool(arrays):
     tokens = arrays["tokens"][:, 1:]
     counts = np.bincount(tokens.ravel(), minlength=len(arrays["vocabulary"]))
+    counts[: len(text.SPECIAL_TOKENS)] = 0  # padding and the rest are no words
     bucket = arrays["word_bucket"]
     for b, (lo, hi) in enumerate(sequences.WORD_BUCKETS):
         ids = np.flatnonzero(bucket == b)
-        assert ((counts[ids] >= lo) & (counts[ids] <= hi)).all()
+        assert ((counts[ids] >= lo) & ((counts[ids] <= hi) | (hi < 0))).all()
+    assert sequences.WORD_BUCKETS[-1][1] < 0  # the last bucket has no upper bound
+    assert (bucket[counts > sequences.WORD_BUCKETS[-1][0]] == len(sequences.WORD_BUCKETS) - 1).all()
     assert (bucket[: len(text.SPECIAL_TOKENS)] == -1).all()
 
 
