@@ -1776,7 +1776,7 @@ def fact_recall(t: StudyTables) -> plt.Figure:
                 ax.set_xlim(min(ticks) / 1.5, max(ticks) * 1.5)
             ax.set_ylim(0, 1.02)
             ax.set_title(f"{panel}\n{FORM_TITLES[form]}", size=9)
-            ax.set_xlabel("copies of the fact in the pool (k, power-of-two buckets)")
+            ax.set_xlabel("copies of the fact in the pool (k)")
         axes[row, 0].set_ylabel("fact recall (top-1 value)")
     _fact_recall_legend(fig, lines, palette)
     fig.suptitle(

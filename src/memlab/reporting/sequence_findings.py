@@ -120,7 +120,7 @@ def memorizes(t: StudyTables) -> Finding | None:
         f"trained on a document minus the others') of {_name(first)}, mean by kind of document: "
         f"{'; '.join(parts)} ({html.escape(str(first['dataset']))}, {len(run)} documents, "
         f"{int(first['replicas'])} replicas).{rare_vs_frequent} Most memorized: "
-        f"{_quote(str(top['text']))} ({top['doc_kind']}, {int(top['repetitions'])} copies, "
+        f"{_quote(str(top['text']))} ({top['doc_kind']}, {_copies(int(top['repetitions']))}, "
         f"{top['score']:+.2f} [{top['low']:+.2f}, {top['high']:+.2f}]); least: "
         f"{_quote(str(bottom['text']))} ({bottom['score']:+.2f})."
     )
@@ -239,6 +239,10 @@ def pays(t: StudyTables) -> Finding | None:
         text += " " + rare[0]
         numbers |= rare[1]
     return Finding("sequence_pays", q, text, numbers, runs=tuple(runs))
+
+
+def _copies(k: int) -> str:
+    return "1 copy" if k == 1 else f"{k} copies"
 
 
 def _times(k: int) -> str:
