@@ -50,6 +50,10 @@ def test_text_and_digits_each_get_their_own_models_and_the_others_are_noted():
 
 def test_a_study_of_text_alone_draws_only_its_own_figures():
     study = _plan({"text": TEXT})
+    powered = _plan({"text": TEXT}, replicas=18)  # 17 shadows: the attacks' default gate
+    assert {f.name for f in study_figures(powered)} - {f.name for f in study_figures(study)} == {
+        "membership_roc"
+    }
     assert not study.runs and study.sequence_runs
     names = {f.name for f in study_figures(study)}
     assert names == {"exposure", "fact_recall", "sequence_memorization", "sequence_perplexity",

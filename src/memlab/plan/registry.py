@@ -200,7 +200,11 @@ FIGURES: tuple[Figure, ...] = (
     Figure("memorization_scatter", lambda s: bool(_scored(s)) and _has_mlp_and_1nn(s)),
     Figure(
         "membership_roc",
-        lambda s: any(ds.attacks_powered(s.power) for ds in s.datasets.values()),
+        lambda s: (
+            any(ds.attacks_powered(s.power) for ds in s.datasets.values())
+            or any(s.power.attacks_powered(ds.replicas) for ds in s.texts.values())
+        ),
+        of_examples=False,
     ),
     Figure(
         "randomization_tests",
@@ -267,7 +271,7 @@ FINDING_FIGURES: dict[str, tuple[str, ...]] = {
     "sequence_memorizes": ("sequence_memorization",),
     "sequence_costs": ("sequence_perplexity",),
     "sequence_pays": ("fact_recall", "rare_words"),
-    "sequence_leaks": ("exposure",),
+    "sequence_leaks": ("exposure", "membership_roc"),
 }
 
 
