@@ -45,6 +45,27 @@ def untrained(corpus: dict[str, np.ndarray], replicas: int) -> StackedGRU:
     return model.eval()
 
 
+def _checkpoint(model: StackedGRU, members: np.ndarray) -> dict:
+    """A train_sequence checkpoint of ``model`` (replicas 0..R-1) trained on ``members``."""
+    r = members.shape[0]
+    return {
+        "state": model.state_dict(),
+        "settings": {
+            "model": {"kind": "gru", "name": "gru", "width": 16, "embedding": 8},
+            "settings": {"batch_size": 8, "lr": 0.01, "max_epochs": 1, "weight_decay": 0.0,
+                         "dropout": 0.0, "early_stopping": False, "stop_at_fit": True,
+                         "ridge": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+            "seed": 0,
+            "wildcards": {"regime": "memorize"},
+        },
+        "arrays": {
+            "replica": np.arange(r), "train_mask": members, "val_mask": np.zeros_like(members),
+            "fit_epoch": np.full(r, -1), "stop_epoch": np.ones(r, np.int64),
+            "stop_reason": np.zeros(r, np.int64), "loss_drop": np.zeros(r, np.float32),
+        },
+    }  # fmt: skip
+
+
 def test_a_model_that_trained_on_nothing_recalls_at_chance(corpus):
     recalled = _recall(untrained(corpus, 4), corpus)
     chance = float(corpus["recall_chance"])
@@ -92,22 +113,7 @@ def test_an_evaluation_has_every_array_the_analysis_reads(corpus):
     r = 2
     model = untrained(corpus, r)
     members = sequences.document_subsets(corpus["group"], corpus["doc_kind"], range(r), seed=1)
-    checkpoint = {
-        "state": model.state_dict(),
-        "settings": {
-            "model": {"kind": "gru", "name": "gru", "width": 16, "embedding": 8},
-            "settings": {"batch_size": 8, "lr": 0.01, "max_epochs": 1, "weight_decay": 0.0,
-                         "dropout": 0.0, "early_stopping": False, "stop_at_fit": True,
-                         "ridge": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
-            "seed": 0,
-            "wildcards": {"regime": "memorize"},
-        },
-        "arrays": {
-            "replica": np.arange(r), "train_mask": members, "val_mask": np.zeros_like(members),
-            "fit_epoch": np.full(r, -1), "stop_epoch": np.ones(r, np.int64),
-            "stop_reason": np.zeros(r, np.int64), "loss_drop": np.zeros(r, np.float32),
-        },
-    }  # fmt: skip
+    checkpoint = _checkpoint(model, members)
     out = evaluate_sequence_run(checkpoint, corpus)
     for name in (*PER_REPLICA, "canary_loss", "reference_loss", "train_mask", "members"):
         assert out[name].shape[0] == r, name
@@ -118,3 +124,31 @@ def test_an_evaluation_has_every_array_the_analysis_reads(corpus):
     total = out["word_tokens_in"].sum(1) + out["word_tokens_out"].sum(1)
     counted = (corpus["word_bucket"][corpus["tokens"][:, 1:]] >= 0).sum()
     assert (total == counted).all()
+
+
+def test_a_users_file_is_evaluated_without_facts_or_canaries(tmp_path):
+    """A user's documents have neither facts nor canaries: their arrays are empty, exposure has
+    nothing to rank, and the sequence tables still come out (memorization, perplexity)."""
+    from memlab.analysis.exposure import exposure_table
+    from memlab.analysis.sequences import SEQUENCE_FRAMES
+
+    lines = [f"w{i % 7} x{i % 5} y{i % 3} z" for i in range(40)]
+    (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
+    spec = {"kind": "text", "path": "docs.txt", "context": 8}
+    corpus = sequences.prepare(spec, "mine", 0.25, root=tmp_path, log=lambda m: None)
+    r = 4
+    members = sequences.document_subsets(corpus["group"], corpus["doc_kind"], range(r), seed=0)
+    model = untrained(corpus, r)
+    checkpoint = _checkpoint(model, members)
+    out = evaluate_sequence_run(checkpoint, corpus)
+    assert "canary_loss" not in out
+    assert out["fact_correct"].shape == (r, 0) and out["paraphrase_correct"].shape == (r, 0)
+    run = {"dataset": "mine", "regime": "memorize"}
+    assert exposure_table([(run, out)]).empty
+    from memlab.plan.study import RUN_COLUMNS
+
+    run = dict.fromkeys(RUN_COLUMNS, 0) | {"kind": "gru", "model": "gru-w16", "regime": "memorize"}
+    tables = {name: frame([(run, out)]) for name, frame in SEQUENCE_FRAMES.items()}
+    assert tables["fact_recall"].empty
+    assert len(tables["sequence_memorization"]) == len(corpus["tokens"])
+    assert set(tables["sequence_perplexity"]["split"]) == {"train", "unseen", "heldout", "typo"}
