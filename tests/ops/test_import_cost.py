@@ -32,6 +32,11 @@ USES = {
     "figures": ("pandas", "scipy", "matplotlib", "seaborn"),
     "train": ("torch",),  # the model (its history table: columns through pyarrow)
     "evaluate": ("torch",),  # the checkpoint and model (its metrics: columns through pyarrow)
+    "prepare_text": (),  # the corpus: numpy alone
+    "subsample_text": (),
+    "train_sequence": ("torch",),  # the language model (its history: columns through pyarrow)
+    "evaluate_sequence": ("torch",),  # inside memlab.engine.sequence_runs' functions
+    "analyze_sequences": ("pandas", "scipy"),  # its tables; Welch t intervals
 }
 PLANNING = "snakemake start"
 
