@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from memlab.plan.study import Regime
 
 SECRET_DIGITS = 5
+# A block's training facts, passed from its checkpoint into its evaluation (the bank's).
+_TRAINING_FACTS = ("fit_epoch", "stop_epoch", "stop_reason", "loss_drop")
 
 
 def build(variant: GRU, vocab: int, regime: Regime, seed: int, replicas: Sequence[int]) -> Any:
@@ -187,9 +189,6 @@ def evaluate_sequence_run(
     if len(corpus["canary_tokens"]):  # a user's file has no canaries: no exposure rows
         out |= _secrets(model, corpus)
     return out
-
-
-_TRAINING_FACTS = ("fit_epoch", "stop_epoch", "stop_reason", "loss_drop")
 
 
 def _recall(model: Any, corpus: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
