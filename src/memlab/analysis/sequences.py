@@ -231,10 +231,10 @@ def run_fact_recall(
 ) -> pd.DataFrame:
     """Fact recall rows of a run's bank (module doc), one per form, seen-group and training
     frequency bucket (``train_frequency``: the power-of-two bucket of a fact's copies k, as the
-    long-tail table buckets, 1, 2-3 -> 2, 4-7 -> 4, ...): ``recall`` is the mean over facts of each fact's recall over the replicas in
-    the group (a fact is the unit: its replicas are not independent draws), ``recall_se`` the
-    standard error over facts (NaN for one fact, ``recall`` NaN for none); ``pairs`` the
-    (replica, fact) pairs counted."""
+    long-tail table buckets, 1, 2-3 -> 2, 4-7 -> 4, ...): ``recall`` is the mean over facts of each
+    fact's recall over the replicas in the group (a fact is the unit: its replicas are not
+    independent draws), ``recall_se`` the standard error over facts (NaN for one fact, ``recall``
+    NaN for none); ``pairs`` the (replica, fact) pairs counted."""
     reps = frequency_bucket(np.asarray(bank["fact_repetitions"], np.int64))
     keep = np.ones(len(bank["replica"]), bool) if usable is None else np.asarray(usable, bool)
     trained = groups_in(bank["pool_fact"], len(reps), bank["train_mask"])[keep]
