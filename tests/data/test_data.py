@@ -141,7 +141,7 @@ def test_validate_writes_no_dataset_default():
 
 
 def test_every_kind_has_a_spec_here():
-    """Every kind of examples; text (documents) is tested in tests/data/test_sequences.py."""
+    """Every kind of examples; text (documents) is tested in tests/data/test_data_sequences.py."""
     from memlab.data.dataset_kinds import KINDS
 
     examples = {k for k in DATASET_KINDS if not KINDS[k].sequences}
