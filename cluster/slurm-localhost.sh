@@ -129,7 +129,9 @@ configure() {
     chmod 600 /etc/munge/munge.key
     chmod 755 /run/munge
 
-    cpus=$(nproc)
+    # The machine's CPUs: nproc alone obeys OMP_NUM_THREADS (the tests set it to 1 for every
+    # process they start), which would make a 1-CPU node that runs one job at a time.
+    cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     # RealMemory above the real memory would DRAIN the node; leave the OS 20%.
     mem=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
     mkdir -p /etc/slurm

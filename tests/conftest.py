@@ -191,12 +191,48 @@ def smoke_study(tmp_path_factory) -> tuple[Path, float]:
     return work, time.monotonic() - t0
 
 
+@pytest.fixture(scope="session")
+def smoke_report(smoke_study) -> Path:
+    """The smoke study's report (``snakemake --report``), built once into its results/ for the
+    tests that read it (tests/e2e/test_workflow.py, tests/e2e/test_report_browser.py)."""
+    work = smoke_study[0]
+    snakemake(work, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
+    return work / "results" / "report.html"
+
+
+SMALL_CONFIG = "config/small.yaml"
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> Path:
+    """The small study (:func:`small_config`, written to ``SMALL_CONFIG``) run once locally
+    (--cores 2) for every test that reads its results: its working directory. Tests may add
+    files there but must not change results."""
+    work = copy_workflow(tmp_path_factory.mktemp("small"))
+    (work / SMALL_CONFIG).write_text(yaml.safe_dump(small_config()))
+    snakemake(work, "--configfile", SMALL_CONFIG, "--cores", "2")
+    return work
+
+
 # --------------------------------------------------------------------------- configs and plans
 
 
 def smoke() -> dict:
     """config/smoke.yaml as loaded (no defaults filled in)."""
     return yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+
+
+def small_config() -> dict:
+    """The smoke study made smaller (about 20 jobs): one size, one MLP width and k-NN, both
+    regimes, one corruption; as loaded (no defaults filled in)."""
+    config = smoke()
+    config["sizes"] = [80]
+    config["models"] = {
+        "mlp": {"kind": "mlp", "depth": 1, "widths": [8]},
+        "knn": config["models"]["knn"],
+    }
+    config["perturbations"] = {"names": ["gaussian_noise"], "severities": [1]}
+    return config
 
 
 def full(config: dict) -> dict:

@@ -167,10 +167,13 @@ def test_adding_replicas_trains_only_the_new_blocks(tmp_path):
         0, 1, 2, 3,
     ]  # fmt: skip
 
-    # The same 4 replicas in one run from scratch, one job at a time: identical tables.
+    # The same 4 replicas in one run from scratch, one job at a time: identical tables. Only the
+    # tables compared are asked for (all of them come from the one analyze job): the figures and
+    # the findings page are made from them and compared nowhere.
     fresh = copy_workflow(tmp_path / "fresh")
     _bank_config(fresh, 4, "large.yaml")
-    snakemake(fresh, "--configfile", large, "--cores", "1")
+    targets = [f"results/tables/{name}" for name in TABLES]
+    snakemake(fresh, "--configfile", large, "--cores", "1", *targets)
     for name in TABLES:
         ours, theirs = (work / "results/tables" / name), (fresh / "results/tables" / name)
         assert ours.read_bytes() == theirs.read_bytes(), name

@@ -1,7 +1,10 @@
 """Interruptions: a study killed at any point and rerun ends with the same bytes as a clean run.
 
-The clean run is the shared smoke study (``--cores 2``, never interrupted). Here the same config
-runs one job at a time (``--cores 1``) and is killed four times, four ways: Ctrl-C during
+The clean run is the shared small study (conftest.small_study: the smoke study cut to one size,
+an MLP in both regimes and k-NN; ``--cores 2``, never interrupted): every kind of step killed
+here is in it, and what is asserted (the same bytes as a clean run) does not depend on the study's
+size. Here the same config runs one job at a time (``--cores 1``) and is killed four times, four
+ways: Ctrl-C during
 prepare, SIGKILL of a training job right after it saved its resumable state, SIGTERM to Snakemake
 during evaluation, and SIGKILL of everything (power loss) while figures are drawn. Each step has
 its own deterministic trigger (tests/faults/sitecustomize.py: the job of that rule waits at a
@@ -25,7 +28,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, SNAKEMAKE, copy_workflow, snakemake
+from conftest import ROOT, SMALL_CONFIG, SNAKEMAKE, copy_workflow, snakemake
 
 from memlab.checkpoint import load_checkpoint
 from memlab.io import load_npz
@@ -70,11 +73,12 @@ def _check_no_half_files(results: Path) -> None:
             pd.read_parquet(f)
 
 
-def test_killed_four_ways_and_rerun_gives_identical_results(smoke_study, tmp_path):
-    clean = smoke_study[0]
+def test_killed_four_ways_and_rerun_gives_identical_results(small_study, tmp_path):
+    clean = small_study
     work = copy_workflow(tmp_path / "work")
     shutil.copy2(ROOT / "run.sh", work / "run.sh")
-    config = yaml.safe_load((work / "config" / "smoke.yaml").read_text())
+    # The small study's config as it ran (the smoke study's ran twice as long at --cores 1).
+    config = yaml.safe_load((clean / SMALL_CONFIG).read_text())
     # Save resumable state every 5 epochs; not a rerun trigger, so results must not change.
     config["training"]["resume_every"] = 5
     # Key order kept: tables list runs in the config's order.

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.remote.webelement import WebElement
 
@@ -103,10 +103,9 @@ def chromium() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="module")
-def report(smoke_study) -> Path:
-    work = smoke_study[0]
-    snakemake(work, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
-    return work / "results" / "report.html"
+def report(smoke_report) -> Path:
+    """The smoke study's report, built once for the session (conftest.smoke_report)."""
+    return smoke_report
 
 
 # JS: the findings page in the report's iframe: visible headings and list items, and its images.

@@ -213,15 +213,35 @@ def _study_copy(dest: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory) -> Path:
-    """The same study run locally."""
+def local_started(tmp_path_factory):
+    """The same study run locally, started before the SLURM runs and running beside them (most of
+    a SLURM run is waiting for its jobs and their status checks): (work, process)."""
     work = _study_copy(tmp_path_factory.mktemp("local"))
-    snakemake(work, "--configfile", CONFIG, "--cores", "2")
+    out = open(work / "snakemake-local.out", "w")  # noqa: SIM115 (closed below)
+    cmd = [SNAKEMAKE, "--configfile", CONFIG, "--cores", "2"]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield work, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        out.close()
+
+
+@pytest.fixture(scope="module")
+def local_run(local_started) -> Path:
+    """The same study run locally (--cores 2), as conftest.snakemake would run it."""
+    work, proc = local_started
+    returncode = proc.wait(timeout=900)
+    if returncode != 0:
+        printed = (work / "snakemake-local.out").read_text()
+        raise AssertionError(f"snakemake {' '.join(proc.args[1:])} failed:\n{printed}")
     return work
 
 
 @pytest.fixture(scope="module")
-def slurm_study(cluster, tmp_path_factory) -> SlurmStudy:
+def slurm_study(cluster, local_started, tmp_path_factory) -> SlurmStudy:
     work = _study_copy(tmp_path_factory.mktemp("slurm"))
     plan = [j for j in _jobs(snakemake(work, "-n", "--configfile", CONFIG).stdout) if j[0] != "all"]
     squeeze = _squeezing_profile(tmp_path_factory.mktemp("squeeze") / "profile")

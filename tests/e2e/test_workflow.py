@@ -165,9 +165,9 @@ def test_corruption_error_table_and_what_its_keys_rerun(smoke_run):
     assert "analyze" in analysis and set(analysis) <= {"analyze", "figures", "summarize", "all"}
 
 
-def test_report_builds(smoke_run):
-    snakemake(smoke_run, "--configfile", "config/smoke.yaml", "--report", "results/report.html")
-    html = (smoke_run / "results/report.html").read_text(errors="replace")
+def test_report_builds(smoke_report):
+    # Built once for the session (conftest.smoke_report: snakemake --report on the smoke study).
+    html = smoke_report.read_text(errors="replace")
     assert len(html) > 10_000 and "accuracy_vs_size" in html
 
 

@@ -12,24 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, copy_workflow, plan_stdout, snakemake
+from conftest import SMALL_CONFIG, plan_stdout, small_config
 
 from memlab.ops.plan import ABSENT, Change, describe_changes, diff, pair_params, params_reasons
 from memlab.ops.snakemake import PlannedJob
 
-CONFIG = "config/plan.yaml"
+CONFIG = SMALL_CONFIG
 
 
 def study_config(**edits) -> dict:
-    """The smoke study made smaller (about 20 jobs), with ``edits`` applied by dotted key."""
-    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    config["sizes"] = [80]
-    config["models"] = {
-        "mlp": {"kind": "mlp", "depth": 1, "widths": [8]},
-        "knn": config["models"]["knn"],
-    }
-    config["perturbations"] = {"names": ["gaussian_noise"], "severities": [1]}
+    """The small study (conftest.small_config: about 20 jobs), with ``edits`` applied by dotted
+    key."""
+    config = small_config()
     for key, value in edits.items():
         *parents, leaf = key.split(".")
         node = config
@@ -40,11 +34,10 @@ def study_config(**edits) -> dict:
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("plan"))
-    (work / CONFIG).write_text(yaml.safe_dump(study_config()))
-    snakemake(work, "--configfile", CONFIG, "--cores", "2")
-    return work
+def work(small_study) -> Path:
+    """The small study, run once for the session (tests/e2e/test_reliability.py compares with
+    it): the tests here add edited configs to it and plan, and change no result."""
+    return small_study
 
 
 def plan(work: Path, config: dict | None = None) -> str:
